@@ -1,0 +1,157 @@
+"""All configuration in one place: training profiles and the paths skinseg looks in.
+
+A *profile* is a complete training recipe. ``full`` is the GPU recipe behind the book's
+results; ``smoke`` is a small-width, few-image version that runs on two CPU cores in
+seconds and whose outputs are always labelled as a CPU smoke run; ``tiny`` is for tests.
+
+Environment variables override the defaults:
+
+* ``SKINSEG_PROFILE``: the profile name (default: ``full`` on CUDA, ``smoke`` otherwise);
+* ``SKINSEG_DATA``: the dataset folder (default: see :func:`default_data_dir`);
+* ``SKINSEG_CACHE``: where decoded arrays are cached (default ``~/.cache/skinseg``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random augmentation, applied on the device to image and mask alike (see :mod:`skinseg.data.augment`).
+
+    Angles in degrees; ``scale`` and the colour strengths are relative amounts (0 = off).
+    """
+
+    flips: bool = True
+    rot90: bool = True
+    rotate: float = 15.0
+    scale: float = 0.10
+    translate: float = 0.05
+    brightness: float = 0.20
+    contrast: float = 0.20
+    saturation: float = 0.20
+    hue: float = 0.03
+
+
+NO_AUGMENT = AugmentConfig(False, False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A complete training and evaluation recipe.
+
+    Attributes:
+        name: the profile's name, printed next to every result it produced.
+        width: base channels of the models (64 is the article's 64 -> 1024 network).
+        image_size: ``(H, W)`` the images are resized to; both divisible by 16.
+        epochs, batch_size: the schedule; ``lr`` is AdamW's peak learning rate, reached after
+            ``warmup_epochs`` of linear warm-up and followed by cosine decay to zero.
+        loss: ``"bce_dice"`` or ``"dice"`` (see :mod:`skinseg.losses`).
+        ema_decay: decay of the exponential moving average of the weights, or ``None``.
+        max_train, max_val, max_test: use only the first N images of a split (``None`` = all).
+        tta: test-time augmentation candidates; the one with the best validation IoU is used.
+        postprocess: also try keeping the largest connected component with holes filled.
+        compile: ``"auto"`` compiles on CUDA only, ``"on"``/``"off"`` force it.
+        seeds: the seeds of an experiment.
+    """
+
+    name: str
+    width: int = 64
+    image_size: tuple[int, int] = (192, 256)
+    epochs: int = 40
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    loss: str = "bce_dice"
+    ema_decay: float | None = 0.995
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    max_train: int | None = None
+    max_val: int | None = None
+    max_test: int | None = None
+    tta: tuple[str, ...] = ("none", "flip", "d4")
+    postprocess: bool = True
+    compile: str = "auto"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    eval_batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        h, w = self.image_size
+        if h % 16 or w % 16 or h <= 0 or w <= 0:
+            raise ConfigError(f"image_size must be two positive multiples of 16, got {self.image_size}")
+        for key in ("width", "epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.compile not in ("auto", "on", "off"):
+            raise ConfigError(f"compile must be 'auto', 'on' or 'off', got {self.compile!r}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay}")
+
+    @property
+    def is_smoke(self) -> bool:
+        """True for the reduced CPU profiles, whose outputs must say so."""
+        return self.name != "full"
+
+    def label(self) -> str:
+        """A short tag for outputs: says plainly when a result is from a CPU smoke run."""
+        return "full GPU recipe" if not self.is_smoke else f"CPU SMOKE RUN (profile {self.name!r}, not a real result)"
+
+    def replace(self, **changes) -> "Profile":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "full": Profile(name="full", epochs=30),
+    "smoke": Profile(name="smoke", width=8, epochs=2, batch_size=8, max_train=64, max_val=16,
+                     max_test=32, tta=("none", "flip"), seeds=(0, 1), compile="off",
+                     ema_decay=0.9),
+    "tiny": Profile(name="tiny", width=4, image_size=(64, 64), epochs=2, batch_size=4, max_train=16,
+                    max_val=8, max_test=8, tta=("none", "flip"), seeds=(0,),
+                    compile="off", ema_decay=0.5, eval_batch_size=8),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile ``name``; without one, ``$SKINSEG_PROFILE``, else ``full`` on CUDA and ``smoke`` otherwise."""
+    if name is None:
+        name = os.environ.get("SKINSEG_PROFILE")
+    if name is None:
+        import torch
+
+        name = "full" if torch.cuda.is_available() else "smoke"
+    if name not in PROFILES:
+        raise ConfigError(f"profile must be one of {sorted(PROFILES)}, got {name!r} "
+                          "(from the argument or SKINSEG_PROFILE)")
+    return PROFILES[name]
+
+
+def default_data_dir() -> Path:
+    """Where the ISIC data is looked for.
+
+    ``$SKINSEG_DATA`` if set; else the first ``shared/data/isic2017`` found beside the current
+    folder or one of its parents (the layout of this project's CI); else ``./data/isic2017``,
+    where ``python -m skinseg download`` puts it.
+    """
+    env = os.environ.get("SKINSEG_DATA")
+    if env:
+        return Path(env).expanduser()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "shared" / "data" / "isic2017"
+        if candidate.is_dir():
+            return candidate
+    return Path("data") / "isic2017"
+
+
+def cache_dir() -> Path:
+    """Where decoded, resized uint8 arrays are cached: ``$SKINSEG_CACHE`` or ``~/.cache/skinseg``."""
+    return Path(os.environ.get("SKINSEG_CACHE", Path.home() / ".cache" / "skinseg")).expanduser()

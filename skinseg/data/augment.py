@@ -1,0 +1,91 @@
+"""Random augmentation on the device, applied identically to images and masks.
+
+Everything is batched torch code (no torchvision), so it runs on the GPU next to the
+model and the CPU never becomes the bottleneck. One ``grid_sample`` applies all the
+geometry (flips, 90° turns, a small rotation, scaling and translation); colour jitter
+(brightness, contrast, saturation, hue) touches the image only.
+
+Rotations act in normalised coordinates, so a 90° turn of a 192x256 image also stretches
+it back to 192x256. The shared ISIC copy is already stretched from its original aspect,
+and lesions have no preferred orientation, so this is harmless here.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..config import AugmentConfig
+
+
+def _uniform(n: int, amount: float, generator: torch.Generator, device) -> torch.Tensor:
+    return (torch.rand(n, generator=generator, device=device) * 2 - 1) * amount
+
+
+def random_affine(n: int, config: AugmentConfig, generator: torch.Generator, device) -> torch.Tensor:
+    """``(n, 2, 3)`` affine matrices in normalised coordinates (for ``F.affine_grid``)."""
+    angle = torch.deg2rad(_uniform(n, config.rotate, generator, device))
+    if config.rot90:
+        angle = angle + torch.randint(0, 4, (n,), generator=generator, device=device) * (math.pi / 2)
+    scale = 1 + _uniform(n, config.scale, generator, device)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    if config.flips:
+        flip = torch.where(torch.rand(n, 2, generator=generator, device=device) < 0.5, -1.0, 1.0)
+        theta = theta * flip[:, None, :]
+    shift = torch.stack([_uniform(n, 2 * config.translate, generator, device) for _ in range(2)], 1)
+    return torch.cat([theta, shift[:, :, None]], 2)
+
+
+def _hue_matrix(delta: torch.Tensor) -> torch.Tensor:
+    """``(n, 3, 3)`` RGB matrices that turn the hue by ``delta`` (fractions of a full turn) about the grey axis."""
+    a = delta * 2 * math.pi
+    cos, sin = torch.cos(a), torch.sin(a)
+    k = torch.full_like(a, 1 / 3)
+    s3 = math.sqrt(1 / 3)
+    rows = [[cos + k * (1 - cos), k * (1 - cos) - s3 * sin, k * (1 - cos) + s3 * sin],
+            [k * (1 - cos) + s3 * sin, cos + k * (1 - cos), k * (1 - cos) - s3 * sin],
+            [k * (1 - cos) - s3 * sin, k * (1 - cos) + s3 * sin, cos + k * (1 - cos)]]
+    return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+
+def colour_jitter(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Random brightness, contrast, saturation and hue. ``(B, 3, H, W)`` in [0, 1] -> same."""
+    n, device = images.shape[0], images.device
+    x = images
+    if config.hue:
+        m = _hue_matrix(_uniform(n, config.hue, generator, device)).to(x.dtype)
+        x = torch.einsum("bij,bjhw->bihw", m, x)
+    if config.saturation:
+        grey = x.mean(1, keepdim=True)
+        x = grey + (x - grey) * (1 + _uniform(n, config.saturation, generator, device)).view(n, 1, 1, 1)
+    if config.contrast:
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = mean + (x - mean) * (1 + _uniform(n, config.contrast, generator, device)).view(n, 1, 1, 1)
+    if config.brightness:
+        x = x * (1 + _uniform(n, config.brightness, generator, device)).view(n, 1, 1, 1)
+    return x.clamp(0, 1)
+
+
+def augment_batch(images: torch.Tensor, masks: torch.Tensor, config: AugmentConfig,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment a batch.
+
+    Args:
+        images: ``(B, 3, H, W)`` float in [0, 1].
+        masks: ``(B, 1, H, W)`` float in {0, 1}.
+        generator: a ``torch.Generator`` on the images' device; the same state gives the
+            same augmentation.
+
+    Returns: augmented ``(images, masks)`` with the same shapes; masks stay in {0, 1}.
+    """
+    n = images.shape[0]
+    geometric = config.flips or config.rot90 or config.rotate or config.scale or config.translate
+    if geometric:
+        theta = random_affine(n, config, generator, images.device).to(images.dtype)
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        both = torch.cat([images, masks.to(images.dtype)], 1)
+        both = F.grid_sample(both, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        images, masks = both[:, :3], (both[:, 3:] > 0.5).to(masks.dtype)
+    return colour_jitter(images, config, generator), masks

@@ -1,0 +1,423 @@
+"""SYNTHETIC dermoscopy-like images with exact lesion masks.
+
+Nothing in this module is real data. It draws cartoon images that imitate the look of
+dermoscopy photographs in the ISIC skin-lesion segmentation challenges, so that unit
+tests, the command line and a first demo can run instantly without downloading
+anything:
+
+* a skin-toned background with smooth, low-frequency colour variation (uneven
+  pigmentation and redness) and mild sensor noise;
+* one pigmented lesion per image: a blob whose radius, in polar coordinates around a
+  random centre, is modulated by a few random Fourier harmonics, giving an irregular
+  border; it covers from about 3 % to about 50 % of the image (less when it runs off
+  the edge, as large real lesions do);
+* colour variegation inside the lesion: light and dark brown patches, blue-grey
+  veil-like areas in some images, sometimes dark dots, and a darker core;
+* a few dark, thin, curved hairs, some of which cross the lesion; hairs are *not* part of
+  the mask (as in the ISIC ground truth);
+* in some images a dark circular vignette in the corners, as left by the dermatoscope.
+
+The masks are exact: a pixel is lesion (1) if and only if its centre lies inside the
+blob, whatever colour it was painted. Everything is deterministic given the seed, and
+image ``i`` depends only on ``(seed, i, size)``, so ``make_synthetic(4, seed=s)`` gives
+the first four images of ``make_synthetic(64, seed=s)``.
+
+Every output says it is synthetic: the ``source`` of the :class:`SegmentationData` is
+``"SYNTHETIC lesions (seed S)"``. :func:`write_isic_layout` writes such images in the
+folder layout of the official ISIC 2016 or 2017 archives (JPEG images, PNG masks), to
+test the file readers; the ids look like ISIC ids but belong to no real image.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from skinseg.data.arrays import SegmentationData
+from skinseg.errors import ConfigError
+
+__all__ = ["make_synthetic", "write_isic_layout"]
+
+# RGB colours on the 0..255 scale.
+_SKIN_TONES = np.array([
+    [242, 208, 188],
+    [234, 192, 168],
+    [226, 178, 150],
+    [214, 164, 134],
+    [196, 146, 114],
+    [232, 186, 170],
+], dtype=np.float32)
+_LIGHT_BROWN = np.array([178, 122, 88], dtype=np.float32)
+_BROWN = np.array([138, 88, 60], dtype=np.float32)
+_DARK_BROWN = np.array([82, 52, 38], dtype=np.float32)
+_BLUE_GREY = np.array([112, 116, 138], dtype=np.float32)
+_HAIR = np.array([38, 28, 24], dtype=np.float32)
+
+# Largest m * n * k of one matrix product in _Canvas.field (OpenBLAS threads above 262144).
+_BLAS_BAND = 131072
+
+
+# --------------------------------------------------------------------------- checks
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_size(size) -> tuple[int, int]:
+    expected = "a pair (height, width) of integers, each >= 16 and divisible by 16"
+    try:
+        height, width = size
+    except (TypeError, ValueError):
+        raise ConfigError(f"size must be {expected}, got {size!r}") from None
+    for value in (height, width):
+        if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                or value < 16 or value % 16):
+            raise ConfigError(f"size must be {expected}, got {size!r}")
+    return int(height), int(width)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _smooth_matrix(n: int, cells: int) -> np.ndarray:
+    """``(n, cells + 2)`` weights that spread ``cells + 2`` control values smoothly over n samples."""
+    x = (np.arange(n, dtype=np.float32) + 0.5) / n
+    c = (np.arange(-1, cells + 1, dtype=np.float32) + 0.5) / cells
+    w = np.exp(-0.5 * ((x[:, None] - c[None, :]) * cells) ** 2)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+class _Canvas:
+    """Per-size constants shared by all images of one call."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.height, self.width = height, width
+        self.y, self.x = np.mgrid[0:height, 0:width].astype(np.float32)
+        half_diag = np.hypot(height / 2, width / 2)
+        self.radius = np.hypot(self.x - (width - 1) / 2, self.y - (height - 1) / 2) / np.float32(half_diag)
+        self._matrices: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def field(self, rng: np.random.Generator, cells: int, channels: int = 1) -> np.ndarray:
+        """Smooth random field(s) ``(channels, H, W)``, zero mean and unit std each.
+
+        ``cells`` control points span the longer side, so features are about
+        ``max(H, W) / cells`` pixels across.
+        """
+        scale = max(self.height, self.width)
+        key = (max(1, round(cells * self.height / scale)), max(1, round(cells * self.width / scale)))
+        if key not in self._matrices:
+            self._matrices[key] = (_smooth_matrix(self.height, key[0]),
+                                   np.ascontiguousarray(_smooth_matrix(self.width, key[1]).T))
+        ry, rxt = self._matrices[key]
+        grid = rng.standard_normal((channels, key[0] + 2, key[1] + 2)).astype(np.float32)
+        rows = ry[None] @ grid
+        # The (H, K) @ (K, W) products go in bands of rows small enough that BLAS stays
+        # on one thread: threaded BLAS on such small products is slower, and far slower
+        # when other processes keep the cores busy.
+        out = np.empty((channels, self.height, self.width), np.float32)
+        step = max(1, _BLAS_BAND // (self.width * rxt.shape[0]))
+        for c in range(channels):
+            for y in range(0, self.height, step):
+                np.matmul(rows[c, y:y + step], rxt, out=out[c, y:y + step])
+        out -= out.mean(axis=(1, 2), keepdims=True)
+        out /= out.std(axis=(1, 2), keepdims=True) + 1e-6
+        return out
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _stamp(canvas: _Canvas, target: np.ndarray, ys: np.ndarray, xs: np.ndarray, width: int) -> None:
+    """Set ``target`` to 1 at the points, with a square footprint of ``width`` pixels."""
+    for dy in range(width):
+        for dx in range(width):
+            yi = np.round(ys).astype(np.int64) + dy
+            xi = np.round(xs).astype(np.int64) + dx
+            keep = (yi >= 0) & (yi < canvas.height) & (xi >= 0) & (xi < canvas.width)
+            target[yi[keep], xi[keep]] = 1.0
+
+
+# --------------------------------------------------------------------------- one image
+
+def _fast_atan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``arctan2(y, x)`` to within 2e-5 rad, several times faster than numpy's."""
+    ax, ay = np.abs(x), np.abs(y)
+    big = np.maximum(ax, ay)
+    a = np.minimum(ax, ay) / np.maximum(big, np.float32(1e-12))
+    s = a * a
+    r = a * (np.float32(0.99986601) + s * (np.float32(-0.33029950) + s * (np.float32(0.18014100)
+             + s * (np.float32(-0.08513300) + s * np.float32(0.02083510)))))
+    r = np.where(ay > ax, np.float32(np.pi / 2) - r, r)
+    r = np.where(x < 0, np.float32(np.pi) - r, r)
+    return np.where(y < 0, -r, r)
+
+
+def _lesion(canvas: _Canvas, rng: np.random.Generator):
+    """The blob, as ``(mask, depth, inside, centre)``.
+
+    ``mask`` is bool ``(H, W)``; ``depth`` float32 ``(H, W)`` in [0, 1], 0 on and
+    outside the border and 1 at the centre; ``inside`` float32 ``(H, W)``, roughly the
+    distance in pixels inside the border (negative outside); ``centre`` is ``(y, x)``.
+    """
+    h, w = canvas.height, canvas.width
+    fraction = math.exp(rng.uniform(math.log(0.03), math.log(0.5)))
+    r0 = math.sqrt(fraction * h * w / math.pi)
+    margin = 0.6 * r0
+    cy = rng.uniform(min(margin, h / 2), max(h - margin, h / 2))
+    cx = rng.uniform(min(margin, w / 2), max(w - margin, w / 2))
+    angle = rng.uniform(0, math.pi)
+    aspect = math.exp(0.5 * rng.uniform(math.log(0.7), math.log(1.45)))
+    dy, dx = canvas.y - np.float32(cy), canvas.x - np.float32(cx)
+    cos, sin = np.float32(math.cos(angle) / aspect), np.float32(math.sin(angle) / aspect)
+    u = dx * cos + dy * sin
+    cos, sin = np.float32(math.cos(angle) * aspect), np.float32(math.sin(angle) * aspect)
+    v = dy * cos - dx * sin
+    rho = np.sqrt(u * u + v * v)
+    theta = _fast_atan2(v, u)
+
+    # Radius modulated by a few random harmonics: coarse lobes plus a fine ragged edge,
+    # tabulated over 4096 angles and looked up per pixel.
+    ks = np.arange(2, 8)
+    amps = rng.uniform(0, 1, ks.size) / ks ** 1.1
+    amps *= rng.uniform(0.12, 0.42) / amps.sum()
+    fine_ks = np.arange(9, 19)
+    fine_amps = rng.uniform(0, rng.uniform(0.002, 0.012), fine_ks.size)
+    all_ks = np.concatenate([ks, fine_ks])
+    all_amps = np.concatenate([amps, fine_amps])
+    phases = rng.uniform(0, 2 * np.pi, all_ks.size)
+    table = np.linspace(-np.pi, np.pi, 4097)
+    table = r0 * (1.0 + (all_amps[:, None] * np.cos(all_ks[:, None] * table + phases[:, None])).sum(axis=0))
+    index = ((theta + np.float32(np.pi)) * np.float32(4096 / (2 * np.pi)) + np.float32(0.5)).astype(np.intp)
+    radius = table.astype(np.float32)[index]
+
+    mask = rho < radius
+    if not mask.any():  # only conceivable at the smallest sizes
+        mask[min(max(round(cy), 0), h - 1), min(max(round(cx), 0), w - 1)] = True
+    depth = np.maximum(np.float32(1.0) - rho / radius, np.float32(0.0))
+    inside = (radius - rho) * np.float32(min(aspect, 1 / aspect))
+    return mask, depth, inside, (cy, cx)
+
+
+def _colour(rgb) -> np.ndarray:
+    return np.asarray(rgb, np.float32).reshape(3, 1, 1)
+
+
+def _image(canvas: _Canvas, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One image, channel first: ``(float32 (3, H, W) in 0..255, bool mask (H, W))``."""
+    h, w = canvas.height, canvas.width
+
+    # Skin: a tone between two neighbours of the palette, smooth shading and redness.
+    i = int(rng.integers(len(_SKIN_TONES)))
+    j = min(i + 1, len(_SKIN_TONES) - 1)
+    skin = _SKIN_TONES[i] + rng.uniform(0, 1) * (_SKIN_TONES[j] - _SKIN_TONES[i])
+    skin = _colour(skin * rng.uniform(0.9, 1.04) + rng.normal(0, 4, 3))
+    low = canvas.field(rng, int(rng.integers(3, 6)), 2)
+    grain = canvas.field(rng, int(rng.integers(28, 48)))[0]
+    shade = (np.float32(1.0) + np.float32(rng.uniform(0.02, 0.06)) * low[0]
+             + np.float32(rng.uniform(0.008, 0.02)) * grain)
+    red = np.float32(rng.uniform(0.0, 10.0)) * np.maximum(low[1], np.float32(0))
+    image = skin * shade
+    image += _colour([1.0, -0.7, -0.3]) * red
+
+    # Lesion colour: a base brown, darker patches, blue-grey areas, dots and a dark core.
+    mask, depth, inside, (cy, cx) = _lesion(canvas, rng)
+    tone = rng.uniform(0, 1.4)
+    base = (_LIGHT_BROWN + min(tone, 1) * (_BROWN - _LIGHT_BROWN)
+            + max(tone - 1, 0) * (_DARK_BROWN - _BROWN))
+    base = _colour(base * rng.uniform(0.85, 1.08) + rng.normal(0, 2.5, 3))
+    patches = canvas.field(rng, int(rng.integers(6, 14)), 3)
+    dark = _smoothstep((patches[0] - np.float32(rng.uniform(-0.6, 0.9))) * np.float32(1.2))
+    dark *= np.float32(rng.uniform(0.6, 1.0))
+    lesion = base + dark * (_colour(_DARK_BROWN) - base)
+    if rng.uniform() < 0.4:
+        blue = _smoothstep((patches[1] - np.float32(rng.uniform(0.2, 1.2))) * np.float32(1.5))
+        blue *= np.float32(rng.uniform(0.5, 0.9)) * _smoothstep(depth * np.float32(3.0))
+        lesion += blue * (_colour(_BLUE_GREY) - lesion)
+    core = np.float32(1.0) - np.float32(rng.uniform(0.1, 0.45)) * depth ** np.float32(rng.uniform(0.8, 2.0))
+    lesion *= core * (np.float32(1.0) + np.float32(0.06) * patches[2])
+    if rng.uniform() < 0.35:
+        ys, xs = np.nonzero(mask & (depth > 0.15))
+        if ys.size:
+            pick = rng.integers(0, ys.size, int(rng.integers(4, 22)))
+            dots = np.zeros((h, w), np.float32)
+            _stamp(canvas, dots, ys[pick], xs[pick], int(rng.integers(1, 3)))
+            dots = np.clip(ndimage.gaussian_filter(dots, 1.0) * np.float32(4.0), 0, 0.8)
+            lesion += dots * (_colour(_DARK_BROWN * 0.6) - lesion)
+
+    # Opacity: antialiased at the exact border, a fuzzy or sharp rim, fully opaque inside.
+    edge = np.clip(inside + np.float32(0.5), 0.0, 1.0)
+    rim = rng.uniform(0.45, 0.8)
+    ramp = _smoothstep(depth * np.float32(1 / rng.uniform(0.05, 0.4)))
+    opacity = edge * (np.float32(rim) + np.float32(1 - rim) * ramp)
+    image += opacity * (lesion - image)
+
+    # Hairs: quadratic Bezier curves, about half of them through the lesion.
+    n_hairs = 0 if rng.uniform() < 0.3 else int(rng.integers(1, 9))
+    if n_hairs:
+        hairs = np.zeros((h, w), np.float32)
+        side = max(h, w)
+        for _ in range(n_hairs):
+            length = rng.uniform(0.3, 1.1) * side
+            direction = rng.uniform(0, 2 * np.pi)
+            d = np.array([math.sin(direction), math.cos(direction)])
+            normal = np.array([-d[1], d[0]])
+            if rng.uniform() < 0.5:
+                middle = np.array([cy, cx]) + rng.normal(0, 0.1 * side, 2)
+            else:
+                middle = np.array([rng.uniform(0, h), rng.uniform(0, w)])
+            p0 = middle - d * length / 2
+            p2 = middle + d * length / 2
+            p1 = middle + normal * rng.normal(0, 0.15) * length
+            t = np.linspace(0, 1, int(length * 2.5))[:, None]
+            pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+            _stamp(canvas, hairs, pts[:, 0], pts[:, 1], 1 if rng.uniform() < 0.6 else 2)
+        hairs = np.clip(ndimage.gaussian_filter(hairs, 0.6) * np.float32(1.6), 0, 0.92)
+        image += hairs * (_colour(_HAIR * rng.uniform(0.6, 1.4)) - image)
+
+    # Dermatoscope vignette: dark corners outside a circle (never within 0.72 of the half diagonal).
+    if rng.uniform() < 0.35:
+        start = rng.uniform(0.72, 0.92)
+        width = rng.uniform(0.03, 0.15)
+        dim = _smoothstep((canvas.radius - np.float32(start)) * np.float32(1 / width))
+        image *= np.float32(1.0) - np.float32(rng.uniform(0.6, 0.97)) * dim
+
+    # Mild sensor noise (uniform, standard deviation 1 to 4 grey levels).
+    noise = rng.random((3, h, w), dtype=np.float32) - np.float32(0.5)
+    image += np.float32(rng.uniform(1.0, 4.0) * math.sqrt(12)) * noise
+    return image, mask
+
+
+# --------------------------------------------------------------------------- public API
+
+def make_synthetic(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) -> SegmentationData:
+    """Draw ``n`` SYNTHETIC dermoscopy-like images with exact lesion masks.
+
+    Args:
+        n: number of images, >= 1.
+        size: ``(height, width)`` in pixels, each >= 16 and divisible by 16.
+        seed: integer >= 0. The same ``(n, size, seed)`` always gives identical arrays;
+            image ``i`` does not depend on ``n``.
+
+    Returns:
+        :class:`SegmentationData` with ``images`` ``(n, H, W, 3)`` uint8 RGB in 0..255,
+        ``masks`` ``(n, H, W)`` uint8 in {0, 1} (1 = lesion, never empty; hairs crossing
+        the lesion do not change the mask), ids ``synth_0000``, ``synth_0001``, ... and
+        ``source = "SYNTHETIC lesions (seed S)"``. None of it is real data.
+
+    Raises:
+        ConfigError: ``n``, ``size`` or ``seed`` is not valid.
+    """
+    n = _check_int("n", n, 1)
+    height, width = _check_size(size)
+    seed = _check_int("seed", seed, 0)
+    canvas = _Canvas(height, width)
+    images = np.empty((n, height, width, 3), np.uint8)
+    masks = np.empty((n, height, width), np.uint8)
+    for i, child in enumerate(np.random.SeedSequence(seed).spawn(n)):
+        image, mask = _image(canvas, np.random.default_rng(child))
+        np.clip(image + np.float32(0.5), 0, 255, out=image)
+        images[i] = image.transpose(1, 2, 0)
+        masks[i] = mask
+    return SegmentationData(images, masks, [f"synth_{i:04d}" for i in range(n)],
+                            f"SYNTHETIC lesions (seed {seed})")
+
+
+# (split name, data folder, ground-truth folder, mask suffix) for each year.
+_LAYOUTS = {
+    "2017": [
+        ("train", "ISIC-2017_Training_Data", "ISIC-2017_Training_Part1_GroundTruth", "_segmentation"),
+        ("val", "ISIC-2017_Validation_Data", "ISIC-2017_Validation_Part1_GroundTruth", "_segmentation"),
+        ("test", "ISIC-2017_Test_v2_Data", "ISIC-2017_Test_v2_Part1_GroundTruth", "_segmentation"),
+    ],
+    "2016": [
+        ("train", "ISBI2016_ISIC_Part1_Training_Data", "ISBI2016_ISIC_Part1_Training_GroundTruth",
+         "_Segmentation"),
+        ("test", "ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth",
+         "_Segmentation"),
+    ],
+}
+
+
+def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4, n_test: int = 4,
+                      size: tuple[int, int] = (192, 256), seed: int = 0) -> Path:
+    """Write SYNTHETIC images in the folder layout of an official ISIC archive.
+
+    Meant for tests of the file readers and the command line; nothing written is real
+    data. Images come from :func:`make_synthetic` and get distinct, made-up 7-digit
+    ids ``ISIC_0000000``, ``ISIC_0000001``, ... numbered across the splits in the order
+    train, validation, test.
+
+    Layout for ``year="2017"`` (under ``root``)::
+
+        ISIC-2017_Training_Data/ISIC_xxxxxxx.jpg
+        ISIC-2017_Training_Part1_GroundTruth/ISIC_xxxxxxx_segmentation.png
+        ISIC-2017_Validation_Data/ + ISIC-2017_Validation_Part1_GroundTruth/
+        ISIC-2017_Test_v2_Data/   + ISIC-2017_Test_v2_Part1_GroundTruth/
+
+    and, as in the real archives, one extra ``ISIC_xxxxxxx_superpixels.png`` (an RGB
+    PNG, not an image to segment) in each ``*_Data`` folder, which readers must skip.
+
+    Layout for ``year="2016"`` (no validation split; ``n_val`` is ignored)::
+
+        ISBI2016_ISIC_Part1_Training_Data/ISIC_xxxxxxx.jpg
+        ISBI2016_ISIC_Part1_Training_GroundTruth/ISIC_xxxxxxx_Segmentation.png
+        ISBI2016_ISIC_Part1_Test_Data/ + ISBI2016_ISIC_Part1_Test_GroundTruth/
+
+    Images are RGB JPEGs (quality 95) of ``size`` ``(H, W)``; masks are 8-bit greyscale
+    PNGs of the same size with values 0 (background) and 255 (lesion).
+
+    Args:
+        root: folder to write into; created if missing. Existing files of the same
+            names are overwritten.
+        year: ``"2016"`` or ``"2017"``.
+        n_train, n_val, n_test: images per split, each >= 1 (``n_val`` only checked for 2017).
+        size: ``(height, width)``, each >= 16 and divisible by 16.
+        seed: integer >= 0 passed to :func:`make_synthetic`.
+
+    Returns:
+        ``root`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ConfigError: an argument is not valid.
+    """
+    from PIL import Image
+
+    year = str(year)
+    if year not in _LAYOUTS:
+        raise ConfigError(f"year must be '2016' or '2017', got {year!r}")
+    counts = {"train": _check_int("n_train", n_train, 1), "test": _check_int("n_test", n_test, 1)}
+    if year == "2017":
+        counts["val"] = _check_int("n_val", n_val, 1)
+    layout = _LAYOUTS[year]
+    data = make_synthetic(sum(counts[split] for split, *_ in layout), size=size, seed=seed)
+
+    root = Path(root)
+    start = 0
+    for split, data_dir, truth_dir, suffix in layout:
+        (root / data_dir).mkdir(parents=True, exist_ok=True)
+        (root / truth_dir).mkdir(parents=True, exist_ok=True)
+        for k in range(start, start + counts[split]):
+            stem = f"ISIC_{k:07d}"
+            Image.fromarray(data.images[k], "RGB").save(root / data_dir / f"{stem}.jpg", quality=95)
+            Image.fromarray(data.masks[k] * np.uint8(255), "L").save(root / truth_dir / f"{stem}{suffix}.png")
+        if year == "2017":
+            superpixels = _superpixels(data.images.shape[1:3], start)
+            Image.fromarray(superpixels, "RGB").save(root / data_dir / f"ISIC_{start:07d}_superpixels.png")
+        start += counts[split]
+    return root
+
+
+def _superpixels(shape: tuple[int, int], offset: int) -> np.ndarray:
+    """A stand-in for the ISIC 2017 superpixel files: ``(H, W, 3)`` uint8, label in R + 256 * G."""
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w]
+    labels = (y // 16) * ((w + 15) // 16) + (x // 16) + offset
+    return np.stack([labels % 256, labels // 256 % 256, np.zeros_like(labels)], axis=-1).astype(np.uint8)

@@ -1,0 +1,134 @@
+"""Evaluation: predictions with optional test-time augmentation, post-processing,
+per-image metrics, and the paired comparison of two models on the same images."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import ndimage, stats
+from torch import nn
+
+from .data.arrays import SegmentationData
+from .data.tensors import normalize, to_unit_float
+from .device import autocast_dtype, resolve_device
+from .errors import ConfigError
+from .metrics import confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
+
+# Each TTA variant lists (k quarter-turns, flip left-right) pairs of the dihedral group.
+TTA = {
+    "none": [(0, False)],
+    "flip": [(0, False), (0, True)],
+    "d4": [(k, f) for k in range(4) for f in (False, True)],
+}
+
+
+def _apply(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = torch.flip(x, (-1,)) if flip else x
+    return torch.rot90(x, k, (-2, -1))
+
+
+def _undo(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = torch.rot90(x, -k, (-2, -1))
+    return torch.flip(x, (-1,)) if flip else x
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: str = "none", batch_size: int = 32,
+                          device=None) -> np.ndarray:
+    """Lesion probabilities of ``images``.
+
+    Args:
+        model: a trained model (put in eval mode here).
+        images: ``(N, H, W, 3)`` uint8.
+        tta: ``"none"``, ``"flip"`` (left-right) or ``"d4"`` (all 8 flips and quarter turns);
+            the probabilities of the variants are averaged.
+
+    Returns: ``(N, H, W)`` float32 in [0, 1].
+    """
+    if tta not in TTA:
+        raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
+    device = resolve_device(device)
+    model.eval().to(device)
+    dtype = autocast_dtype(device)
+    out = np.empty(images.shape[:3], np.float32)
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(images[i:i + batch_size]).to(device).permute(0, 3, 1, 2)
+        x = normalize(to_unit_float(x))
+        prob = torch.zeros(x.shape[0], 1, *x.shape[2:], device=device)
+        for k, flip in TTA[tta]:
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = model(_apply(x, k, flip).contiguous())
+            prob += _undo(torch.sigmoid(logits.float()), k, flip)
+        out[i:i + batch_size] = (prob / len(TTA[tta]))[:, 0].cpu().numpy()
+    return out
+
+
+def largest_component_filled(mask: np.ndarray) -> np.ndarray:
+    """Keep the largest 8-connected region of a binary ``(H, W)`` mask and fill its holes.
+
+    Every ISIC ground-truth mask is one region without holes. An empty mask stays empty.
+    """
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    if n == 0:
+        return np.zeros_like(mask, dtype=np.uint8)
+    sizes = np.bincount(labels.ravel())[1:]
+    return ndimage.binary_fill_holes(labels == 1 + int(sizes.argmax())).astype(np.uint8)
+
+
+def binarize(probabilities: np.ndarray, postprocess: bool = False) -> np.ndarray:
+    """``(N, H, W)`` probabilities -> uint8 masks (threshold 0.5), optionally post-processed."""
+    masks = (probabilities > 0.5).astype(np.uint8)
+    if postprocess:
+        masks = np.stack([largest_component_filled(m) for m in masks])
+    return masks
+
+
+def score_masks(pred: np.ndarray, data: SegmentationData) -> pd.DataFrame:
+    """Per-image scores of predicted masks against ``data``'s ground truth.
+
+    Returns a DataFrame indexed by image ``id`` with columns ``iou``, ``dice``, ``tp``,
+    ``fp``, ``fn``, ``lesion_fraction`` (of the ground truth) and ``predicted_fraction``.
+    """
+    tp, fp, fn = confusion_counts(pred, data.masks)
+    return pd.DataFrame({"id": data.ids, "iou": iou_from_counts(tp, fp, fn), "dice": dice_from_counts(tp, fp, fn),
+                         "tp": tp, "fp": fp, "fn": fn, "lesion_fraction": data.lesion_fraction,
+                         "predicted_fraction": pred.reshape(len(pred), -1).mean(1)}).set_index("id")
+
+
+def evaluate_model(model: nn.Module, data: SegmentationData, *, tta: str = "none", postprocess: bool = False,
+                   batch_size: int = 32, device=None) -> pd.DataFrame:
+    """Per-image metrics of ``model`` on ``data`` (see :func:`score_masks`)."""
+    prob = predict_probabilities(model, data.images, tta=tta, batch_size=batch_size, device=device)
+    return score_masks(binarize(prob, postprocess), data)
+
+
+def summarize(per_image: pd.DataFrame) -> dict[str, float]:
+    """Mean IoU and Dice over images, thresholded Jaccard and pooled scores of a per-image table."""
+    return summarize_counts(per_image["tp"], per_image["fp"], per_image["fn"])
+
+
+def paired_comparison(a, b, *, n_boot: int = 10_000, seed: int = 0, confidence: float = 0.95) -> dict[str, float]:
+    """Compare two models' per-image scores on the same images.
+
+    Args:
+        a, b: per-image scores (for example IoU) of model A and model B, in the same image
+            order (pandas Series are aligned on their index first).
+
+    Returns: ``n``, ``mean_a``, ``mean_b``, ``mean_diff`` (B - A), its percentile bootstrap
+    ``ci_low``/``ci_high`` (resampling images), the two-sided Wilcoxon signed-rank
+    ``p_wilcoxon``, and ``b_better`` / ``a_better``: how many images each model wins.
+    """
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
+        a, b = a.align(b, join="inner")
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"a and b must be paired 1-d score arrays of equal length >= 2, got {a.shape} and {b.shape}")
+    diff = b - a
+    rng = np.random.default_rng(seed)
+    boot = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(1)
+    alpha = (1 - confidence) / 2
+    p = float(stats.wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
+    return {"n": int(len(diff)), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+            "mean_diff": float(diff.mean()), "ci_low": float(np.quantile(boot, alpha)),
+            "ci_high": float(np.quantile(boot, 1 - alpha)), "p_wilcoxon": p,
+            "b_better": int((diff > 0).sum()), "a_better": int((diff < 0).sum())}

@@ -1,0 +1,314 @@
+"""Training: one :func:`fit` for the command line and the chapters.
+
+AdamW with linear warm-up then cosine decay; mixed precision (bf16 where supported, else
+fp16 with gradient scaling, fp32 on CPU); channels_last and ``torch.compile`` on CUDA; an
+exponential moving average (EMA) of the weights; validation every epoch, with the best
+epoch chosen on validation IoU only; an atomic checkpoint every epoch that ``resume``
+continues from.
+
+Randomness (shuffling, augmentation) is drawn from generators seeded by ``(seed, epoch)``,
+so a resumed run repeats exactly what an uninterrupted one would have done.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import architecture, check_architecture, load_checkpoint, save_atomic
+from .config import NO_AUGMENT, AugmentConfig, Profile
+from .data.arrays import SegmentationData
+from .data.augment import augment_batch
+from .data.tensors import normalize, to_device_tensors, to_unit_float
+from .device import autocast_dtype, resolve_device
+from .errors import TrainingError
+from .losses import build_loss
+from .metrics import dice_from_counts, iou_from_counts
+
+LAST = "last.pt"
+BEST = "best.pt"
+HISTORY = "history.json"
+
+
+@dataclass
+class History:
+    """What :func:`fit` returns and saves as ``history.json``.
+
+    ``records`` has one dict per epoch with ``epoch``, ``train_loss``, ``train_dice``,
+    ``train_iou`` (on augmented batches), ``val_loss``, ``val_dice``, ``val_iou`` (mean
+    per-image, of the weights that are evaluated: the EMA where used), ``lr``, ``seconds``
+    and ``images_per_s``.
+    """
+
+    records: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_val_iou: float = -1.0
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"records": self.records, "best_epoch": self.best_epoch,
+                "best_val_iou": self.best_val_iou, "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(list(d["records"]), d["best_epoch"], d["best_val_iou"], dict(d.get("meta", {})))
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "History":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    return (seed * 1_000_003 + epoch * 101 + stream) % (2 ** 63)
+
+
+class ExponentialMovingAverage:
+    """EMA of every floating-point tensor of a model's state (parameters and BatchNorm statistics).
+
+    The decay ramps up as ``min(decay, (1 + t) / (10 + t))`` so that early averages are not
+    dominated by the random initialisation.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay, self.updates = decay, 0
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def _pairs(self, model: nn.Module):
+        ema_state, state = self.model.state_dict(), model.state_dict()
+        return [(ema_state[k], v) for k, v in state.items() if v.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        ema, live = zip(*self._pairs(model))
+        torch._foreach_lerp_(list(ema), list(live), 1 - d)
+
+
+class TrainStep:
+    """One optimisation step: augment, normalise, forward, loss, backward, update.
+
+    Holds the fast-path choices, so that :func:`fit` and the benchmark run the same code.
+
+    Args:
+        model: the network, already on ``device``.
+        optimizer: its optimiser.
+        loss_fn: ``(logits, target) -> scalar``.
+        augment: the augmentation recipe (``NO_AUGMENT`` to switch it off).
+        amp: ``"auto"`` (bf16/fp16 on CUDA, fp32 on CPU), ``"off"``, ``"bf16"`` or ``"fp16"``.
+        channels_last: ``"auto"`` (on for CUDA), ``"on"`` or ``"off"``.
+        compile: ``"auto"`` (CUDA only), ``"on"`` or ``"off"``; if compiling fails, the step
+            falls back to eager mode with a warning.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
+                 device: torch.device, augment: AugmentConfig = NO_AUGMENT, amp: str = "auto",
+                 channels_last: str = "auto", compile: str = "auto") -> None:
+        self.model, self.optimizer, self.loss_fn, self.device, self.augment = model, optimizer, loss_fn, device, augment
+        cuda = device.type == "cuda"
+        self.dtype = {"auto": autocast_dtype(device), "off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        self.memory_format = torch.channels_last if (channels_last == "on" or (channels_last == "auto" and cuda)) \
+            else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        self.compiled = compile == "on" or (compile == "auto" and cuda)
+        self._forward = torch.compile(self._forward_loss) if self.compiled else self._forward_loss
+
+    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            logits = self.model(normalize(x))
+        return self.loss_fn(logits, y), logits.detach()
+
+    def prepare(self, images_uint8: torch.Tensor, masks_uint8: torch.Tensor,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 batch -> augmented float ``(x, y)`` in [0, 1] and {0, 1}, in the model's memory format."""
+        x, y = to_unit_float(images_uint8), masks_uint8.float()
+        if generator is not None:
+            x, y = augment_batch(x, y, self.augment, generator)
+        return x.contiguous(memory_format=self.memory_format), y
+
+    def __call__(self, images_uint8: torch.Tensor, masks_uint8: torch.Tensor,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run one step on a uint8 batch; returns ``(loss, logits, target)`` without synchronising."""
+        x, y = self.prepare(images_uint8, masks_uint8, generator)
+        self.model.train()
+        try:
+            loss, logits = self._forward(x, y)
+        except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager
+            if not self.compiled:
+                raise
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); training in eager mode", stacklevel=2)
+            self.compiled, self._forward = False, self._forward_loss
+            loss, logits = self._forward(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), logits, y
+
+
+@torch.no_grad()
+def validate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_fn: Callable,
+             batch_size: int = 32, dtype: torch.dtype | None = None,
+             memory_format=torch.contiguous_format) -> dict[str, float]:
+    """Mean per-image ``val_dice`` and ``val_iou`` (threshold 0.5) and mean ``val_loss`` on uint8 tensors."""
+    model.eval()
+    counts, losses = [], []
+    for i in range(0, len(images), batch_size):
+        x = normalize(to_unit_float(images[i:i + batch_size])).contiguous(memory_format=memory_format)
+        y = masks[i:i + batch_size].float()
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(x).float()
+        losses.append(loss_fn(logits, y) * len(x))
+        p, t = logits > 0, y > 0.5
+        counts.append(torch.stack([(p & t).flatten(1).sum(1), (p & ~t).flatten(1).sum(1), (~p & t).flatten(1).sum(1)]))
+    tp, fp, fn = torch.cat(counts, 1).cpu().numpy()
+    return {"val_loss": float(torch.stack(losses).sum()) / len(images),
+            "val_dice": float(dice_from_counts(tp, fp, fn).mean()),
+            "val_iou": float(iou_from_counts(tp, fp, fn).mean())}
+
+
+def _batch_scores(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum over the batch of per-image (dice, iou), as a device tensor (no synchronisation)."""
+    p, t = (logits > 0).flatten(1), (target > 0.5).flatten(1)
+    tp, fp, fn = (p & t).sum(1).float(), (p & ~t).sum(1).float(), (~p & t).sum(1).float()
+    dice = torch.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn).clamp(min=1), 1.0)
+    iou = torch.where(tp + fp + fn > 0, tp / (tp + fp + fn).clamp(min=1), 1.0)
+    return torch.stack([dice.sum(), iou.sum()])
+
+
+def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profile: Profile,
+        out_dir: Path | str | None = None, *, seed: int = 0, resume: bool = True, device=None,
+        progress: bool = True, on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+        stop_after: int | None = None) -> History:
+    """Train ``model`` on ``train``, validating on ``val`` every epoch.
+
+    Args:
+        model: a :class:`~skinseg.models.UNet` or :class:`~skinseg.models.AttentionUNet`.
+        train, val: the splits, as uint8 arrays (moved to ``device`` once, as a whole).
+        profile: the recipe (epochs, batch size, learning rate, loss, augmentation, EMA, compile).
+        out_dir: where ``last.pt`` (every epoch), ``best.pt`` (best validation IoU) and
+            ``history.json`` go; ``None`` keeps nothing on disk.
+        seed: seeds shuffling and augmentation (seed the model's initialisation yourself,
+            with :func:`skinseg.device.seed_everything`, before building it).
+        resume: continue from ``out_dir/last.pt`` if it exists.
+        device: default CUDA when available, else CPU.
+        progress: show ``tqdm`` progress bars.
+        on_epoch_end: called as ``on_epoch_end(epoch, evaluated_model)`` after validation
+            (``evaluated_model`` is the EMA model where used).
+        stop_after: stop after this epoch (for demonstrations of resuming).
+
+    Returns: the :class:`History`. After it, ``model`` holds the last epoch's raw weights;
+    the validation-selected weights are in ``best.pt``
+    (:func:`skinseg.checkpoint.load_model`).
+    """
+    device = resolve_device(device)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    model.to(device)
+    loss_fn = build_loss(profile.loss)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=profile.lr, weight_decay=profile.weight_decay)
+    step_fn = TrainStep(model, optimizer, loss_fn, device, profile.augment, compile=profile.compile)
+    ema = ExponentialMovingAverage(model, profile.ema_decay) if profile.ema_decay else None
+    evaluated = ema.model if ema else model
+
+    history = History(meta={"profile": profile.name, "seed": seed, "model": architecture(model),
+                            "device": str(device), "label": profile.label()})
+    start_epoch = 1
+    if resume and out_dir is not None and (out_dir / LAST).exists():
+        state = load_checkpoint(out_dir / LAST, map_location=device)
+        check_architecture(state, model, out_dir / LAST)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step_fn.scaler.load_state_dict(state["scaler"])
+        if ema:
+            ema.model.load_state_dict(state["ema"])
+            ema.updates = state["ema_updates"]
+        history = History.from_dict(state["history"])
+        start_epoch = state["epoch"] + 1
+
+    images, masks = to_device_tensors(train.images, train.masks, device)
+    val_images, val_masks = to_device_tensors(val.images, val.masks, device)
+    n, bs = len(images), min(profile.batch_size, len(images))
+    steps_per_epoch = n // bs
+    total_steps = steps_per_epoch * profile.epochs
+    warmup_steps = max(1, round(profile.warmup_epochs * steps_per_epoch))
+    last_epoch = min(profile.epochs, stop_after or profile.epochs)
+
+    for epoch in range(start_epoch, last_epoch + 1):
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch, 0))).to(device)
+        aug_gen = torch.Generator(device=device).manual_seed(_epoch_seed(seed, epoch, 1))
+        loss_sum = torch.zeros((), device=device)
+        score_sum = torch.zeros(2, device=device)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{profile.epochs}", disable=not progress, leave=False)
+        for i in bar:
+            step = (epoch - 1) * steps_per_epoch + i
+            lr = learning_rate(step, total_steps, warmup_steps, profile.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = order[i * bs:(i + 1) * bs]
+            loss, logits, target = step_fn(images[idx], masks[idx], aug_gen)
+            if ema:
+                ema.update(model)
+            loss_sum += loss
+            score_sum += _batch_scores(logits, target)
+        train_loss = float(loss_sum) / steps_per_epoch
+        if not math.isfinite(train_loss):
+            where = f"; the last good checkpoint is {out_dir / LAST}" if out_dir and epoch > 1 else ""
+            raise TrainingError(f"the training loss became {train_loss} in epoch {epoch} "
+                                f"(lr {profile.lr}, loss {profile.loss!r}){where}. Lower the learning rate.")
+        train_dice, train_iou = (score_sum / (steps_per_epoch * bs)).tolist()
+        scores = validate(evaluated, val_images, val_masks, loss_fn, profile.eval_batch_size,
+                          step_fn.dtype, step_fn.memory_format)
+        seconds = time.perf_counter() - t0
+        record = {"epoch": epoch, "train_loss": train_loss, "train_dice": train_dice, "train_iou": train_iou,
+                  **scores, "lr": lr, "seconds": seconds, "images_per_s": steps_per_epoch * bs / seconds}
+        history.records.append(record)
+        improved = scores["val_iou"] > history.best_val_iou
+        if improved:
+            history.best_epoch, history.best_val_iou = epoch, scores["val_iou"]
+        if progress:
+            tqdm.write(f"epoch {epoch:3d}  loss {train_loss:.4f}  train dice {train_dice:.4f}  "
+                       f"val dice {scores['val_dice']:.4f}  val IoU {scores['val_iou']:.4f}  "
+                       f"{record['images_per_s']:.0f} img/s" + ("  *" if improved else ""))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, evaluated)
+        if out_dir is not None:
+            arch = architecture(model)
+            if improved:
+                save_atomic({"arch": arch, "model": _cpu_state(evaluated), "epoch": epoch,
+                             "val_iou": scores["val_iou"]}, out_dir / BEST)
+            save_atomic({"arch": arch, "model": _cpu_state(model), "ema": _cpu_state(ema.model) if ema else {},
+                         "ema_updates": ema.updates if ema else 0, "optimizer": optimizer.state_dict(),
+                         "scaler": step_fn.scaler.state_dict(), "epoch": epoch, "history": history.to_dict()},
+                        out_dir / LAST)
+            history.save(out_dir / HISTORY)
+    model.eval()
+    return history
+
+
+def _cpu_state(model: nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
