@@ -20,7 +20,8 @@ def architecture(model: nn.Module) -> dict:
 def save_atomic(obj, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename it over ``path``.
 
-    A crash at any moment leaves either the old file or the new one, never half a file.
+    A crash or kill of the process at any moment leaves either the old file or the new one,
+    never half a file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,8 +29,6 @@ def save_atomic(obj, path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -44,7 +43,8 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
-        raise CheckpointError(f"cannot read checkpoint {path}: not a skinseg checkpoint or damaged ({err})") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: not a skinseg checkpoint or damaged "
+                              f"({str(err).strip().splitlines()[0]})") from None
     if not isinstance(state, dict) or "arch" not in state or "model" not in state:
         raise CheckpointError(f"{path} is not a skinseg checkpoint (expected keys 'arch' and 'model')")
     return state

@@ -129,6 +129,8 @@ class TrainStep:
                  channels_last: str = "auto", compile: str = "auto") -> None:
         self.model, self.optimizer, self.loss_fn, self.device, self.augment = model, optimizer, loss_fn, device, augment
         cuda = device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
         self.dtype = {"auto": autocast_dtype(device), "off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         self.memory_format = torch.channels_last if (channels_last == "on" or (channels_last == "auto" and cuda)) \
             else torch.contiguous_format

@@ -58,6 +58,8 @@ _HAIR = np.array([38, 28, 24], dtype=np.float32)
 
 # Largest m * n * k of one matrix product in _Canvas.field (OpenBLAS threads above 262144).
 _BLAS_BAND = 131072
+# Angles at which a lesion's border radius is tabulated.
+_ANGLES = 2048
 
 
 # --------------------------------------------------------------------------- checks
@@ -184,7 +186,7 @@ def _lesion(canvas: _Canvas, rng: np.random.Generator):
     theta = _fast_atan2(v, u)
 
     # Radius modulated by a few random harmonics: coarse lobes plus a fine ragged edge,
-    # tabulated over 4096 angles and looked up per pixel.
+    # tabulated over 2048 angles and looked up per pixel.
     ks = np.arange(2, 8)
     amps = rng.uniform(0, 1, ks.size) / ks ** 1.1
     amps *= rng.uniform(0.12, 0.42) / amps.sum()
@@ -193,9 +195,9 @@ def _lesion(canvas: _Canvas, rng: np.random.Generator):
     all_ks = np.concatenate([ks, fine_ks])
     all_amps = np.concatenate([amps, fine_amps])
     phases = rng.uniform(0, 2 * np.pi, all_ks.size)
-    table = np.linspace(-np.pi, np.pi, 4097)
-    table = r0 * (1.0 + (all_amps[:, None] * np.cos(all_ks[:, None] * table + phases[:, None])).sum(axis=0))
-    index = ((theta + np.float32(np.pi)) * np.float32(4096 / (2 * np.pi)) + np.float32(0.5)).astype(np.intp)
+    table = np.linspace(-np.pi, np.pi, _ANGLES + 1)
+    table = r0 * (1.0 + all_amps @ np.cos(all_ks[:, None] * table + phases[:, None]))
+    index = ((theta + np.float32(np.pi)) * np.float32(_ANGLES / (2 * np.pi)) + np.float32(0.5)).astype(np.intp)
     radius = table.astype(np.float32)[index]
 
     mask = rho < radius

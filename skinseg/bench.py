@@ -1,0 +1,174 @@
+"""Training-step throughput benchmark.
+
+Measures images per second of one full optimisation step (forward, loss, backward,
+AdamW update) for both models over a grid of settings: batch size, mixed precision,
+channels_last and ``torch.compile``. Each setting is warmed up, then timed over several
+repeats (CUDA events on a GPU) and the median is reported, with the achieved TFLOP/s and
+its fraction of a bf16 (GPU) or fp32 (CPU) matrix-multiply peak measured in the same run.
+It also measures how much of a step the data pipeline (indexing the resident uint8 set
+and augmenting on the device) adds to the model step.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import AugmentConfig, Profile
+from .device import describe, resolve_device
+from .losses import build_loss
+from .models import build_model
+from .train import TrainStep
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One benchmarked configuration."""
+
+    model: str
+    batch_size: int
+    amp: str  # "bf16" / "fp16" / "off" (fp32)
+    channels_last: bool
+    compile: bool
+
+
+def training_flops_per_image(model_name: str, width: int, image_size: tuple[int, int]) -> float:
+    """FLOPs (2 per multiply-add) of one forward and backward pass of one image, counted by torch."""
+    model = build_model(model_name, width)
+    x = torch.randn(1, 3, *image_size)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(device: torch.device, size: int | None = None, repeats: int = 10) -> float:
+    """Measured matrix-multiply FLOP/s: bf16 on a GPU, fp32 on a CPU."""
+    cuda = device.type == "cuda"
+    size = size or (8192 if cuda else 1024)
+    dtype = torch.bfloat16 if cuda else torch.float32
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    seconds = _time(lambda: a @ b, device, repeats, 1)
+    return 2 * size ** 3 / seconds
+
+
+def _time(fn, device: torch.device, steps: int, repeats: int) -> float:
+    """Median seconds per call of ``fn`` over ``repeats`` blocks of ``steps`` calls."""
+    results = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            for _ in range(steps):
+                fn()
+            end.record()
+            torch.cuda.synchronize()
+            results.append(start.elapsed_time(end) / 1000 / steps)
+        else:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            results.append((time.perf_counter() - t0) / steps)
+    return statistics.median(results)
+
+
+def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device,
+                  warmup: int = 3, steps: int = 10, repeats: int = 3, pool: int = 256) -> dict:
+    """Time one setting. Returns the setting plus ``images_per_s``, ``step_ms``,
+    ``compile_seconds`` and ``pipeline_fraction`` (share of the full step spent indexing and
+    augmenting the batch)."""
+    torch.manual_seed(0)
+    model = build_model(setting.model, width).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    step = TrainStep(model, optimizer, build_loss("bce_dice"), device, AugmentConfig(), amp=setting.amp,
+                     channels_last="on" if setting.channels_last else "off",
+                     compile="on" if setting.compile else "off")
+    images = torch.randint(0, 256, (pool, 3, *image_size), dtype=torch.uint8, device=device)
+    masks = (torch.rand(pool, 1, *image_size, device=device) > 0.7).to(torch.uint8)
+    generator = torch.Generator(device=device).manual_seed(0)
+    bs = setting.batch_size
+    fixed_x, fixed_y = step.prepare(images[:bs], masks[:bs], generator)
+
+    def model_step():  # the model step alone, on one prepared batch
+        loss, _ = step._forward(fixed_x, fixed_y)
+        optimizer.zero_grad(set_to_none=True)
+        step.scaler.scale(loss).backward()
+        step.scaler.step(optimizer)
+        step.scaler.update()
+
+    def full_step():  # what fit() does per batch: index the resident set, augment, step
+        idx = torch.randint(0, pool, (bs,), device=device, generator=generator)
+        step(images[idx], masks[idx], generator)
+
+    t0 = time.perf_counter()
+    full_step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    compile_seconds = time.perf_counter() - t0 if setting.compile else 0.0
+    for _ in range(warmup):
+        full_step()
+    full = _time(full_step, device, steps, repeats)
+    alone = _time(model_step, device, steps, repeats)
+    return {**asdict(setting), "images_per_s": bs / full, "step_ms": 1000 * full,
+            "model_step_ms": 1000 * alone, "pipeline_fraction": max(0.0, 1 - alone / full),
+            "compile_seconds": compile_seconds, "compiled": step.compiled}
+
+
+def default_settings(device: torch.device, profile: Profile, models=("unet", "attention_unet"),
+                     batch_sizes=(16, 32, 64), compile_batch_sizes=(16,)) -> list[Setting]:
+    """The grid: on a GPU fp32 and bf16, channels_last off and on, eager at every batch size, and
+    compiled bf16 + channels_last at ``compile_batch_sizes``; on a CPU the smoke profile's
+    batch in fp32, eager."""
+    if device.type != "cuda":
+        return [Setting(m, profile.batch_size, "off", False, False) for m in models]
+    grid = []
+    for m in models:
+        grid += [Setting(m, 16, amp, cl, False) for amp, cl in itertools.product(("off", "bf16"), (False, True))]
+        grid += [Setting(m, b, "bf16", True, False) for b in batch_sizes if b != 16]
+    # Compiled settings come last: they take longest, and an interrupted run keeps the rest.
+    return grid + [Setting(m, b, "bf16", True, True) for m in models for b in compile_batch_sizes]
+
+
+def run_benchmark(profile: Profile, device=None, settings: list[Setting] | None = None,
+                  log=print, out_path=None, **timing) -> dict:
+    """Benchmark ``settings`` (default :func:`default_settings`) and return a JSON-ready dict.
+
+    With ``out_path`` the dict is also written there as JSON after every setting, so an
+    interrupted run keeps what it measured.
+    """
+    device = resolve_device(device)
+    settings = settings or default_settings(device, profile)
+    peak = matmul_peak(device)
+    flops = {m: training_flops_per_image(m, profile.width, profile.image_size) for m in {s.model for s in settings}}
+    log(f"{describe(device)}; torch {torch.__version__}; matmul peak {peak / 1e12:.1f} TFLOP/s; "
+        f"width {profile.width}, {profile.image_size[0]}x{profile.image_size[1]}; "
+        + ", ".join(f"{m} {f / 1e9:.1f} GFLOP/image" for m, f in flops.items()))
+    report = {"device": describe(device), "device_type": device.type, "torch": torch.__version__,
+              "profile": profile.name, "label": describe(device) if device.type == "cuda" else f"CPU SMOKE RUN on {describe(device)}",
+              "width": profile.width, "image_size": list(profile.image_size),
+              "matmul_peak_flops": peak, "training_flops_per_image": flops, "results": []}
+    for s in settings:
+        try:
+            r = bench_setting(s, profile.width, profile.image_size, device, **timing)
+        except Exception as err:  # noqa: BLE001 - a failing setting is reported, the rest go on
+            r = {**asdict(s), "error": f"{type(err).__name__}: {err}"}
+            log(f"{s}: FAILED {r['error']}")
+        else:
+            r["tflops"] = r["images_per_s"] * flops[s.model] / 1e12
+            r["peak_fraction"] = r["images_per_s"] * flops[s.model] / peak
+            log(f"{s.model:15s} b{s.batch_size:<3d} {s.amp:5s} cl={int(s.channels_last)} compile={int(s.compile)}: "
+                f"{r['images_per_s']:8.1f} img/s  {r['tflops']:6.1f} TFLOP/s  {100 * r['peak_fraction']:5.1f} % of peak  "
+                f"pipeline {100 * r['pipeline_fraction']:4.1f} %" + (f"  compile {r['compile_seconds']:.0f} s" if s.compile else ""))
+        report["results"].append(r)
+        if out_path is not None:
+            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(out_path).write_text(json.dumps(report, indent=1))
+    return report

@@ -1,0 +1,219 @@
+"""Command line: ``python -m skinseg <command> --help``.
+
+Errors in the input (a missing folder, a mask without an image, a checkpoint of another
+model, ...) are printed as one line on stderr with exit code 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import PROFILES, default_data_dir, get_profile
+from .errors import SkinsegError
+
+
+def _profile(args):
+    profile = get_profile(args.profile)
+    changes = {k: getattr(args, k) for k in ("epochs", "width", "batch_size", "compile") if getattr(args, k, None) is not None}
+    return profile.replace(**changes) if changes else profile
+
+
+def _add_profile_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=sorted(PROFILES), help="recipe (default: full on CUDA, smoke on CPU, or $SKINSEG_PROFILE)")
+    p.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    p.add_argument("--width", type=int, help="override the base channels (64 = the article's network)")
+    p.add_argument("--batch-size", type=int, help="override the batch size")
+    p.add_argument("--compile", choices=("auto", "on", "off"), help="torch.compile (auto = on CUDA only)")
+    p.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
+
+
+def cmd_download(args) -> None:
+    from .data.download import download_dataset
+    root = download_dataset(args.year, args.data, base_url=args.base_url, progress=not args.quiet)
+    print(f"ISIC {args.year} is in {root}")
+
+
+def _limited_split(args, profile, split):
+    from .data import load_split
+    return load_split(args.data, split, profile.image_size,
+                      limit={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test}[split])
+
+
+def cmd_train(args) -> None:
+    from .device import seed_everything
+    from .models import build_model
+    from .train import BEST, HISTORY, LAST, fit
+    profile = _profile(args)
+    train, val = _limited_split(args, profile, "train"), _limited_split(args, profile, "val")
+    seed_everything(args.seed)
+    model = build_model(args.model, profile.width)
+    print(f"{args.model}, {profile.label()}: {len(train)} training and {len(val)} validation images from {args.data}")
+    history = fit(model, train, val, profile, args.out, seed=args.seed, resume=not args.no_resume, device=args.device)
+    print(f"best epoch {history.best_epoch}: validation IoU {history.best_val_iou:.4f}")
+    for name in (BEST, LAST, HISTORY):
+        print(f"wrote {Path(args.out) / name}")
+
+
+def cmd_evaluate(args) -> None:
+    from .checkpoint import load_model
+    from .data import load_split
+    from .evaluate import evaluate_model, summarize
+    model = load_model(args.checkpoint, args.device or ("cuda" if _cuda() else "cpu"))
+    data = load_split(args.data, args.split, tuple(args.image_size), limit=args.limit)
+    table = evaluate_model(model, data, tta=args.tta, postprocess=args.postprocess)
+    summary = summarize(table)
+    print(f"{data.source}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, float_format="%.6f")
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"source": data.source, **summary}, indent=1))
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def cmd_compare(args) -> None:
+    import pandas as pd
+
+    from .evaluate import paired_comparison
+    from .errors import DataError
+    tables = []
+    for path in (args.a, args.b):
+        if not Path(path).is_file():
+            raise DataError(f"per-image table {path} does not exist (write one with 'python -m skinseg evaluate')")
+        table = pd.read_csv(path, index_col="id")
+        if args.metric not in table:
+            raise DataError(f"{path} has no column {args.metric!r}; it has {list(table.columns)}")
+        tables.append(table[args.metric])
+    result = paired_comparison(*tables, seed=args.seed)
+    print(f"{args.metric}: A {result['mean_a']:.4f}, B {result['mean_b']:.4f}, B - A {result['mean_diff']:+.4f} "
+          f"[95 % CI {result['ci_low']:+.4f}, {result['ci_high']:+.4f}], Wilcoxon p = {result['p_wilcoxon']:.3g}, "
+          f"n = {result['n']} images (B better on {result['b_better']}, A on {result['a_better']})")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.out}")
+
+
+def cmd_experiment(args) -> None:
+    from .experiment import run_experiment
+    profile = _profile(args)
+    run_experiment(args.data, args.out, profile, seeds=args.seeds, work_dir=args.work_dir, device=args.device,
+                   progress=not args.quiet)
+
+
+def cmd_bench(args) -> None:
+    from .bench import default_settings, run_benchmark
+    from .device import resolve_device
+    profile = _profile(args)
+    device = resolve_device(args.device)
+    settings = default_settings(device, profile, batch_sizes=tuple(args.batch_sizes),
+                                compile_batch_sizes=tuple(args.compile_batch_sizes))
+    run_benchmark(profile, device, settings, out_path=args.out, steps=args.steps, repeats=args.repeats)
+    print(f"wrote {args.out}")
+
+
+def cmd_synthetic(args) -> None:
+    from .data.synthetic import write_isic_layout
+    root = write_isic_layout(args.out, args.year, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed)
+    print(f"wrote SYNTHETIC ISIC {args.year} layout to {root}")
+
+
+def cmd_info(args) -> None:
+    from .data import detect_year
+    from .data.loading import split_pairs
+    year = detect_year(args.data)
+    splits = ("train", "val", "test")
+    print(f"ISIC {year} in {args.data}: " + ", ".join(f"{s} {len(split_pairs(Path(args.data), s, year))}" for s in splits))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m skinseg", description="U-Net and Attention U-Net for skin-lesion segmentation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_help = "dataset folder in the official ISIC layout (default: $SKINSEG_DATA or ../shared/data/isic2017)"
+
+    p = sub.add_parser("download", help="download and extract the official ISIC task-1 archives")
+    p.add_argument("--year", choices=("2016", "2017"), default="2017")
+    p.add_argument("--data", type=Path, default=None, help="target folder (default: data/isic<year>)")
+    p.add_argument("--base-url", help="a mirror that serves the archives under their official file names")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("info", help="count the image/mask pairs of a dataset folder")
+    p.add_argument("--data", type=Path, default=None, help=data_help)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train one model (resumes from OUT/last.pt)")
+    p.add_argument("--model", choices=("unet", "attention_unet"), default="unet")
+    p.add_argument("--data", type=Path, default=None, help=data_help)
+    p.add_argument("--out", type=Path, default=Path("runs/train"), help="folder for checkpoints and history.json")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
+    _add_profile_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="per-image metrics of a checkpoint on a split")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", type=Path, default=None, help=data_help)
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--image-size", type=int, nargs=2, default=(192, 256), metavar=("H", "W"))
+    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--tta", choices=("none", "flip", "d4"), default="none")
+    p.add_argument("--postprocess", action="store_true", help="keep the largest region, holes filled")
+    p.add_argument("--out", type=Path, default=Path("runs/evaluate/per_image.csv"))
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="paired comparison of two per-image tables (B - A)")
+    p.add_argument("a", type=Path, help="per-image CSV of model A")
+    p.add_argument("b", type=Path, help="per-image CSV of model B")
+    p.add_argument("--metric", default="iou")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--out", type=Path, help="also write the result as JSON")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("experiment", help="both models x several seeds: every artifact the book shows")
+    p.add_argument("--data", type=Path, default=None, help=data_help)
+    p.add_argument("--out", type=Path, default=Path("results/isic2017"), help="folder for the small result files")
+    p.add_argument("--work-dir", type=Path, help="folder for checkpoints (default runs/<out name>)")
+    p.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
+    p.add_argument("--quiet", action="store_true")
+    _add_profile_options(p)
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("bench", help="training-step throughput benchmark")
+    p.add_argument("--out", type=Path, default=Path("results/bench.json"))
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
+    p.add_argument("--compile-batch-sizes", type=int, nargs="*", default=[16])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    _add_profile_options(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("synthetic", help="write a SYNTHETIC dataset in an official ISIC layout (demo, tests)")
+    p.add_argument("--out", type=Path, default=Path("data/synthetic"))
+    p.add_argument("--year", choices=("2016", "2017"), default="2017")
+    p.add_argument("--n-train", type=int, default=64)
+    p.add_argument("--n-val", type=int, default=16)
+    p.add_argument("--n-test", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synthetic)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if hasattr(args, "data") and args.data is None:
+        args.data = Path(f"data/isic{args.year}") if args.command == "download" else default_data_dir()
+    try:
+        args.func(args)
+    except SkinsegError as err:
+        print(f"skinseg {args.command}: error: " + " ".join(str(err).split()), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"skinseg {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
