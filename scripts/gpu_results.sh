@@ -47,4 +47,6 @@ echo "benchmark: $left s left"
 if [ "$left" -gt 30 ]; then
     timeout "$left" python3 -m skinseg bench --profile "$PROFILE" --out "$RESULTS/bench_gpu.json" 2>&1 | tee "$RESULTS/bench.log"
 fi
+# The device tool returns few files: pack the experiment into one archive.
+tar czf "$RESULTS/isic2017.tgz" -C "$RESULTS" isic2017 && rm -rf "$RESULTS/isic2017"
 echo "done in $(( $(date +%s) - start )) s"

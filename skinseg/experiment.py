@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime
 import json
 import platform
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -92,10 +91,9 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
         if epoch in psi_at:
             np.save(run_dir / f"psi_epoch{epoch:03d}.npy", _collect_psi(evaluated, psi_images, device))
 
-    t0 = time.perf_counter()
     history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
                   progress=progress, on_epoch_end=snapshot)
-    train_seconds = time.perf_counter() - t0
+    train_seconds = sum(r["seconds"] for r in history.records)  # also right for a resumed run
     _write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
 
     best = load_model(run_dir / BEST, device)
