@@ -8,6 +8,7 @@ Environment variables override the defaults:
 
 * ``SKINSEG_PROFILE``: the profile name (default: ``full`` on CUDA, ``smoke`` otherwise);
 * ``SKINSEG_DATA``: the dataset folder (default: see :func:`default_data_dir`);
+* ``SKINSEG_RESULTS``: the committed results folder (default: see :func:`results_dir`);
 * ``SKINSEG_CACHE``: where decoded arrays are cached (default ``~/.cache/skinseg``).
 """
 from __future__ import annotations
@@ -150,6 +151,19 @@ def default_data_dir() -> Path:
         if candidate.is_dir():
             return candidate
     return Path("data") / "isic2017"
+
+
+def results_dir() -> Path:
+    """The committed results folder: ``$SKINSEG_RESULTS``, else the first ``results/`` beside the
+    current folder or one of its parents (chapters run from ``book/``)."""
+    env = os.environ.get("SKINSEG_RESULTS")
+    if env:
+        return Path(env).expanduser()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "results" / "isic2017").is_dir():
+            return folder / "results"
+    return Path("results")
 
 
 def cache_dir() -> Path:

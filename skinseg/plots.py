@@ -1,0 +1,56 @@
+"""Figures shared by the chapters: images with mask outlines, and grids of them."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import ndimage
+
+# Colours used throughout the book.
+TRUTH_COLOUR = "#00e000"
+UNET_COLOUR = "#ffb000"
+ATTENTION_COLOUR = "#ff3cc8"
+MODEL_COLOURS = {"unet": "#1f77b4", "attention_unet": "#d62728"}
+MODEL_LABELS = {"unet": "U-Net", "attention_unet": "Attention U-Net"}
+
+
+def mask_outline(mask: np.ndarray) -> np.ndarray:
+    """Boolean ``(H, W)`` map of the pixels on the border of a binary mask."""
+    mask = mask.astype(bool)
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def show_with_outlines(ax, image: np.ndarray, outlines: dict[str, tuple[np.ndarray, str]] | None = None,
+                       title: str | None = None) -> None:
+    """Draw an ``(H, W, 3)`` uint8 image with coloured outlines of masks.
+
+    ``outlines`` maps a legend label to ``(mask, colour)``; masks are ``(H, W)`` in {0, 1}.
+    """
+    shown = image.copy()
+    for mask, colour in (outlines or {}).values():
+        edge = ndimage.binary_dilation(mask_outline(mask))
+        shown[edge] = (np.array(plt.matplotlib.colors.to_rgb(colour)) * 255).astype(np.uint8)
+    ax.imshow(shown)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def outline_legend(fig, outlines: dict[str, str], **kwargs) -> None:
+    """A figure legend for outline colours: ``{label: colour}``."""
+    handles = [plt.Line2D([], [], color=c, lw=3, label=label) for label, c in outlines.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, **kwargs)
+
+
+def image_grid(images, masks=None, titles=None, ncols: int = 4, size: float = 2.6, colour: str = TRUTH_COLOUR):
+    """A grid of images, each with its ground-truth outline if ``masks`` is given. Returns the figure."""
+    n = len(images)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 0.8), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.set_axis_off()
+            continue
+        outlines = {"lesion": (masks[i], colour)} if masks is not None else None
+        show_with_outlines(ax, images[i], outlines, titles[i] if titles is not None else None)
+    fig.tight_layout()
+    return fig
