@@ -122,6 +122,18 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
             "compile_seconds": compile_seconds, "compiled": step.compiled}
 
 
+def time_book_tests(root: Path | str = ".") -> dict:
+    """Wall-clock seconds of ``pytest --nbval`` over the book's chapters (re-executes them on this machine)."""
+    import subprocess
+    import sys
+
+    t0 = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-q", "book"],
+                            cwd=root, capture_output=True, text=True)
+    lines = (result.stdout.strip().splitlines() or [""])
+    return {"seconds": time.perf_counter() - t0, "returncode": result.returncode, "summary": lines[-1]}
+
+
 def default_settings(device: torch.device, profile: Profile, models=("unet", "attention_unet"),
                      batch_sizes=(16, 32, 64), compile_batch_sizes=(16,)) -> list[Setting]:
     """The grid: on a GPU fp32 and bf16, channels_last off and on, eager at every batch size, and

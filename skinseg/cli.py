@@ -112,7 +112,12 @@ def cmd_bench(args) -> None:
     device = resolve_device(args.device)
     settings = default_settings(device, profile, batch_sizes=tuple(args.batch_sizes),
                                 compile_batch_sizes=tuple(args.compile_batch_sizes))
-    run_benchmark(profile, device, settings, out_path=args.out, steps=args.steps, repeats=args.repeats)
+    report = run_benchmark(profile, device, settings, out_path=args.out, steps=args.steps, repeats=args.repeats)
+    if args.book:
+        from .bench import time_book_tests
+        report["book_tests"] = time_book_tests()
+        print(f"pytest --nbval book: {report['book_tests']['seconds']:.0f} s ({report['book_tests']['summary']})")
+        Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
 
 
@@ -190,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile-batch-sizes", type=int, nargs="*", default=[16])
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--book", action="store_true", help="also time 'pytest --nbval book' (run from the repository root)")
     _add_profile_options(p)
     p.set_defaults(func=cmd_bench)
 
