@@ -141,7 +141,7 @@ def compare_runs(out_dir: Path, seeds, metric: str = "iou") -> dict:
               for m in MODEL_NAMES for s in seeds}
     per_seed = {str(s): paired_comparison(tables["unet", s][metric], tables["attention_unet", s][metric])
                 for s in seeds}
-    averaged = {m: pd.concat([tables[m, s][metric] for s in seeds], axis=1).mean(1) for m in MODEL_NAMES}
+    averaged = {m: pd.concat([tables[m, s][metric] for s in seeds], axis=1).mean(axis=1) for m in MODEL_NAMES}
     return {"metric": metric, "per_seed": per_seed,
             "seed_averaged": paired_comparison(averaged["unet"], averaged["attention_unet"])}
 

@@ -1,0 +1,128 @@
+"""Simple detectors for the artefacts of dermoscopy images: vignettes, hairs and ink marks.
+
+They are deliberately small: each turns a batch of images into one score per image, so
+that a split can be ranked and its most affected images looked at. They are screening
+tools for exploring data, not validated classifiers; the thresholds suit the 256x192
+ISIC copy used in the book (rescale ``size`` for other resolutions).
+
+All functions take ``images`` as an ``(N, H, W, 3)`` uint8 RGB array (values 0..255)
+and return ``(N,)`` float64 scores in [0, 1].
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+# Images are processed in chunks of this many, to bound the memory of the temporaries.
+_CHUNK = 128
+
+
+def _check(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    return images
+
+
+def luminance(images: np.ndarray) -> np.ndarray:
+    """Grey levels of ``(N, H, W, 3)`` uint8 RGB images: ``(N, H, W)`` uint8, 0..255.
+
+    Uses the ITU-R BT.601 weights 0.299, 0.587, 0.114 in integer arithmetic (77, 150, 29 / 256).
+    """
+    images = _check(images)
+    x = images.astype(np.uint16)
+    return ((x[..., 0] * 77 + x[..., 1] * 150 + x[..., 2] * 29 + 128) >> 8).astype(np.uint8)
+
+
+def corner_region(shape: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` bool map of the pixels outside the ellipse inscribed in an ``H x W`` image.
+
+    A dermatoscope's round field of view leaves exactly these corners dark (about 21 % of
+    the image).
+    """
+    h, w = shape
+    y = (np.arange(h) + 0.5 - h / 2) / (h / 2)
+    x = (np.arange(w) + 0.5 - w / 2) / (w / 2)
+    return y[:, None] ** 2 + x[None, :] ** 2 > 1.0
+
+
+def vignette_score(images: np.ndarray, dark: int = 50) -> np.ndarray:
+    """The fraction of each image's corner pixels (:func:`corner_region`) darker than ``dark``.
+
+    Args:
+        images: ``(N, H, W, 3)`` uint8 RGB.
+        dark: grey level (0..255) below which a pixel counts as black.
+
+    Returns: ``(N,)`` float in [0, 1]; near 1 for a black circular vignette, near 0 without one.
+    """
+    images = _check(images)
+    corners = corner_region(images.shape[1:3])
+    out = np.empty(len(images))
+    for start in range(0, len(images), _CHUNK):
+        grey = luminance(images[start:start + _CHUNK])
+        out[start:start + _CHUNK] = (grey[:, corners] < dark).mean(axis=1)
+    return out
+
+
+def black_hat(images: np.ndarray, size: int = 9) -> np.ndarray:
+    """Morphological black-hat of the grey levels: ``closing(grey) - grey``, ``(N, H, W)`` uint8.
+
+    The closing (a dilation followed by an erosion with a ``size x size`` square) fills in
+    dark structures narrower than ``size`` pixels, so the difference is large on thin dark
+    lines and dots (hairs, ruler ticks, pen strokes, fine pigment network) and near zero on
+    smooth skin and on dark areas wider than ``size`` (most of a lesion).
+    """
+    images = _check(images)
+    out = np.empty(images.shape[:3], np.uint8)
+    for start in range(0, len(images), _CHUNK):
+        grey = luminance(images[start:start + _CHUNK])
+        out[start:start + _CHUNK] = ndimage.grey_closing(grey, size=(1, size, size)) - grey
+    return out
+
+
+def hair_score(images: np.ndarray, size: int = 9, threshold: int = 25) -> np.ndarray:
+    """The fraction of each image's pixels whose :func:`black_hat` exceeds ``threshold``.
+
+    Args:
+        images: ``(N, H, W, 3)`` uint8 RGB.
+        size: the widest structure (pixels) that counts as thin; 9 suits hairs at 256x192.
+        threshold: how much darker (grey levels) than its surroundings a pixel must be.
+
+    Returns: ``(N,)`` float in [0, 1]. Dense hair gives 0.1 or more; clean skin about 0.01.
+    Fine pigment network, ruler ticks and ink lines also count: high scores are mostly,
+    not only, hair.
+    """
+    images = _check(images)
+    out = np.empty(len(images))
+    for start in range(0, len(images), _CHUNK):
+        hat = black_hat(images[start:start + _CHUNK], size)
+        out[start:start + _CHUNK] = (hat > threshold).mean(axis=(1, 2))
+    return out
+
+
+def ink_mask(images: np.ndarray, margin: int = 35) -> np.ndarray:
+    """``(N, H, W)`` bool map of violet pixels, such as surgical-marker (gentian violet) ink.
+
+    A pixel counts as violet when its blue exceeds its green by at least 30 and by
+    ``margin`` more than is typical for the image (the median of blue minus green, which
+    absorbs a bluish colour cast of the whole photograph), and its red exceeds its green
+    by at least 10. Skin and brown pigment have red > green > blue and never qualify.
+    """
+    images = _check(images)
+    out = np.empty(images.shape[:3], bool)
+    for start in range(0, len(images), _CHUNK):
+        x = images[start:start + _CHUNK].astype(np.int16)
+        r, g, b = x[..., 0], x[..., 1], x[..., 2]
+        blue_green = b - g
+        typical = np.median(blue_green[:, ::4, ::4].reshape(len(x), -1), axis=1)[:, None, None]
+        out[start:start + _CHUNK] = (blue_green - typical > margin) & (blue_green > 30) & (r - g > 10)
+    return out
+
+
+def ink_score(images: np.ndarray, margin: int = 35) -> np.ndarray:
+    """The fraction of each image's pixels that :func:`ink_mask` calls violet: ``(N,)`` in [0, 1]."""
+    images = _check(images)
+    out = np.empty(len(images))
+    for start in range(0, len(images), _CHUNK):
+        out[start:start + _CHUNK] = ink_mask(images[start:start + _CHUNK], margin).mean(axis=(1, 2))
+    return out

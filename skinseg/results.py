@@ -1,0 +1,254 @@
+"""Reading an experiment's results folder (written by :func:`skinseg.experiment.run_experiment`).
+
+The chapters read the committed GPU results through this module only, so that every table
+and figure comes from the files and nothing is copied by hand::
+
+    from skinseg.results import load_results
+    res = load_results()                 # results/isic2017 of this repository
+    res.runs                             # one row per (model, seed)
+    res.histories                        # one row per (model, seed, epoch)
+    res.per_image("unet", 0)             # test metrics per image of one run
+    res.predictions("unet").masks        # (600, 192, 256) uint8 test masks of the first seed
+    res.bench()                          # the training-step benchmark, one row per setting
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import results_dir
+from .errors import DataError
+
+MODEL_NAMES = ("unet", "attention_unet")
+# The test summaries of a run: the validation-selected variant ("test") and the raw prediction ("test_raw").
+SUMMARY_KEYS = ("mean_iou", "mean_dice", "thresholded_jaccard", "pooled_iou", "pooled_dice")
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"results file {path} is missing")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"results file {path} is not valid JSON ({err})") from None
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted test masks of one run.
+
+    Attributes:
+        model, seed: the run.
+        ids: ``N`` test image ids, in the order of ``masks``.
+        masks: ``(N, H, W)`` uint8 in {0, 1} (1 = lesion), after the run's chosen
+            test-time augmentation and post-processing.
+    """
+
+    model: str
+    seed: int
+    ids: list[str]
+    masks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def mask(self, image_id: str) -> np.ndarray:
+        """The ``(H, W)`` mask of one image id."""
+        try:
+            return self.masks[self.ids.index(image_id)]
+        except ValueError:
+            raise KeyError(f"no prediction for image id {image_id!r}") from None
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    """ψ maps of fixed test images, stored at a few epochs of one Attention U-Net run.
+
+    Attributes:
+        epochs: the ``E`` epochs at which the maps were taken.
+        ids: the ``N`` test image ids.
+        levels: four float32 arrays ``(E, N, H / 2**k, W / 2**k)`` in [0, 1], finest level
+            (k = 0) first, quantised to steps of 1/255.
+    """
+
+    model: str
+    seed: int
+    epochs: list[int]
+    ids: list[str]
+    levels: list[np.ndarray]
+
+
+class Results:
+    """One experiment folder. Use :func:`load_results` to open it.
+
+    Attributes:
+        path: the folder.
+        config: ``config.json`` (the profile, seeds, data and the hardware and software).
+        summary: ``summary.json`` (per-run summaries, mean ± sd, paired comparisons).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise DataError(f"results folder {self.path} does not exist")
+        self.config = _read_json(self.path / "config.json")
+        self.summary = _read_json(self.path / "summary.json")
+        self.seeds = [int(s) for s in self.config["seeds"]]
+        self.models = list(self.config.get("models", MODEL_NAMES))
+
+    def __repr__(self) -> str:
+        env = self.config.get("environment", {})
+        return (f"Results({str(self.path)!r}: {len(self.models)} models x {len(self.seeds)} seeds, "
+                f"{self.config['profile']['epochs']} epochs, {env.get('device', '?')})")
+
+    @property
+    def device(self) -> str:
+        """The hardware the experiment ran on, for labels (for example ``"NVIDIA H200"``)."""
+        return self.config["environment"]["device"]
+
+    def label(self) -> str:
+        """``"<data> test set (N images), <device>"``, or the smoke-run label for a reduced profile."""
+        test = self.config["data"]["test"]
+        text = f"{test['source']} set ({test['n']} images), {self.device}"
+        return text if self.config["profile"]["name"] == "full" else f"{self.config['label']}: {text}"
+
+    def run(self, model: str, seed: int) -> dict:
+        """The raw ``runs/<model>_seed<seed>.json`` of one run."""
+        return _read_json(self.path / "runs" / f"{model}_seed{seed}.json")
+
+    @cached_property
+    def runs(self) -> pd.DataFrame:
+        """One row per run: ``model``, ``seed``, ``best_epoch``, ``best_val_iou``, ``chosen`` (the
+        variant picked on validation), ``val_iou_chosen``, the test summaries of the chosen variant
+        (``mean_iou``, ``mean_dice``, ``thresholded_jaccard``, ``pooled_iou``, ``pooled_dice``) and of
+        the raw prediction (the same names prefixed ``raw_``), ``n_test``, ``epochs``,
+        ``train_seconds`` and ``median_images_per_s``."""
+        rows = []
+        for model in self.models:
+            for seed in self.seeds:
+                r = self.run(model, seed)
+                row = {"model": model, "seed": seed, "best_epoch": r["best_epoch"],
+                       "best_val_iou": r["best_val_iou"], "chosen": r["chosen"],
+                       "val_iou_chosen": r["validation"][r["chosen"]]["mean_iou"]}
+                row.update({k: r["test"][k] for k in SUMMARY_KEYS})
+                row.update({f"raw_{k}": r["test_raw"][k] for k in SUMMARY_KEYS})
+                row.update({"n_test": r["test"]["n"], "epochs": r.get("epochs"),
+                            "train_seconds": r["train_seconds"], "median_images_per_s": r["median_images_per_s"]})
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    @cached_property
+    def validation(self) -> pd.DataFrame:
+        """One row per (model, seed, variant) with the validation summaries of every TTA and
+        post-processing variant, and ``chosen`` (True for the variant the run used)."""
+        rows = []
+        for model in self.models:
+            for seed in self.seeds:
+                r = self.run(model, seed)
+                for variant, scores in r["validation"].items():
+                    rows.append({"model": model, "seed": seed, "variant": variant,
+                                 **{k: scores[k] for k in SUMMARY_KEYS}, "chosen": variant == r["chosen"]})
+        return pd.DataFrame(rows)
+
+    @cached_property
+    def histories(self) -> pd.DataFrame:
+        """One row per (model, seed, epoch) with every column of the training history
+        (``train_loss``, ``train_dice``, ``train_iou``, ``val_loss``, ``val_dice``, ``val_iou``,
+        ``lr``, ``seconds``, ``images_per_s``) and ``best`` (True at the run's best epoch)."""
+        frames = []
+        for model in self.models:
+            for seed in self.seeds:
+                h = _read_json(self.path / "histories" / f"{model}_seed{seed}.json")
+                frame = pd.DataFrame(h["records"])
+                frame.insert(0, "seed", seed)
+                frame.insert(0, "model", model)
+                frame["best"] = frame["epoch"] == h["best_epoch"]
+                frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    def per_image(self, model: str, seed: int) -> pd.DataFrame:
+        """Test metrics per image of one run, indexed by ``id``: ``iou``, ``dice`` (chosen variant),
+        ``tp``, ``fp``, ``fn``, ``lesion_fraction``, ``predicted_fraction``, ``iou_raw``, ``dice_raw``."""
+        path = self.path / "per_image" / f"{model}_seed{seed}.csv"
+        if not path.is_file():
+            raise DataError(f"results file {path} is missing")
+        return pd.read_csv(path, index_col="id")
+
+    def per_image_all(self) -> pd.DataFrame:
+        """Every run's per-image table stacked, with ``model`` and ``seed`` columns (long format)."""
+        frames = [self.per_image(m, s).reset_index().assign(model=m, seed=s)
+                  for m in self.models for s in self.seeds]
+        return pd.concat(frames, ignore_index=True)
+
+    def _seed_of(self, folder: str, model: str, seed: int | None) -> tuple[Path, int]:
+        if seed is None:
+            seed = self.seeds[0]  # detailed artifacts are kept for the first seed only
+        path = self.path / folder / f"{model}_seed{seed}.npz"
+        if not path.is_file():
+            raise DataError(f"results file {path} is missing (only the first seed keeps {folder})")
+        return path, seed
+
+    def predictions(self, model: str, seed: int | None = None) -> Predictions:
+        """The predicted test masks of ``model`` (default: the first seed), unpacked."""
+        path, seed = self._seed_of("predictions", model, seed)
+        with np.load(path) as z:
+            shape = tuple(int(v) for v in z["shape"])
+            masks = np.unpackbits(z["masks"], axis=-1)[..., :shape[-1]]
+            ids = [str(i) for i in z["ids"]]
+        if masks.shape != shape:
+            raise DataError(f"{path}: unpacked masks have shape {masks.shape}, expected {shape}")
+        return Predictions(model, seed, ids, masks.astype(np.uint8))
+
+    def attention_maps(self, model: str = "attention_unet", seed: int | None = None) -> AttentionMaps:
+        """The stored ψ maps of ``model`` (default: the first seed), split into their four levels."""
+        path, seed = self._seed_of("psi", model, seed)
+        with np.load(path) as z:
+            h, w = (int(v) for v in z["image_size"])
+            flat, epochs, ids = z["psi"], [int(e) for e in z["epochs"]], [str(i) for i in z["ids"]]
+        levels, start = [], 0
+        for k in range(4):
+            lh, lw = h >> k, w >> k
+            levels.append(flat[..., start:start + lh * lw].reshape(*flat.shape[:2], lh, lw).astype(np.float32) / 255)
+            start += lh * lw
+        if start != flat.shape[-1]:
+            raise DataError(f"{path}: ψ vectors have {flat.shape[-1]} values, expected {start} for {h}x{w}")
+        return AttentionMaps(model, seed, epochs, ids, levels)
+
+    def bench(self, folder: Path | str | None = None) -> pd.DataFrame:
+        """The benchmark files (default: ``bench/`` beside this folder), see :func:`load_bench`."""
+        return load_bench(self.path.parent / "bench" if folder is None else folder)
+
+
+def load_results(path: Path | str | None = None) -> Results:
+    """Open an experiment's results folder (default: ``results/isic2017`` of this repository,
+    found by :func:`skinseg.config.results_dir`)."""
+    return Results(Path(path) if path is not None else results_dir() / "isic2017")
+
+
+def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
+    """Every ``*.json`` written by :func:`skinseg.bench.run_benchmark` in ``folder`` (default
+    ``results/bench``), one row per measured setting.
+
+    Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``),
+    ``images_per_s``, ``step_ms``, ``model_step_ms``, ``pipeline_fraction``, ``compile_seconds``,
+    ``compiled``, ``tflops``, ``peak_fraction`` (of that file's measured matmul peak), ``error``
+    where a setting failed, and per file ``device``, ``torch``, ``matmul_peak_tflops``, ``file``.
+    """
+    folder = Path(folder) if folder is not None else results_dir() / "bench"
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise DataError(f"no benchmark files (*.json) in {folder}")
+    frames = []
+    for path in files:
+        report = _read_json(path)
+        frame = pd.DataFrame(report["results"])
+        frame["device"], frame["torch"] = report["device"], report["torch"]
+        frame["matmul_peak_tflops"] = report["matmul_peak_flops"] / 1e12
+        frame["file"] = path.name
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,177 @@
+"""Evaluation: predictions with test-time augmentation, post-processing, per-image tables
+and the paired comparison of two models."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from skinseg.data import SegmentationData
+from skinseg.errors import ConfigError
+from skinseg.evaluate import (TTA, binarize, evaluate_model, largest_component_filled, paired_comparison,
+                              predict_probabilities, score_masks, summarize)
+from skinseg.metrics import dice_per_image, iou_per_image
+from skinseg.models import AttentionUNet
+
+
+def _images(n=3, h=32, w=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+class Pointwise(nn.Module):
+    """A 1x1 convolution: commutes with every flip and quarter turn."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 1, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Ramp(nn.Module):
+    """Ignores its input and returns logits that grow from left to right: not flip invariant at all."""
+
+    def forward(self, x):
+        w = x.shape[-1]
+        ramp = torch.linspace(-1, 4, w, device=x.device).expand(x.shape[0], 1, x.shape[-2], w)
+        return ramp.contiguous()
+
+
+@pytest.mark.parametrize("tta", sorted(TTA))
+def test_predict_probabilities_shapes_and_range(tta):
+    torch.manual_seed(0)
+    model = AttentionUNet(width=4)
+    images = _images(3, 32, 48)
+    prob = predict_probabilities(model, images, tta=tta, batch_size=2, device="cpu")
+    assert prob.shape == (3, 32, 48) and prob.dtype == np.float32
+    assert (prob >= 0).all() and (prob <= 1).all()
+    assert not model.training
+
+
+def test_tta_of_an_equivariant_model_changes_nothing():
+    model, images = Pointwise(), _images(4, 32, 32)
+    plain = predict_probabilities(model, images, tta="none", device="cpu")
+    for tta in ("flip", "d4"):
+        np.testing.assert_allclose(predict_probabilities(model, images, tta=tta, device="cpu"), plain, atol=1e-6)
+    # and the prediction is the model's own sigmoid, image by image
+    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.708, 0.592, 0.547]).view(1, 3, 1, 1)) \
+        / torch.tensor([0.153, 0.161, 0.176]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        np.testing.assert_allclose(plain, torch.sigmoid(model(x))[:, 0].numpy(), atol=1e-6)
+
+
+def test_tta_averages_over_the_transformed_predictions():
+    images = _images(2, 16, 16)
+    ramp = 1 / (1 + np.exp(-np.linspace(-1, 4, 16)))  # the probabilities along a row
+    none = predict_probabilities(Ramp(), images, tta="none", device="cpu")
+    np.testing.assert_allclose(none[1], np.broadcast_to(ramp, (16, 16)), atol=1e-6)
+    # flip: the mean of the prediction and its mirror image
+    symmetric = (ramp + ramp[::-1]) / 2
+    flip = predict_probabilities(Ramp(), images, tta="flip", device="cpu")
+    np.testing.assert_allclose(flip[1], np.broadcast_to(symmetric, (16, 16)), atol=1e-6)
+    # d4: half of the 8 transforms turn the ramp into a vertical one
+    d4 = predict_probabilities(Ramp(), images, tta="d4", device="cpu")
+    np.testing.assert_allclose(d4[1], (symmetric[None, :] + symmetric[:, None]) / 2, atol=1e-6)
+    for view in (np.fliplr(d4[0]), np.flipud(d4[0]), np.rot90(d4[0]), d4[0].T):
+        np.testing.assert_allclose(view, d4[0], atol=1e-6)  # invariant under the whole group
+    with pytest.raises(ConfigError, match="tta must be one of"):
+        predict_probabilities(Ramp(), images, tta="d8", device="cpu")
+
+
+def test_largest_component_filled_keeps_the_big_blob_and_fills_its_hole():
+    mask = np.zeros((20, 20), np.uint8)
+    mask[2:12, 2:12] = 1
+    mask[5:8, 5:8] = 0  # a hole
+    mask[15:18, 15:18] = 1  # a small second blob
+    out = largest_component_filled(mask)
+    expected = np.zeros_like(mask)
+    expected[2:12, 2:12] = 1
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.uint8
+    # 8-connectivity: a diagonal neighbour belongs to the same region
+    diagonal = np.zeros((6, 6), np.uint8)
+    diagonal[0, 0] = diagonal[1, 1] = diagonal[2, 2] = 1
+    diagonal[4:6, 4] = 1
+    np.testing.assert_array_equal(largest_component_filled(diagonal), np.eye(6, dtype=np.uint8) * (np.arange(6) < 3))
+    np.testing.assert_array_equal(largest_component_filled(np.zeros((5, 5), np.uint8)), np.zeros((5, 5)))
+
+
+def test_binarize_threshold_and_postprocess():
+    prob = np.array([[[0.2, 0.5, 0.51], [0.9, 0.0, 1.0]]], np.float32)
+    np.testing.assert_array_equal(binarize(prob), [[[0, 0, 1], [1, 0, 1]]])
+    assert binarize(prob).dtype == np.uint8
+    prob = np.zeros((2, 10, 10), np.float32)
+    prob[:, 1:6, 1:6] = 0.9
+    prob[:, 3, 3] = 0.1
+    prob[:, 8, 8] = 0.9
+    post = binarize(prob, postprocess=True)
+    assert post.shape == (2, 10, 10)
+    assert post[:, 1:6, 1:6].all() and post.sum() == 2 * 25
+
+
+def test_score_masks_table():
+    rng = np.random.default_rng(0)
+    truth = (rng.random((4, 16, 16)) < 0.3).astype(np.uint8)
+    data = SegmentationData(_images(4, 16, 16), truth, ["a", "b", "c", "d"], "test data")
+    pred = (rng.random((4, 16, 16)) < 0.3).astype(np.uint8)
+    table = score_masks(pred, data)
+    assert list(table.index) == ["a", "b", "c", "d"] and table.index.name == "id"
+    assert list(table.columns) == ["iou", "dice", "tp", "fp", "fn", "lesion_fraction", "predicted_fraction"]
+    np.testing.assert_allclose(table["iou"], iou_per_image(pred, truth))
+    np.testing.assert_allclose(table["dice"], dice_per_image(pred, truth))
+    np.testing.assert_allclose(table["lesion_fraction"], truth.reshape(4, -1).mean(1))
+    np.testing.assert_allclose(table["predicted_fraction"], pred.reshape(4, -1).mean(1))
+    summary = summarize(table)
+    assert summary["mean_iou"] == pytest.approx(table["iou"].mean()) and summary["n"] == 4
+
+
+def test_evaluate_model_matches_predict_then_score():
+    data = SegmentationData(_images(3, 32, 32), np.zeros((3, 32, 32), np.uint8), source="x")
+    data.masks[:, 8:24, 8:24] = 1
+    model = Pointwise()
+    table = evaluate_model(model, data, tta="flip", postprocess=True, device="cpu")
+    expected = score_masks(binarize(predict_probabilities(model, data.images, tta="flip", device="cpu"), True), data)
+    pd.testing.assert_frame_equal(table, expected)
+
+
+def test_paired_comparison_of_a_consistent_shift():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.4, 0.9, 60)
+    b = a + 0.03 + rng.normal(0, 0.01, 60)
+    r = paired_comparison(a, b, n_boot=2000)
+    assert r["n"] == 60
+    assert r["mean_a"] == pytest.approx(a.mean()) and r["mean_b"] == pytest.approx(b.mean())
+    assert r["mean_diff"] == pytest.approx((b - a).mean())
+    assert r["ci_low"] < r["mean_diff"] < r["ci_high"]
+    assert 0 < r["ci_low"] and r["ci_high"] < 0.04
+    assert r["p_wilcoxon"] < 1e-6
+    assert r["b_better"] + r["a_better"] == 60 and r["b_better"] > 55
+    # swapping the models flips the sign
+    s = paired_comparison(b, a, n_boot=2000)
+    assert s["mean_diff"] == pytest.approx(-r["mean_diff"]) and s["a_better"] == r["b_better"]
+    # the same seed gives the same interval
+    assert paired_comparison(a, b, n_boot=2000) == r
+
+
+def test_paired_comparison_of_identical_scores_and_no_effect():
+    a = np.linspace(0.3, 0.9, 20)
+    r = paired_comparison(a, a.copy())
+    assert r["mean_diff"] == 0 and r["ci_low"] == 0 and r["ci_high"] == 0
+    assert r["p_wilcoxon"] == 1.0 and r["a_better"] == r["b_better"] == 0
+    rng = np.random.default_rng(1)
+    noise = paired_comparison(a, a + rng.normal(0, 0.05, 20))
+    assert noise["ci_low"] < 0 < noise["ci_high"] and noise["p_wilcoxon"] > 0.05
+
+
+def test_paired_comparison_aligns_series_and_checks_shapes():
+    ids = [f"img{i}" for i in range(10)]
+    a = pd.Series(np.linspace(0, 1, 10), index=ids)
+    b = (a + 0.1).iloc[::-1]  # same images, other order
+    r = paired_comparison(a, b, n_boot=500)
+    assert r["mean_diff"] == pytest.approx(0.1) and r["b_better"] == 10
+    with pytest.raises(ValueError, match="paired"):
+        paired_comparison(np.ones(5), np.ones(4))
+    with pytest.raises(ValueError, match="paired"):
+        paired_comparison([0.5], [0.6])

@@ -1,0 +1,116 @@
+"""The experiment behind the book, end to end with the ``tiny`` profile on SYNTHETIC ISIC
+2017 and ISIC 2016 layouts: every documented file, its contents, and skipping finished runs."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skinseg.config import PROFILES
+from skinseg.data import load_dataset
+from skinseg.data.splits import isic2016_validation_ids
+from skinseg.experiment import MODEL_NAMES, psi_epochs, psi_image_indices, run_experiment
+from skinseg.metrics import iou_per_image
+
+RUNS = [f"{m}_seed0" for m in MODEL_NAMES]
+
+
+def _run(data_root, tmp_path):
+    messages = []
+    summary = run_experiment(data_root, tmp_path / "out", PROFILES["tiny"], work_dir=tmp_path / "work",
+                             device="cpu", progress=False, log=messages.append)
+    return summary, messages
+
+
+def _check_outputs(out, summary, data, profile):
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(["config.json", "summary.json",
+                            *(f"runs/{r}.json" for r in RUNS), *(f"histories/{r}.json" for r in RUNS),
+                            *(f"per_image/{r}.csv" for r in RUNS), *(f"predictions/{r}.npz" for r in RUNS),
+                            "psi/attention_unet_seed0.npz"])
+    test = data["test"]
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["profile"]["name"] == "tiny" and config["seeds"] == [0]
+    assert config["label"] == profile.label() and "CPU SMOKE RUN" in config["label"]
+    assert {s: v["n"] for s, v in config["data"].items()} == {s: len(d) for s, d in data.items()}
+    assert config["psi_epochs"] == psi_epochs(profile.epochs) == [1, 2]
+    assert config["environment"]["device_type"] == "cpu"
+
+    for run in RUNS:
+        record = json.loads((out / "runs" / f"{run}.json").read_text())
+        assert record["run"] == run and record["epochs"] == profile.epochs
+        assert record["chosen"] in record["validation"]
+        assert set(record["validation"]) == {"none", "none+post", "flip", "flip+post"}
+        assert record["validation"][record["chosen"]]["mean_iou"] == max(v["mean_iou"] for v in record["validation"].values())
+        history = json.loads((out / "histories" / f"{run}.json").read_text())
+        assert [r["epoch"] for r in history["records"]] == [1, 2]
+        assert history["best_epoch"] == record["best_epoch"]
+
+        table = pd.read_csv(out / "per_image" / f"{run}.csv", index_col="id")
+        assert list(table.index) == test.ids
+        assert {"iou", "dice", "tp", "fp", "fn", "lesion_fraction", "predicted_fraction", "iou_raw",
+                "dice_raw"} <= set(table.columns)
+        assert table["iou"].between(0, 1).all()
+        assert record["test"]["mean_iou"] == pytest.approx(table["iou"].mean(), abs=1e-5)
+        assert record["test_raw"]["mean_iou"] == pytest.approx(table["iou_raw"].mean(), abs=1e-5)
+        np.testing.assert_allclose(table["lesion_fraction"], test.lesion_fraction, atol=1e-6)
+
+        # the stored masks are the ones that were scored
+        with np.load(out / "predictions" / f"{run}.npz") as z:
+            shape = tuple(z["shape"])
+            assert shape == (len(test), *profile.image_size)
+            assert list(z["ids"]) == test.ids
+            masks = np.unpackbits(z["masks"], axis=-1, count=shape[-1])
+        np.testing.assert_allclose(table["iou"], iou_per_image(masks, test.masks), atol=1e-6)
+        np.testing.assert_allclose(table["predicted_fraction"], masks.reshape(len(test), -1).mean(1), atol=1e-6)
+
+    with np.load(out / "psi" / "attention_unet_seed0.npz") as z:
+        h, w = profile.image_size
+        n = min(12, len(test))
+        assert list(z["epochs"]) == [1, 2]
+        assert list(z["ids"]) == [test.ids[i] for i in psi_image_indices(test)]
+        assert z["psi"].shape == (2, n, sum((h >> k) * (w >> k) for k in range(4)))
+        assert z["psi"].dtype == np.uint8
+        assert list(z["image_size"]) == [h, w]
+        assert 0 < z["psi"].mean() < 255
+
+    stored = json.loads((out / "summary.json").read_text())
+    assert stored == json.loads(json.dumps(summary))
+    assert [r["run"] for r in summary["runs"]] == RUNS
+    assert set(summary["mean_sd"]) == set(MODEL_NAMES)
+    for key in ("comparison_iou", "comparison_dice"):
+        comparison = summary[key]
+        assert set(comparison["per_seed"]) == {"0"}
+        assert comparison["seed_averaged"]["n"] == len(test)
+    unet = pd.read_csv(out / "per_image" / "unet_seed0.csv", index_col="id")["iou"]
+    attention = pd.read_csv(out / "per_image" / "attention_unet_seed0.csv", index_col="id")["iou"]
+    assert summary["comparison_iou"]["seed_averaged"]["mean_diff"] == pytest.approx((attention - unet).mean(), abs=1e-5)
+
+
+def test_experiment_on_isic2017_layout_and_rerun_skips(layout_2017, tmp_path):
+    profile = PROFILES["tiny"]
+    summary, messages = _run(layout_2017, tmp_path)
+    data = load_dataset(layout_2017, profile.image_size)
+    _check_outputs(tmp_path / "out", summary, data, profile)
+    assert messages[0].startswith(profile.label())
+    assert (tmp_path / "work" / "unet_seed0" / "best.pt").is_file()
+
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "runs").iterdir()}
+    again, messages = _run(layout_2017, tmp_path)
+    assert sum("already done, skipped" in m for m in messages) == 2
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "runs").iterdir()} == stamps
+    assert again["runs"] == summary["runs"]
+    assert again["comparison_iou"] == summary["comparison_iou"]
+
+
+def test_experiment_on_isic2016_layout_uses_the_fixed_split(layout_2016, tmp_path):
+    profile = PROFILES["tiny"]
+    summary, _ = _run(layout_2016, tmp_path)
+    data = load_dataset(layout_2016, profile.image_size)
+    assert len(data["train"]) == 16 and len(data["val"]) == 4 and len(data["test"]) == 4
+    assert set(data["val"].ids) == isic2016_validation_ids(data["train"].ids + data["val"].ids)
+    _check_outputs(tmp_path / "out", summary, data, profile)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["data"]["val"]["source"].startswith("ISIC 2016 val")
+    assert config["data"]["test"]["source"].startswith("ISIC 2016 test")

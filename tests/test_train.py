@@ -1,0 +1,298 @@
+"""Training on CPU: a smoke run that learns, resuming after a real ``kill -9``, NaN losses,
+the learning-rate schedule, the weight EMA, and checkpoints that do not fit the model."""
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import skinseg.train as train_module
+from skinseg.checkpoint import check_architecture, load_checkpoint, load_model, save_atomic
+from skinseg.config import NO_AUGMENT, PROFILES
+from skinseg.data.synthetic import make_synthetic
+from skinseg.device import seed_everything
+from skinseg.errors import CheckpointError, TrainingError
+from skinseg.losses import bce_dice_loss
+from skinseg.metrics import dice_per_image
+from skinseg.models import AttentionUNet, UNet, build_model
+from skinseg.train import BEST, HISTORY, LAST, ExponentialMovingAverage, History, fit, learning_rate
+
+from conftest import REPO, child_env
+
+TIMING_KEYS = {"seconds", "images_per_s"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    """16 training and 8 validation SYNTHETIC images of 64x64."""
+    data = make_synthetic(24, (64, 64), seed=0)
+    return data.subset(slice(0, 16)), data.subset(slice(16, 24))
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory, tiny_data):
+    """Checkpoints of a 1-epoch U-Net of width 4."""
+    out = tmp_path_factory.mktemp("trained")
+    seed_everything(0)
+    profile = PROFILES["tiny"].replace(epochs=1)
+    fit(UNet(width=4), tiny_data[0].subset(slice(0, 8)), tiny_data[1], profile, out, progress=False, device="cpu")
+    return out
+
+# ----------------------------------------------------------------------------- learning
+
+
+def test_smoke_run_learns_and_beats_trivial_predictors():
+    data = make_synthetic(40, (64, 64), seed=0)
+    train, val = data.subset(slice(0, 32)), data.subset(slice(32, 40))
+    profile = PROFILES["tiny"].replace(width=8, epochs=8, batch_size=8, lr=3e-3, warmup_epochs=0.5,
+                                       augment=NO_AUGMENT, ema_decay=None)
+    seed_everything(0)
+    history = fit(build_model("unet", 8), train, val, profile, None, seed=0, progress=False, device="cpu")
+    losses = [r["train_loss"] for r in history.records]
+    assert len(losses) == 8 and all(math.isfinite(x) for x in losses)
+    assert losses[-1] < 0.9 * losses[0]
+    all_background = dice_per_image(np.zeros_like(val.masks), val.masks).mean()
+    all_foreground = dice_per_image(np.ones_like(val.masks), val.masks).mean()
+    final = history.records[-1]["val_dice"]
+    assert final > max(all_background, all_foreground) + 0.1, (final, all_background, all_foreground)
+    assert history.best_val_iou == max(r["val_iou"] for r in history.records)
+    assert history.records[history.best_epoch - 1]["val_iou"] == history.best_val_iou
+    assert history.meta["label"].startswith("CPU SMOKE RUN") and history.meta["model"] == {"model": "unet", "width": 8}
+
+
+def test_checkpoints_history_and_load_model(trained_dir, tiny_data):
+    for name in (LAST, BEST, HISTORY):
+        assert (trained_dir / name).is_file()
+    assert not list(trained_dir.glob("*.tmp"))
+    history = History.load(trained_dir / HISTORY)
+    assert [r["epoch"] for r in history.records] == [1]
+    assert set(history.records[0]) == {"epoch", "train_loss", "train_dice", "train_iou", "val_loss", "val_dice",
+                                       "val_iou", "lr", "seconds", "images_per_s"}
+    last = load_checkpoint(trained_dir / LAST)
+    assert last["epoch"] == 1 and last["arch"] == {"model": "unet", "width": 4}
+    assert History.from_dict(last["history"]).to_dict() == history.to_dict()
+    model = load_model(trained_dir / BEST)
+    assert type(model) is UNet and model.width == 4 and not model.training
+    best = load_checkpoint(trained_dir / BEST)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, best["model"][k])
+    raw = load_model(trained_dir / LAST, weights="model")
+    assert torch.equal(raw.state_dict()["head.weight"], last["model"]["head.weight"])
+
+
+_KILLED_RUN = textwrap.dedent("""
+    import sys, time
+    from skinseg.config import PROFILES
+    from skinseg.data.synthetic import make_synthetic
+    from skinseg.device import seed_everything
+    from skinseg.models import build_model
+    from skinseg.train import fit
+
+    data = make_synthetic(24, (64, 64), seed=0)
+    profile = PROFILES["tiny"].replace(epochs=4)
+
+    def on_epoch_end(epoch, model):
+        if epoch == 2:  # epoch 2 is trained and validated but not saved when the test kills us here
+            print("waiting", flush=True)
+            time.sleep(600)
+
+    seed_everything(0)
+    fit(build_model("attention_unet", 4), data.subset(slice(0, 16)), data.subset(slice(16, 24)), profile,
+        sys.argv[1], seed=7, progress=False, device="cpu", on_epoch_end=on_epoch_end)
+""")
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tiny_data):
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(killed)], cwd=tmp_path,
+                               env=child_env(tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            history_file = killed / HISTORY
+            if history_file.exists() and json.loads(history_file.read_text())["records"]:
+                break
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the training process wrote no epoch in time"
+            time.sleep(0.1)
+        process.stdout.readline()  # "waiting": inside epoch 2, after epoch 1 was saved
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert load_checkpoint(killed / LAST)["epoch"] == 1
+    assert [r["epoch"] for r in History.load(killed / HISTORY).records] == [1]
+
+    profile = PROFILES["tiny"].replace(epochs=4)
+    train, val = tiny_data
+    seed_everything(123)  # a different initialisation: resuming must replace it
+    resumed = fit(build_model("attention_unet", 4), train, val, profile, killed, seed=7, progress=False,
+                  device="cpu")
+    seed_everything(0)
+    reference_dir = tmp_path / "reference"
+    reference = fit(build_model("attention_unet", 4), train, val, profile, reference_dir, seed=7, progress=False,
+                    device="cpu")
+
+    assert [r["epoch"] for r in resumed.records] == [1, 2, 3, 4]
+    assert resumed.best_epoch == reference.best_epoch
+    assert resumed.best_val_iou == pytest.approx(reference.best_val_iou, abs=1e-6)
+    assert resumed.meta == reference.meta
+    for a, b in zip(resumed.records, reference.records):
+        assert set(a) == set(b)
+        for key in set(a) - TIMING_KEYS:
+            assert np.allclose(a[key], b[key], rtol=1e-4, atol=1e-6), (a["epoch"], key, a[key], b[key])
+    assert History.load(killed / HISTORY).to_dict()["records"][-1]["epoch"] == 4
+    a, b = load_checkpoint(killed / LAST), load_checkpoint(reference_dir / LAST)
+    for key in ("model", "ema"):
+        for name, tensor in a[key].items():
+            if tensor.is_floating_point():
+                assert torch.allclose(tensor, b[key][name], rtol=1e-3, atol=1e-5), (key, name)
+    assert a["ema_updates"] == b["ema_updates"] == 16
+
+
+def test_stop_after_then_resume_in_process(tmp_path, tiny_data):
+    profile = PROFILES["tiny"].replace(epochs=2)
+    train, val = tiny_data[0].subset(slice(0, 8)), tiny_data[1].subset(slice(0, 4))
+    seed_everything(0)
+    first = fit(UNet(4), train, val, profile, tmp_path, progress=False, device="cpu", stop_after=1)
+    assert [r["epoch"] for r in first.records] == [1]
+    second = fit(UNet(4), train, val, profile, tmp_path, progress=False, device="cpu")
+    assert [r["epoch"] for r in second.records] == [1, 2]
+    assert second.records[0] == first.records[0]
+    third = fit(UNet(4), train, val, profile, tmp_path, progress=False, device="cpu")  # nothing left to do
+    assert third.records == second.records
+
+# ----------------------------------------------------------------------------- failures
+
+
+def test_nan_loss_raises_training_error_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data, monkeypatch):
+    train, val = tiny_data[0].subset(slice(0, 8)), tiny_data[1].subset(slice(0, 4))
+    profile = PROFILES["tiny"].replace(epochs=3)
+    steps_per_epoch = len(train) // profile.batch_size
+
+    class NaNAfterFirstEpoch(nn.Module):
+        calls = 0
+
+        def forward(self, logits, target):
+            loss = bce_dice_loss(logits, target)
+            if torch.is_grad_enabled():  # a training step (validation runs without gradients)
+                self.calls += 1
+                if self.calls > steps_per_epoch:
+                    return loss * float("nan")
+            return loss
+
+    monkeypatch.setattr(train_module, "build_loss", lambda name: NaNAfterFirstEpoch())
+    with pytest.raises(TrainingError) as info:
+        fit(UNet(4), train, val, profile, tmp_path, progress=False, device="cpu")
+    message = str(info.value)
+    assert "became nan in epoch 2" in message and "Lower the learning rate" in message
+    assert f"last good checkpoint is {tmp_path / LAST}" in message
+    assert load_checkpoint(tmp_path / LAST)["epoch"] == 1
+    assert len(History.load(tmp_path / HISTORY).records) == 1
+
+
+def test_diverging_learning_rate_raises_training_error(tmp_path, tiny_data):
+    train, val = tiny_data[0].subset(slice(0, 8)), tiny_data[1].subset(slice(0, 4))
+    profile = PROFILES["tiny"].replace(lr=1e30, epochs=2, augment=NO_AUGMENT)
+    with pytest.raises(TrainingError, match=r"training loss became (nan|inf).*lr 1e\+30.*Lower the learning rate"):
+        fit(UNet(4), train, val, profile, tmp_path, progress=False, device="cpu")
+    assert not (tmp_path / LAST).exists()  # nothing good to keep
+
+
+def test_checkpoint_of_another_architecture_or_width(trained_dir, tiny_data, tmp_path):
+    state = load_checkpoint(trained_dir / LAST)
+    check_architecture(state, UNet(4))  # the right model passes
+    with pytest.raises(CheckpointError, match="holds a unet of width 4, but the model is a attention_unet of width 4"):
+        check_architecture(state, AttentionUNet(4), trained_dir / LAST)
+    with pytest.raises(CheckpointError, match="holds a unet of width 4, but the model is a unet of width 8"):
+        check_architecture(state, UNet(8), trained_dir / LAST)
+    out = shutil.copytree(trained_dir, tmp_path / "run")
+    profile = PROFILES["tiny"].replace(epochs=2)
+    with pytest.raises(CheckpointError, match=f"{out / LAST} holds a unet of width 4"):
+        fit(AttentionUNet(4), *tiny_data, profile, out, progress=False, device="cpu")
+    with pytest.raises(CheckpointError, match="unet of width 8"):
+        fit(UNet(8), *tiny_data, profile, out, progress=False, device="cpu")
+
+
+@pytest.mark.parametrize("content", ["text", "tensor", "dict", "truncated"])
+def test_non_checkpoint_files_are_rejected(tmp_path, trained_dir, content):
+    path = tmp_path / "model.pt"
+    if content == "text":
+        path.write_text("not a checkpoint\n")
+    elif content == "tensor":
+        torch.save(torch.zeros(3), path)
+    elif content == "dict":
+        torch.save({"weights": torch.zeros(3)}, path)
+    else:
+        data = (trained_dir / BEST).read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError):
+        load_model(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_save_atomic_replaces_and_leaves_no_temporary_files(tmp_path):
+    path = tmp_path / "sub" / "x.pt"
+    save_atomic({"a": torch.ones(2)}, path)
+    save_atomic({"a": torch.zeros(2)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(2))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["x.pt"]
+
+# ----------------------------------------------------------------------------- schedule and EMA
+
+
+def test_learning_rate_warmup_then_cosine():
+    peak, total, warmup = 1e-3, 100, 10
+    lrs = [learning_rate(s, total, warmup, peak) for s in range(total + 1)]
+    assert lrs[0] == pytest.approx(peak / warmup)
+    assert lrs[4] == pytest.approx(peak * 5 / warmup)
+    assert lrs[warmup - 1] == pytest.approx(peak) and lrs[warmup] == pytest.approx(peak)
+    assert all(a < b for a, b in zip(lrs[:warmup - 1], lrs[1:warmup]))  # rising linearly
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))  # then falling
+    assert lrs[warmup + 45] == pytest.approx(peak / 2)  # half-way through the cosine
+    assert lrs[warmup + 15] == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi * 15 / 90)))
+    assert lrs[total] == pytest.approx(0.0, abs=1e-15)
+    assert learning_rate(total + 50, total, warmup, peak) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_exponential_moving_average():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = ExponentialMovingAverage(model, decay=0.9)
+    before = {k: v.clone() for k, v in ema.model.state_dict().items()}
+    assert not ema.model.training and not any(p.requires_grad for p in ema.model.parameters())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model.train()(torch.randn(8, 3))  # moves the BatchNorm statistics and its batch counter
+    live = model.state_dict()
+    ema.update(model)
+    d = min(0.9, 2 / 11)  # the ramp (1 + t) / (10 + t) at t = 1 is below the decay
+    for k, v in ema.model.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, d * before[k] + (1 - d) * live[k])
+        else:
+            assert torch.equal(v, before[k])  # integer buffers are not averaged
+    for _ in range(200):
+        ema.update(model)
+    # after many updates the average has converged on the (now fixed) weights, at the full decay
+    for k, v in ema.model.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, live[k], atol=1e-6, rtol=0)
+    assert ema.updates == 201
+    assert min(0.9, (1 + ema.updates) / (10 + ema.updates)) == 0.9
