@@ -42,11 +42,12 @@ def _limited_split(args, profile, split):
 
 
 def cmd_train(args) -> None:
+    profile = _profile(args)
+    train, val = _limited_split(args, profile, "train"), _limited_split(args, profile, "val")
+    # torch is imported only now, so that bad data is reported at once
     from .device import seed_everything
     from .models import build_model
     from .train import BEST, HISTORY, LAST, fit
-    profile = _profile(args)
-    train, val = _limited_split(args, profile, "train"), _limited_split(args, profile, "val")
     seed_everything(args.seed)
     model = build_model(args.model, profile.width)
     print(f"{args.model}, {profile.label()}: {len(train)} training and {len(val)} validation images from {args.data}")

@@ -9,6 +9,7 @@ and figure comes from the files and nothing is copied by hand::
     res.histories                        # one row per (model, seed, epoch)
     res.per_image("unet", 0)             # test metrics per image of one run
     res.predictions("unet").masks        # (600, 192, 256) uint8 test masks of the first seed
+    res.psi()                            # the Attention U-Net's stored attention maps (skinseg.psi)
     res.bench()                          # the training-step benchmark, one row per setting
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pandas as pd
 
 from .config import results_dir
 from .errors import DataError
+from .psi import PsiMaps, load_psi
 
 MODEL_NAMES = ("unet", "attention_unet")
 # The test summaries of a run: the validation-selected variant ("test") and the raw prediction ("test_raw").
@@ -63,24 +65,6 @@ class Predictions:
             return self.masks[self.ids.index(image_id)]
         except ValueError:
             raise KeyError(f"no prediction for image id {image_id!r}") from None
-
-
-@dataclass(frozen=True)
-class AttentionMaps:
-    """ψ maps of fixed test images, stored at a few epochs of one Attention U-Net run.
-
-    Attributes:
-        epochs: the ``E`` epochs at which the maps were taken.
-        ids: the ``N`` test image ids.
-        levels: four float32 arrays ``(E, N, H / 2**k, W / 2**k)`` in [0, 1], finest level
-            (k = 0) first, quantised to steps of 1/255.
-    """
-
-    model: str
-    seed: int
-    epochs: list[int]
-    ids: list[str]
-    levels: list[np.ndarray]
 
 
 class Results:
@@ -204,20 +188,10 @@ class Results:
             raise DataError(f"{path}: unpacked masks have shape {masks.shape}, expected {shape}")
         return Predictions(model, seed, ids, masks.astype(np.uint8))
 
-    def attention_maps(self, model: str = "attention_unet", seed: int | None = None) -> AttentionMaps:
-        """The stored ψ maps of ``model`` (default: the first seed), split into their four levels."""
-        path, seed = self._seed_of("psi", model, seed)
-        with np.load(path) as z:
-            h, w = (int(v) for v in z["image_size"])
-            flat, epochs, ids = z["psi"], [int(e) for e in z["epochs"]], [str(i) for i in z["ids"]]
-        levels, start = [], 0
-        for k in range(4):
-            lh, lw = h >> k, w >> k
-            levels.append(flat[..., start:start + lh * lw].reshape(*flat.shape[:2], lh, lw).astype(np.float32) / 255)
-            start += lh * lw
-        if start != flat.shape[-1]:
-            raise DataError(f"{path}: ψ vectors have {flat.shape[-1]} values, expected {start} for {h}x{w}")
-        return AttentionMaps(model, seed, epochs, ids, levels)
+    def psi(self, model: str = "attention_unet", seed: int | None = None) -> PsiMaps:
+        """The stored ψ maps of ``model`` (default: the first seed), read by :func:`skinseg.psi.load_psi`."""
+        path, _ = self._seed_of("psi", model, seed)
+        return load_psi(path)
 
     def bench(self, folder: Path | str | None = None) -> pd.DataFrame:
         """The benchmark files (default: ``bench/`` beside this folder), see :func:`load_bench`."""

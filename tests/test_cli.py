@@ -68,7 +68,11 @@ def _damaged_copies(layout: Path, root: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory, layout_2017):
-    """Run every bad-input command at once (they are independent) and collect the results."""
+    """Run every bad-input command at once (they are independent) and collect the results.
+
+    Missing checkpoints and checkpoints of another width are the same code paths as the
+    cases here and are tested in-process in test_train.py (each command that loads a
+    checkpoint imports torch, which costs seconds of CPU per process)."""
     root = tmp_path_factory.mktemp("cli_bad")
     data = _damaged_copies(layout_2017, root)
     text_file = root / "notes.pt"
@@ -100,14 +104,10 @@ def bad_runs(tmp_path_factory, layout_2017):
                            "corrupt or truncated"]),
         "not_a_checkpoint": (["evaluate", "--checkpoint", text_file, "--data", layout_2017],
                              [f"cannot read checkpoint {text_file}", "not a skinseg checkpoint"]),
-        "missing_checkpoint": (["evaluate", "--checkpoint", root / "none.pt", "--data", layout_2017],
-                               [f"checkpoint {root / 'none.pt'} does not exist"]),
         "other_architecture": (["train", "--profile", "tiny", "--model", "attention_unet", "--out", unet_run,
                                 "--data", layout_2017],
                                [f"{unet_run / 'last.pt'} holds a unet of width 4",
                                 "the model is a attention_unet of width 4"]),
-        "other_width": (["train", "--profile", "tiny", "--width", "8", "--out", unet_run, "--data", layout_2017],
-                        [f"{unet_run / 'last.pt'} holds a unet of width 4", "the model is a unet of width 8"]),
         "bad_width": (["train", "--profile", "tiny", "--width", "0", "--data", layout_2017],
                       ["width must be at least 1, got 0"]),
         "missing_table": (["compare", root / "a.csv", root / "b.csv"],
@@ -125,8 +125,8 @@ def bad_runs(tmp_path_factory, layout_2017):
 
 
 BAD_CASES = ["missing_folder", "missing_folder_train", "image_without_mask", "mask_without_image", "empty_folder",
-             "mask_size", "corrupt_jpeg", "truncated_png", "not_a_checkpoint", "missing_checkpoint",
-             "other_architecture", "other_width", "bad_width", "missing_table"]
+             "mask_size", "corrupt_jpeg", "truncated_png", "not_a_checkpoint", "other_architecture",
+             "bad_width", "missing_table"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -144,11 +144,11 @@ def test_bad_input_prints_one_line_and_exits_with_2(bad_runs, case):
 def test_bad_profile_from_the_environment(tmp_path, layout_2017):
     env = child_env(tmp_path / "cache")
     env["SKINSEG_PROFILE"] = "huge"
-    result = subprocess.run([sys.executable, "-m", "skinseg", "experiment", "--data", str(layout_2017)], cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", "skinseg", "train", "--data", str(layout_2017)], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
-        "skinseg experiment: error: profile must be one of ['full', 'smoke', 'tiny'], got 'huge' "
+        "skinseg train: error: profile must be one of ['full', 'smoke', 'tiny'], got 'huge' "
         "(from the argument or SKINSEG_PROFILE)"]
 
 # ----------------------------------------------------------------------------- end to end

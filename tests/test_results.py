@@ -93,9 +93,9 @@ def test_committed_predictions_unpack_to_the_stored_shape_and_fractions(committe
         committed.predictions("unet", seed=1)
 
 
-def test_committed_attention_maps_split_into_four_levels(committed):
-    maps = committed.attention_maps()
-    assert maps.epochs == [1, 4, 8, 16] and len(maps.ids) == 12
+def test_committed_psi_maps_split_into_four_levels(committed):
+    maps = committed.psi()
+    assert list(maps.epochs) == [1, 4, 8, 16] and len(maps.ids) == 12
     assert [lv.shape for lv in maps.levels] == [(4, 12, 192 >> k, 256 >> k) for k in range(4)]
     assert all(lv.min() >= 0 and lv.max() <= 1 for lv in maps.levels)
 
@@ -172,10 +172,10 @@ def test_tiny_predictions_score_like_the_per_image_tables(tiny):
         np.testing.assert_array_equal(rescored.tp, table.tp)
     with pytest.raises(DataError):
         res.predictions("unet", seed=1)  # details are kept for the first seed only
-    maps = res.attention_maps()
+    maps = res.psi()
     assert maps.levels[0].shape[1:] == (len(maps.ids), *profile.image_size)
     with pytest.raises(DataError):
-        res.attention_maps("unet")  # a U-Net has no attention gates
+        res.psi("unet")  # a U-Net has no attention gates
 
 
 def test_tiny_benchmark_file_loads_with_its_device(tmp_path):
