@@ -1,4 +1,4 @@
-"""Shared fixtures: small SYNTHETIC ISIC layouts, a tiny profile and an isolated cache.
+"""Shared fixtures and helpers: small SYNTHETIC ISIC layouts, an isolated cache, ``python -m skinseg`` runs.
 
 Everything here is small (64x64 images, a handful of files, width 4-8 networks) so that
 the whole suite runs in a few minutes on two CPU cores.
@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from skinseg.config import NO_AUGMENT, PROFILES
 from skinseg.data.synthetic import write_isic_layout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,12 +50,6 @@ def layout_2016(tmp_path_factory) -> Path:
 def layout_copy(layout_2017, tmp_path) -> Path:
     """A private, writable copy of :func:`layout_2017` for tests that damage it."""
     return Path(shutil.copytree(layout_2017, tmp_path / "data"))
-
-
-@pytest.fixture
-def tiny_profile():
-    """The ``tiny`` profile without augmentation or EMA, for quick deterministic runs."""
-    return PROFILES["tiny"].replace(augment=NO_AUGMENT, ema_decay=None)
 
 
 def child_env(cache: Path) -> dict[str, str]:

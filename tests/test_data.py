@@ -3,7 +3,6 @@ the cache, augmentation, and every kind of bad input the readers must reject cle
 import os
 import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,8 +267,8 @@ def test_flips_only_give_exact_flips():
     torch.manual_seed(0)
     images = torch.rand(16, 3, 16, 24)
     masks = (torch.rand(16, 1, 16, 24) > 0.5).float()
-    config = NO_AUGMENT.__class__(flips=True, rot90=False, rotate=0.0, scale=0.0, translate=0.0,
-                                  brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+    config = AugmentConfig(flips=True, rot90=False, rotate=0.0, scale=0.0, translate=0.0,
+                           brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
     out_images, out_masks = augment_batch(images, masks, config, torch.Generator().manual_seed(1))
     seen = set()
     for i in range(16):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from skinseg.data import SegmentationData
+from skinseg.data.tensors import normalize
 from skinseg.errors import ConfigError
 from skinseg.evaluate import (TTA, binarize, evaluate_model, largest_component_filled, paired_comparison,
                               predict_probabilities, score_masks, summarize)
@@ -56,8 +57,7 @@ def test_tta_of_an_equivariant_model_changes_nothing():
     for tta in ("flip", "d4"):
         np.testing.assert_allclose(predict_probabilities(model, images, tta=tta, device="cpu"), plain, atol=1e-6)
     # and the prediction is the model's own sigmoid, image by image
-    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.708, 0.592, 0.547]).view(1, 3, 1, 1)) \
-        / torch.tensor([0.153, 0.161, 0.176]).view(1, 3, 1, 1)
+    x = normalize(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
     with torch.no_grad():
         np.testing.assert_allclose(plain, torch.sigmoid(model(x))[:, 0].numpy(), atol=1e-6)
 

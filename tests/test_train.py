@@ -26,7 +26,7 @@ from skinseg.metrics import dice_per_image
 from skinseg.models import AttentionUNet, UNet, build_model
 from skinseg.train import BEST, HISTORY, LAST, ExponentialMovingAverage, History, fit, learning_rate
 
-from conftest import REPO, child_env
+from conftest import child_env
 
 TIMING_KEYS = {"seconds", "images_per_s"}
 
@@ -124,7 +124,8 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tiny_data):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the training process wrote no epoch in time"
             time.sleep(0.1)
-        process.stdout.readline()  # "waiting": inside epoch 2, after epoch 1 was saved
+        line = process.stdout.readline()  # inside epoch 2, after epoch 1 was saved
+        assert line == b"waiting\n", (line, process.stderr.read() if process.poll() is not None else "")
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
     finally:
