@@ -87,7 +87,8 @@ class Results:
 
     def __repr__(self) -> str:
         env = self.config.get("environment", {})
-        return (f"Results({str(self.path)!r}: {len(self.models)} models x {len(self.seeds)} seeds, "
+        folder = f"{self.path.parent.name}/{self.path.name}"  # not the absolute path: outputs must not depend on it
+        return (f"Results({folder!r}: {len(self.models)} models x {len(self.seeds)} seeds, "
                 f"{self.config['profile']['epochs']} epochs, {env.get('device', '?')})")
 
     @property
