@@ -98,11 +98,7 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     fixed_x, fixed_y = step.prepare(images[:bs], masks[:bs], generator)
 
     def model_step():  # the model step alone, on one prepared batch
-        loss, _ = step._forward(fixed_x, fixed_y)
-        optimizer.zero_grad(set_to_none=True)
-        step.scaler.scale(loss).backward()
-        step.scaler.step(optimizer)
-        step.scaler.update()
+        step.update(fixed_x, fixed_y)
 
     def full_step():  # what fit() does per batch: index the resident set, augment, step
         idx = torch.randint(0, pool, (bs,), device=device, generator=generator)

@@ -9,7 +9,7 @@ from scipy import ndimage, stats
 from torch import nn
 
 from .data.arrays import SegmentationData
-from .data.tensors import normalize, to_unit_float
+from .data.tensors import model_input
 from .device import autocast_dtype, resolve_device
 from .errors import ConfigError
 from .metrics import confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
@@ -52,8 +52,7 @@ def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: str = "n
     dtype = autocast_dtype(device)
     out = np.empty(images.shape[:3], np.float32)
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[i:i + batch_size]).to(device).permute(0, 3, 1, 2)
-        x = normalize(to_unit_float(x))
+        x = model_input(images[i:i + batch_size], device)
         prob = torch.zeros(x.shape[0], 1, *x.shape[2:], device=device)
         for k, flip in TTA[tta]:
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):

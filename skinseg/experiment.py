@@ -32,12 +32,14 @@ from . import __version__
 from .checkpoint import load_model
 from .config import Profile
 from .data import SegmentationData, load_dataset
+from .data.tensors import model_input
 from .device import describe, resolve_device, seed_everything
 from .evaluate import binarize, predict_probabilities, paired_comparison, score_masks, summarize
-from .models import build_model
+from .models import MODELS, build_model
+from .psi import flatten_levels
 from .train import BEST, fit
 
-MODEL_NAMES = ("unet", "attention_unet")
+MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet")
 N_PSI_IMAGES = 12
 
 
@@ -67,13 +69,10 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _collect_psi(model, images: np.ndarray, device) -> np.ndarray:
-    """ψ maps of ``images`` flattened level by level into one uint8 vector per image (0..255 = 0..1)."""
-    from .data.tensors import normalize, to_unit_float
-    x = normalize(to_unit_float(torch.from_numpy(images).to(device).permute(0, 3, 1, 2)))
+    """ψ maps of ``images`` flattened level by level into one uint8 vector per image (see :mod:`skinseg.psi`)."""
     with torch.no_grad():
-        _, psis = model.eval().forward_with_attention(x)
-    flat = torch.cat([p.float().flatten(1) for p in psis], 1)
-    return (flat * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        _, psis = model.eval().forward_with_attention(model_input(images, device))
+    return flatten_levels([p[:, 0].float().cpu().numpy() for p in psis])
 
 
 def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profile: Profile, out_dir: Path,

@@ -156,6 +156,13 @@ class TrainStep:
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run one step on a uint8 batch; returns ``(loss, logits, target)`` without synchronising."""
         x, y = self.prepare(images_uint8, masks_uint8, generator)
+        loss, logits = self.update(x, y)
+        return loss, logits, y
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, loss, backward and optimiser step on a prepared batch (see :meth:`prepare`).
+
+        Returns the detached ``(loss, logits)``."""
         self.model.train()
         try:
             loss, logits = self._forward(x, y)
@@ -169,7 +176,7 @@ class TrainStep:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return loss.detach(), logits, y
+        return loss.detach(), logits
 
 
 @torch.no_grad()
@@ -185,18 +192,22 @@ def validate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_f
         with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model(x).float()
         losses.append(loss_fn(logits, y) * len(x))
-        p, t = logits > 0, y > 0.5
-        counts.append(torch.stack([(p & t).flatten(1).sum(1), (p & ~t).flatten(1).sum(1), (~p & t).flatten(1).sum(1)]))
+        counts.append(_device_counts(logits, y))
     tp, fp, fn = torch.cat(counts, 1).cpu().numpy()
     return {"val_loss": float(torch.stack(losses).sum()) / len(images),
             "val_dice": float(dice_from_counts(tp, fp, fn).mean()),
             "val_iou": float(iou_from_counts(tp, fp, fn).mean())}
 
 
+def _device_counts(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``(3, B)`` per-image tp, fp, fn of ``logits > 0`` against ``target``, left on the device."""
+    p, t = (logits > 0).flatten(1), (target > 0.5).flatten(1)
+    return torch.stack([(p & t).sum(1), (p & ~t).sum(1), (~p & t).sum(1)])
+
+
 def _batch_scores(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Sum over the batch of per-image (dice, iou), as a device tensor (no synchronisation)."""
-    p, t = (logits > 0).flatten(1), (target > 0.5).flatten(1)
-    tp, fp, fn = (p & t).sum(1).float(), (p & ~t).sum(1).float(), (~p & t).sum(1).float()
+    tp, fp, fn = _device_counts(logits, target).float()
     dice = torch.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn).clamp(min=1), 1.0)
     iou = torch.where(tp + fp + fn > 0, tp / (tp + fp + fn).clamp(min=1), 1.0)
     return torch.stack([dice.sum(), iou.sum()])

@@ -20,6 +20,12 @@ def to_device_tensors(images: np.ndarray, masks: np.ndarray, device) -> tuple[to
     return x, y
 
 
+def model_input(images: np.ndarray, device="cpu") -> torch.Tensor:
+    """``(N, H, W, 3)`` uint8 numpy images -> the standardised ``(N, 3, H, W)`` float32 input of the models."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
+    return normalize(to_unit_float(x))
+
+
 def to_unit_float(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 ``(B, 3, H, W)`` -> float32 in [0, 1]."""
     return images_uint8.float().div_(255)
