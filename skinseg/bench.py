@@ -24,7 +24,7 @@ from .config import AugmentConfig, Profile
 from .device import describe, resolve_device
 from .losses import build_loss
 from .models import build_model
-from .train import TrainStep
+from .train import TrainStep, build_optimizer
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     augmenting the batch)."""
     torch.manual_seed(0)
     model = build_model(setting.model, width).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = build_optimizer(model, 1e-4, 1e-4, device)
     step = TrainStep(model, optimizer, build_loss("bce_dice"), device, AugmentConfig(), amp=setting.amp,
                      channels_last="on" if setting.channels_last else "off",
                      compile="on" if setting.compile else "off")

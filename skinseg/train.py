@@ -4,7 +4,7 @@ AdamW with linear warm-up then cosine decay; mixed precision (bf16 where support
 fp16 with gradient scaling, fp32 on CPU); channels_last and ``torch.compile`` on CUDA; an
 exponential moving average (EMA) of the weights; validation every epoch, with the best
 epoch chosen on validation IoU only; an atomic checkpoint every epoch that ``resume``
-continues from.
+continues from, written by a background thread while the next epoch trains.
 
 Randomness (shuffling, augmentation) is drawn from generators seeded by ``(seed, epoch)``,
 so a resumed run repeats exactly what an uninterrupted one would have done.
@@ -12,6 +12,7 @@ so a resumed run repeats exactly what an uninterrupted one would have done.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import time
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import architecture, check_architecture, load_checkpoint, save_atomic
+from .checkpoint import BackgroundWriter, architecture, check_architecture, load_checkpoint, save_atomic
 from .config import NO_AUGMENT, AugmentConfig, Profile
 from .data.arrays import SegmentationData
 from .data.augment import augment_batch
@@ -106,6 +107,11 @@ class ExponentialMovingAverage:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         ema, live = zip(*self._pairs(model))
         torch._foreach_lerp_(list(ema), list(live), 1 - d)
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over ``model``'s parameters; on CUDA its fused single-kernel update."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
 
 
 class TrainStep:
@@ -242,7 +248,7 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
     out_dir = Path(out_dir) if out_dir is not None else None
     model.to(device)
     loss_fn = build_loss(profile.loss)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=profile.lr, weight_decay=profile.weight_decay)
+    optimizer = build_optimizer(model, profile.lr, profile.weight_decay, device)
     step_fn = TrainStep(model, optimizer, loss_fn, device, profile.augment, compile=profile.compile)
     ema = ExponentialMovingAverage(model, profile.ema_decay) if profile.ema_decay else None
     evaluated = ema.model if ema else model
@@ -270,58 +276,88 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
     warmup_steps = max(1, round(profile.warmup_epochs * steps_per_epoch))
     last_epoch = min(profile.epochs, stop_after or profile.epochs)
 
-    for epoch in range(start_epoch, last_epoch + 1):
-        t0 = time.perf_counter()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch, 0))).to(device)
-        aug_gen = torch.Generator(device=device).manual_seed(_epoch_seed(seed, epoch, 1))
-        loss_sum = torch.zeros((), device=device)
-        score_sum = torch.zeros(2, device=device)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{profile.epochs}", disable=not progress, leave=False)
-        for i in bar:
-            step = (epoch - 1) * steps_per_epoch + i
-            lr = learning_rate(step, total_steps, warmup_steps, profile.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = order[i * bs:(i + 1) * bs]
-            loss, logits, target = step_fn(images[idx], masks[idx], aug_gen)
-            if ema:
-                ema.update(model)
-            loss_sum += loss
-            score_sum += _batch_scores(logits, target)
-        train_loss = float(loss_sum) / steps_per_epoch
-        if not math.isfinite(train_loss):
-            where = f"; the last good checkpoint is {out_dir / LAST}" if out_dir and epoch > 1 else ""
-            raise TrainingError(f"the training loss became {train_loss} in epoch {epoch} "
-                                f"(lr {profile.lr}, loss {profile.loss!r}){where}. Lower the learning rate.")
-        train_dice, train_iou = (score_sum / (steps_per_epoch * bs)).tolist()
-        scores = validate(evaluated, val_images, val_masks, loss_fn, profile.eval_batch_size,
-                          step_fn.dtype, step_fn.memory_format)
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch, "train_loss": train_loss, "train_dice": train_dice, "train_iou": train_iou,
-                  **scores, "lr": lr, "seconds": seconds, "images_per_s": steps_per_epoch * bs / seconds}
-        history.records.append(record)
-        improved = scores["val_iou"] > history.best_val_iou
-        if improved:
-            history.best_epoch, history.best_val_iou = epoch, scores["val_iou"]
-        if progress:
-            tqdm.write(f"epoch {epoch:3d}  loss {train_loss:.4f}  train dice {train_dice:.4f}  "
-                       f"val dice {scores['val_dice']:.4f}  val IoU {scores['val_iou']:.4f}  "
-                       f"{record['images_per_s']:.0f} img/s" + ("  *" if improved else ""))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, evaluated)
-        if out_dir is not None:
-            arch = architecture(model)
+    writer = BackgroundWriter() if out_dir is not None else None
+    try:
+        for epoch in range(start_epoch, last_epoch + 1):
+            t0 = time.perf_counter()
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch, 0))).to(device)
+            aug_gen = torch.Generator(device=device).manual_seed(_epoch_seed(seed, epoch, 1))
+            loss_sum = torch.zeros((), device=device)
+            score_sum = torch.zeros(2, device=device)
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{profile.epochs}", disable=not progress, leave=False)
+            for i in bar:
+                step = (epoch - 1) * steps_per_epoch + i
+                lr = learning_rate(step, total_steps, warmup_steps, profile.lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                idx = order[i * bs:(i + 1) * bs]
+                loss, logits, target = step_fn(images[idx], masks[idx], aug_gen)
+                if ema:
+                    ema.update(model)
+                loss_sum += loss
+                score_sum += _batch_scores(logits, target)
+            train_loss = float(loss_sum) / steps_per_epoch
+            if not math.isfinite(train_loss):
+                where = f"; the last good checkpoint is {out_dir / LAST}" if out_dir and epoch > 1 else ""
+                raise TrainingError(f"the training loss became {train_loss} in epoch {epoch} "
+                                    f"(lr {profile.lr}, loss {profile.loss!r}){where}. Lower the learning rate.")
+            train_dice, train_iou = (score_sum / (steps_per_epoch * bs)).tolist()
+            scores = validate(evaluated, val_images, val_masks, loss_fn, profile.eval_batch_size,
+                              step_fn.dtype, step_fn.memory_format)
+            seconds = time.perf_counter() - t0
+            record = {"epoch": epoch, "train_loss": train_loss, "train_dice": train_dice, "train_iou": train_iou,
+                      **scores, "lr": lr, "seconds": seconds, "images_per_s": steps_per_epoch * bs / seconds}
+            history.records.append(record)
+            improved = scores["val_iou"] > history.best_val_iou
             if improved:
-                save_atomic({"arch": arch, "model": _cpu_state(evaluated), "epoch": epoch,
-                             "val_iou": scores["val_iou"]}, out_dir / BEST)
-            save_atomic({"arch": arch, "model": _cpu_state(model), "ema": _cpu_state(ema.model) if ema else {},
-                         "ema_updates": ema.updates if ema else 0, "optimizer": optimizer.state_dict(),
-                         "scaler": step_fn.scaler.state_dict(), "epoch": epoch, "history": history.to_dict()},
-                        out_dir / LAST)
-            history.save(out_dir / HISTORY)
+                history.best_epoch, history.best_val_iou = epoch, scores["val_iou"]
+            if progress:
+                tqdm.write(f"epoch {epoch:3d}  loss {train_loss:.4f}  train dice {train_dice:.4f}  "
+                           f"val dice {scores['val_dice']:.4f}  val IoU {scores['val_iou']:.4f}  "
+                           f"{record['images_per_s']:.0f} img/s" + ("  *" if improved else ""))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, evaluated)
+            if writer is not None:
+                writer.submit(_checkpoint_writes(out_dir, model, evaluated, ema, optimizer, step_fn, epoch,
+                                                 scores["val_iou"] if improved else None, history))
+    finally:
+        if writer is not None:
+            writer.wait()
     model.eval()
     return history
 
 
+def _cpu_copy(obj):
+    """A copy of ``obj`` (nested dicts, lists and tensors) with every tensor copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True).contiguous()
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj
+
+
 def _cpu_state(model: nn.Module) -> dict:
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    return _cpu_copy(model.state_dict())
+
+
+def _checkpoint_writes(out_dir: Path, model: nn.Module, evaluated: nn.Module, ema, optimizer, step_fn: TrainStep,
+                       epoch: int, best_val_iou: float | None, history: History) -> list:
+    """The files of one epoch, as ``(write, path)`` pairs for :class:`BackgroundWriter`: ``best.pt`` when
+    the epoch improved (``best_val_iou`` given), then ``last.pt`` and ``history.json``.
+
+    Everything is copied to the CPU here, so that training can change the live tensors while
+    the files are written.
+    """
+    arch, snapshot = architecture(model), History.from_dict(copy.deepcopy(history.to_dict()))
+    writes = []
+    if best_val_iou is not None:
+        best = {"arch": arch, "model": _cpu_state(evaluated), "epoch": epoch, "val_iou": best_val_iou}
+        writes.append((functools.partial(save_atomic, best), out_dir / BEST))
+    last = {"arch": arch, "model": _cpu_state(model), "ema": _cpu_state(ema.model) if ema else {},
+            "ema_updates": ema.updates if ema else 0, "optimizer": _cpu_copy(optimizer.state_dict()),
+            "scaler": step_fn.scaler.state_dict(), "epoch": epoch, "history": snapshot.to_dict()}
+    writes.append((functools.partial(save_atomic, last), out_dir / LAST))
+    writes.append((snapshot.save, out_dir / HISTORY))
+    return writes
