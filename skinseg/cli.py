@@ -10,13 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-from .config import PROFILES, default_data_dir, get_profile
-from .errors import SkinsegError
+from .config import COMPILE_MODES, PROFILES, default_data_dir, get_profile
+from .errors import ConfigError, SkinsegError
 
 
 def _profile(args):
     profile = get_profile(args.profile)
-    changes = {k: getattr(args, k) for k in ("epochs", "width", "batch_size", "compile") if getattr(args, k, None) is not None}
+    changes = {k: getattr(args, k) for k in ("epochs", "width", "batch_size", "compile", "compile_mode") if getattr(args, k, None) is not None}
     return profile.replace(**changes) if changes else profile
 
 
@@ -26,6 +26,8 @@ def _add_profile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, help="override the base channels (64 = the article's network)")
     p.add_argument("--batch-size", type=int, help="override the batch size")
     p.add_argument("--compile", choices=("auto", "on", "off"), help="torch.compile (auto = on CUDA only)")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES,
+                   help="torch.compile mode; reduce-overhead also uses CUDA graphs")
     p.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
 
 
@@ -101,9 +103,11 @@ def cmd_compare(args) -> None:
 
 def cmd_experiment(args) -> None:
     from .experiment import run_experiment
+    if args.time_budget is not None and args.epochs is not None:
+        raise ConfigError("give either --epochs or --time-budget, not both")
     profile = _profile(args)
     run_experiment(args.data, args.out, profile, seeds=args.seeds, work_dir=args.work_dir, device=args.device,
-                   progress=not args.quiet)
+                   progress=not args.quiet, time_budget=args.time_budget)
 
 
 def cmd_bench(args) -> None:
@@ -186,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results/isic2017"), help="folder for the small result files")
     p.add_argument("--work-dir", type=Path, help="folder for checkpoints (default runs/<out name>)")
     p.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="instead of --epochs: measure the training speed and train as many epochs as fit")
     p.add_argument("--quiet", action="store_true")
     _add_profile_options(p)
     p.set_defaults(func=cmd_experiment)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +37,7 @@ from .data.tensors import model_input
 from .device import describe, resolve_device, seed_everything
 from .evaluate import binarize, predict_probabilities, paired_comparison, score_masks, summarize
 from .models import MODELS, build_model
+from .plan import describe_plan, plan_epochs
 from .psi import flatten_levels
 from .train import BEST, fit
 
@@ -78,6 +80,7 @@ def _collect_psi(model, images: np.ndarray, device) -> np.ndarray:
 def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profile: Profile, out_dir: Path,
             work_dir: Path, device, progress: bool, keep_details: bool, psi_index: np.ndarray) -> dict:
     """Train, select and evaluate one model with one seed; returns the run's summary."""
+    started = time.perf_counter()
     run = f"{model_name}_seed{seed}"
     run_dir = work_dir / run
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -128,10 +131,18 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     summary = {"run": run, "model": model_name, "seed": seed, "best_epoch": history.best_epoch,
                "best_val_iou": history.best_val_iou, "validation": validation, "chosen": chosen,
                "test_raw": summarize(raw), "test": summarize(table), "train_seconds": train_seconds,
-               "epochs": profile.epochs,
+               "wall_seconds": time.perf_counter() - started, "epochs": profile.epochs,
                "median_images_per_s": float(np.median([r["images_per_s"] for r in history.records]))}
     _write_json(out_dir / "runs" / f"{run}.json", summary)
     return summary
+
+
+def _earlier_plan(config_path: Path, time_budget: float) -> dict | None:
+    """The plan stored by an earlier call for the same budget, if any."""
+    if not config_path.exists():
+        return None
+    plan = json.loads(config_path.read_text()).get("plan")
+    return plan if plan and plan["budget_seconds"] == time_budget else None
 
 
 def compare_runs(out_dir: Path, seeds, metric: str = "iou") -> dict:
@@ -146,11 +157,18 @@ def compare_runs(out_dir: Path, seeds, metric: str = "iou") -> dict:
 
 
 def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir=None, device=None,
-                   progress: bool = True, log: Callable[[str], None] = print) -> dict:
+                   progress: bool = True, log: Callable[[str], None] = print,
+                   time_budget: float | None = None) -> dict:
     """Run every (seed, model) pair and write the artifacts listed in the module docstring.
+
+    With ``time_budget`` (seconds) the number of epochs is not the profile's but the largest
+    that lets all runs fit the budget on this device (:func:`skinseg.plan.plan_epochs`); the
+    plan is stored in ``config.json``, and a later call with the same ``out_dir`` reuses it,
+    so that an interrupted experiment resumes with the same schedule.
 
     Returns the summary that is also written to ``out_dir/summary.json``.
     """
+    started = time.perf_counter()
     out_dir = Path(out_dir)
     seeds = list(profile.seeds if seeds is None else seeds)
     work_dir = Path(work_dir) if work_dir else Path("runs") / out_dir.name
@@ -158,9 +176,19 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
     data = load_dataset(data_root, profile.image_size,
                         limits={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test})
     psi_index = psi_image_indices(data["test"])
+    plan = None
+    if time_budget is not None:
+        plan = _earlier_plan(out_dir / "config.json", time_budget)
+        if plan is None:
+            plan = plan_epochs(profile, time_budget, {k: len(v) for k, v in data.items()}, len(seeds), device)
+            log(describe_plan(plan))
+        else:
+            log(f"{plan['epochs']} epochs, as planned by the earlier call for {plan['budget_seconds']:.0f} s")
+        profile = profile.replace(epochs=plan["epochs"])
     config = {"profile": profile.to_dict(), "label": profile.label(), "seeds": seeds, "models": list(MODEL_NAMES),
               "data": {split: {"source": d.source, "n": len(d)} for split, d in data.items()},
-              "data_root": str(data_root), "environment": environment(device), "psi_epochs": psi_epochs(profile.epochs)}
+              "data_root": str(data_root), "environment": environment(device), "psi_epochs": psi_epochs(profile.epochs),
+              "plan": plan}
     _write_json(out_dir / "config.json", config)
     log(f"{profile.label()} on {config['environment']['device']}: "
         + ", ".join(f"{k} {v['n']}" for k, v in config["data"].items()))
@@ -176,14 +204,16 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
                               keep_details=seed == seeds[0], psi_index=psi_index)
             runs.append(summary)
             log(f"{model_name} seed {seed}: best epoch {summary['best_epoch']}, val IoU {summary['best_val_iou']:.4f}, "
-                f"test IoU {summary['test']['mean_iou']:.4f} ({summary['chosen']}), {summary['train_seconds']:.0f} s")
+                f"test IoU {summary['test']['mean_iou']:.4f} ({summary['chosen']}), {summary['train_seconds']:.0f} s training, "
+                f"{summary['wall_seconds']:.0f} s in all")
     table = pd.DataFrame([{"model": r["model"], "seed": r["seed"], **r["test"]} for r in runs])
     spread = table.groupby("model")[["mean_iou", "mean_dice", "thresholded_jaccard"]].agg(["mean", "std"])
     result = {"label": profile.label(), "environment": config["environment"], "runs": runs,
               "mean_sd": {m: {f"{k}_{s}": float(spread.loc[m, (k, s)]) for k in ("mean_iou", "mean_dice",
                           "thresholded_jaccard") for s in ("mean", "std")} for m in spread.index},
               "comparison_iou": compare_runs(out_dir, seeds, "iou"),
-              "comparison_dice": compare_runs(out_dir, seeds, "dice")}
+              "comparison_dice": compare_runs(out_dir, seeds, "dice"),
+              "seconds": time.perf_counter() - started}
     _write_json(out_dir / "summary.json", result)
     log(f"wrote {out_dir / 'summary.json'}")
     return result

@@ -209,7 +209,8 @@ def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
     """Every ``*.json`` written by :func:`skinseg.bench.run_benchmark` in ``folder`` (default
     ``results/bench``), one row per measured setting.
 
-    Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``),
+    Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``,
+    ``compile_mode``; files written before the mode was measured used ``"default"``),
     ``images_per_s``, ``step_ms``, ``model_step_ms``, ``pipeline_fraction``, ``compile_seconds``,
     ``compiled``, ``tflops``, ``peak_fraction`` (of that file's measured matmul peak), ``error``
     where a setting failed, and per file ``device``, ``torch``, ``matmul_peak_tflops``, ``file``.
@@ -222,6 +223,7 @@ def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
     for path in files:
         report = _read_json(path)
         frame = pd.DataFrame(report["results"])
+        frame["compile_mode"] = frame["compile_mode"].fillna("default") if "compile_mode" in frame else "default"
         frame["device"], frame["torch"] = report["device"], report["torch"]
         frame["matmul_peak_tflops"] = report["matmul_peak_flops"] / 1e12
         frame["file"] = path.name

@@ -31,7 +31,7 @@ from .data.arrays import SegmentationData
 from .data.augment import augment_batch
 from .data.tensors import normalize, to_device_tensors, to_unit_float
 from .device import autocast_dtype, resolve_device
-from .errors import TrainingError
+from .errors import CheckpointError, TrainingError
 from .losses import build_loss
 from .metrics import dice_from_counts, iou_from_counts
 
@@ -128,11 +128,12 @@ class TrainStep:
         channels_last: ``"auto"`` (on for CUDA), ``"on"`` or ``"off"``.
         compile: ``"auto"`` (CUDA only), ``"on"`` or ``"off"``; if compiling fails, the step
             falls back to eager mode with a warning.
+        compile_mode: ``"default"`` or ``"reduce-overhead"`` (compiled step replayed as a CUDA graph).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
                  device: torch.device, augment: AugmentConfig = NO_AUGMENT, amp: str = "auto",
-                 channels_last: str = "auto", compile: str = "auto") -> None:
+                 channels_last: str = "auto", compile: str = "auto", compile_mode: str = "default") -> None:
         self.model, self.optimizer, self.loss_fn, self.device, self.augment = model, optimizer, loss_fn, device, augment
         cuda = device.type == "cuda"
         if cuda:
@@ -143,7 +144,9 @@ class TrainStep:
         self.model.to(memory_format=self.memory_format)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         self.compiled = compile == "on" or (compile == "auto" and cuda)
-        self._forward = torch.compile(self._forward_loss) if self.compiled else self._forward_loss
+        # CUDA graphs replay into fixed output buffers: each step must be marked as a new one.
+        self._mark_step = self.compiled and compile_mode == "reduce-overhead" and cuda
+        self._forward = torch.compile(self._forward_loss, mode=compile_mode) if self.compiled else self._forward_loss
 
     def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
@@ -170,13 +173,15 @@ class TrainStep:
 
         Returns the detached ``(loss, logits)``."""
         self.model.train()
+        if self._mark_step:
+            torch.compiler.cudagraph_mark_step_begin()
         try:
             loss, logits = self._forward(x, y)
         except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager
             if not self.compiled:
                 raise
             warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); training in eager mode", stacklevel=2)
-            self.compiled, self._forward = False, self._forward_loss
+            self.compiled, self._mark_step, self._forward = False, False, self._forward_loss
             loss, logits = self._forward(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -249,7 +254,8 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
     model.to(device)
     loss_fn = build_loss(profile.loss)
     optimizer = build_optimizer(model, profile.lr, profile.weight_decay, device)
-    step_fn = TrainStep(model, optimizer, loss_fn, device, profile.augment, compile=profile.compile)
+    step_fn = TrainStep(model, optimizer, loss_fn, device, profile.augment, compile=profile.compile,
+                        compile_mode=profile.compile_mode)
     ema = ExponentialMovingAverage(model, profile.ema_decay) if profile.ema_decay else None
     evaluated = ema.model if ema else model
 
@@ -259,6 +265,7 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
     if resume and out_dir is not None and (out_dir / LAST).exists():
         state = load_checkpoint(out_dir / LAST, map_location=device)
         check_architecture(state, model, out_dir / LAST)
+        _check_recipe(state, training_recipe(profile, seed), out_dir / LAST)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step_fn.scaler.load_state_dict(state["scaler"])
@@ -319,12 +326,35 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
                 on_epoch_end(epoch, evaluated)
             if writer is not None:
                 writer.submit(_checkpoint_writes(out_dir, model, evaluated, ema, optimizer, step_fn, epoch,
-                                                 scores["val_iou"] if improved else None, history))
+                                                 scores["val_iou"] if improved else None, history,
+                                                 training_recipe(profile, seed)))
     finally:
         if writer is not None:
             writer.wait()
     model.eval()
     return history
+
+
+RECIPE_FIELDS = ("image_size", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "loss",
+                 "ema_decay", "augment", "max_train")
+
+
+def training_recipe(profile: Profile, seed: int) -> dict:
+    """What a resumed run must share with the run that wrote the checkpoint: the fields of
+    ``profile`` that change the training (the schedule, the data, the loss) and the seed."""
+    recipe = {k: v for k, v in profile.to_dict().items() if k in RECIPE_FIELDS}
+    return json.loads(json.dumps({**recipe, "seed": seed}))  # tuples as lists, as stored
+
+
+def _check_recipe(state: dict, recipe: dict, path: Path) -> None:
+    stored = state.get("recipe")
+    if stored is None:  # written before checkpoints recorded their recipe
+        return
+    changed = [f"{k} {stored.get(k)!r} -> {recipe[k]!r}" for k in recipe if stored.get(k) != recipe[k]]
+    if changed:
+        raise CheckpointError(f"{path} was written by a run with another recipe ({'; '.join(changed)}); "
+                              "resuming would mix the two. Use another output folder, or resume=False "
+                              "(--no-resume) to start again")
 
 
 def _cpu_copy(obj):
@@ -343,7 +373,7 @@ def _cpu_state(model: nn.Module) -> dict:
 
 
 def _checkpoint_writes(out_dir: Path, model: nn.Module, evaluated: nn.Module, ema, optimizer, step_fn: TrainStep,
-                       epoch: int, best_val_iou: float | None, history: History) -> list:
+                       epoch: int, best_val_iou: float | None, history: History, recipe: dict | None = None) -> list:
     """The files of one epoch, as ``(write, path)`` pairs for :class:`BackgroundWriter`: ``best.pt`` when
     the epoch improved (``best_val_iou`` given), then ``last.pt`` and ``history.json``.
 
@@ -357,7 +387,8 @@ def _checkpoint_writes(out_dir: Path, model: nn.Module, evaluated: nn.Module, em
         writes.append((functools.partial(save_atomic, best), out_dir / BEST))
     last = {"arch": arch, "model": _cpu_state(model), "ema": _cpu_state(ema.model) if ema else {},
             "ema_updates": ema.updates if ema else 0, "optimizer": _cpu_copy(optimizer.state_dict()),
-            "scaler": step_fn.scaler.state_dict(), "epoch": epoch, "history": snapshot.to_dict()}
+            "scaler": step_fn.scaler.state_dict(), "epoch": epoch, "history": snapshot.to_dict(),
+            "recipe": recipe}
     writes.append((functools.partial(save_atomic, last), out_dir / LAST))
     writes.append((snapshot.save, out_dir / HISTORY))
     return writes

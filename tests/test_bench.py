@@ -39,3 +39,19 @@ def test_training_flops_grow_with_width_and_attention():
     assert training_flops_per_image("attention_unet", 4, (32, 32)) > small
     # and the work is proportional to the number of pixels
     assert training_flops_per_image("unet", 4, (64, 32)) == 2 * small
+
+
+def test_gpu_grid_covers_precision_layout_batch_and_both_compile_modes():
+    settings = default_settings(torch.device("cuda"), PROFILES["full"])  # only builds the list
+    for model in ("unet", "attention_unet"):
+        mine = [s for s in settings if s.model == model]
+        eager16 = {(s.amp, s.channels_last) for s in mine if s.batch_size == 16 and not s.compile}
+        assert eager16 == {("off", False), ("off", True), ("bf16", False), ("bf16", True)}
+        assert {s.batch_size for s in mine if not s.compile} == {16, 32, 64}
+        assert {s.compile_mode for s in mine if s.compile} == {"default", "reduce-overhead"}
+    assert len(set(settings)) == len(settings)
+    # plain against fast first, so that a run cut short by a time limit keeps the comparison
+    assert settings[:6] == [Setting("unet", 16, "bf16", True, False), Setting("attention_unet", 16, "bf16", True, False),
+                            Setting("unet", 16, "bf16", True, True), Setting("attention_unet", 16, "bf16", True, True),
+                            Setting("unet", 16, "bf16", True, True, "reduce-overhead"),
+                            Setting("attention_unet", 16, "bf16", True, True, "reduce-overhead")]

@@ -108,8 +108,14 @@ def bad_runs(tmp_path_factory, layout_2017):
                                 "--data", layout_2017],
                                [f"{unet_run / 'last.pt'} holds a unet of width 4",
                                 "the model is a attention_unet of width 4"]),
+        "other_recipe": (["train", "--profile", "tiny", "--model", "unet", "--epochs", "3", "--out", unet_run,
+                          "--data", layout_2017],
+                         [f"{unet_run / 'last.pt'} was written by a run with another recipe (epochs 1 -> 3)",
+                          "--no-resume"]),
         "bad_width": (["train", "--profile", "tiny", "--width", "0", "--data", layout_2017],
                       ["width must be at least 1, got 0"]),
+        "epochs_and_budget": (["experiment", "--profile", "tiny", "--epochs", "2", "--time-budget", "60",
+                               "--data", layout_2017], ["give either --epochs or --time-budget, not both"]),
         "missing_table": (["compare", root / "a.csv", root / "b.csv"],
                           [f"per-image table {root / 'a.csv'} does not exist", "python -m skinseg evaluate"]),
     }
@@ -126,7 +132,7 @@ def bad_runs(tmp_path_factory, layout_2017):
 
 BAD_CASES = ["missing_folder", "missing_folder_train", "image_without_mask", "mask_without_image", "empty_folder",
              "mask_size", "corrupt_jpeg", "truncated_png", "not_a_checkpoint", "other_architecture",
-             "bad_width", "missing_table"]
+             "other_recipe", "bad_width", "epochs_and_budget", "missing_table"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

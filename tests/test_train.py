@@ -20,7 +20,7 @@ from skinseg.checkpoint import BackgroundWriter, check_architecture, load_checkp
 from skinseg.config import NO_AUGMENT, PROFILES
 from skinseg.data.synthetic import make_synthetic
 from skinseg.device import seed_everything
-from skinseg.errors import CheckpointError, TrainingError
+from skinseg.errors import CheckpointError, ConfigError, TrainingError
 from skinseg.losses import bce_dice_loss
 from skinseg.metrics import dice_per_image
 from skinseg.models import AttentionUNet, UNet, build_model
@@ -353,3 +353,63 @@ def test_exponential_moving_average():
             torch.testing.assert_close(v, live[k], atol=1e-6, rtol=0)
     assert ema.updates == 201
     assert min(0.9, (1 + ema.updates) / (10 + ema.updates)) == 0.9
+
+
+# ----------------------------------------------------------------------------- torch.compile
+
+
+def _one_step(monkeypatch, compile_fn, **options):
+    monkeypatch.setattr(torch, "compile", compile_fn)
+    torch.manual_seed(0)
+    model = build_model("unet", 4)
+    cpu = torch.device("cpu")
+    step = train_module.TrainStep(model, train_module.build_optimizer(model, 1e-3, 0.0, cpu), bce_dice_loss, cpu,
+                                  **options)
+    x, y = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.ones(2, 1, 32, 32)
+    return step, float(step.update(x, y)[0])
+
+
+def test_compile_passes_the_mode_to_torch_compile(monkeypatch):
+    modes = []
+
+    def recording_compile(fn, mode=None):
+        modes.append(mode)
+        return fn
+
+    step, _ = _one_step(monkeypatch, recording_compile, compile="on", compile_mode="reduce-overhead")
+    assert modes == ["reduce-overhead"] and step.compiled
+    _one_step(monkeypatch, recording_compile, compile="auto")  # auto on a CPU: no compiling
+    assert modes == ["reduce-overhead"]
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_warning(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    _, eager_loss = _one_step(monkeypatch, lambda fn, mode=None: fn, compile="off")
+    with pytest.warns(UserWarning, match=r"torch.compile failed \(RuntimeError: no C\+\+ compiler\); training in eager"):
+        step, loss = _one_step(monkeypatch, lambda fn, mode=None: broken, compile="on")
+    assert not step.compiled and loss == eager_loss
+
+
+def test_profile_rejects_an_unknown_compile_mode():
+    with pytest.raises(ConfigError, match="compile_mode must be one of .*'reduce-overhead'.*got 'fastest'"):
+        PROFILES["tiny"].replace(compile_mode="fastest")
+
+
+def test_resuming_with_another_recipe_or_seed_is_refused(tmp_path, tiny_data):
+    train, val = tiny_data
+    profile = PROFILES["tiny"].replace(epochs=3)
+    fit(build_model("unet", profile.width), train, val, profile, tmp_path, progress=False, stop_after=1)
+    for changed, kwargs, text in [(profile.replace(epochs=5), {}, "epochs 3 -> 5"),
+                                  (profile.replace(lr=1e-2), {}, "lr 0.001 -> 0.01"),
+                                  (profile, {"seed": 4}, "seed 0 -> 4")]:
+        with pytest.raises(CheckpointError, match=rf"{tmp_path / LAST} was written by a run with another "
+                                                  rf"recipe \({text}\)"):
+            fit(build_model("unet", profile.width), train, val, changed, tmp_path, progress=False, **kwargs)
+    # the same recipe resumes, and a fresh start is still possible
+    history = fit(build_model("unet", profile.width), train, val, profile, tmp_path, progress=False)
+    assert [r["epoch"] for r in history.records] == [1, 2, 3]
+    history = fit(build_model("unet", profile.width), train, val, profile.replace(epochs=1), tmp_path,
+                  progress=False, resume=False)
+    assert [r["epoch"] for r in history.records] == [1]

@@ -1,0 +1,88 @@
+"""Choosing the number of epochs that lets an experiment fit a time budget.
+
+The throughput of each model's real training step (the profile's precision, memory format
+and compile setting) is measured on the device first; the number of epochs then follows
+from a simple cost model of one run:
+
+* per epoch: the training images at the measured rate, plus the validation images at
+  ``INFERENCE_SPEEDUP`` times that rate (a forward pass costs about a third of a training step);
+* per run: the first epoch's warm-up (cuDNN tries its algorithms), compiling (measured),
+  and the evaluation: every validation image once per test-time-augmentation view to
+  choose the views, and the test images through the chosen (at most eight) views.
+
+The plan is an estimate, printed and stored next to the results together with the time
+the experiment really took.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .config import Profile
+from .errors import ConfigError
+
+INFERENCE_SPEEDUP = 2.0  # conservative: inference runs about 3x the images/s of a training step
+RUN_SECONDS = 8.0  # per run: warm-up epoch, loading the best weights, post-processing, writing files
+TTA_VIEWS = {"none": 1, "flip": 2, "d4": 8}
+
+
+def measure_training_step(model_name: str, profile: Profile, device: torch.device) -> dict:
+    """Images/s and compile seconds of ``model_name``'s training step as :func:`~skinseg.train.fit`
+    runs it with ``profile`` on ``device`` (a short benchmark on synthetic batches)."""
+    from .bench import Setting, bench_setting
+
+    cuda = device.type == "cuda"
+    compiled = profile.compile == "on" or (profile.compile == "auto" and cuda)
+    setting = Setting(model_name, profile.batch_size, "bf16" if cuda else "off", cuda, compiled, profile.compile_mode)
+    result = bench_setting(setting, profile.width, profile.image_size, device, warmup=3, steps=10, repeats=2,
+                           pool=max(64, profile.batch_size))
+    return {"images_per_s": result["images_per_s"], "compile_seconds": result["compile_seconds"]}
+
+
+def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], n_seeds: int,
+                device: torch.device, models=("unet", "attention_unet"),
+                measure: Callable[[str, Profile, torch.device], dict] | None = None) -> dict:
+    """The largest number of epochs with which ``n_seeds`` runs of every model fit ``budget_seconds``.
+
+    Args:
+        sizes: the number of ``train``, ``val`` and ``test`` images.
+        measure: ``(model_name, profile, device) -> {"images_per_s", "compile_seconds"}``
+            (default :func:`measure_training_step`).
+
+    Returns a dict with ``epochs``, the estimated ``seconds``, and per model the measured
+    ``images_per_s``, ``compile_seconds``, ``epoch_seconds`` and ``run_seconds`` (the fixed part).
+    Raises :class:`ConfigError` when not even one epoch fits.
+    """
+    if budget_seconds <= 0:
+        raise ConfigError(f"time budget must be a positive number of seconds, got {budget_seconds}")
+    measure = measure or measure_training_step
+    views = sum(TTA_VIEWS[t] for t in profile.tta)
+    per_model, epoch_seconds, fixed_seconds = {}, 0.0, 0.0
+    for name in models:
+        m = measure(name, profile, device)
+        ips, inference = m["images_per_s"], INFERENCE_SPEEDUP * m["images_per_s"]
+        epoch = sizes["train"] / ips + sizes["val"] / inference
+        run = RUN_SECONDS + m["compile_seconds"] + (sizes["val"] * views + sizes["test"] * (1 + max(
+            TTA_VIEWS[t] for t in profile.tta))) / inference
+        per_model[name] = {**m, "epoch_seconds": epoch, "run_seconds": run}
+        epoch_seconds += n_seeds * epoch
+        fixed_seconds += n_seeds * run
+    epochs = math.floor((budget_seconds - fixed_seconds) / epoch_seconds)
+    if epochs < 1:
+        raise ConfigError(f"time budget of {budget_seconds:.0f} s is too small: one epoch of every run needs "
+                          f"about {fixed_seconds + epoch_seconds:.0f} s on {device}")
+    return {"budget_seconds": budget_seconds, "epochs": epochs, "seconds": fixed_seconds + epochs * epoch_seconds,
+            "n_seeds": n_seeds, "models": per_model}
+
+
+def describe_plan(plan: dict) -> str:
+    """One line per model and a last line with the choice."""
+    lines = [f"{name}: {m['images_per_s']:.0f} img/s, {m['epoch_seconds']:.1f} s per epoch, "
+             f"{m['run_seconds']:.0f} s per run besides the epochs" + (
+                 f" (compiling {m['compile_seconds']:.0f} s)" if m["compile_seconds"] else "")
+             for name, m in plan["models"].items()]
+    lines.append(f"{plan['n_seeds']} seeds x {len(plan['models'])} models: {plan['epochs']} epochs fit "
+                 f"{plan['budget_seconds']:.0f} s (estimate {plan['seconds']:.0f} s)")
+    return "\n".join(lines)
