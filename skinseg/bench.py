@@ -33,7 +33,7 @@ class Setting:
 
     model: str
     batch_size: int
-    amp: str  # "bf16" / "fp16" / "off" (fp32)
+    amp: str  # "bf16" / "fp16" / "off" (fp32) / "auto" (as fit() chooses)
     channels_last: bool
     compile: bool
     compile_mode: str = "default"  # or "reduce-overhead": the compiled step replayed as a CUDA graph

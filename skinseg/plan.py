@@ -35,7 +35,7 @@ def measure_training_step(model_name: str, profile: Profile, device: torch.devic
 
     cuda = device.type == "cuda"
     compiled = profile.compile == "on" or (profile.compile == "auto" and cuda)
-    setting = Setting(model_name, profile.batch_size, "bf16" if cuda else "off", cuda, compiled, profile.compile_mode)
+    setting = Setting(model_name, profile.batch_size, "auto", cuda, compiled, profile.compile_mode)  # as fit() does
     result = bench_setting(setting, profile.width, profile.image_size, device, warmup=3, steps=10, repeats=2,
                            pool=max(64, profile.batch_size))
     return {"images_per_s": result["images_per_s"], "compile_seconds": result["compile_seconds"]}

@@ -112,6 +112,7 @@ def test_committed_bench_has_every_setting_with_its_device(committed):
         assert row.peak_fraction == pytest.approx(row.tflops / row.matmul_peak_tflops)
     key = bench.set_index(["model", "amp", "channels_last", "compile"]).images_per_s
     assert key["unet", "bf16", True, False] > key["unet", "off", False, False]
+    assert (bench.compile_mode == "default").all()  # written before CUDA graphs were measured
     pd.testing.assert_frame_equal(bench, load_bench(COMMITTED / "bench"))
 
 
@@ -185,5 +186,6 @@ def test_tiny_benchmark_file_loads_with_its_device(tmp_path):
     bench = load_bench(tmp_path / "bench")
     assert list(bench.model) == ["unet", "attention_unet"]
     assert (bench.amp == "off").all() and not bench.compile.any()
+    assert (bench.compile_mode == "default").all()
     assert bench.device.str.startswith("CPU").all() and (bench.images_per_s > 0).all()
     assert (bench.file == "cpu.json").all() and (bench.matmul_peak_tflops > 0).all()
