@@ -2,6 +2,7 @@
 # Produces the GPU artifacts the book shows, in one call on a CUDA machine:
 #   $RESULTS/isic2017.tgz     the experiment (both models x 3 seeds, ISIC 2017), packed
 #   $RESULTS/bench_gpu.json   the training-step benchmark, plain against fast first
+#   $RESULTS/bench_gpu_ops.json  where the time of each model's plain step goes, operator by operator
 # The experiment measures the training speed and trains as many epochs as fit
 # $EXPERIMENT_BUDGET seconds (the plan is logged and stored in config.json); the benchmark
 # gets what is left of $TOTAL_BUDGET.
@@ -38,7 +39,7 @@ left=$(( TOTAL_BUDGET - ($(date +%s) - start) ))
 if [ "$PART" != experiment ]; then
     echo "benchmark: $left s left"
     if [ "$left" -gt 30 ]; then
-        timeout "$left" python3 -m skinseg bench --profile "$PROFILE" --out "$RESULTS/bench_gpu.json" 2>&1 \
+        timeout "$left" python3 -m skinseg bench --profile "$PROFILE" --ops --out "$RESULTS/bench_gpu.json" 2>&1 \
             | tee "$RESULTS/bench.log"
     fi
 fi

@@ -81,11 +81,9 @@ def _time(fn, device: torch.device, steps: int, repeats: int) -> float:
     return statistics.median(results)
 
 
-def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device,
-                  warmup: int = 3, steps: int = 10, repeats: int = 3, pool: int = 256) -> dict:
-    """Time one setting. Returns the setting plus ``images_per_s``, ``step_ms``,
-    ``compile_seconds`` and ``pipeline_fraction`` (share of the full step spent indexing and
-    augmenting the batch)."""
+def _training_step(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device, pool: int):
+    """A fresh model's :class:`TrainStep` for ``setting``, a resident pool of ``pool`` random uint8
+    images and masks on ``device``, and a seeded generator."""
     torch.manual_seed(0)
     model = build_model(setting.model, width).to(device)
     optimizer = build_optimizer(model, 1e-4, 1e-4, device)
@@ -94,7 +92,15 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
                      compile="on" if setting.compile else "off", compile_mode=setting.compile_mode)
     images = torch.randint(0, 256, (pool, 3, *image_size), dtype=torch.uint8, device=device)
     masks = (torch.rand(pool, 1, *image_size, device=device) > 0.7).to(torch.uint8)
-    generator = torch.Generator(device=device).manual_seed(0)
+    return step, images, masks, torch.Generator(device=device).manual_seed(0)
+
+
+def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device,
+                  warmup: int = 3, steps: int = 10, repeats: int = 3, pool: int = 256) -> dict:
+    """Time one setting. Returns the setting plus ``images_per_s``, ``step_ms``,
+    ``compile_seconds`` and ``pipeline_fraction`` (share of the full step spent indexing and
+    augmenting the batch)."""
+    step, images, masks, generator = _training_step(setting, width, image_size, device, pool)
     bs = setting.batch_size
     fixed_x, fixed_y = step.prepare(images[:bs], masks[:bs], generator)
 
@@ -117,6 +123,65 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     return {**asdict(setting), "images_per_s": bs / full, "step_ms": 1000 * full,
             "model_step_ms": 1000 * alone, "pipeline_fraction": max(0.0, 1 - alone / full),
             "compile_seconds": compile_seconds, "compiled": step.compiled}
+
+
+def operator_profile(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device,
+                     steps: int = 5, top: int = 20) -> dict:
+    """Where the time of a model step goes: the ``top`` operators by their own time (GPU time
+    on a GPU, CPU time on a CPU) over ``steps`` steps on one prepared batch, after a warm-up.
+
+    Returns the setting plus ``step_ms`` (the profiled total per step) and ``operators``: one
+    dict per operator and input shapes with ``name``, ``input_shapes``, ``ms_per_step``,
+    ``share`` of the total and ``calls_per_step``.
+    Comparing the two models' profiles shows what the attention gates cost.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    step, images, masks, generator = _training_step(setting, width, image_size, device, setting.batch_size)
+    x, y = step.prepare(images, masks, generator)
+    cuda = device.type == "cuda"
+    for _ in range(3):
+        step.update(x, y)
+    if cuda:
+        torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []), record_shapes=True) as prof:
+        for _ in range(steps):
+            step.update(x, y)
+        if cuda:
+            torch.cuda.synchronize()
+    events = prof.key_averages(group_by_input_shape=True)
+    own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # microseconds
+    total = sum(own(e) for e in events)
+    ranked = sorted(events, key=own, reverse=True)[:top]
+    return {**asdict(setting), "clock": "gpu" if cuda else "cpu", "step_ms": total / 1000 / steps,
+            "operators": [{"name": e.key, "input_shapes": [shape for shape in e.input_shapes if shape], "ms_per_step": own(e) / 1000 / steps,
+                           "share": own(e) / total, "calls_per_step": e.count / steps} for e in ranked]}
+
+
+def run_operator_profiles(profile: Profile, device=None, settings: list[Setting] | None = None,
+                          log=print, out_path=None) -> dict:
+    """:func:`operator_profile` of the first eager setting of each model in ``settings`` (default
+    :func:`default_settings`: the plain bf16 + channels_last step on a GPU), logged and, with
+    ``out_path``, written as JSON."""
+    device = resolve_device(device)
+    settings = settings or default_settings(device, profile)
+    plain = {}
+    for s in settings:
+        if not s.compile:
+            plain.setdefault(s.model, s)
+    report = {"device": describe(device), "torch": torch.__version__, "width": profile.width,
+              "image_size": list(profile.image_size), "profiles": []}
+    for setting in plain.values():
+        ops = operator_profile(setting, profile.width, profile.image_size, device)
+        report["profiles"].append(ops)
+        log(f"{setting.model}: {ops['step_ms']:.1f} ms of {ops['clock'].upper()} time per step; the largest:")
+        for op in ops["operators"][:8]:
+            log(f"  {op['ms_per_step']:7.2f} ms {100 * op['share']:5.1f} %  {op['name']} {str(op['input_shapes'])[:70]}")
+    if out_path is not None:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_text(json.dumps(report, indent=1))
+        log(f"wrote {out_path}")
+    return report
 
 
 def time_book_tests(root: Path | str = ".") -> dict:

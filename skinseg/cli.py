@@ -117,6 +117,9 @@ def cmd_bench(args) -> None:
     device = resolve_device(args.device)
     settings = default_settings(device, profile, batch_sizes=tuple(args.batch_sizes),
                                 compile_batch_sizes=tuple(args.compile_batch_sizes))
+    if args.ops:  # first: a few seconds, and what a run cut short should not lose
+        from .bench import run_operator_profiles
+        run_operator_profiles(profile, device, settings, out_path=args.out.with_name(args.out.stem + "_ops.json"))
     report = run_benchmark(profile, device, settings, out_path=args.out, steps=args.steps, repeats=args.repeats)
     if args.book:
         from .bench import time_book_tests
@@ -203,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--book", action="store_true", help="also time 'pytest --nbval book' (run from the repository root)")
+    p.add_argument("--ops", action="store_true",
+                   help="first profile the operators of each model's plain step (written to OUT_ops.json)")
     _add_profile_options(p)
     p.set_defaults(func=cmd_bench)
 

@@ -207,7 +207,8 @@ def load_results(path: Path | str | None = None) -> Results:
 
 def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
     """Every ``*.json`` written by :func:`skinseg.bench.run_benchmark` in ``folder`` (default
-    ``results/bench``), one row per measured setting.
+    ``results/bench``), one row per measured setting; operator profiles (``*_ops.json``) are
+    left out.
 
     Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``,
     ``compile_mode``; files written before the mode was measured used ``"default"``),
@@ -216,7 +217,7 @@ def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
     where a setting failed, and per file ``device``, ``torch``, ``matmul_peak_tflops``, ``file``.
     """
     folder = Path(folder) if folder is not None else results_dir() / "bench"
-    files = sorted(folder.glob("*.json"))
+    files = sorted(f for f in folder.glob("*.json") if not f.name.endswith("_ops.json"))  # operator profiles
     if not files:
         raise DataError(f"no benchmark files (*.json) in {folder}")
     frames = []

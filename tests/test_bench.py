@@ -1,9 +1,11 @@
 """The training-step benchmark, as a CPU smoke run (no timing is asserted)."""
 import json
 
+import pytest
 import torch
 
-from skinseg.bench import Setting, default_settings, run_benchmark, training_flops_per_image
+from skinseg.bench import (Setting, default_settings, operator_profile, run_benchmark, run_operator_profiles,
+                           training_flops_per_image)
 from skinseg.config import PROFILES
 
 
@@ -55,3 +57,29 @@ def test_gpu_grid_covers_precision_layout_batch_and_both_compile_modes():
                             Setting("unet", 16, "bf16", True, True), Setting("attention_unet", 16, "bf16", True, True),
                             Setting("unet", 16, "bf16", True, True, "reduce-overhead"),
                             Setting("attention_unet", 16, "bf16", True, True, "reduce-overhead")]
+
+
+def test_operator_profile_shows_the_gates_own_operators():
+    profiles = {m: operator_profile(Setting(m, 2, "off", False, False), 4, (32, 32), torch.device("cpu"),
+                                    steps=1, top=1000) for m in ("unet", "attention_unet")}
+    for result in profiles.values():
+        ops = result["operators"]
+        assert result["clock"] == "cpu" and result["step_ms"] > 0
+        assert sum(op["share"] for op in ops) == pytest.approx(1.0)
+        assert [op["ms_per_step"] for op in ops] == sorted((op["ms_per_step"] for op in ops), reverse=True)
+        assert any(op["name"] == "aten::convolution_backward" for op in ops)
+    # the ψ projection: a 1x1 convolution from F_int = 2 channels to one, only in the gated net
+    psi_weight = [1, 2, 1, 1]
+    assert any(psi_weight in op["input_shapes"] for op in profiles["attention_unet"]["operators"])
+    assert not any(psi_weight in op["input_shapes"] for op in profiles["unet"]["operators"])
+    assert len(operator_profile(Setting("unet", 2, "off", False, False), 4, (32, 32), torch.device("cpu"),
+                                steps=1, top=3)["operators"]) == 3
+
+
+def test_run_operator_profiles_writes_one_profile_per_model(tmp_path):
+    messages = []
+    report = run_operator_profiles(PROFILES["tiny"], "cpu", log=messages.append, out_path=tmp_path / "ops.json")
+    assert json.loads((tmp_path / "ops.json").read_text()) == json.loads(json.dumps(report))
+    assert [p["model"] for p in report["profiles"]] == ["unet", "attention_unet"]
+    assert all(not p["compile"] and len(p["operators"]) == 20 for p in report["profiles"])
+    assert messages[0].startswith("unet: ") and messages[-1] == f"wrote {tmp_path / 'ops.json'}"
