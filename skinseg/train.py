@@ -238,7 +238,9 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
             ``history.json`` go; ``None`` keeps nothing on disk.
         seed: seeds shuffling and augmentation (seed the model's initialisation yourself,
             with :func:`skinseg.device.seed_everything`, before building it).
-        resume: continue from ``out_dir/last.pt`` if it exists.
+        resume: continue from ``out_dir/last.pt`` if it exists. It must have been written with
+            the same recipe (:func:`training_recipe`) and seed; otherwise a
+            :class:`~skinseg.errors.CheckpointError` says what differs.
         device: default CUDA when available, else CPU.
         progress: show ``tqdm`` progress bars.
         on_epoch_end: called as ``on_epoch_end(epoch, evaluated_model)`` after validation
