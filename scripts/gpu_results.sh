@@ -9,6 +9,8 @@
 #
 #   SKINSEG_DATA=path/to/isic2017 RESULTS=results bash scripts/gpu_results.sh
 #   PART=bench ...        only the benchmark;   PART=experiment ...   only the experiment
+#   PART=sweep ...        instead: the recipe variants on the validation set ($RESULTS/sweep.tgz),
+#                         U-Net, seed 0, as many epochs as fit $SWEEP_BUDGET seconds
 #   COMPILE=off ...       train without torch.compile (default auto: on for CUDA)
 set -u
 RESULTS=${RESULTS:-results}
@@ -24,7 +26,14 @@ mkdir -p "$RESULTS"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RESULTS/gpu.txt" 2>&1 || echo "no nvidia-smi" > "$RESULTS/gpu.txt"
 cat "$RESULTS/gpu.txt"
 
-if [ "$PART" != bench ]; then
+if [ "$PART" = sweep ]; then
+    python3 -m skinseg sweep --data "$DATA" --out "$RESULTS/sweep" --work-dir /tmp/skinseg_sweep \
+        --profile "$PROFILE" --time-budget "${SWEEP_BUDGET:-480}" --compile "$COMPILE" --quiet 2>&1 \
+        | tee "$RESULTS/sweep.log"
+    [ -d "$RESULTS/sweep" ] && tar czf "$RESULTS/sweep.tgz" -C "$RESULTS" sweep && rm -rf "$RESULTS/sweep"
+fi
+
+if [ "$PART" = all ] || [ "$PART" = experiment ]; then
     python3 -m skinseg experiment --data "$DATA" --out "$RESULTS/isic2017" --work-dir /tmp/skinseg_runs \
         --profile "$PROFILE" --time-budget "$EXPERIMENT_BUDGET" --compile "$COMPILE" --quiet 2>&1 \
         | tee "$RESULTS/isic2017.log"
@@ -36,7 +45,7 @@ if [ "$PART" != bench ]; then
 fi
 
 left=$(( TOTAL_BUDGET - ($(date +%s) - start) ))
-if [ "$PART" != experiment ]; then
+if [ "$PART" = all ] || [ "$PART" = bench ]; then
     echo "benchmark: $left s left"
     if [ "$left" -gt 30 ]; then
         timeout "$left" python3 -m skinseg bench --profile "$PROFILE" --ops --out "$RESULTS/bench_gpu.json" 2>&1 \

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import COMPILE_MODES, PROFILES, default_data_dir, get_profile
+from .config import COMPILE_MODES, PROFILES, VARIANTS, default_data_dir, get_profile
 from .errors import ConfigError, SkinsegError
 
 
@@ -110,6 +110,14 @@ def cmd_experiment(args) -> None:
                    progress=not args.quiet, time_budget=args.time_budget)
 
 
+def cmd_sweep(args) -> None:
+    from .sweep import run_sweep
+    if args.time_budget is not None and args.epochs is not None:
+        raise ConfigError("give either --epochs or --time-budget, not both")
+    run_sweep(args.data, args.out, _profile(args), args.variants, model=args.model, seed=args.seed,
+              work_dir=args.work_dir, device=args.device, time_budget=args.time_budget, progress=not args.quiet)
+
+
 def cmd_bench(args) -> None:
     from .bench import default_settings, run_benchmark
     from .device import resolve_device
@@ -198,6 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_profile_options(p)
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("sweep", help="compare recipe variants on the validation set (never the test set)")
+    p.add_argument("--data", type=Path, default=None, help=data_help)
+    p.add_argument("--out", type=Path, default=Path("results/sweep"), help="folder for sweep.json")
+    p.add_argument("--work-dir", type=Path, help="folder for checkpoints (default runs/<out name>)")
+    p.add_argument("--model", choices=("unet", "attention_unet"), default="unet")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="NAME",
+                   help=f"among {', '.join(VARIANTS)} (default: all; baseline is always included)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="instead of --epochs: measure the training speed and train as many epochs as fit")
+    p.add_argument("--quiet", action="store_true")
+    _add_profile_options(p)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("bench", help="training-step throughput benchmark")
     p.add_argument("--out", type=Path, default=Path("results/bench.json"))

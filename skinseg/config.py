@@ -128,6 +128,19 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+# Changes to a profile that ``python -m skinseg sweep`` compares on the validation set only
+# (the levers of the recipe; the test set is never used to choose among them).
+VARIANTS: dict[str, dict] = {
+    "baseline": {},
+    "dice_loss": {"loss": "dice"},  # the article's loss instead of BCE + Dice
+    "no_ema": {"ema_decay": None},  # evaluate the raw weights instead of their moving average
+    "light_augment": {"augment": AugmentConfig(rotate=0.0, scale=0.0, translate=0.0, contrast=0.0,
+                                               saturation=0.0, hue=0.0)},  # flips, quarter turns, brightness
+    "lower_lr": {"lr": 3e-4},
+    "batch_32": {"batch_size": 32},
+}
+
+
 def get_profile(name: str | None = None) -> Profile:
     """The profile ``name``; without one, ``$SKINSEG_PROFILE``, else ``full`` on CUDA and ``smoke`` otherwise."""
     if name is None:

@@ -37,7 +37,7 @@ from .data.tensors import model_input
 from .device import describe, resolve_device, seed_everything
 from .evaluate import binarize, predict_probabilities, paired_comparison, score_masks, summarize
 from .models import MODELS, build_model
-from .plan import describe_plan, plan_epochs
+from .plan import describe_plan, plan_epochs, stored_plan
 from .psi import flatten_levels
 from .train import BEST, fit
 
@@ -63,7 +63,8 @@ def environment(device: torch.device) -> dict:
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically (a temporary file renamed over ``path``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=1))
@@ -96,7 +97,7 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
                   progress=progress, on_epoch_end=snapshot)
     train_seconds = sum(r["seconds"] for r in history.records)  # also right for a resumed run
-    _write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
+    write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
 
     best = load_model(run_dir / BEST, device)
     validation = {}
@@ -133,16 +134,8 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
                "test_raw": summarize(raw), "test": summarize(table), "train_seconds": train_seconds,
                "wall_seconds": time.perf_counter() - started, "epochs": profile.epochs,
                "median_images_per_s": float(np.median([r["images_per_s"] for r in history.records]))}
-    _write_json(out_dir / "runs" / f"{run}.json", summary)
+    write_json(out_dir / "runs" / f"{run}.json", summary)
     return summary
-
-
-def _earlier_plan(config_path: Path, time_budget: float) -> dict | None:
-    """The plan stored by an earlier call for the same budget, if any."""
-    if not config_path.exists():
-        return None
-    plan = json.loads(config_path.read_text()).get("plan")
-    return plan if plan and plan["budget_seconds"] == time_budget else None
 
 
 def compare_runs(out_dir: Path, seeds, metric: str = "iou") -> dict:
@@ -178,7 +171,7 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
     psi_index = psi_image_indices(data["test"])
     plan = None
     if time_budget is not None:
-        plan = _earlier_plan(out_dir / "config.json", time_budget)
+        plan = stored_plan(out_dir / "config.json", time_budget)
         if plan is None:
             plan = plan_epochs(profile, time_budget, {k: len(v) for k, v in data.items()}, len(seeds), device)
             log(describe_plan(plan))
@@ -189,7 +182,7 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
               "data": {split: {"source": d.source, "n": len(d)} for split, d in data.items()},
               "data_root": str(data_root), "environment": environment(device), "psi_epochs": psi_epochs(profile.epochs),
               "plan": plan}
-    _write_json(out_dir / "config.json", config)
+    write_json(out_dir / "config.json", config)
     log(f"{profile.label()} on {config['environment']['device']}: "
         + ", ".join(f"{k} {v['n']}" for k, v in config["data"].items()))
     runs = []
@@ -214,6 +207,6 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
               "comparison_iou": compare_runs(out_dir, seeds, "iou"),
               "comparison_dice": compare_runs(out_dir, seeds, "dice"),
               "seconds": time.perf_counter() - started}
-    _write_json(out_dir / "summary.json", result)
+    write_json(out_dir / "summary.json", result)
     log(f"wrote {out_dir / 'summary.json'}")
     return result

@@ -15,7 +15,9 @@ the experiment really took.
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -41,13 +43,14 @@ def measure_training_step(model_name: str, profile: Profile, device: torch.devic
     return {"images_per_s": result["images_per_s"], "compile_seconds": result["compile_seconds"]}
 
 
-def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], n_seeds: int,
+def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], runs_per_model: int,
                 device: torch.device, models=("unet", "attention_unet"),
                 measure: Callable[[str, Profile, torch.device], dict] | None = None) -> dict:
-    """The largest number of epochs with which ``n_seeds`` runs of every model fit ``budget_seconds``.
+    """The largest number of epochs with which ``runs_per_model`` runs of every model (one per seed,
+    say) fit ``budget_seconds``.
 
     Args:
-        sizes: the number of ``train``, ``val`` and ``test`` images.
+        sizes: the number of ``train``, ``val`` and ``test`` images (``test`` 0 when a run is not tested).
         measure: ``(model_name, profile, device) -> {"images_per_s", "compile_seconds"}``
             (default :func:`measure_training_step`).
 
@@ -67,14 +70,23 @@ def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], 
         run = RUN_SECONDS + m["compile_seconds"] + (sizes["val"] * views + sizes["test"] * (1 + max(
             TTA_VIEWS[t] for t in profile.tta))) / inference
         per_model[name] = {**m, "epoch_seconds": epoch, "run_seconds": run}
-        epoch_seconds += n_seeds * epoch
-        fixed_seconds += n_seeds * run
+        epoch_seconds += runs_per_model * epoch
+        fixed_seconds += runs_per_model * run
     epochs = math.floor((budget_seconds - fixed_seconds) / epoch_seconds)
     if epochs < 1:
         raise ConfigError(f"time budget of {budget_seconds:.0f} s is too small: one epoch of every run needs "
                           f"about {fixed_seconds + epoch_seconds:.0f} s on {device}")
     return {"budget_seconds": budget_seconds, "epochs": epochs, "seconds": fixed_seconds + epochs * epoch_seconds,
-            "n_seeds": n_seeds, "models": per_model}
+            "runs_per_model": runs_per_model, "models": per_model}
+
+
+def stored_plan(json_path: Path, budget_seconds: float) -> dict | None:
+    """The ``"plan"`` an earlier call stored in ``json_path`` for the same budget, if any: reusing it
+    keeps the schedule of a resumed run."""
+    if not json_path.exists():
+        return None
+    plan = json.loads(json_path.read_text()).get("plan")
+    return plan if plan and plan["budget_seconds"] == budget_seconds else None
 
 
 def describe_plan(plan: dict) -> str:
@@ -83,6 +95,8 @@ def describe_plan(plan: dict) -> str:
              f"{m['run_seconds']:.0f} s per run besides the epochs" + (
                  f" (compiling {m['compile_seconds']:.0f} s)" if m["compile_seconds"] else "")
              for name, m in plan["models"].items()]
-    lines.append(f"{plan['n_seeds']} seeds x {len(plan['models'])} models: {plan['epochs']} epochs fit "
+    runs = (f"{plan['runs_per_model']} runs of each of {len(plan['models'])} models" if len(plan["models"]) > 1
+            else f"{plan['runs_per_model']} runs of {next(iter(plan['models']))}")
+    lines.append(f"{runs}: {plan['epochs']} epochs fit "
                  f"{plan['budget_seconds']:.0f} s (estimate {plan['seconds']:.0f} s)")
     return "\n".join(lines)

@@ -33,9 +33,11 @@ def test_plan_follows_the_cost_model():
     assert plan["epochs"] == int((600 - fixed) // per_epoch) == 24
     assert plan["seconds"] == pytest.approx(fixed + 24 * per_epoch) and plan["seconds"] <= 600
     assert plan_epochs(profile, 600, SIZES, 1, CPU, measure=fake_measure(rates))["epochs"] > 3 * plan["epochs"]
+    single = plan_epochs(profile, 600, SIZES, 2, CPU, models=("unet",), measure=fake_measure(rates))
+    assert list(single["models"]) == ["unet"] and describe_plan(single).splitlines()[-1].startswith("2 runs of unet: ")
     text = describe_plan(plan)
     assert "unet: 1000 img/s" in text and "(compiling 10 s)" in text
-    assert text.splitlines()[-1] == "3 seeds x 2 models: 24 epochs fit 600 s (estimate 588 s)"
+    assert text.splitlines()[-1] == "3 runs of each of 2 models: 24 epochs fit 600 s (estimate 588 s)"
 
 
 @pytest.mark.parametrize("budget", [0, -5, 30])

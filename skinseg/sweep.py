@@ -1,0 +1,128 @@
+"""Measuring the levers of the recipe on the validation set: one model, one seed, one run
+per variant (:data:`skinseg.config.VARIANTS`), each compared image by image with the baseline.
+
+Only the training and validation splits are loaded: choosing a recipe must never look at
+the test set. With 150 validation images and one seed a difference of a few thousandths
+is within the noise; the paired confidence interval says how much is not.
+
+``out_dir/sweep.json`` holds the profile, the environment, and per variant its changes,
+best epoch, validation IoU (mean per image, at the best epoch, no test-time augmentation),
+the per-image validation IoU, the training history, and the paired comparison with the
+baseline. It is rewritten after every variant, and finished variants are skipped when the
+sweep is run again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from .checkpoint import load_model
+from .config import VARIANTS, AugmentConfig, Profile
+from .data import load_split
+from .device import resolve_device, seed_everything
+from .errors import ConfigError
+from .evaluate import binarize, paired_comparison, predict_probabilities, score_masks
+from .experiment import environment, write_json
+from .models import MODELS, build_model
+from .plan import describe_plan, plan_epochs, stored_plan
+from .train import BEST, fit
+
+BASELINE = "baseline"
+
+
+def describe_changes(changes: dict) -> str:
+    """``{"lr": 3e-4}`` -> ``"lr=0.0003"``; an augmentation recipe lists only what differs from the default."""
+    parts = []
+    for key, value in changes.items():
+        if isinstance(value, AugmentConfig):
+            default = AugmentConfig()
+            value = "(" + ", ".join(f"{f.name}={getattr(value, f.name)}" for f in dataclasses.fields(value)
+                                    if getattr(value, f.name) != getattr(default, f.name)) + ")"
+        parts.append(f"{key}={value}")
+    return ", ".join(parts) or "the profile as it is"
+
+
+def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str = "unet", seed: int = 0,
+              work_dir=None, device=None, time_budget: float | None = None, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict:
+    """Train ``model`` once per variant of ``profile`` and compare the variants on validation.
+
+    Args:
+        variants: names from :data:`skinseg.config.VARIANTS` (default: all); ``"baseline"`` is
+            always included, first, because every variant is compared with it.
+        time_budget: seconds for all variants together; the number of epochs is then planned
+            as in :func:`skinseg.experiment.run_experiment` (and reused when run again).
+
+    Returns what is written to ``out_dir/sweep.json``.
+    """
+    started = time.perf_counter()
+    names = list(VARIANTS) if variants is None else list(variants)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"variants must be among {sorted(VARIANTS)}, got {unknown}")
+    if model not in MODELS:
+        raise ConfigError(f"model must be one of {sorted(MODELS)}, got {model!r}")
+    names = [BASELINE] + [n for n in dict.fromkeys(names) if n != BASELINE]
+    out_dir, device = Path(out_dir), resolve_device(device)
+    work_dir = Path(work_dir) if work_dir else Path("runs") / out_dir.name
+    train = load_split(data_root, "train", profile.image_size, limit=profile.max_train)
+    val = load_split(data_root, "val", profile.image_size, limit=profile.max_val)
+    path = out_dir / "sweep.json"
+    plan = None
+    if time_budget is not None:
+        plan = stored_plan(path, time_budget)
+        if plan is None:
+            plan = plan_epochs(profile.replace(tta=("none",)), time_budget,
+                               {"train": len(train), "val": len(val), "test": 0}, len(names), device, models=(model,))
+            log(describe_plan(plan))
+        profile = profile.replace(epochs=plan["epochs"])
+    report = json.loads(path.read_text()) if path.exists() else {}
+    done = report.get("variants", {})
+    report = {"label": profile.label(), "profile": profile.to_dict(), "model": model, "seed": seed,
+              "data": {"train": {"source": train.source, "n": len(train)}, "val": {"source": val.source, "n": len(val)}},
+              "environment": environment(device), "plan": plan, "variants": {}}
+    log(f"{profile.label()}: {model}, seed {seed}, {profile.epochs} epochs per variant, "
+        f"{len(train)} training and {len(val)} validation images")
+    for name in names:
+        if name in done and done[name]["epochs"] == profile.epochs:
+            report["variants"][name] = done[name]
+            log(f"{name}: already done, skipped")
+            continue
+        recipe = profile.replace(**VARIANTS[name])
+        seed_everything(seed)
+        run_dir = work_dir / name
+        history = fit(build_model(model, recipe.width), train, val, recipe, run_dir, seed=seed, device=device,
+                      progress=progress)
+        best = load_model(run_dir / BEST, device)
+        prob = predict_probabilities(best, val.images, batch_size=recipe.eval_batch_size, device=device)
+        per_image = score_masks(binarize(prob), val)["iou"]
+        report["variants"][name] = {
+            "changes": describe_changes(VARIANTS[name]), "epochs": recipe.epochs,
+            "best_epoch": history.best_epoch, "val_iou": float(per_image.mean()),
+            "per_image_iou": [round(float(v), 6) for v in per_image],
+            "train_seconds": sum(r["seconds"] for r in history.records), "history": history.records}
+        _compare_with_baseline(report)
+        write_json(path, report)
+        v = report["variants"][name]
+        log(f"{name} ({describe_changes(VARIANTS[name])}): best epoch {v['best_epoch']}, val IoU {v['val_iou']:.4f}"
+            + (f", vs baseline {v['vs_baseline']['mean_diff']:+.4f} "
+               f"[{v['vs_baseline']['ci_low']:+.4f}, {v['vs_baseline']['ci_high']:+.4f}]" if "vs_baseline" in v else ""))
+    _compare_with_baseline(report)
+    report["seconds"] = time.perf_counter() - started
+    write_json(path, report)
+    log(f"wrote {path}")
+    return report
+
+
+def _compare_with_baseline(report: dict) -> None:
+    """Add ``vs_baseline`` (variant - baseline, paired over validation images) to every other variant."""
+    variants = report["variants"]
+    if BASELINE not in variants:
+        return
+    base = variants[BASELINE]["per_image_iou"]
+    for name, v in variants.items():
+        if name != BASELINE:
+            v["vs_baseline"] = paired_comparison(base, v["per_image_iou"])

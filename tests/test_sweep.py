@@ -1,0 +1,62 @@
+"""Comparing recipe variants on the validation set: the file it writes, the paired statistics,
+skipping finished variants, and that the test set is never read."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from skinseg.config import PROFILES, VARIANTS
+from skinseg.data import load_split
+from skinseg.errors import ConfigError
+from skinseg.sweep import describe_changes, run_sweep
+
+
+def test_sweep_compares_variants_on_validation_without_the_test_set(layout_copy, tmp_path):
+    for folder in layout_copy.glob("ISIC-2017_Test_v2_*"):  # a sweep must not need the test set
+        shutil.rmtree(folder)
+    profile = PROFILES["tiny"]
+    messages = []
+    kwargs = dict(work_dir=tmp_path / "work", device="cpu", progress=False, log=messages.append)
+    report = run_sweep(layout_copy, tmp_path / "out", profile, ["no_ema", "lower_lr"], **kwargs)
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text()) == json.loads(json.dumps(report))
+    assert list(report["variants"]) == ["baseline", "no_ema", "lower_lr"]  # baseline first, always
+    assert "CPU SMOKE RUN" in report["label"] and report["model"] == "unet" and report["plan"] is None
+    val = load_split(layout_copy, "val", profile.image_size, limit=profile.max_val)
+    assert report["data"]["val"]["n"] == len(val) and "test" not in report["data"]
+    base = np.array(report["variants"]["baseline"]["per_image_iou"])
+    for name in ("no_ema", "lower_lr"):
+        v = report["variants"][name]
+        assert len(v["per_image_iou"]) == len(val) and v["epochs"] == profile.epochs
+        assert v["val_iou"] == pytest.approx(np.mean(v["per_image_iou"]), abs=1e-5)
+        assert v["vs_baseline"]["mean_diff"] == pytest.approx(np.mean(np.array(v["per_image_iou"]) - base), abs=1e-5)
+        assert v["vs_baseline"]["ci_low"] <= v["vs_baseline"]["mean_diff"] <= v["vs_baseline"]["ci_high"]
+        assert [r["epoch"] for r in v["history"]] == [1, 2]
+    assert report["variants"]["lower_lr"]["changes"] == "lr=0.0003"
+    assert report["variants"]["lower_lr"]["history"][0]["lr"] < report["variants"]["baseline"]["history"][0]["lr"]
+    assert messages[-1] == f"wrote {tmp_path / 'out' / 'sweep.json'}"
+
+    messages.clear()
+    again = run_sweep(layout_copy, tmp_path / "out", profile, ["no_ema", "lower_lr"], **kwargs)
+    assert sum("already done, skipped" in m for m in messages) == 3
+    assert again["variants"] == report["variants"]
+
+
+def test_unknown_variant_or_model_is_a_config_error(layout_2017, tmp_path):
+    with pytest.raises(ConfigError, match=r"variants must be among .*'no_ema'.*got \['fast'\]"):
+        run_sweep(layout_2017, tmp_path, PROFILES["tiny"], ["fast"])
+    with pytest.raises(ConfigError, match="model must be one of"):
+        run_sweep(layout_2017, tmp_path, PROFILES["tiny"], ["no_ema"], model="resnet")
+
+
+def test_every_variant_is_a_valid_profile():
+    for name, changes in VARIANTS.items():
+        changed = PROFILES["full"].replace(**changes)
+        assert (changed == PROFILES["full"]) == (name == "baseline")
+
+
+def test_describe_changes_lists_only_what_differs():
+    assert describe_changes({}) == "the profile as it is"
+    assert describe_changes({"lr": 3e-4, "ema_decay": None}) == "lr=0.0003, ema_decay=None"
+    assert describe_changes(VARIANTS["light_augment"]) == (
+        "augment=(rotate=0.0, scale=0.0, translate=0.0, contrast=0.0, saturation=0.0, hue=0.0)")
