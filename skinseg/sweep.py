@@ -3,7 +3,9 @@ per variant (:data:`skinseg.config.VARIANTS`), each compared image by image with
 
 Only the training and validation splits are loaded: choosing a recipe must never look at
 the test set. With 150 validation images and one seed a difference of a few thousandths
-is within the noise; the paired confidence interval says how much is not.
+is within the noise; the paired confidence interval says how much is not (it covers the
+choice of images, not the seed). Each variant is scored at the epoch chosen on the same
+validation images, which flatters every variant a little, and alike.
 
 ``out_dir/sweep.json`` holds the profile, the environment, and per variant its changes,
 best epoch, validation IoU (mean per image, at the best epoch, no test-time augmentation),

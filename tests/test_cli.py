@@ -21,7 +21,7 @@ from skinseg.train import fit
 
 from conftest import child_env, run_cli
 
-COMMANDS = ["download", "info", "train", "evaluate", "compare", "experiment", "bench", "synthetic"]
+COMMANDS = ["download", "info", "train", "evaluate", "compare", "experiment", "sweep", "bench", "synthetic"]
 TRAIN_IMAGES = "ISIC-2017_Training_Data"
 TRAIN_MASKS = "ISIC-2017_Training_Part1_GroundTruth"
 VAL_MASKS = "ISIC-2017_Validation_Part1_GroundTruth"
@@ -116,6 +116,8 @@ def bad_runs(tmp_path_factory, layout_2017):
                       ["width must be at least 1, got 0"]),
         "epochs_and_budget": (["experiment", "--profile", "tiny", "--epochs", "2", "--time-budget", "60",
                                "--data", layout_2017], ["give either --epochs or --time-budget, not both"]),
+        "sweep_budget_too_small": (["sweep", "--profile", "tiny", "--time-budget", "1", "--data", layout_2017],
+                                   ["time budget of 1 s is too small"]),
         "missing_table": (["compare", root / "a.csv", root / "b.csv"],
                           [f"per-image table {root / 'a.csv'} does not exist", "python -m skinseg evaluate"]),
     }
@@ -132,7 +134,7 @@ def bad_runs(tmp_path_factory, layout_2017):
 
 BAD_CASES = ["missing_folder", "missing_folder_train", "image_without_mask", "mask_without_image", "empty_folder",
              "mask_size", "corrupt_jpeg", "truncated_png", "not_a_checkpoint", "other_architecture",
-             "other_recipe", "bad_width", "epochs_and_budget", "missing_table"]
+             "other_recipe", "bad_width", "epochs_and_budget", "sweep_budget_too_small", "missing_table"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
