@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch._dynamo.utils import counters
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import COMPILE_MODES, AugmentConfig, Profile
@@ -98,8 +99,11 @@ def _training_step(setting: Setting, width: int, image_size: tuple[int, int], de
 def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device,
                   warmup: int = 3, steps: int = 10, repeats: int = 3, pool: int = 256) -> dict:
     """Time one setting. Returns the setting plus ``images_per_s``, ``step_ms``,
-    ``compile_seconds`` and ``pipeline_fraction`` (share of the full step spent indexing and
-    augmenting the batch)."""
+    ``compile_seconds``, ``pipeline_fraction`` (share of the full step spent indexing and
+    augmenting the batch) and, for a compiled setting, ``compile_stats``."""
+    if setting.compile:  # a cold start for each compiled setting, and counters of its own
+        torch._dynamo.reset()
+        counters.clear()
     step, images, masks, generator = _training_step(setting, width, image_size, device, pool)
     bs = setting.batch_size
     fixed_x, fixed_y = step.prepare(images[:bs], masks[:bs], generator)
@@ -122,7 +126,15 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     alone = _time(model_step, device, steps, repeats)
     return {**asdict(setting), "images_per_s": bs / full, "step_ms": 1000 * full,
             "model_step_ms": 1000 * alone, "pipeline_fraction": max(0.0, 1 - alone / full),
-            "compile_seconds": compile_seconds, "compiled": step.compiled}
+            "compile_seconds": compile_seconds, "compiled": step.compiled,
+            "compile_stats": _compile_stats() if setting.compile else None}
+
+
+def _compile_stats() -> dict:
+    """What TorchDynamo captured since its counters were cleared: more than one graph means
+    recompiling (say, for a new input layout), graph breaks split the step into pieces."""
+    return {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
+            "frames": counters["frames"]["total"]}
 
 
 def operator_profile(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device,
