@@ -35,11 +35,12 @@ from .config import Profile
 from .data import SegmentationData, load_dataset
 from .data.tensors import model_input
 from .device import describe, resolve_device, seed_everything
+from .errors import ConfigError
 from .evaluate import binarize, predict_probabilities, paired_comparison, score_masks, summarize
 from .models import MODELS, build_model
 from .plan import describe_plan, plan_epochs, stored_plan
 from .psi import flatten_levels
-from .train import BEST, fit
+from .train import BEST, RECIPE_FIELDS, fit
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet")
 N_PSI_IMAGES = 12
@@ -138,6 +139,18 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     return summary
 
 
+def _check_same_recipe(out_dir: Path, profile: Profile) -> None:
+    """Refuse to add runs of one recipe to finished runs of another in the same ``out_dir``."""
+    config_path = out_dir / "config.json"
+    if not config_path.exists() or not any((out_dir / "runs").glob("*.json")):
+        return
+    old, new = json.loads(config_path.read_text())["profile"], json.loads(json.dumps(profile.to_dict()))
+    changed = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in RECIPE_FIELDS if old.get(k) != new[k]]
+    if changed:
+        raise ConfigError(f"{out_dir} holds finished runs of another recipe ({'; '.join(changed)}); "
+                          "use another output folder, or delete it to start again")
+
+
 def compare_runs(out_dir: Path, seeds, metric: str = "iou") -> dict:
     """Per-seed and seed-averaged paired comparisons of Attention U-Net (B) against U-Net (A)."""
     tables = {(m, s): pd.read_csv(out_dir / "per_image" / f"{m}_seed{s}.csv", index_col="id")
@@ -178,6 +191,7 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
         else:
             log(f"{plan['epochs']} epochs, as planned by the earlier call for {plan['budget_seconds']:.0f} s")
         profile = profile.replace(epochs=plan["epochs"])
+    _check_same_recipe(out_dir, profile)
     config = {"profile": profile.to_dict(), "label": profile.label(), "seeds": seeds, "models": list(MODEL_NAMES),
               "data": {split: {"source": d.source, "n": len(d)} for split, d in data.items()},
               "data_root": str(data_root), "environment": environment(device), "psi_epochs": psi_epochs(profile.epochs),

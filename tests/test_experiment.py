@@ -9,6 +9,7 @@ import pytest
 from skinseg.config import PROFILES
 from skinseg.data import load_dataset
 from skinseg.data.splits import isic2016_validation_ids
+from skinseg.errors import ConfigError
 from skinseg.experiment import MODEL_NAMES, psi_epochs, psi_image_indices, run_experiment
 from skinseg.metrics import iou_per_image
 
@@ -114,3 +115,13 @@ def test_experiment_on_isic2016_layout_uses_the_fixed_split(layout_2016, tmp_pat
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["data"]["val"]["source"].startswith("ISIC 2016 val")
     assert config["data"]["test"]["source"].startswith("ISIC 2016 test")
+
+
+def test_finished_runs_of_another_recipe_are_not_mixed_in(layout_2017, tmp_path):
+    _run(layout_2017, tmp_path)
+    with pytest.raises(ConfigError, match=r"holds finished runs of another recipe \(epochs 2 -> 3\)"):
+        run_experiment(layout_2017, tmp_path / "out", PROFILES["tiny"].replace(epochs=3), work_dir=tmp_path / "work",
+                       device="cpu", progress=False, log=lambda _: None)
+    # an evaluation-only change (the test-time augmentation candidates) is not a new recipe
+    run_experiment(layout_2017, tmp_path / "out", PROFILES["tiny"].replace(tta=("none",)), work_dir=tmp_path / "work",
+                   device="cpu", progress=False, log=lambda _: None)
