@@ -136,6 +136,8 @@ VARIANTS: dict[str, dict] = {
     "no_ema": {"ema_decay": None},  # evaluate the raw weights instead of their moving average
     "light_augment": {"augment": AugmentConfig(rotate=0.0, scale=0.0, translate=0.0, contrast=0.0,
                                                saturation=0.0, hue=0.0)},  # flips, quarter turns, brightness
+    "strong_augment": {"augment": AugmentConfig(rotate=30.0, scale=0.2, translate=0.1, brightness=0.3, contrast=0.3,
+                                                saturation=0.3, hue=0.05)},  # everything stronger
     "lower_lr": {"lr": 3e-4},
     "batch_32": {"batch_size": 32},
 }
