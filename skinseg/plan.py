@@ -95,8 +95,9 @@ def describe_plan(plan: dict) -> str:
              f"{m['run_seconds']:.0f} s per run besides the epochs" + (
                  f" (compiling {m['compile_seconds']:.0f} s)" if m["compile_seconds"] else "")
              for name, m in plan["models"].items()]
-    runs = (f"{plan['runs_per_model']} runs of each of {len(plan['models'])} models" if len(plan["models"]) > 1
-            else f"{plan['runs_per_model']} runs of {next(iter(plan['models']))}")
+    n = plan["runs_per_model"]
+    runs = f"{n} run{'s' if n != 1 else ''} of " + (f"each of {len(plan['models'])} models" if len(plan["models"]) > 1
+                                                    else next(iter(plan["models"])))
     lines.append(f"{runs}: {plan['epochs']} epochs fit "
                  f"{plan['budget_seconds']:.0f} s (estimate {plan['seconds']:.0f} s)")
     return "\n".join(lines)

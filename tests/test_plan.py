@@ -34,6 +34,8 @@ def test_plan_follows_the_cost_model():
     assert plan["seconds"] == pytest.approx(fixed + 24 * per_epoch) and plan["seconds"] <= 600
     assert plan_epochs(profile, 600, SIZES, 1, CPU, measure=fake_measure(rates))["epochs"] > 3 * plan["epochs"]
     single = plan_epochs(profile, 600, SIZES, 2, CPU, models=("unet",), measure=fake_measure(rates))
+    one = plan_epochs(profile, 600, SIZES, 1, CPU, measure=fake_measure(rates))
+    assert describe_plan(one).splitlines()[-1].startswith("1 run of each of 2 models: ")
     assert list(single["models"]) == ["unet"] and describe_plan(single).splitlines()[-1].startswith("2 runs of unet: ")
     text = describe_plan(plan)
     assert "unet: 1000 img/s" in text and "(compiling 10 s)" in text
