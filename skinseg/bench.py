@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch._dynamo.utils import counters
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import COMPILE_MODES, AugmentConfig, Profile
@@ -102,6 +101,8 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     ``compile_seconds``, ``pipeline_fraction`` (share of the full step spent indexing and
     augmenting the batch) and, for a compiled setting, ``compile_stats``."""
     if setting.compile:  # a cold start for each compiled setting, and counters of its own
+        from torch._dynamo.utils import counters
+
         torch._dynamo.reset()
         counters.clear()
     step, images, masks, generator = _training_step(setting, width, image_size, device, pool)
@@ -133,6 +134,8 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
 def _compile_stats() -> dict:
     """What TorchDynamo captured since its counters were cleared: more than one graph means
     recompiling (say, for a new input layout), graph breaks split the step into pieces."""
+    from torch._dynamo.utils import counters
+
     return {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
             "frames": counters["frames"]["total"]}
 

@@ -31,6 +31,17 @@ def _add_profile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
 
 
+def _add_run_options(p: argparse.ArgumentParser, out: Path, out_help: str, data_help: str) -> None:
+    """What the experiment and the sweep share: data, output and checkpoint folders, a time budget."""
+    p.add_argument("--data", type=Path, default=None, help=data_help)
+    p.add_argument("--out", type=Path, default=out, help=out_help)
+    p.add_argument("--work-dir", type=Path, help="folder for checkpoints (default runs/<out name>)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="instead of --epochs: measure the training speed and train as many epochs as fit")
+    p.add_argument("--quiet", action="store_true")
+    _add_profile_options(p)
+
+
 def cmd_download(args) -> None:
     from .data.download import download_dataset
     root = download_dataset(args.year, args.data, base_url=args.base_url, progress=not args.quiet)
@@ -101,20 +112,22 @@ def cmd_compare(args) -> None:
         print(f"wrote {args.out}")
 
 
-def cmd_experiment(args) -> None:
-    from .experiment import run_experiment
+def _budgeted_run_profile(args):
     if args.time_budget is not None and args.epochs is not None:
         raise ConfigError("give either --epochs or --time-budget, not both")
-    profile = _profile(args)
+    return _profile(args)
+
+
+def cmd_experiment(args) -> None:
+    from .experiment import run_experiment
+    profile = _budgeted_run_profile(args)
     run_experiment(args.data, args.out, profile, seeds=args.seeds, work_dir=args.work_dir, device=args.device,
                    progress=not args.quiet, time_budget=args.time_budget)
 
 
 def cmd_sweep(args) -> None:
     from .sweep import run_sweep
-    if args.time_budget is not None and args.epochs is not None:
-        raise ConfigError("give either --epochs or --time-budget, not both")
-    run_sweep(args.data, args.out, _profile(args), args.variants, model=args.model, seed=args.seed,
+    run_sweep(args.data, args.out, _budgeted_run_profile(args), args.variants, model=args.model, seed=args.seed,
               work_dir=args.work_dir, device=args.device, time_budget=args.time_budget, progress=not args.quiet)
 
 
@@ -197,28 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("experiment", help="both models x several seeds: every artifact the book shows")
-    p.add_argument("--data", type=Path, default=None, help=data_help)
-    p.add_argument("--out", type=Path, default=Path("results/isic2017"), help="folder for the small result files")
-    p.add_argument("--work-dir", type=Path, help="folder for checkpoints (default runs/<out name>)")
+    _add_run_options(p, Path("results/isic2017"), "folder for the small result files", data_help)
     p.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="instead of --epochs: measure the training speed and train as many epochs as fit")
-    p.add_argument("--quiet", action="store_true")
-    _add_profile_options(p)
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("sweep", help="compare recipe variants on the validation set (never the test set)")
-    p.add_argument("--data", type=Path, default=None, help=data_help)
-    p.add_argument("--out", type=Path, default=Path("results/sweep"), help="folder for sweep.json")
-    p.add_argument("--work-dir", type=Path, help="folder for checkpoints (default runs/<out name>)")
+    _add_run_options(p, Path("results/sweep"), "folder for sweep.json", data_help)
     p.add_argument("--model", choices=("unet", "attention_unet"), default="unet")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="NAME",
                    help=f"among {', '.join(VARIANTS)} (default: all; baseline is always included)")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="instead of --epochs: measure the training speed and train as many epochs as fit")
-    p.add_argument("--quiet", action="store_true")
-    _add_profile_options(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("bench", help="training-step throughput benchmark")

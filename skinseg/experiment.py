@@ -38,9 +38,9 @@ from .device import describe, resolve_device, seed_everything
 from .errors import ConfigError
 from .evaluate import binarize, predict_probabilities, paired_comparison, score_masks, summarize
 from .models import MODELS, build_model
-from .plan import describe_plan, plan_epochs, stored_plan
+from .plan import budgeted_profile
 from .psi import flatten_levels
-from .train import BEST, RECIPE_FIELDS, fit
+from .train import BEST, fit, recipe_changes, training_recipe
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet")
 N_PSI_IMAGES = 12
@@ -144,8 +144,7 @@ def _check_same_recipe(out_dir: Path, profile: Profile) -> None:
     config_path = out_dir / "config.json"
     if not config_path.exists() or not any((out_dir / "runs").glob("*.json")):
         return
-    old, new = json.loads(config_path.read_text())["profile"], json.loads(json.dumps(profile.to_dict()))
-    changed = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in RECIPE_FIELDS if old.get(k) != new[k]]
+    changed = recipe_changes(json.loads(config_path.read_text())["profile"], training_recipe(profile))
     if changed:
         raise ConfigError(f"{out_dir} holds finished runs of another recipe ({'; '.join(changed)}); "
                           "use another output folder, or delete it to start again")
@@ -182,15 +181,8 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
     data = load_dataset(data_root, profile.image_size,
                         limits={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test})
     psi_index = psi_image_indices(data["test"])
-    plan = None
-    if time_budget is not None:
-        plan = stored_plan(out_dir / "config.json", time_budget)
-        if plan is None:
-            plan = plan_epochs(profile, time_budget, {k: len(v) for k, v in data.items()}, len(seeds), device)
-            log(describe_plan(plan))
-        else:
-            log(f"{plan['epochs']} epochs, as planned by the earlier call for {plan['budget_seconds']:.0f} s")
-        profile = profile.replace(epochs=plan["epochs"])
+    profile, plan = budgeted_profile(profile, time_budget, out_dir / "config.json", {k: len(v) for k, v in data.items()},
+                                     len(seeds), device, log=log)
     _check_same_recipe(out_dir, profile)
     config = {"profile": profile.to_dict(), "label": profile.label(), "seeds": seeds, "models": list(MODEL_NAMES),
               "data": {split: {"source": d.source, "n": len(d)} for split, d in data.items()},

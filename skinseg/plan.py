@@ -22,8 +22,10 @@ from typing import Callable
 
 import torch
 
+from .bench import Setting, bench_setting
 from .config import Profile
 from .errors import ConfigError
+from .train import compile_enabled
 
 INFERENCE_SPEEDUP = 2.0  # conservative: inference runs about 3x the images/s of a training step
 RUN_SECONDS = 8.0  # per run: warm-up epoch, loading the best weights, post-processing, writing files
@@ -33,11 +35,9 @@ TTA_VIEWS = {"none": 1, "flip": 2, "d4": 8}
 def measure_training_step(model_name: str, profile: Profile, device: torch.device) -> dict:
     """Images/s and compile seconds of ``model_name``'s training step as :func:`~skinseg.train.fit`
     runs it with ``profile`` on ``device`` (a short benchmark on synthetic batches)."""
-    from .bench import Setting, bench_setting
-
     cuda = device.type == "cuda"
-    compiled = profile.compile == "on" or (profile.compile == "auto" and cuda)
-    setting = Setting(model_name, profile.batch_size, "auto", cuda, compiled, profile.compile_mode)  # as fit() does
+    setting = Setting(model_name, profile.batch_size, "auto", cuda, compile_enabled(profile.compile, device),
+                      profile.compile_mode)  # as fit() does
     result = bench_setting(setting, profile.width, profile.image_size, device, warmup=3, steps=10, repeats=2,
                            pool=max(64, profile.batch_size))
     return {"images_per_s": result["images_per_s"], "compile_seconds": result["compile_seconds"]}
@@ -78,6 +78,29 @@ def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], 
                           f"about {fixed_seconds + epoch_seconds:.0f} s on {device}")
     return {"budget_seconds": budget_seconds, "epochs": epochs, "seconds": fixed_seconds + epochs * epoch_seconds,
             "runs_per_model": runs_per_model, "models": per_model}
+
+
+def budgeted_profile(profile: Profile, budget_seconds: float | None, json_path: Path, sizes: dict[str, int],
+                     runs_per_model: int, device: torch.device, models=("unet", "attention_unet"),
+                     log: Callable[[str], None] = print, evaluation_tta: tuple[str, ...] | None = None
+                     ) -> tuple[Profile, dict | None]:
+    """``(profile, plan)`` for a run that may have a time budget.
+
+    Without a budget: the profile as it is and no plan. With one: the plan an earlier call
+    stored in ``json_path`` for the same budget (so that a resumed run keeps its schedule),
+    else a new :func:`plan_epochs` (its evaluation costed with ``evaluation_tta`` if given);
+    the profile gets the plan's epochs. The plan is logged either way.
+    """
+    if budget_seconds is None:
+        return profile, None
+    plan = stored_plan(json_path, budget_seconds)
+    if plan is None:
+        costed = profile if evaluation_tta is None else profile.replace(tta=evaluation_tta)
+        plan = plan_epochs(costed, budget_seconds, sizes, runs_per_model, device, models=models)
+        log(describe_plan(plan))
+    else:
+        log(f"{plan['epochs']} epochs, as planned by the earlier call for {plan['budget_seconds']:.0f} s")
+    return profile.replace(epochs=plan["epochs"]), plan
 
 
 def stored_plan(json_path: Path, budget_seconds: float) -> dict | None:

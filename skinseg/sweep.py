@@ -29,7 +29,7 @@ from .errors import ConfigError
 from .evaluate import binarize, paired_comparison, predict_probabilities, score_masks
 from .experiment import environment, write_json
 from .models import MODELS, build_model
-from .plan import describe_plan, plan_epochs, stored_plan
+from .plan import budgeted_profile
 from .train import BEST, fit
 
 BASELINE = "baseline"
@@ -73,14 +73,9 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     train = load_split(data_root, "train", profile.image_size, limit=profile.max_train)
     val = load_split(data_root, "val", profile.image_size, limit=profile.max_val)
     path = out_dir / "sweep.json"
-    plan = None
-    if time_budget is not None:
-        plan = stored_plan(path, time_budget)
-        if plan is None:
-            plan = plan_epochs(profile.replace(tta=("none",)), time_budget,
-                               {"train": len(train), "val": len(val), "test": 0}, len(names), device, models=(model,))
-            log(describe_plan(plan))
-        profile = profile.replace(epochs=plan["epochs"])
+    # only the best epoch's validation images are scored at the end: no TTA views, no test set
+    profile, plan = budgeted_profile(profile, time_budget, path, {"train": len(train), "val": len(val), "test": 0},
+                                     len(names), device, models=(model,), log=log, evaluation_tta=("none",))
     report = json.loads(path.read_text()) if path.exists() else {}
     done = report.get("variants", {})
     report = {"label": profile.label(), "profile": profile.to_dict(), "model": model, "seed": seed,

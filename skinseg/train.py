@@ -109,6 +109,11 @@ class ExponentialMovingAverage:
         torch._foreach_lerp_(list(ema), list(live), 1 - d)
 
 
+def compile_enabled(compile: str, device: torch.device) -> bool:
+    """Whether a ``compile`` setting (``"auto"``, ``"on"``, ``"off"``) compiles on ``device``: auto means CUDA only."""
+    return compile == "on" or (compile == "auto" and device.type == "cuda")
+
+
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
     """AdamW over ``model``'s parameters; on CUDA its fused single-kernel update."""
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
@@ -143,7 +148,7 @@ class TrainStep:
             else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
-        self.compiled = compile == "on" or (compile == "auto" and cuda)
+        self.compiled = compile_enabled(compile, device)
         # CUDA graphs replay into fixed output buffers: each step must be marked as a new one.
         self._mark_step = self.compiled and compile_mode == "reduce-overhead" and cuda
         self._forward = torch.compile(self._forward_loss, mode=compile_mode) if self.compiled else self._forward_loss
@@ -341,18 +346,25 @@ RECIPE_FIELDS = ("image_size", "epochs", "batch_size", "lr", "weight_decay", "wa
                  "ema_decay", "augment", "max_train")
 
 
-def training_recipe(profile: Profile, seed: int) -> dict:
+def training_recipe(profile: Profile, seed: int | None = None) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint: the fields of
-    ``profile`` that change the training (the schedule, the data, the loss) and the seed."""
+    ``profile`` that change the training (the schedule, the data, the loss) and, if given, the seed."""
     recipe = {k: v for k, v in profile.to_dict().items() if k in RECIPE_FIELDS}
-    return json.loads(json.dumps({**recipe, "seed": seed}))  # tuples as lists, as stored
+    if seed is not None:
+        recipe["seed"] = seed
+    return json.loads(json.dumps(recipe))  # tuples as lists, as stored
+
+
+def recipe_changes(stored: dict, recipe: dict) -> list[str]:
+    """``"key old -> new"`` for every key of ``recipe`` whose value in ``stored`` differs."""
+    return [f"{k} {stored.get(k)!r} -> {recipe[k]!r}" for k in recipe if stored.get(k) != recipe[k]]
 
 
 def _check_recipe(state: dict, recipe: dict, path: Path) -> None:
     stored = state.get("recipe")
     if stored is None:  # written before checkpoints recorded their recipe
         return
-    changed = [f"{k} {stored.get(k)!r} -> {recipe[k]!r}" for k in recipe if stored.get(k) != recipe[k]]
+    changed = recipe_changes(stored, recipe)
     if changed:
         raise CheckpointError(f"{path} was written by a run with another recipe ({'; '.join(changed)}); "
                               "resuming would mix the two. Use another output folder, or resume=False "
@@ -375,7 +387,7 @@ def _cpu_state(model: nn.Module) -> dict:
 
 
 def _checkpoint_writes(out_dir: Path, model: nn.Module, evaluated: nn.Module, ema, optimizer, step_fn: TrainStep,
-                       epoch: int, best_val_iou: float | None, history: History, recipe: dict | None = None) -> list:
+                       epoch: int, best_val_iou: float | None, history: History, recipe: dict) -> list:
     """The files of one epoch, as ``(write, path)`` pairs for :class:`BackgroundWriter`: ``best.pt`` when
     the epoch improved (``best_val_iou`` given), then ``last.pt`` and ``history.json``.
 

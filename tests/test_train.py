@@ -293,7 +293,8 @@ def test_checkpoint_writes_hold_copies_of_the_state(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     exp_avg = {k: v["exp_avg"].clone() for k, v in optimizer.state_dict()["state"].items()}
     history = History(records=[{"epoch": 1}], best_epoch=1, best_val_iou=0.5)
-    writes = train_module._checkpoint_writes(tmp_path, model, ema.model, ema, optimizer, step, 1, 0.5, history)
+    recipe = train_module.training_recipe(PROFILES["tiny"], seed=0)
+    writes = train_module._checkpoint_writes(tmp_path, model, ema.model, ema, optimizer, step, 1, 0.5, history, recipe)
     with torch.no_grad():  # "the next epoch" changes everything before the files are written
         for p in model.parameters():
             p.add_(1.0)
@@ -306,6 +307,7 @@ def test_checkpoint_writes_hold_copies_of_the_state(tmp_path):
     assert all(torch.equal(last["model"][k], v) for k, v in before.items())
     assert all(torch.equal(last["optimizer"]["state"][k]["exp_avg"], v) for k, v in exp_avg.items())
     assert last["history"]["records"] == [{"epoch": 1}]
+    assert last["recipe"] == recipe
     assert History.load(tmp_path / HISTORY).records == [{"epoch": 1}]
     assert load_checkpoint(tmp_path / BEST)["val_iou"] == 0.5
 
