@@ -15,6 +15,7 @@ import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -248,6 +249,7 @@ def run_benchmark(profile: Profile, device=None, settings: list[Setting] | None 
         f"width {profile.width}, {profile.image_size[0]}x{profile.image_size[1]}; "
         + ", ".join(f"{m} {f / 1e9:.1f} GFLOP/image" for m, f in flops.items()))
     report = {"device": describe(device), "device_type": device.type, "torch": torch.__version__,
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "profile": profile.name, "label": describe(device) if device.type == "cuda" else f"CPU SMOKE RUN on {describe(device)}",
               "width": profile.width, "image_size": list(profile.image_size),
               "matmul_peak_flops": peak, "training_flops_per_image": flops, "results": []}

@@ -148,6 +148,15 @@ def cmd_bench(args) -> None:
         print(f"pytest --nbval book: {report['book_tests']['seconds']:.0f} s ({report['book_tests']['summary']})")
         Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
+    import pandas as pd
+
+    from .bench_results import latest_bench, report_frame, speedup_table
+    measured = report_frame(report, args.out.name)
+    if measured["error"].notna().all():
+        raise SkinsegError(f"every benchmarked setting failed (see {args.out})")
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(f"\n{report['label']}: each model against its plain step\n"
+              + speedup_table(latest_bench(measured)).round(2).to_string())
 
 
 def cmd_synthetic(args) -> None:

@@ -10,7 +10,7 @@ and figure comes from the files and nothing is copied by hand::
     res.per_image("unet", 0)             # test metrics per image of one run
     res.predictions("unet").masks        # (600, 192, 256) uint8 test masks of the first seed
     res.psi()                            # the Attention U-Net's stored attention maps (skinseg.psi)
-    res.bench()                          # the training-step benchmark, one row per setting
+    res.bench()                          # the training-step benchmark, one row per setting (skinseg.bench_results)
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .bench_results import load_bench
 from .config import results_dir
 from .errors import DataError
 from .psi import PsiMaps, load_psi
@@ -203,30 +204,3 @@ def load_results(path: Path | str | None = None) -> Results:
     """Open an experiment's results folder (default: ``results/isic2017`` of this repository,
     found by :func:`skinseg.config.results_dir`)."""
     return Results(Path(path) if path is not None else results_dir() / "isic2017")
-
-
-def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
-    """Every ``*.json`` written by :func:`skinseg.bench.run_benchmark` in ``folder`` (default
-    ``results/bench``), one row per measured setting; operator profiles (``*_ops.json``) are
-    left out.
-
-    Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``,
-    ``compile_mode``; files written before the mode was measured used ``"default"``),
-    ``images_per_s``, ``step_ms``, ``model_step_ms``, ``pipeline_fraction``, ``compile_seconds``,
-    ``compiled``, ``tflops``, ``peak_fraction`` (of that file's measured matmul peak), ``error``
-    where a setting failed, and per file ``device``, ``torch``, ``matmul_peak_tflops``, ``file``.
-    """
-    folder = Path(folder) if folder is not None else results_dir() / "bench"
-    files = sorted(f for f in folder.glob("*.json") if not f.name.endswith("_ops.json"))  # operator profiles
-    if not files:
-        raise DataError(f"no benchmark files (*.json) in {folder}")
-    frames = []
-    for path in files:
-        report = _read_json(path)
-        frame = pd.DataFrame(report["results"])
-        frame["compile_mode"] = frame["compile_mode"].fillna("default") if "compile_mode" in frame else "default"
-        frame["device"], frame["torch"] = report["device"], report["torch"]
-        frame["matmul_peak_tflops"] = report["matmul_peak_flops"] / 1e12
-        frame["file"] = path.name
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
