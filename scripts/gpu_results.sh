@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Produces the GPU artifacts the book shows, in one call on a CUDA machine:
+#   $RESULTS/gpu_tests.log    the tests that only run on a GPU
 #   $RESULTS/isic2017.tgz     the experiment (both models x 3 seeds, ISIC 2017), packed
 #   $RESULTS/bench_gpu.json   the training-step benchmark, plain against fast first
 #   $RESULTS/bench_gpu_ops.json  where the time of each model's plain step goes, operator by operator
@@ -27,6 +28,8 @@ start=$(date +%s)
 mkdir -p "$RESULTS"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RESULTS/gpu.txt" 2>&1 || echo "no nvidia-smi" > "$RESULTS/gpu.txt"
 cat "$RESULTS/gpu.txt"
+# The tests that need a GPU first (seconds): a training step must never wait for the GPU.
+python3 -m pytest -q tests/test_train.py -k never_waits 2>&1 | tee "$RESULTS/gpu_tests.log"
 
 if [ "$PART" = sweep ]; then
     python3 -m skinseg sweep --data "$DATA" --out "$RESULTS/sweep" --work-dir /tmp/skinseg_sweep \

@@ -96,17 +96,31 @@ class ExponentialMovingAverage:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay, self.updates = decay, 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._slots: tuple[nn.Module, list] | None = None  # (the live model, its slots paired with the EMA's)
 
-    def _pairs(self, model: nn.Module):
-        ema_state, state = self.model.state_dict(), model.state_dict()
-        return [(ema_state[k], v) for k, v in state.items() if v.is_floating_point()]
+    def _pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The EMA's and ``model``'s floating-point tensors, in matching order.
+
+        Walking the modules costs milliseconds of CPU per step, so where each tensor lives
+        (its module's parameter or buffer dict, and its name) is found once; reading the
+        tensors through those dicts each step also sees buffers that ``model.to()`` replaced."""
+        if self._slots is None or self._slots[0] is not model:
+            self._slots = (model, list(zip(_float_slots(self.model), _float_slots(model))))
+        pairs = self._slots[1]
+        return [store[k] for (store, k), _ in pairs], [store[k] for _, (store, k) in pairs]
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        ema, live = zip(*self._pairs(model))
-        torch._foreach_lerp_(list(ema), list(live), 1 - d)
+        torch._foreach_lerp_(*self._pairs(model), 1 - d)
+
+
+def _float_slots(model: nn.Module) -> list[tuple[dict, str]]:
+    """``(store, name)`` of every floating-point parameter and buffer of ``model``, module by module:
+    ``store[name]`` is the tensor (the module's own ``_parameters`` or ``_buffers`` dict)."""
+    return [(store, name) for module in model.modules() for store in (module._parameters, module._buffers)
+            for name, tensor in store.items() if tensor is not None and tensor.is_floating_point()]
 
 
 def compile_enabled(compile: str, device: torch.device) -> bool:

@@ -357,6 +357,27 @@ def test_exponential_moving_average():
     assert min(0.9, (1 + ema.updates) / (10 + ema.updates)) == 0.9
 
 
+def test_ema_follows_replaced_buffers_and_another_model():
+    """The EMA finds its tensors once; a buffer that the live model replaces later (as
+    ``model.to()`` or ``model.double()`` do) must still be averaged, and another live model
+    must not be averaged through the first one's tensors."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = ExponentialMovingAverage(model, decay=0.5)
+    ema.update(model)
+    model[1].running_mean = torch.full((2,), 4.0)  # a new tensor object in the module's buffers
+    ema.update(model)
+    d = min(0.5, 3 / 12)
+    torch.testing.assert_close(ema.model[1].running_mean, (1 - d) * torch.full((2,), 4.0))
+    other = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    with torch.no_grad():
+        other[0].weight.fill_(2.0)
+    before = ema.model[0].weight.clone()
+    ema.update(other)
+    d = min(0.5, 4 / 13)
+    torch.testing.assert_close(ema.model[0].weight, d * before + (1 - d) * torch.full((2, 3), 2.0))
+
+
 # ----------------------------------------------------------------------------- torch.compile
 
 
@@ -415,3 +436,43 @@ def test_resuming_with_another_recipe_or_seed_is_refused(tmp_path, tiny_data):
     history = fit(build_model("unet", profile.width), train, val, profile.replace(epochs=1), tmp_path,
                   progress=False, resume=False)
     assert [r["epoch"] for r in history.records] == [1]
+
+
+# ----------------------------------------------------------------------------- no waiting for the GPU
+
+
+def test_normalize_builds_its_constants_once_per_device_and_dtype():
+    from skinseg.data.tensors import MEAN, STD, _channel_stats, normalize
+    x = torch.rand(2, 3, 4, 5, dtype=torch.float64)
+    expected = (x - torch.tensor(MEAN, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(STD, dtype=torch.float64).view(1, 3, 1, 1)
+    torch.testing.assert_close(normalize(x), expected)
+    first = _channel_stats(torch.device("cpu"), torch.float32)
+    normalize(torch.rand(1, 3, 2, 2))
+    assert all(a is b for a, b in zip(first, _channel_stats(torch.device("cpu"), torch.float32)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_training_step_never_waits_for_the_gpu():
+    """Everything fit() does per batch (index, augment, step, EMA, running scores) must queue GPU
+    work without synchronising, so that the CPU can run ahead of the GPU."""
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    model = build_model("attention_unet", 4).to(device)
+    optimizer = train_module.build_optimizer(model, 1e-3, 0.0, device)
+    step = train_module.TrainStep(model, optimizer, bce_dice_loss, device, PROFILES["full"].augment, compile="off")
+    ema = ExponentialMovingAverage(model, 0.99)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, device=device)
+    masks = (torch.rand(8, 1, 32, 32, device=device) > 0.5).to(torch.uint8)
+    generator = torch.Generator(device=device).manual_seed(0)
+    order = torch.randperm(8, device=device)
+    scores = torch.zeros(2, device=device)
+    for i in range(3):  # the first step may set things up (cuDNN autotuning, constants); the others may not wait
+        torch.cuda.set_sync_debug_mode("error" if i else "default")
+        try:
+            idx = order[:4]
+            loss, logits, target = step(images[idx], masks[idx], generator)
+            ema.update(model)
+            scores += train_module._batch_scores(logits, target)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss)

@@ -31,8 +31,21 @@ def to_unit_float(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.float().div_(255)
 
 
+_CHANNEL_STATS: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _channel_stats(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """:data:`MEAN` and :data:`STD` as ``(1, 3, 1, 1)`` tensors on ``device``, made once per device and dtype:
+    building them from Python numbers copies them from the host, and on a GPU that copy waits
+    for every queued kernel to finish, in every training step."""
+    key = (device, dtype)
+    if key not in _CHANNEL_STATS:
+        _CHANNEL_STATS[key] = (torch.tensor(MEAN, device=device, dtype=dtype).view(1, 3, 1, 1),
+                               torch.tensor(STD, device=device, dtype=dtype).view(1, 3, 1, 1))
+    return _CHANNEL_STATS[key]
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """Float ``(B, 3, H, W)`` in [0, 1] -> the standardised input the models take (about zero mean, unit variance)."""
-    mean = torch.tensor(MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    mean, std = _channel_stats(images.device, images.dtype)
     return (images - mean) / std
