@@ -139,6 +139,7 @@ VARIANTS: dict[str, dict] = {
     "strong_augment": {"augment": AugmentConfig(rotate=30.0, scale=0.2, translate=0.1, brightness=0.3, contrast=0.3,
                                                 saturation=0.3, hue=0.05)},  # everything stronger
     "lower_lr": {"lr": 3e-4},
+    "higher_lr": {"lr": 3e-3},  # a short schedule may want larger steps
     "batch_32": {"batch_size": 32},
 }
 

@@ -10,7 +10,7 @@ validation images, which flatters every variant a little, and alike.
 ``out_dir/sweep.json`` holds the profile, the environment, and per variant its changes,
 best epoch, validation IoU (mean per image, at the best epoch, no test-time augmentation),
 the per-image validation IoU, the training history, and the paired comparison with the
-baseline. It is rewritten after every variant, and finished variants are skipped when the
+baseline; a variant whose training diverged has its ``error`` instead. It is rewritten after every variant, and finished variants are skipped when the
 sweep is run again.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .checkpoint import load_model
 from .config import VARIANTS, AugmentConfig, Profile
 from .data import load_split
 from .device import resolve_device, seed_everything
-from .errors import ConfigError
+from .errors import ConfigError, TrainingError
 from .evaluate import binarize, paired_comparison, predict_probabilities, score_masks
 from .experiment import environment, write_json
 from .models import MODELS, build_model
@@ -91,8 +91,15 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
         recipe = profile.replace(**VARIANTS[name])
         seed_everything(seed)
         run_dir = work_dir / name
-        history = fit(build_model(model, recipe.width), train, val, recipe, run_dir, seed=seed, device=device,
-                      progress=progress)
+        try:
+            history = fit(build_model(model, recipe.width), train, val, recipe, run_dir, seed=seed, device=device,
+                          progress=progress)
+        except TrainingError as err:  # a lever that makes training diverge is a finding, not the end of the sweep
+            report["variants"][name] = {"changes": describe_changes(VARIANTS[name]), "epochs": recipe.epochs,
+                                        "error": str(err)}
+            write_json(path, report)
+            log(f"{name} ({describe_changes(VARIANTS[name])}): FAILED: {err}")
+            continue
         best = load_model(run_dir / BEST, device)
         prob = predict_probabilities(best, val.images, batch_size=recipe.eval_batch_size, device=device)
         per_image = score_masks(binarize(prob), val)["iou"]
@@ -117,9 +124,9 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
 def _compare_with_baseline(report: dict) -> None:
     """Add ``vs_baseline`` (variant - baseline, paired over validation images) to every other variant."""
     variants = report["variants"]
-    if BASELINE not in variants:
+    if BASELINE not in variants or "error" in variants[BASELINE]:
         return
     base = variants[BASELINE]["per_image_iou"]
     for name, v in variants.items():
-        if name != BASELINE:
+        if name != BASELINE and "error" not in v:
             v["vs_baseline"] = paired_comparison(base, v["per_image_iou"])

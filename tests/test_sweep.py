@@ -42,6 +42,29 @@ def test_sweep_compares_variants_on_validation_without_the_test_set(layout_copy,
     assert again["variants"] == report["variants"]
 
 
+def test_a_variant_that_diverges_is_recorded_and_the_sweep_goes_on(layout_copy, tmp_path, monkeypatch):
+    import skinseg.sweep as sweep_module
+    from skinseg.errors import TrainingError
+    monkeypatch.setitem(VARIANTS, "diverges", {"lr": 123.0})
+    real_fit = sweep_module.fit
+
+    def fit(model, train, val, recipe, *args, **kwargs):
+        if recipe.lr == 123.0:  # what fit raises when the loss stops being finite
+            raise TrainingError("the training loss became nan in epoch 1 (lr 123.0, loss 'bce_dice'). Lower the learning rate.")
+        return real_fit(model, train, val, recipe, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "fit", fit)
+    messages = []
+    report = run_sweep(layout_copy, tmp_path / "out", PROFILES["tiny"], ["diverges", "no_ema"], work_dir=tmp_path / "work",
+                       device="cpu", progress=False, log=messages.append)
+    failed = report["variants"]["diverges"]
+    assert failed["error"].startswith("the training loss became nan") and failed["changes"] == "lr=123.0"
+    assert "vs_baseline" not in failed and "per_image_iou" not in failed
+    assert "vs_baseline" in report["variants"]["no_ema"]  # the variant after it still ran and was compared
+    assert any(m.startswith("diverges (lr=123.0): FAILED") for m in messages)
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text())["variants"]["diverges"] == failed
+
+
 def test_unknown_variant_or_model_is_a_config_error(layout_2017, tmp_path):
     with pytest.raises(ConfigError, match=r"variants must be among .*'no_ema'.*got \['fast'\]"):
         run_sweep(layout_2017, tmp_path, PROFILES["tiny"], ["fast"])
