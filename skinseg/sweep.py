@@ -10,8 +10,8 @@ validation images, which flatters every variant a little, and alike.
 ``out_dir/sweep.json`` holds the profile, the environment, and per variant its changes,
 best epoch, validation IoU (mean per image, at the best epoch, no test-time augmentation),
 the per-image validation IoU, the training history, and the paired comparison with the
-baseline; a variant whose training diverged has its ``error`` instead. It is rewritten after every variant, and finished variants are skipped when the
-sweep is run again.
+baseline; a variant whose training diverged has its ``error`` instead. It is rewritten
+after every variant, and finished variants are skipped when the sweep is run again.
 """
 from __future__ import annotations
 

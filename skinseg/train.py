@@ -105,7 +105,11 @@ class ExponentialMovingAverage:
         (its module's parameter or buffer dict, and its name) is found once; reading the
         tensors through those dicts each step also sees buffers that ``model.to()`` replaced."""
         if self._slots is None or self._slots[0] is not model:
-            self._slots = (model, list(zip(_float_slots(self.model), _float_slots(model))))
+            ema_slots, live_slots = _float_slots(self.model), _float_slots(model)
+            if list(ema_slots) != list(live_slots):
+                raise ValueError(f"the EMA averages a {type(self.model).__name__}; "
+                                 f"got a {type(model).__name__} with other parameters and buffers")
+            self._slots = (model, list(zip(ema_slots.values(), live_slots.values())))
         pairs = self._slots[1]
         return [store[k] for (store, k), _ in pairs], [store[k] for _, (store, k) in pairs]
 
@@ -116,11 +120,12 @@ class ExponentialMovingAverage:
         torch._foreach_lerp_(*self._pairs(model), 1 - d)
 
 
-def _float_slots(model: nn.Module) -> list[tuple[dict, str]]:
-    """``(store, name)`` of every floating-point parameter and buffer of ``model``, module by module:
-    ``store[name]`` is the tensor (the module's own ``_parameters`` or ``_buffers`` dict)."""
-    return [(store, name) for module in model.modules() for store in (module._parameters, module._buffers)
-            for name, tensor in store.items() if tensor is not None and tensor.is_floating_point()]
+def _float_slots(model: nn.Module) -> dict[str, tuple[dict, str]]:
+    """Where every floating-point parameter and buffer of ``model`` lives, by qualified name:
+    ``(store, name)`` with ``store[name]`` the tensor (its module's ``_parameters`` or ``_buffers``)."""
+    return {f"{prefix}.{name}".lstrip("."): (store, name)
+            for prefix, module in model.named_modules() for store in (module._parameters, module._buffers)
+            for name, tensor in store.items() if tensor is not None and tensor.is_floating_point()}
 
 
 def compile_enabled(compile: str, device: torch.device) -> bool:

@@ -376,6 +376,8 @@ def test_ema_follows_replaced_buffers_and_another_model():
     ema.update(other)
     d = min(0.5, 4 / 13)
     torch.testing.assert_close(ema.model[0].weight, d * before + (1 - d) * torch.full((2, 3), 2.0))
+    with pytest.raises(ValueError, match="EMA averages a Sequential; got a Linear"):
+        ema.update(nn.Linear(3, 2))
 
 
 # ----------------------------------------------------------------------------- torch.compile
