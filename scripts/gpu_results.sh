@@ -4,7 +4,8 @@
 #   experiment  $RESULTS/isic2017.tgz: both models x 3 seeds on ISIC 2017, packed; as many
 #               epochs as fit $EXPERIMENT_BUDGET seconds (the plan is logged and stored in config.json)
 #   sweep       $RESULTS/sweep.tgz: the recipe variants on the validation set (U-Net, seed 0),
-#               as many epochs as fit $SWEEP_BUDGET seconds (default: what is left, less a minute)
+#               as many epochs as fit $SWEEP_BUDGET seconds (default: what is left, less a minute);
+#               $SWEEP_VARIANTS names some of skinseg.config.VARIANTS (default: all)
 #   bench       $RESULTS/bench_gpu.json: the training-step benchmark, plain against fast first,
 #               and $RESULTS/bench_gpu_ops.json: each model's plain step operator by operator;
 #               $BENCH_BUDGET seconds (default: what is left)
@@ -51,8 +52,8 @@ for part in $PART; do
         budget=${SWEEP_BUDGET:-$(( $(left) - 60 ))}
         if [ "$budget" -gt 30 ]; then
             python3 -m skinseg sweep --data "$DATA" --out "$RESULTS/sweep" --work-dir /tmp/skinseg_sweep \
-                --profile "$PROFILE" --time-budget "$budget" --compile "$COMPILE" --quiet 2>&1 \
-                | tee "$RESULTS/sweep.log"
+                --profile "$PROFILE" --time-budget "$budget" --compile "$COMPILE" --quiet \
+                ${SWEEP_VARIANTS:+--variants $SWEEP_VARIANTS} 2>&1 | tee "$RESULTS/sweep.log"
         fi
         pack sweep ;;
     bench)

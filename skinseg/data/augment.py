@@ -6,8 +6,10 @@ geometry (flips, 90° turns, a small rotation, scaling and translation); colour 
 (brightness, contrast, saturation, hue) touches the image only.
 
 Rotations act in normalised coordinates, so a 90° turn of a 192x256 image also stretches
-it back to 192x256. The shared ISIC copy is already stretched from its original aspect,
-and lesions have no preferred orientation, so this is harmless here.
+it back to 192x256, by 4/3 along one axis and 3/4 along the other. The shared ISIC copy
+is already stretched from its original aspect, and lesions have no preferred orientation
+or shape, so this is a plausible augmentation, but it is not a rotation: whether it helps
+is a question for the validation set (the sweep variant ``no_quarter_turns``).
 """
 from __future__ import annotations
 
