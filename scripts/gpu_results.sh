@@ -6,7 +6,7 @@
 #   sweep       $RESULTS/sweep.tgz: the recipe variants on the validation set (U-Net, seed 0),
 #               as many epochs as fit $SWEEP_BUDGET seconds (default: what is left, less a minute);
 #               $SWEEP_VARIANTS names some of skinseg.config.VARIANTS (default: all)
-#   bench       $RESULTS/bench_gpu.json: the training-step benchmark, plain against fast first,
+#   bench       $RESULTS/bench_gpu.json: the training-step benchmark, plain step and batch sizes first,
 #               and $RESULTS/bench_gpu_ops.json: each model's plain step operator by operator;
 #               $BENCH_BUDGET seconds (default: what is left)
 # Always first, $RESULTS/gpu_tests.log: the tests that only run on a GPU. The whole script
