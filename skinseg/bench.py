@@ -38,6 +38,7 @@ class Setting:
     channels_last: bool
     compile: bool
     compile_mode: str = "default"  # or "reduce-overhead": the compiled step replayed as a CUDA graph
+    compile_gates: bool = False  # an eager step whose attention gates alone are compiled (fused)
 
 
 def training_flops_per_image(model_name: str, width: int, image_size: tuple[int, int]) -> float:
@@ -87,6 +88,11 @@ def _training_step(setting: Setting, width: int, image_size: tuple[int, int], de
     images and masks on ``device``, and a seeded generator."""
     torch.manual_seed(0)
     model = build_model(setting.model, width).to(device)
+    if setting.compile_gates:
+        if setting.compile:
+            raise ValueError(f"{setting}: compile the whole step or its gates, not both")
+        for gate in model.gates:  # each gate's elementwise chain becomes a few fused kernels
+            gate.compile(mode=setting.compile_mode)
     optimizer = build_optimizer(model, 1e-4, 1e-4, device)
     step = TrainStep(model, optimizer, build_loss("bce_dice"), device, AugmentConfig(), amp=setting.amp,
                      channels_last="on" if setting.channels_last else "off",
@@ -101,7 +107,8 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     """Time one setting. Returns the setting plus ``images_per_s``, ``step_ms``,
     ``compile_seconds``, ``pipeline_fraction`` (share of the full step spent indexing and
     augmenting the batch) and, for a compiled setting, ``compile_stats``."""
-    if setting.compile:  # a cold start for each compiled setting, and counters of its own
+    compiling = setting.compile or setting.compile_gates
+    if compiling:  # a cold start for each compiled setting, and counters of its own
         from torch._dynamo.utils import counters
 
         torch._dynamo.reset()
@@ -121,7 +128,7 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     full_step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    compile_seconds = time.perf_counter() - t0 if setting.compile else 0.0
+    compile_seconds = time.perf_counter() - t0 if compiling else 0.0
     for _ in range(warmup):
         full_step()
     full = _time(full_step, device, steps, repeats)
@@ -129,7 +136,7 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     return {**asdict(setting), "images_per_s": bs / full, "step_ms": 1000 * full,
             "model_step_ms": 1000 * alone, "pipeline_fraction": max(0.0, 1 - alone / full),
             "compile_seconds": compile_seconds, "compiled": step.compiled,
-            "compile_stats": _compile_stats() if setting.compile else None}
+            "compile_stats": _compile_stats() if compiling else None}
 
 
 def _compile_stats() -> dict:
@@ -183,7 +190,7 @@ def run_operator_profiles(profile: Profile, device=None, settings: list[Setting]
     settings = settings or default_settings(device, profile)
     plain = {}
     for s in settings:
-        if not s.compile:
+        if not (s.compile or s.compile_gates):
             plain.setdefault(s.model, s)
     report = {"device": describe(device), "torch": torch.__version__, "width": profile.width,
               "image_size": list(profile.image_size), "profiles": []}
@@ -219,7 +226,8 @@ def default_settings(device: torch.device, profile: Profile, models=("unet", "at
     1. the plain fast step, bf16 + channels_last at batch 16, for each model;
     2. the same at the other ``batch_sizes`` (seconds each);
     3. compiled, in the default mode and with CUDA graphs (``reduce-overhead``), at
-       ``compile_batch_sizes`` (each compiles for half a minute or more);
+       ``compile_batch_sizes`` (each compiles for half a minute or more), then the eager
+       Attention U-Net with only its gates compiled;
     4. fp32 and channels_last off at batch 16.
 
     On a CPU: the smoke profile's batch in fp32, eager.
@@ -229,6 +237,8 @@ def default_settings(device: torch.device, profile: Profile, models=("unet", "at
     grid = [Setting(m, 16, "bf16", True, False) for m in models]
     grid += [Setting(m, b, "bf16", True, False) for b in batch_sizes if b != 16 for m in models]
     grid += [Setting(m, b, "bf16", True, True, mode) for mode in COMPILE_MODES for m in models for b in compile_batch_sizes]
+    grid += [Setting(m, b, "bf16", True, False, compile_gates=True) for m in models if m == "attention_unet"
+             for b in compile_batch_sizes]
     for m in models:
         grid += [Setting(m, 16, amp, cl, False) for amp, cl in itertools.product(("off", "bf16"), (False, True))
                  if (amp, cl) != ("bf16", True)]
@@ -264,9 +274,10 @@ def run_benchmark(profile: Profile, device=None, settings: list[Setting] | None 
             r["tflops"] = r["images_per_s"] * flops[s.model] / 1e12
             r["peak_fraction"] = r["images_per_s"] * flops[s.model] / peak
             log(f"{s.model:15s} b{s.batch_size:<3d} {s.amp:5s} cl={int(s.channels_last)} "
-                f"compile={s.compile_mode if s.compile else 'off'}: "
+                f"compile={s.compile_mode if s.compile else 'gates' if s.compile_gates else 'off'}: "
                 f"{r['images_per_s']:8.1f} img/s  {r['tflops']:6.1f} TFLOP/s  {100 * r['peak_fraction']:5.1f} % of peak  "
-                f"pipeline {100 * r['pipeline_fraction']:4.1f} %" + (f"  compile {r['compile_seconds']:.0f} s" if s.compile else ""))
+                f"pipeline {100 * r['pipeline_fraction']:4.1f} %"
+                + (f"  compile {r['compile_seconds']:.0f} s" if s.compile or s.compile_gates else ""))
         report["results"].append(r)
         if out_path is not None:
             Path(out_path).parent.mkdir(parents=True, exist_ok=True)

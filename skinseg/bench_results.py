@@ -19,18 +19,21 @@ from .config import results_dir
 from .errors import DataError
 
 # The columns that identify one benchmarked setting (skinseg.bench.Setting).
-SETTING_KEYS = ("model", "batch_size", "amp", "channels_last", "compile", "compile_mode")
+SETTING_KEYS = ("model", "batch_size", "amp", "channels_last", "compile", "compile_mode", "compile_gates")
 # The step every speed-up is measured against: what fit() does on a GPU without compiling.
-PLAIN_GPU = {"amp": "bf16", "channels_last": True, "compile": False, "batch_size": 16}
-PLAIN_CPU = {"amp": "off", "channels_last": False, "compile": False}
+PLAIN_GPU = {"amp": "bf16", "channels_last": True, "compile": False, "compile_gates": False, "batch_size": 16}
+PLAIN_CPU = {"amp": "off", "channels_last": False, "compile": False, "compile_gates": False}
 MODEL_COLUMNS = {"unet": "U-Net", "attention_unet": "Attention U-Net"}
 
 
-def setting_label(amp: str, channels_last: bool, compile: bool, compile_mode: str, batch_size: int) -> str:
+def setting_label(amp: str, channels_last: bool, compile: bool, compile_mode: str, batch_size: int,
+                  compile_gates: bool = False) -> str:
     """A readable name, for example ``"bf16 + channels_last + compiled with CUDA graphs, batch 16"``."""
     parts = ["fp32" if amp == "off" else amp] + (["channels_last"] if channels_last else [])
     if compile:
         parts.append("compiled with CUDA graphs" if compile_mode == "reduce-overhead" else "compiled")
+    if compile_gates:
+        parts.append("gates compiled")
     return " + ".join(parts) + f", batch {batch_size}"
 
 
@@ -47,7 +50,8 @@ def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
     left out.
 
     Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``,
-    ``compile_mode``; files written before the mode was measured used ``"default"``) and its
+    ``compile_mode``, ``compile_gates``; files written before the last two were measured get
+    ``"default"`` and ``False``) and its
     ``setting`` label (:func:`setting_label`), ``images_per_s``, ``step_ms``, ``model_step_ms``,
     ``pipeline_fraction``, ``compile_seconds``, ``compiled``, ``tflops``, ``peak_fraction`` (of
     that file's measured matmul peak), ``error`` where a setting failed (else missing), and
@@ -66,9 +70,10 @@ def report_frame(report: dict, file: str = "") -> pd.DataFrame:
     :func:`load_bench` gives for its file, named ``file``."""
     frame = pd.DataFrame(report["results"])
     frame["compile_mode"] = frame["compile_mode"].fillna("default") if "compile_mode" in frame else "default"
+    frame["compile_gates"] = frame["compile_gates"].fillna(False).astype(bool) if "compile_gates" in frame else False
     if "error" not in frame:
         frame["error"] = None
-    frame["setting"] = [setting_label(r.amp, r.channels_last, r.compile, r.compile_mode, r.batch_size)
+    frame["setting"] = [setting_label(r.amp, r.channels_last, r.compile, r.compile_mode, r.batch_size, r.compile_gates)
                         for r in frame.itertuples()]
     frame["device"], frame["torch"] = report["device"], report["torch"]
     frame["device_type"] = report["device_type"]

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from skinseg.bench import (Setting, default_settings, operator_profile, run_benchmark, run_operator_profiles,
+from skinseg.bench import (Setting, bench_setting, default_settings, operator_profile, run_benchmark, run_operator_profiles,
                            training_flops_per_image)
 from skinseg.config import PROFILES
 
@@ -59,7 +59,8 @@ def test_gpu_grid_covers_precision_layout_batch_and_both_compile_modes():
     compiled = [Setting("unet", 16, "bf16", True, True), Setting("attention_unet", 16, "bf16", True, True),
                 Setting("unet", 16, "bf16", True, True, "reduce-overhead"),
                 Setting("attention_unet", 16, "bf16", True, True, "reduce-overhead")]
-    assert settings[:10] == plain + batches + compiled
+    assert settings[:11] == plain + batches + compiled + [Setting("attention_unet", 16, "bf16", True, False,
+                                                                   compile_gates=True)]
 
 
 def test_operator_profile_shows_the_gates_own_operators():
@@ -86,3 +87,22 @@ def test_run_operator_profiles_writes_one_profile_per_model(tmp_path):
     assert [p["model"] for p in report["profiles"]] == ["unet", "attention_unet"]
     assert all(not p["compile"] and len(p["operators"]) == 20 for p in report["profiles"])
     assert messages[0].startswith("unet: ") and messages[-1] == f"wrote {tmp_path / 'ops.json'}"
+
+
+def test_compiling_only_the_gates(monkeypatch):
+    """The setting that compiles the four attention gates and nothing else: each gate is handed
+    to torch.compile (here a stand-in that records the call), the step stays eager."""
+    compiled = []
+
+    def fake_compile(fn, **options):
+        compiled.append(options)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    setting = Setting("attention_unet", 2, "off", False, False, compile_gates=True)
+    result = bench_setting(setting, 4, (32, 32), torch.device("cpu"), warmup=0, steps=1, repeats=1, pool=4)
+    assert compiled == [{"mode": "default"}] * 4 and result["compiled"] is False
+    assert result["images_per_s"] > 0 and result["compile_stats"] is not None
+    with pytest.raises(ValueError, match="not both"):
+        bench_setting(Setting("attention_unet", 2, "off", False, True, compile_gates=True), 4, (32, 32),
+                      torch.device("cpu"), warmup=0, steps=1, repeats=1, pool=4)
