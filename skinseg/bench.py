@@ -153,10 +153,11 @@ def operator_profile(setting: Setting, width: int, image_size: tuple[int, int], 
     """Where the time of a model step goes: the ``top`` operators by their own time (GPU time
     on a GPU, CPU time on a CPU) over ``steps`` steps on one prepared batch, after a warm-up.
 
-    Returns the setting plus ``step_ms`` (the profiled total per step) and ``operators``: one
-    dict per operator and input shapes with ``name``, ``input_shapes``, ``ms_per_step``,
-    ``share`` of the total and ``calls_per_step``.
-    Comparing the two models' profiles shows what the attention gates cost.
+    Returns the setting plus ``step_ms`` (the profiled total per step: on a GPU the time it
+    was busy, which the benchmark's wall-clock ``model_step_ms`` exceeds by the time it
+    waited), ``floor_step_ms`` (:func:`launch_floor`) and ``operators``: one dict per operator
+    and input shapes with ``name``, ``input_shapes``, ``ms_per_step``, ``share`` of the total
+    and ``calls_per_step``. Comparing the two models' profiles shows what the attention gates cost.
     """
     from torch.profiler import ProfilerActivity, profile
 
@@ -177,8 +178,18 @@ def operator_profile(setting: Setting, width: int, image_size: tuple[int, int], 
     total = sum(own(e) for e in events)
     ranked = sorted(events, key=own, reverse=True)[:top]
     return {**asdict(setting), "clock": "gpu" if cuda else "cpu", "step_ms": total / 1000 / steps,
+            "floor_step_ms": launch_floor(setting, device),
             "operators": [{"name": e.key, "input_shapes": [shape for shape in e.input_shapes if shape], "ms_per_step": own(e) / 1000 / steps,
                            "share": own(e) / total, "calls_per_step": e.count / steps} for e in ranked]}
+
+
+def launch_floor(setting: Setting, device: torch.device) -> float:
+    """Wall-clock ms of ``setting``'s model step for a network of the same structure with two
+    channels at the first level (the fewest that keep every operator, the gates' broadcasts
+    included), on 32x32 images: the same operators, each almost free, so on a GPU what is left
+    is the cost of issuing them from the CPU. A real step this slow is limited by the CPU, not
+    by the GPU's arithmetic or memory."""
+    return bench_setting(setting, 2, (32, 32), device, warmup=3, steps=10, repeats=3, pool=setting.batch_size)["model_step_ms"]
 
 
 def run_operator_profiles(profile: Profile, device=None, settings: list[Setting] | None = None,
@@ -197,7 +208,8 @@ def run_operator_profiles(profile: Profile, device=None, settings: list[Setting]
     for setting in plain.values():
         ops = operator_profile(setting, profile.width, profile.image_size, device)
         report["profiles"].append(ops)
-        log(f"{setting.model}: {ops['step_ms']:.1f} ms of {ops['clock'].upper()} time per step; the largest:")
+        log(f"{setting.model}: {ops['step_ms']:.1f} ms of {ops['clock'].upper()} time per step "
+            f"(the same operators on a 2-channel, 32x32 network: {ops['floor_step_ms']:.1f} ms); the largest:")
         for op in ops["operators"][:8]:
             log(f"  {op['ms_per_step']:7.2f} ms {100 * op['share']:5.1f} %  {op['name']} {str(op['input_shapes'])[:70]}")
     if out_path is not None:

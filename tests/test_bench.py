@@ -4,9 +4,10 @@ import json
 import pytest
 import torch
 
-from skinseg.bench import (Setting, bench_setting, default_settings, operator_profile, run_benchmark, run_operator_profiles,
+from skinseg.bench import (Setting, bench_setting, default_settings, launch_floor, operator_profile, run_benchmark, run_operator_profiles,
                            training_flops_per_image)
 from skinseg.config import PROFILES
+from skinseg.models import build_model
 
 
 def test_run_benchmark_on_cpu_writes_json(tmp_path):
@@ -68,7 +69,7 @@ def test_operator_profile_shows_the_gates_own_operators():
                                     steps=1, top=1000) for m in ("unet", "attention_unet")}
     for result in profiles.values():
         ops = result["operators"]
-        assert result["clock"] == "cpu" and result["step_ms"] > 0
+        assert result["clock"] == "cpu" and result["step_ms"] > 0 and result["floor_step_ms"] > 0
         assert sum(op["share"] for op in ops) == pytest.approx(1.0)
         assert [op["ms_per_step"] for op in ops] == sorted((op["ms_per_step"] for op in ops), reverse=True)
         assert any(op["name"] == "aten::convolution_backward" for op in ops)
@@ -106,3 +107,29 @@ def test_compiling_only_the_gates(monkeypatch):
     with pytest.raises(ValueError, match="not both"):
         bench_setting(Setting("attention_unet", 2, "off", False, True, compile_gates=True), 4, (32, 32),
                       torch.device("cpu"), warmup=0, steps=1, repeats=1, pool=4)
+
+
+def test_the_launch_floor_runs_the_same_operators_on_a_two_channel_network():
+    """launch_floor times a width-2 network on 32x32 images; it only says something about
+    launching if that network issues exactly the operators of the real one."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    for model in ("unet", "attention_unet"):
+        counts = []
+        for width, size in ((2, 32), (8, 64)):
+            torch.manual_seed(0)
+            net = build_model(model, width)
+            with Count() as count:
+                net(torch.rand(2, 3, size, size)).mean().backward()
+            counts.append(count.ops)
+        assert counts[0] == counts[1]
+    assert launch_floor(Setting("attention_unet", 2, "off", False, False), torch.device("cpu")) > 0
