@@ -1,21 +1,18 @@
-"""Reading benchmark files (written by :func:`skinseg.bench.run_benchmark`) into tables.
+"""Tables from benchmark results (the rows :func:`skinseg.results.load_bench` reads).
 
 A benchmark folder collects files from several calls, perhaps on several machines. Timings
 are comparable only when they come from the same hardware and software, so the tables here
 take one device and torch version at a time::
 
-    frame = load_bench()              # every file in results/bench, one row per setting
+    frame = load_bench()              # skinseg.results: every file in results/bench, one row per setting
     latest = latest_bench(frame)      # the newest file's device and torch, newest row per setting
     speedup_table(latest)             # both models side by side, against their plain step
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
-from .config import results_dir
+from .config import MODEL_LABELS
 from .errors import DataError
 
 # The columns that identify one benchmarked setting (skinseg.bench.Setting).
@@ -23,7 +20,6 @@ SETTING_KEYS = ("model", "batch_size", "amp", "channels_last", "compile", "compi
 # The step every speed-up is measured against: what fit() does on a GPU without compiling.
 PLAIN_GPU = {"amp": "bf16", "channels_last": True, "compile": False, "compile_gates": False, "batch_size": 16}
 PLAIN_CPU = {"amp": "off", "channels_last": False, "compile": False, "compile_gates": False}
-MODEL_COLUMNS = {"unet": "U-Net", "attention_unet": "Attention U-Net"}
 
 
 def setting_label(amp: str, channels_last: bool, compile: bool, compile_mode: str, batch_size: int,
@@ -35,52 +31,6 @@ def setting_label(amp: str, channels_last: bool, compile: bool, compile_mode: st
     if compile_gates:
         parts.append("gates compiled")
     return " + ".join(parts) + f", batch {batch_size}"
-
-
-def _read_report(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"benchmark file {path} is not valid JSON ({err})") from None
-
-
-def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
-    """Every ``*.json`` written by :func:`skinseg.bench.run_benchmark` in ``folder`` (default
-    ``results/bench``), one row per measured setting; operator profiles (``*_ops.json``) are
-    left out.
-
-    Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``,
-    ``compile_mode``, ``compile_gates``; files written before the last two were measured get
-    ``"default"`` and ``False``) and its
-    ``setting`` label (:func:`setting_label`), ``images_per_s``, ``step_ms``, ``model_step_ms``,
-    ``pipeline_fraction``, ``compile_seconds``, ``compiled``, ``tflops``, ``peak_fraction`` (of
-    that file's measured matmul peak), ``error`` where a setting failed (else missing), and
-    per file ``device``, ``device_type``, ``torch``, ``matmul_peak_tflops``, ``date`` (ISO
-    time of the run; empty for files written before it was recorded) and ``file``.
-    """
-    folder = Path(folder) if folder is not None else results_dir() / "bench"
-    files = sorted(f for f in folder.glob("*.json") if not f.name.endswith("_ops.json"))
-    if not files:
-        raise DataError(f"no benchmark files (*.json) in {folder}")
-    return pd.concat([report_frame(_read_report(path), path.name) for path in files], ignore_index=True)
-
-
-def report_frame(report: dict, file: str = "") -> pd.DataFrame:
-    """One benchmark report (the dict :func:`skinseg.bench.run_benchmark` returns) as the rows
-    :func:`load_bench` gives for its file, named ``file``."""
-    frame = pd.DataFrame(report["results"])
-    frame["compile_mode"] = frame["compile_mode"].fillna("default") if "compile_mode" in frame else "default"
-    frame["compile_gates"] = frame["compile_gates"].fillna(False).astype(bool) if "compile_gates" in frame else False
-    if "error" not in frame:
-        frame["error"] = None
-    frame["setting"] = [setting_label(r.amp, r.channels_last, r.compile, r.compile_mode, r.batch_size, r.compile_gates)
-                        for r in frame.itertuples()]
-    frame["device"], frame["torch"] = report["device"], report["torch"]
-    frame["device_type"] = report["device_type"]
-    frame["matmul_peak_tflops"] = report["matmul_peak_flops"] / 1e12
-    frame["date"] = report.get("date", "")
-    frame["file"] = file
-    return frame
 
 
 def latest_bench(frame: pd.DataFrame) -> pd.DataFrame:
@@ -117,7 +67,7 @@ def speedup_table(frame: pd.DataFrame, plain: dict | None = None) -> pd.DataFram
     if plain is None:
         plain = PLAIN_GPU if (frame.device_type == "cuda").all() else PLAIN_CPU
     table = pd.DataFrame(index=pd.Index(frame.setting.unique(), name="setting"))
-    for model, name in MODEL_COLUMNS.items():
+    for model, name in MODEL_LABELS.items():
         rows = frame[frame.model == model].set_index("setting")
         base = rows[(rows[list(plain)] == pd.Series(plain)).all(axis=1)].images_per_s
         table[f"{name} img/s"] = rows.images_per_s

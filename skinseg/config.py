@@ -40,6 +40,7 @@ class AugmentConfig:
 
 
 NO_AUGMENT = AugmentConfig(False, False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+MODEL_LABELS = {"unet": "U-Net", "attention_unet": "Attention U-Net"}  # the models' names in tables and figures
 COMPILE_MODES = ("default", "reduce-overhead")
 
 

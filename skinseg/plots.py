@@ -5,12 +5,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import ndimage
 
+from .config import MODEL_LABELS  # noqa: F401 - the chapters import it from here with the colours
+
 # Colours used throughout the book.
 TRUTH_COLOUR = "#00e000"
 UNET_COLOUR = "#ffb000"
 ATTENTION_COLOUR = "#ff3cc8"
 MODEL_COLOURS = {"unet": "#1f77b4", "attention_unet": "#d62728"}
-MODEL_LABELS = {"unet": "U-Net", "attention_unet": "Attention U-Net"}
 
 
 def mask_outline(mask: np.ndarray) -> np.ndarray:

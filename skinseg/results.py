@@ -10,7 +10,7 @@ and figure comes from the files and nothing is copied by hand::
     res.per_image("unet", 0)             # test metrics per image of one run
     res.predictions("unet").masks        # (600, 192, 256) uint8 test masks of the first seed
     res.psi()                            # the Attention U-Net's stored attention maps (skinseg.psi)
-    res.bench()                          # the training-step benchmark, one row per setting (skinseg.bench_results)
+    res.bench()                          # the training-step benchmark, one row per setting (load_bench)
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .bench_results import load_bench
+from .bench_results import setting_label
 from .config import results_dir
 from .errors import DataError
 from .psi import PsiMaps, load_psi
@@ -204,3 +204,42 @@ def load_results(path: Path | str | None = None) -> Results:
     """Open an experiment's results folder (default: ``results/isic2017`` of this repository,
     found by :func:`skinseg.config.results_dir`)."""
     return Results(Path(path) if path is not None else results_dir() / "isic2017")
+
+
+def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
+    """Every ``*.json`` written by :func:`skinseg.bench.run_benchmark` in ``folder`` (default
+    ``results/bench``), one row per measured setting; operator profiles (``*_ops.json``) are
+    left out.
+
+    Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``,
+    ``compile_mode``, ``compile_gates``; files written before the last two were measured get
+    ``"default"`` and ``False``) and its ``setting`` label
+    (:func:`skinseg.bench_results.setting_label`), ``images_per_s``, ``step_ms``,
+    ``model_step_ms``, ``pipeline_fraction``, ``compile_seconds``, ``compiled``, ``tflops``,
+    ``peak_fraction`` (of that file's measured matmul peak), ``error`` where a setting failed
+    (else missing), and per file ``device``, ``device_type``, ``torch``, ``matmul_peak_tflops``, ``date`` (ISO
+    time of the run; empty for files written before it was recorded) and ``file``.
+    """
+    folder = Path(folder) if folder is not None else results_dir() / "bench"
+    files = sorted(f for f in folder.glob("*.json") if not f.name.endswith("_ops.json"))
+    if not files:
+        raise DataError(f"no benchmark files (*.json) in {folder}")
+    return pd.concat([report_frame(_read_json(path), path.name) for path in files], ignore_index=True)
+
+
+def report_frame(report: dict, file: str = "") -> pd.DataFrame:
+    """One benchmark report (the dict :func:`skinseg.bench.run_benchmark` returns) as the rows
+    :func:`load_bench` gives for its file, named ``file``."""
+    frame = pd.DataFrame(report["results"])
+    frame["compile_mode"] = frame["compile_mode"].fillna("default") if "compile_mode" in frame else "default"
+    frame["compile_gates"] = frame["compile_gates"].fillna(False).astype(bool) if "compile_gates" in frame else False
+    if "error" not in frame:
+        frame["error"] = None
+    frame["setting"] = [setting_label(r.amp, r.channels_last, r.compile, r.compile_mode, r.batch_size, r.compile_gates)
+                        for r in frame.itertuples()]
+    frame["device"], frame["torch"] = report["device"], report["torch"]
+    frame["device_type"] = report["device_type"]
+    frame["matmul_peak_tflops"] = report["matmul_peak_flops"] / 1e12
+    frame["date"] = report.get("date", "")
+    frame["file"] = file
+    return frame

@@ -88,30 +88,29 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
             report["variants"][name] = done[name]
             log(f"{name}: already done, skipped")
             continue
-        recipe = profile.replace(**VARIANTS[name])
+        recipe, changes = profile.replace(**VARIANTS[name]), describe_changes(VARIANTS[name])
         seed_everything(seed)
         run_dir = work_dir / name
         try:
             history = fit(build_model(model, recipe.width), train, val, recipe, run_dir, seed=seed, device=device,
                           progress=progress)
         except TrainingError as err:  # a lever that makes training diverge is a finding, not the end of the sweep
-            report["variants"][name] = {"changes": describe_changes(VARIANTS[name]), "epochs": recipe.epochs,
-                                        "error": str(err)}
+            report["variants"][name] = {"changes": changes, "epochs": recipe.epochs, "error": str(err)}
             write_json(path, report)
-            log(f"{name} ({describe_changes(VARIANTS[name])}): FAILED: {err}")
+            log(f"{name} ({changes}): FAILED: {err}")
             continue
         best = load_model(run_dir / BEST, device)
         prob = predict_probabilities(best, val.images, batch_size=recipe.eval_batch_size, device=device)
         per_image = score_masks(binarize(prob), val)["iou"]
         report["variants"][name] = {
-            "changes": describe_changes(VARIANTS[name]), "epochs": recipe.epochs,
+            "changes": changes, "epochs": recipe.epochs,
             "best_epoch": history.best_epoch, "val_iou": float(per_image.mean()),
             "per_image_iou": [round(float(v), 6) for v in per_image],
             "train_seconds": sum(r["seconds"] for r in history.records), "history": history.records}
         _compare_with_baseline(report)
         write_json(path, report)
         v = report["variants"][name]
-        log(f"{name} ({describe_changes(VARIANTS[name])}): best epoch {v['best_epoch']}, val IoU {v['val_iou']:.4f}"
+        log(f"{name} ({changes}): best epoch {v['best_epoch']}, val IoU {v['val_iou']:.4f}"
             + (f", vs baseline {v['vs_baseline']['mean_diff']:+.4f} "
                f"[{v['vs_baseline']['ci_low']:+.4f}, {v['vs_baseline']['ci_high']:+.4f}]" if "vs_baseline" in v else ""))
     _compare_with_baseline(report)

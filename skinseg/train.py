@@ -134,7 +134,7 @@ def compile_enabled(compile: str, device: torch.device) -> bool:
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over ``model``'s parameters; on CUDA its fused single-kernel update."""
+    """AdamW over ``model``'s parameters; on CUDA its fused update (a few kernels for all parameters)."""
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
 
 
@@ -284,6 +284,7 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
                         compile_mode=profile.compile_mode)
     ema = ExponentialMovingAverage(model, profile.ema_decay) if profile.ema_decay else None
     evaluated = ema.model if ema else model
+    recipe = training_recipe(profile, seed)
 
     history = History(meta={"profile": profile.name, "seed": seed, "model": architecture(model),
                             "device": str(device), "label": profile.label()})
@@ -291,7 +292,7 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
     if resume and out_dir is not None and (out_dir / LAST).exists():
         state = load_checkpoint(out_dir / LAST, map_location=device)
         check_architecture(state, model, out_dir / LAST)
-        _check_recipe(state, training_recipe(profile, seed), out_dir / LAST)
+        _check_recipe(state, recipe, out_dir / LAST)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step_fn.scaler.load_state_dict(state["scaler"])
@@ -351,9 +352,8 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
             if on_epoch_end is not None:
                 on_epoch_end(epoch, evaluated)
             if writer is not None:
-                writer.submit(_checkpoint_writes(out_dir, model, evaluated, ema, optimizer, step_fn, epoch,
-                                                 scores["val_iou"] if improved else None, history,
-                                                 training_recipe(profile, seed)))
+                writer.submit(_checkpoint_writes(out_dir, model, ema, optimizer, step_fn, epoch,
+                                                 scores["val_iou"] if improved else None, history, recipe))
     finally:
         if writer is not None:
             writer.wait()
@@ -405,7 +405,7 @@ def _cpu_state(model: nn.Module) -> dict:
     return _cpu_copy(model.state_dict())
 
 
-def _checkpoint_writes(out_dir: Path, model: nn.Module, evaluated: nn.Module, ema, optimizer, step_fn: TrainStep,
+def _checkpoint_writes(out_dir: Path, model: nn.Module, ema, optimizer, step_fn: TrainStep,
                        epoch: int, best_val_iou: float | None, history: History, recipe: dict) -> list:
     """The files of one epoch, as ``(write, path)`` pairs for :class:`BackgroundWriter`: ``best.pt`` when
     the epoch improved (``best_val_iou`` given), then ``last.pt`` and ``history.json``.
@@ -414,11 +414,13 @@ def _checkpoint_writes(out_dir: Path, model: nn.Module, evaluated: nn.Module, em
     the files are written.
     """
     arch, snapshot = architecture(model), History.from_dict(copy.deepcopy(history.to_dict()))
+    model_state = _cpu_state(model)
+    ema_state = _cpu_state(ema.model) if ema else {}
     writes = []
-    if best_val_iou is not None:
-        best = {"arch": arch, "model": _cpu_state(evaluated), "epoch": epoch, "val_iou": best_val_iou}
+    if best_val_iou is not None:  # the evaluated weights: the EMA's where there is one
+        best = {"arch": arch, "model": ema_state if ema else model_state, "epoch": epoch, "val_iou": best_val_iou}
         writes.append((functools.partial(save_atomic, best), out_dir / BEST))
-    last = {"arch": arch, "model": _cpu_state(model), "ema": _cpu_state(ema.model) if ema else {},
+    last = {"arch": arch, "model": model_state, "ema": ema_state,
             "ema_updates": ema.updates if ema else 0, "optimizer": _cpu_copy(optimizer.state_dict()),
             "scaler": step_fn.scaler.state_dict(), "epoch": epoch, "history": snapshot.to_dict(),
             "recipe": recipe}

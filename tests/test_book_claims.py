@@ -12,8 +12,8 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from skinseg.bench_results import latest_bench, load_bench, speedup_table
-from skinseg.results import load_results
+from skinseg.bench_results import latest_bench, speedup_table
+from skinseg.results import load_bench, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN, COMPILED = "bf16 + channels_last, batch 16", "bf16 + channels_last + compiled, batch 16"

@@ -294,7 +294,7 @@ def test_checkpoint_writes_hold_copies_of_the_state(tmp_path):
     exp_avg = {k: v["exp_avg"].clone() for k, v in optimizer.state_dict()["state"].items()}
     history = History(records=[{"epoch": 1}], best_epoch=1, best_val_iou=0.5)
     recipe = train_module.training_recipe(PROFILES["tiny"], seed=0)
-    writes = train_module._checkpoint_writes(tmp_path, model, ema.model, ema, optimizer, step, 1, 0.5, history, recipe)
+    writes = train_module._checkpoint_writes(tmp_path, model, ema, optimizer, step, 1, 0.5, history, recipe)
     with torch.no_grad():  # "the next epoch" changes everything before the files are written
         for p in model.parameters():
             p.add_(1.0)
@@ -309,7 +309,9 @@ def test_checkpoint_writes_hold_copies_of_the_state(tmp_path):
     assert last["history"]["records"] == [{"epoch": 1}]
     assert last["recipe"] == recipe
     assert History.load(tmp_path / HISTORY).records == [{"epoch": 1}]
-    assert load_checkpoint(tmp_path / BEST)["val_iou"] == 0.5
+    best = load_checkpoint(tmp_path / BEST)
+    assert best["val_iou"] == 0.5
+    assert all(torch.equal(best["model"][k], v) for k, v in last["ema"].items())  # the evaluated (EMA) weights
 
 
 # ----------------------------------------------------------------------------- schedule and EMA
