@@ -2,7 +2,9 @@
 # Produces the GPU artifacts the book shows, in one call on a CUDA machine. $PART lists what
 # to run, in order (default "experiment bench"):
 #   experiment  $RESULTS/isic2017.tgz: both models x 3 seeds on ISIC 2017, packed; as many
-#               epochs as fit $EXPERIMENT_BUDGET seconds (the plan is logged and stored in config.json)
+#               epochs as fit $EXPERIMENT_BUDGET seconds (the plan is logged and stored in config.json);
+#               $EXPERIMENT_VARIANT names variants of the recipe (skinseg.config.VARIANTS), or is
+#               "sweep": the variant the sweep earlier in this call recommends, if any
 #   sweep       $RESULTS/sweep.tgz: the recipe variants on the validation set (U-Net, seed 0),
 #               as many epochs as fit $SWEEP_BUDGET seconds (default: what is left, less a minute);
 #               $SWEEP_VARIANTS names some of skinseg.config.VARIANTS (default: all)
@@ -15,6 +17,8 @@
 #   SKINSEG_DATA=path/to/isic2017 RESULTS=results bash scripts/gpu_results.sh
 #   PART=bench ...                    only the benchmark
 #   PART="bench sweep" BENCH_BUDGET=240 ...   the benchmark, then the variants in the time left
+#   PART="sweep experiment" SWEEP_BUDGET=150 EXPERIMENT_VARIANT=sweep ...
+#                         a short sweep on validation, then the experiment with what it recommends
 #   COMPILE=auto ...      compile the training step (default off: on the H200, compiling took
 #                         about 30 s per run and made U-Net 1.36x and Attention U-Net 0.93x as
 #                         fast, which does not pay for itself in runs of about a minute)
@@ -26,6 +30,7 @@ PART=${PART:-experiment bench}
 [ "$PART" = all ] && PART="experiment bench"
 COMPILE=${COMPILE:-off}
 EXPERIMENT_BUDGET=${EXPERIMENT_BUDGET:-420}   # seconds for all runs together, besides planning
+EXPERIMENT_VARIANT=${EXPERIMENT_VARIANT:-}
 TOTAL_BUDGET=${TOTAL_BUDGET:-585}             # seconds for the whole script
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 start=$(date +%s)
@@ -43,9 +48,13 @@ for part in $PART; do
     echo "$part: $(left) s left"
     case "$part" in
     experiment)
+        if [ "$EXPERIMENT_VARIANT" = sweep ]; then
+            EXPERIMENT_VARIANT=${RECOMMENDED:-}
+            echo "variant from the sweep: ${EXPERIMENT_VARIANT:-none}"
+        fi
         python3 -m skinseg experiment --data "$DATA" --out "$RESULTS/isic2017" --work-dir /tmp/skinseg_runs \
-            --profile "$PROFILE" --time-budget "$EXPERIMENT_BUDGET" --compile "$COMPILE" --quiet 2>&1 \
-            | tee "$RESULTS/isic2017.log"
+            --profile "$PROFILE" --time-budget "$EXPERIMENT_BUDGET" --compile "$COMPILE" --quiet \
+            ${EXPERIMENT_VARIANT:+--variant $EXPERIMENT_VARIANT} 2>&1 | tee "$RESULTS/isic2017.log"
         [ -d "$RESULTS/isic2017" ] && cp "$RESULTS/isic2017.log" "$RESULTS/isic2017/gpu_run.log"
         pack isic2017 ;;
     sweep)
@@ -54,6 +63,8 @@ for part in $PART; do
             python3 -m skinseg sweep --data "$DATA" --out "$RESULTS/sweep" --work-dir /tmp/skinseg_sweep \
                 --profile "$PROFILE" --time-budget "$budget" --compile "$COMPILE" --quiet \
                 ${SWEEP_VARIANTS:+--variants $SWEEP_VARIANTS} 2>&1 | tee "$RESULTS/sweep.log"
+            [ -f "$RESULTS/sweep/sweep.json" ] && RECOMMENDED=$(python3 -c \
+                'import json, sys; print(*json.load(open(sys.argv[1])).get("recommended", []))' "$RESULTS/sweep/sweep.json")
         fi
         pack sweep ;;
     bench)

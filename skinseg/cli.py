@@ -10,12 +10,14 @@ import json
 import sys
 from pathlib import Path
 
-from .config import COMPILE_MODES, PROFILES, VARIANTS, default_data_dir, get_profile
+from .config import COMPILE_MODES, PROFILES, VARIANTS, default_data_dir, get_profile, with_variants
 from .errors import ConfigError, SkinsegError
 
 
 def _profile(args):
     profile = get_profile(args.profile)
+    if getattr(args, "variant", None):
+        profile = with_variants(profile, args.variant)
     changes = {k: getattr(args, k) for k in ("epochs", "width", "batch_size", "compile", "compile_mode") if getattr(args, k, None) is not None}
     return profile.replace(**changes) if changes else profile
 
@@ -29,6 +31,13 @@ def _add_profile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile-mode", choices=COMPILE_MODES,
                    help="torch.compile mode; reduce-overhead also uses CUDA graphs")
     p.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
+
+
+def _add_variant_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--variant", nargs="+", choices=list(VARIANTS), metavar="NAME",
+                   help=f"train with the changes of these variants of the recipe, among {', '.join(VARIANTS)} "
+                        "(skinseg.config.VARIANTS; 'python -m skinseg sweep' recommends one); --epochs, "
+                        "--batch-size and the like still override them")
 
 
 def _add_run_options(p: argparse.ArgumentParser, out: Path, out_help: str, data_help: str) -> None:
@@ -194,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
     _add_profile_options(p)
+    _add_variant_option(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="per-image metrics of a checkpoint on a split")
@@ -219,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment", help="both models x several seeds: every artifact the book shows")
     _add_run_options(p, Path("results/isic2017"), "folder for the small result files", data_help)
     p.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
+    _add_variant_option(p)
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("sweep", help="compare recipe variants on the validation set (never the test set)")

@@ -64,6 +64,8 @@ class Profile:
             also records the compiled step as a CUDA graph and so saves the CPU the work of
             launching every kernel (CUDA only; elsewhere it acts like ``"default"``).
         seeds: the seeds of an experiment.
+        variants: the names of the :data:`VARIANTS` this recipe was made with (see
+            :func:`with_variants`); they are part of its :meth:`label`.
     """
 
     name: str
@@ -86,6 +88,7 @@ class Profile:
     compile_mode: str = "default"
     seeds: tuple[int, ...] = (0, 1, 2)
     eval_batch_size: int = 32
+    variants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         h, w = self.image_size
@@ -100,6 +103,9 @@ class Profile:
             raise ConfigError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay}")
+        unknown = [n for n in self.variants if n not in VARIANTS]
+        if unknown:
+            raise ConfigError(f"variants must be among {sorted(VARIANTS)}, got {unknown}")
 
     @property
     def is_smoke(self) -> bool:
@@ -108,7 +114,10 @@ class Profile:
 
     def label(self) -> str:
         """A short tag for outputs: says plainly when a result is from a CPU smoke run."""
-        return "full GPU recipe" if not self.is_smoke else f"CPU SMOKE RUN (profile {self.name!r}, not a real result)"
+        extra = "".join(f" + {name}" for name in self.variants)
+        if not self.is_smoke:
+            return f"full GPU recipe{extra}"
+        return f"CPU SMOKE RUN (profile {self.name!r}{extra}, not a real result)"
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (validated again)."""
@@ -130,22 +139,62 @@ PROFILES: dict[str, Profile] = {
 
 
 # Changes to a profile that ``python -m skinseg sweep`` compares on the validation set only
-# (the levers of the recipe; the test set is never used to choose among them).
+# (the levers of the recipe; the test set is never used to choose among them). An "augment"
+# entry names only the augmentation settings it changes.
 VARIANTS: dict[str, dict] = {
     "baseline": {},
     "dice_loss": {"loss": "dice"},  # the article's loss instead of BCE + Dice
     "no_ema": {"ema_decay": None},  # evaluate the raw weights instead of their moving average
-    "light_augment": {"augment": AugmentConfig(rotate=0.0, scale=0.0, translate=0.0, contrast=0.0,
-                                               saturation=0.0, hue=0.0)},  # flips, quarter turns, brightness
-    "strong_augment": {"augment": AugmentConfig(rotate=30.0, scale=0.2, translate=0.1, brightness=0.3, contrast=0.3,
-                                                saturation=0.3, hue=0.05)},  # everything stronger
+    "light_augment": {"augment": {"rotate": 0.0, "scale": 0.0, "translate": 0.0, "contrast": 0.0,
+                                  "saturation": 0.0, "hue": 0.0}},  # flips, quarter turns, brightness
+    "strong_augment": {"augment": {"rotate": 30.0, "scale": 0.2, "translate": 0.1, "brightness": 0.3,
+                                   "contrast": 0.3, "saturation": 0.3, "hue": 0.05}},  # everything stronger
     # a quarter turn of a 192x256 image is stretched back to 192x256 (skinseg.data.augment),
     # which distorts half of the training images; test-time quarter turns are not stretched
-    "no_quarter_turns": {"augment": AugmentConfig(rot90=False)},
+    "no_quarter_turns": {"augment": {"rot90": False}},
     "lower_lr": {"lr": 3e-4},
     "higher_lr": {"lr": 3e-3},  # a short schedule may want larger steps
     "batch_32": {"batch_size": 32},
 }
+
+
+def variant_settings(names) -> dict[str, object]:
+    """The settings the named :data:`VARIANTS` change together, as ``{"lr": 3e-3, "augment.rot90": False}``.
+
+    Raises :class:`ConfigError` for an unknown name, and for two variants that set the same
+    setting to different values (``light_augment`` and ``strong_augment`` both set the rotation).
+    """
+    names = list(names)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"variants must be among {sorted(VARIANTS)}, got {unknown}")
+    settings: dict[str, object] = {}
+    set_by: dict[str, str] = {}
+    for name in names:
+        changes = dict(VARIANTS[name])
+        flat = {f"augment.{k}": v for k, v in changes.pop("augment", {}).items()} | changes
+        for key, value in flat.items():
+            if key in settings and settings[key] != value:
+                raise ConfigError(f"variants {set_by[key]!r} and {name!r} both set {key} "
+                                  f"({settings[key]!r} and {value!r}); combine only variants that change different settings")
+            settings[key], set_by[key] = value, name
+    return settings
+
+
+def with_variants(profile: "Profile", names) -> "Profile":
+    """``profile`` with the changes of the named :data:`VARIANTS` (in any order), and their names
+    added to :attr:`Profile.variants`. ``"baseline"`` changes nothing and is not recorded.
+
+    Raises :class:`ConfigError` as :func:`variant_settings` does.
+    """
+    names = list(dict.fromkeys(names))
+    settings = variant_settings(names)
+    augment = {k.removeprefix("augment."): v for k, v in settings.items() if k.startswith("augment.")}
+    changes = {k: v for k, v in settings.items() if not k.startswith("augment.")}
+    if augment:
+        changes["augment"] = dataclasses.replace(profile.augment, **augment)
+    added = tuple(n for n in names if n != "baseline" and n not in profile.variants)
+    return profile.replace(**changes, variants=profile.variants + added)
 
 
 def get_profile(name: str | None = None) -> Profile:

@@ -11,18 +11,19 @@ validation images, which flatters every variant a little, and alike.
 best epoch, validation IoU (mean per image, at the best epoch, no test-time augmentation),
 the per-image validation IoU, the training history, and the paired comparison with the
 baseline; a variant whose training diverged has its ``error`` instead. It is rewritten
-after every variant, and finished variants are skipped when the sweep is run again.
+after every variant, and finished variants are skipped when the sweep is run again. At the
+end, ``recommended`` names the variant to carry into the experiment
+(``python -m skinseg experiment --variant NAME``), by the rule of :func:`recommend_variant`.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
 from typing import Callable
 
 from .checkpoint import load_model
-from .config import VARIANTS, AugmentConfig, Profile
+from .config import VARIANTS, Profile, variant_settings, with_variants
 from .data import load_split
 from .device import resolve_device, seed_everything
 from .errors import ConfigError, TrainingError
@@ -36,13 +37,12 @@ BASELINE = "baseline"
 
 
 def describe_changes(changes: dict) -> str:
-    """``{"lr": 3e-4}`` -> ``"lr=0.0003"``; an augmentation recipe lists only what differs from the default."""
+    """A variant's changes as text: ``{"lr": 3e-4}`` -> ``"lr=0.0003"``, ``{"augment": {"rot90": False}}``
+    -> ``"augment=(rot90=False)"``."""
     parts = []
     for key, value in changes.items():
-        if isinstance(value, AugmentConfig):
-            default = AugmentConfig()
-            value = "(" + ", ".join(f"{f.name}={getattr(value, f.name)}" for f in dataclasses.fields(value)
-                                    if getattr(value, f.name) != getattr(default, f.name)) + ")"
+        if isinstance(value, dict):
+            value = "(" + ", ".join(f"{k}={v}" for k, v in value.items()) + ")"
         parts.append(f"{key}={value}")
     return ", ".join(parts) or "the profile as it is"
 
@@ -62,9 +62,8 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     """
     started = time.perf_counter()
     names = list(VARIANTS) if variants is None else list(variants)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise ConfigError(f"variants must be among {sorted(VARIANTS)}, got {unknown}")
+    for name in names:
+        variant_settings([name])  # unknown names are refused before any data is loaded
     if model not in MODELS:
         raise ConfigError(f"model must be one of {sorted(MODELS)}, got {model!r}")
     names = [BASELINE] + [n for n in dict.fromkeys(names) if n != BASELINE]
@@ -88,7 +87,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
             report["variants"][name] = done[name]
             log(f"{name}: already done, skipped")
             continue
-        recipe, changes = profile.replace(**VARIANTS[name]), describe_changes(VARIANTS[name])
+        recipe, changes = with_variants(profile, [name]), describe_changes(VARIANTS[name])
         seed_everything(seed)
         run_dir = work_dir / name
         try:
@@ -114,10 +113,38 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
             + (f", vs baseline {v['vs_baseline']['mean_diff']:+.4f} "
                f"[{v['vs_baseline']['ci_low']:+.4f}, {v['vs_baseline']['ci_high']:+.4f}]" if "vs_baseline" in v else ""))
     _compare_with_baseline(report)
+    report["recommended"] = recommend_variant(report)
     report["seconds"] = time.perf_counter() - started
     write_json(path, report)
+    log(describe_recommendation(report))
     log(f"wrote {path}")
     return report
+
+
+def recommend_variant(report: dict) -> list[str]:
+    """The variant to carry into the experiment: ``[name]`` of the one whose paired validation
+    difference from the baseline has the largest mean among those whose 95 % CI lies above
+    zero, or ``[]`` (keep the baseline) when none does.
+
+    A conservative rule, made on validation images only: one variant, because combinations
+    were not measured, and only one that beat the baseline beyond the image-to-image noise
+    (the CI does not cover the seed, so even this choice can be luck).
+    """
+    better = {name: v["vs_baseline"] for name, v in report["variants"].items()
+              if "vs_baseline" in v and v["vs_baseline"]["ci_low"] > 0}
+    return [max(better, key=lambda name: better[name]["mean_diff"])] if better else []
+
+
+def describe_recommendation(report: dict) -> str:
+    """One line: which ``--variant`` the sweep recommends for the experiment, and why."""
+    if not report["recommended"]:
+        n = report["data"]["val"]["n"]
+        return (f"no variant beat the baseline beyond the noise of {n} validation images: "
+                "the experiment keeps the recipe as it is")
+    name = report["recommended"][0]
+    c = report["variants"][name]["vs_baseline"]
+    return (f"carry into the experiment: --variant {name} (validation IoU {c['mean_diff']:+.4f} against the "
+            f"baseline, 95 % CI [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}])")
 
 
 def _compare_with_baseline(report: dict) -> None:

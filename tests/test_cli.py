@@ -114,6 +114,8 @@ def bad_runs(tmp_path_factory, layout_2017):
                           "--no-resume"]),
         "bad_width": (["train", "--profile", "tiny", "--width", "0", "--data", layout_2017],
                       ["width must be at least 1, got 0"]),
+        "clashing_variants": (["experiment", "--profile", "tiny", "--variant", "lower_lr", "higher_lr",
+                               "--data", layout_2017], ["variants 'lower_lr' and 'higher_lr' both set lr"]),
         "epochs_and_budget": (["experiment", "--profile", "tiny", "--epochs", "2", "--time-budget", "60",
                                "--data", layout_2017], ["give either --epochs or --time-budget, not both"]),
         "sweep_budget_too_small": (["sweep", "--profile", "tiny", "--time-budget", "1", "--data", layout_2017],
@@ -134,7 +136,7 @@ def bad_runs(tmp_path_factory, layout_2017):
 
 BAD_CASES = ["missing_folder", "missing_folder_train", "image_without_mask", "mask_without_image", "empty_folder",
              "mask_size", "corrupt_jpeg", "truncated_png", "not_a_checkpoint", "other_architecture",
-             "other_recipe", "bad_width", "epochs_and_budget", "sweep_budget_too_small", "missing_table"]
+             "other_recipe", "bad_width", "clashing_variants", "epochs_and_budget", "sweep_budget_too_small", "missing_table"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinseg.config import PROFILES
+from skinseg.config import PROFILES, with_variants
 from skinseg.data import load_dataset
 from skinseg.data.splits import isic2016_validation_ids
 from skinseg.errors import ConfigError
@@ -16,9 +16,9 @@ from skinseg.metrics import iou_per_image
 RUNS = [f"{m}_seed0" for m in MODEL_NAMES]
 
 
-def _run(data_root, tmp_path):
+def _run(data_root, tmp_path, profile=PROFILES["tiny"]):
     messages = []
-    summary = run_experiment(data_root, tmp_path / "out", PROFILES["tiny"], work_dir=tmp_path / "work",
+    summary = run_experiment(data_root, tmp_path / "out", profile, work_dir=tmp_path / "work",
                              device="cpu", progress=False, log=messages.append)
     return summary, messages
 
@@ -106,13 +106,15 @@ def test_experiment_on_isic2017_layout_and_rerun_skips(layout_2017, tmp_path):
 
 
 def test_experiment_on_isic2016_layout_uses_the_fixed_split(layout_2016, tmp_path):
-    profile = PROFILES["tiny"]
-    summary, _ = _run(layout_2016, tmp_path)
+    profile = with_variants(PROFILES["tiny"], ["no_quarter_turns"])  # a variant is recorded with the results
+    summary, _ = _run(layout_2016, tmp_path, profile)
     data = load_dataset(layout_2016, profile.image_size)
     assert len(data["train"]) == 16 and len(data["val"]) == 4 and len(data["test"]) == 4
     assert set(data["val"].ids) == isic2016_validation_ids(data["train"].ids + data["val"].ids)
     _check_outputs(tmp_path / "out", summary, data, profile)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["profile"]["variants"] == ["no_quarter_turns"] and config["profile"]["augment"]["rot90"] is False
+    assert summary["label"] == "CPU SMOKE RUN (profile 'tiny' + no_quarter_turns, not a real result)"
     assert config["data"]["val"]["source"].startswith("ISIC 2016 val")
     assert config["data"]["test"]["source"].startswith("ISIC 2016 test")
 
@@ -122,6 +124,9 @@ def test_finished_runs_of_another_recipe_are_not_mixed_in(layout_2017, tmp_path)
     with pytest.raises(ConfigError, match=r"holds finished runs of another recipe \(epochs 2 -> 3\)"):
         run_experiment(layout_2017, tmp_path / "out", PROFILES["tiny"].replace(epochs=3), work_dir=tmp_path / "work",
                        device="cpu", progress=False, log=lambda _: None)
+    with pytest.raises(ConfigError, match=r"another recipe \(lr 0.001 -> 0.003\)"):  # a variant is another recipe
+        run_experiment(layout_2017, tmp_path / "out", with_variants(PROFILES["tiny"], ["higher_lr"]),
+                       work_dir=tmp_path / "work", device="cpu", progress=False, log=lambda _: None)
     # an evaluation-only change (the test-time augmentation candidates) is not a new recipe
     run_experiment(layout_2017, tmp_path / "out", PROFILES["tiny"].replace(tta=("none",)), work_dir=tmp_path / "work",
                    device="cpu", progress=False, log=lambda _: None)

@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from skinseg.config import PROFILES, VARIANTS
+from skinseg.config import PROFILES, VARIANTS, AugmentConfig, Profile, variant_settings, with_variants
 from skinseg.data import load_split
 from skinseg.errors import ConfigError
-from skinseg.sweep import describe_changes, run_sweep
+from skinseg.sweep import describe_changes, describe_recommendation, recommend_variant, run_sweep
 
 
 def test_sweep_compares_variants_on_validation_without_the_test_set(layout_copy, tmp_path):
@@ -35,6 +35,8 @@ def test_sweep_compares_variants_on_validation_without_the_test_set(layout_copy,
     assert report["variants"]["lower_lr"]["changes"] == "lr=0.0003"
     assert report["variants"]["lower_lr"]["history"][0]["lr"] < report["variants"]["baseline"]["history"][0]["lr"]
     assert messages[-1] == f"wrote {tmp_path / 'out' / 'sweep.json'}"
+    assert report["recommended"] == recommend_variant(report)
+    assert messages[-2] == describe_recommendation(report)
 
     messages.clear()
     again = run_sweep(layout_copy, tmp_path / "out", profile, ["no_ema", "lower_lr"], **kwargs)
@@ -73,9 +75,60 @@ def test_unknown_variant_or_model_is_a_config_error(layout_2017, tmp_path):
 
 
 def test_every_variant_is_a_valid_profile():
-    for name, changes in VARIANTS.items():
-        changed = PROFILES["full"].replace(**changes)
+    for name in VARIANTS:
+        changed = with_variants(PROFILES["full"], [name])
         assert (changed == PROFILES["full"]) == (name == "baseline")
+        assert changed.variants == (() if name == "baseline" else (name,))
+
+
+def test_variants_combine_setting_by_setting_and_are_named_in_the_label():
+    full = PROFILES["full"]
+    both = with_variants(full, ["higher_lr", "no_quarter_turns", "higher_lr", "baseline"])
+    assert both.lr == 3e-3 and both.augment == AugmentConfig(rot90=False) and both.epochs == full.epochs
+    assert both.variants == ("higher_lr", "no_quarter_turns")
+    assert both.label() == "full GPU recipe + higher_lr + no_quarter_turns"
+    assert with_variants(PROFILES["tiny"], ["no_ema"]).label() == (
+        "CPU SMOKE RUN (profile 'tiny' + no_ema, not a real result)")
+    # an augmentation variant changes only its own settings of the profile's augmentation
+    light = with_variants(full.replace(augment=AugmentConfig(flips=False)), ["light_augment", "no_quarter_turns"])
+    assert light.augment == AugmentConfig(flips=False, rot90=False, rotate=0.0, scale=0.0, translate=0.0,
+                                          contrast=0.0, saturation=0.0, hue=0.0)
+    assert variant_settings(["no_quarter_turns", "batch_32"]) == {"augment.rot90": False, "batch_size": 32}
+
+
+def test_variants_that_set_the_same_setting_or_unknown_names_are_refused():
+    with pytest.raises(ConfigError, match=r"variants 'light_augment' and 'strong_augment' both set augment.rotate "
+                                          r"\(0.0 and 30.0\); combine only variants that change different settings"):
+        with_variants(PROFILES["full"], ["light_augment", "strong_augment"])
+    with pytest.raises(ConfigError, match=r"variants 'lower_lr' and 'higher_lr' both set lr"):
+        with_variants(PROFILES["full"], ["lower_lr", "higher_lr"])
+    with pytest.raises(ConfigError, match=r"variants must be among .*got \['fast'\]"):
+        with_variants(PROFILES["full"], ["fast"])
+    with pytest.raises(ConfigError, match=r"variants must be among .*got \['fast'\]"):
+        Profile(name="full", variants=("fast",))
+
+
+def _comparison(mean_diff, ci_low, ci_high):
+    return {"vs_baseline": {"mean_diff": mean_diff, "ci_low": ci_low, "ci_high": ci_high}}
+
+
+def test_the_recommended_variant_beat_the_baseline_beyond_the_noise():
+    report = {"data": {"val": {"n": 150}}, "variants": {
+        "baseline": {},
+        "higher_lr": _comparison(0.012, 0.004, 0.020),
+        "no_ema": _comparison(0.020, -0.001, 0.041),  # larger, but its interval includes zero
+        "batch_32": _comparison(0.006, 0.001, 0.011),
+        "lower_lr": {"error": "the training loss became nan"}}}
+    report["recommended"] = recommend_variant(report)
+    assert report["recommended"] == ["higher_lr"]
+    assert describe_recommendation(report) == (
+        "carry into the experiment: --variant higher_lr (validation IoU +0.0120 against the baseline, "
+        "95 % CI [+0.0040, +0.0200])")
+    del report["variants"]["higher_lr"], report["variants"]["batch_32"]
+    report["recommended"] = recommend_variant(report)
+    assert report["recommended"] == []
+    assert describe_recommendation(report) == (
+        "no variant beat the baseline beyond the noise of 150 validation images: the experiment keeps the recipe as it is")
 
 
 def test_describe_changes_lists_only_what_differs():
