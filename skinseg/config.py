@@ -3,6 +3,9 @@
 A *profile* is a complete training recipe. ``full`` is the GPU recipe behind the book's
 results; ``smoke`` is a small-width, few-image version that runs on two CPU cores in
 seconds and whose outputs are always labelled as a CPU smoke run; ``tiny`` is for tests.
+A *variant* (:data:`VARIANTS`) is a named change to a profile, such as a higher learning
+rate: ``python -m skinseg sweep`` compares them on the validation set, and ``--variant``
+(:func:`with_variants`) trains with them; their names become part of the profile's label.
 
 Environment variables override the defaults:
 
