@@ -106,9 +106,7 @@ class Profile:
             raise ConfigError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay}")
-        unknown = [n for n in self.variants if n not in VARIANTS]
-        if unknown:
-            raise ConfigError(f"variants must be among {sorted(VARIANTS)}, got {unknown}")
+        check_variant_names(self.variants)
 
     @property
     def is_smoke(self) -> bool:
@@ -161,16 +159,22 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+def check_variant_names(names) -> list[str]:
+    """``names`` as a list, if all are :data:`VARIANTS`; else a :class:`ConfigError` that lists them."""
+    names = list(names)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"variants must be among {sorted(VARIANTS)}, got {unknown}")
+    return names
+
+
 def variant_settings(names) -> dict[str, object]:
     """The settings the named :data:`VARIANTS` change together, as ``{"lr": 3e-3, "augment.rot90": False}``.
 
     Raises :class:`ConfigError` for an unknown name, and for two variants that set the same
     setting to different values (``light_augment`` and ``strong_augment`` both set the rotation).
     """
-    names = list(names)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise ConfigError(f"variants must be among {sorted(VARIANTS)}, got {unknown}")
+    names = check_variant_names(names)
     settings: dict[str, object] = {}
     set_by: dict[str, str] = {}
     for name in names:

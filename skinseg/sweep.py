@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from .checkpoint import load_model
-from .config import VARIANTS, Profile, variant_settings, with_variants
+from .config import VARIANTS, Profile, check_variant_names, with_variants
 from .data import load_split
 from .device import resolve_device, seed_everything
 from .errors import ConfigError, TrainingError
@@ -61,9 +61,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     Returns what is written to ``out_dir/sweep.json``.
     """
     started = time.perf_counter()
-    names = list(VARIANTS) if variants is None else list(variants)
-    for name in names:
-        variant_settings([name])  # unknown names are refused before any data is loaded
+    names = check_variant_names(VARIANTS if variants is None else variants)
     if model not in MODELS:
         raise ConfigError(f"model must be one of {sorted(MODELS)}, got {model!r}")
     names = [BASELINE] + [n for n in dict.fromkeys(names) if n != BASELINE]
