@@ -47,6 +47,15 @@ MODEL_LABELS = {"unet": "U-Net", "attention_unet": "Attention U-Net"}  # the mod
 COMPILE_MODES = ("default", "reduce-overhead")
 
 
+def check_variant_names(names) -> list[str]:
+    """``names`` as a list, if all are :data:`VARIANTS`; else a :class:`ConfigError` that lists them."""
+    names = list(names)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"variants must be among {sorted(VARIANTS)}, got {unknown}")
+    return names
+
+
 @dataclass(frozen=True)
 class Profile:
     """A complete training and evaluation recipe.
@@ -157,15 +166,6 @@ VARIANTS: dict[str, dict] = {
     "higher_lr": {"lr": 3e-3},  # a short schedule may want larger steps
     "batch_32": {"batch_size": 32},
 }
-
-
-def check_variant_names(names) -> list[str]:
-    """``names`` as a list, if all are :data:`VARIANTS`; else a :class:`ConfigError` that lists them."""
-    names = list(names)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise ConfigError(f"variants must be among {sorted(VARIANTS)}, got {unknown}")
-    return names
 
 
 def variant_settings(names) -> dict[str, object]:
