@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Produces the GPU artifacts the book shows, in one call on a CUDA machine. $PART lists what
-# to run, in order (default "experiment bench"):
-#   experiment  $RESULTS/isic2017.tgz: both models x 3 seeds on ISIC 2017, packed; as many
-#               epochs as fit $EXPERIMENT_BUDGET seconds (the plan is logged and stored in config.json);
+# Produces the GPU artifacts the book shows, on a CUDA machine, within one device call. $PART
+# lists what to run, in order (default "experiment"):
+#   experiment  $RESULTS/slice.tgz: the next whole runs of skinseg.order.SLICE_ORDER that are not yet
+#               in results/ (the ISIC 2016 replica and ISIC 2017 experiments, our recipe and the
+#               article's), each started only if its expected time fits what is left of
+#               $EXPERIMENT_BUDGET seconds (default: the time left, less a minute for packing);
+#               every run trains its profile's epochs. One archive with a manifest; merge it with
+#               'python -m skinseg merge' (results/README.md).
 #               $EXPERIMENT_VARIANT names variants of the recipe (skinseg.config.VARIANTS), or is
-#               "sweep": the variant the sweep earlier in this call recommends, if any
+#               "sweep": the variant the sweep earlier in this call recommends, if any (runs of
+#               another recipe are refused when merged into the plain recipe's results)
 #   sweep       $RESULTS/sweep.tgz: the recipe variants on the validation set (U-Net, seed 0),
 #               as many epochs as fit $SWEEP_BUDGET seconds (default: what is left, less a minute);
 #               $SWEEP_VARIANTS names some of skinseg.config.VARIANTS (default: all)
@@ -14,23 +19,21 @@
 # Always first, $RESULTS/gpu_tests.log: the tests that only run on a GPU. The whole script
 # stays within $TOTAL_BUDGET seconds.
 #
-#   SKINSEG_DATA=path/to/isic2017 RESULTS=results bash scripts/gpu_results.sh
+#   SKINSEG_DATA=.gpu/isic2017 RESULTS=$OUT bash scripts/gpu_results.sh     the next runs (results/README.md)
 #   PART=bench ...                    only the benchmark
 #   PART="bench sweep" BENCH_BUDGET=240 ...   the benchmark, then the variants in the time left
-#   PART="sweep experiment" SWEEP_BUDGET=150 EXPERIMENT_VARIANT=sweep ...
-#                         a short sweep on validation, then the experiment with what it recommends
 #   COMPILE=auto ...      compile the training step (default off: on the H200, compiling took
 #                         about 30 s per run and made U-Net 1.36x and Attention U-Net 0.93x as
-#                         fast, which does not pay for itself in runs of about a minute)
+#                         fast, which does not pay for itself in runs of a few minutes)
 set -u
 RESULTS=${RESULTS:-results}
 DATA=${SKINSEG_DATA:-data/isic2017}
-PROFILE=${SKINSEG_PROFILE:-full}
-PART=${PART:-experiment bench}
+PROFILE=${SKINSEG_PROFILE:-full}              # the sweep's and the benchmark's; each experiment has its own
+PART=${PART:-experiment}
 [ "$PART" = all ] && PART="experiment bench"
 COMPILE=${COMPILE:-off}
-EXPERIMENT_BUDGET=${EXPERIMENT_BUDGET:-420}   # seconds for all runs together, besides planning
 EXPERIMENT_VARIANT=${EXPERIMENT_VARIANT:-}
+EXPERIMENT_BUDGET=${EXPERIMENT_BUDGET:-}
 TOTAL_BUDGET=${TOTAL_BUDGET:-585}             # seconds for the whole script
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 start=$(date +%s)
@@ -52,11 +55,10 @@ for part in $PART; do
             EXPERIMENT_VARIANT=${RECOMMENDED:-}
             echo "variant from the sweep: ${EXPERIMENT_VARIANT:-none}"
         fi
-        python3 -m skinseg experiment --data "$DATA" --out "$RESULTS/isic2017" --work-dir /tmp/skinseg_runs \
-            --profile "$PROFILE" --time-budget "$EXPERIMENT_BUDGET" --compile "$COMPILE" --quiet \
-            ${EXPERIMENT_VARIANT:+--variant $EXPERIMENT_VARIANT} 2>&1 | tee "$RESULTS/isic2017.log"
-        [ -d "$RESULTS/isic2017" ] && cp "$RESULTS/isic2017.log" "$RESULTS/isic2017/gpu_run.log"
-        pack isic2017 ;;
+        budget=${EXPERIMENT_BUDGET:-$(( $(left) - 60 ))}
+        python3 -m skinseg slice --data "$DATA" --archive "$RESULTS/slice.tgz" --work-dir /tmp/skinseg_slice \
+            --time-budget "$budget" --compile "$COMPILE" --quiet \
+            ${EXPERIMENT_VARIANT:+--variant $EXPERIMENT_VARIANT} 2>&1 | tee "$RESULTS/slice.log" ;;
     sweep)
         budget=${SWEEP_BUDGET:-$(( $(left) - 60 ))}
         if [ "$budget" -gt 30 ]; then

@@ -1,8 +1,6 @@
 """Checkpoints: written atomically, loaded with ``weights_only=True``, checked against the model."""
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Callable
@@ -10,8 +8,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .atomic import write_atomic
 from .errors import CheckpointError
-from .models import build_model, model_name
+from .models import MODELS, build_model, model_name
 
 
 def architecture(model: nn.Module) -> dict:
@@ -23,18 +22,10 @@ def save_atomic(obj, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename it over ``path``.
 
     A crash or kill of the process at any moment leaves either the old file or the new one,
-    never half a file.
+    never half a file; the temporary file is this writer's own, and the checkpoint gets the
+    mode of every other output (:mod:`skinseg.atomic`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 class BackgroundWriter:
@@ -73,27 +64,71 @@ class BackgroundWriter:
             raise CheckpointError(f"could not write {path}: {type(err).__name__}: {err}") from err
 
 
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Load a checkpoint dictionary safely (``weights_only=True``)."""
+    """Load a checkpoint dictionary safely (``weights_only=True``) and check its fields.
+
+    Raises :class:`CheckpointError` naming ``path`` for a missing, empty or damaged file, a
+    file that is not a skinseg checkpoint, and an ``arch`` that is missing or not
+    ``{"model": one of skinseg.models.MODELS, "width": a positive int}``.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): the run that wrote it was cut short; "
+                              f"train again or use another checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
         raise CheckpointError(f"cannot read checkpoint {path}: not a skinseg checkpoint or damaged "
-                              f"({str(err).strip().splitlines()[0]})") from None
-    if not isinstance(state, dict) or "arch" not in state or "model" not in state:
+                              f"({_first_line(err)})") from None
+    if not isinstance(state, dict) or "arch" not in state or not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{path} is not a skinseg checkpoint (expected keys 'arch' and 'model')")
+    arch = state["arch"]
+    if not (isinstance(arch, dict) and arch.get("model") in MODELS and type(arch.get("width")) is int
+            and arch["width"] >= 1):
+        raise CheckpointError(f"{path} has a bad 'arch' field: expected {{'model': one of {sorted(MODELS)}, "
+                              f"'width': a positive int}}, got {arch!r}")
     return state
 
 
 def check_architecture(state: dict, model: nn.Module, path: Path | str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` unless ``state`` was saved from a model like ``model``."""
+    """Raise :class:`CheckpointError` unless ``state`` was saved from a model like ``model``,
+    both by its ``arch`` field and by the names and shapes of its weights (:func:`check_weights`)."""
     want, got = architecture(model), state["arch"]
     if want != got:
         raise CheckpointError(f"{path} holds a {got['model']} of width {got['width']}, "
                               f"but the model is a {want['model']} of width {want['width']}")
+    check_weights(state, model, path, keys=("model", "ema"))
+
+
+def check_weights(state: dict, model: nn.Module, path: Path | str = "checkpoint", keys=("model",)) -> None:
+    """Raise :class:`CheckpointError` unless ``state[key]`` (for each of ``keys`` present) has
+    exactly ``model``'s tensor names and shapes, i.e. agrees with the checkpoint's ``arch``."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for key in keys:
+        weights = state.get(key)
+        if key != "model" and not weights:
+            continue  # an optional entry, e.g. no EMA
+        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            raise CheckpointError(f"{path}: its {key!r} entry is not a dictionary of tensors")
+        stored = {k: tuple(v.shape) for k, v in weights.items()}
+        missing, extra = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
+        wrong = sorted(k for k in expected.keys() & stored.keys() if expected[k] != stored[k])
+        if missing or extra or wrong:
+            arch = state["arch"]
+            detail = "; ".join(part for part in (
+                f"{len(missing)} missing, e.g. {missing[0]}" if missing else "",
+                f"{len(extra)} unexpected, e.g. {extra[0]}" if extra else "",
+                f"{len(wrong)} of another shape, e.g. {wrong[0]} {stored[wrong[0]]} instead of {expected[wrong[0]]}"
+                if wrong else "") if part)
+            raise CheckpointError(f"{path}: the {key!r} weights do not match its arch ({arch['model']} of width "
+                                  f"{arch['width']}): {detail}")
 
 
 def load_model(path: Path, device="cpu", weights: str = "best") -> nn.Module:
@@ -106,5 +141,6 @@ def load_model(path: Path, device="cpu", weights: str = "best") -> nn.Module:
     arch = state["arch"]
     model = build_model(arch["model"], arch["width"])
     key = weights if weights in state else "model"
+    check_weights(state, model, path, keys=(key,))
     model.load_state_dict(state[key])
     return model.to(device).eval()

@@ -10,7 +10,11 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_args import (OneLineParser, device, existing_file, image_side, nonnegative_int, output_file,
+                       output_folder, positive_float, positive_int, url, width)
 from .config import COMPILE_MODES, PROFILES, VARIANTS, default_data_dir, get_profile, with_variants
+from .data.protocols import OFFICIAL, PROTOCOLS
+from .order import EXPERIMENTS
 from .errors import ConfigError, SkinsegError
 
 
@@ -24,13 +28,13 @@ def _profile(args):
 
 def _add_profile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=sorted(PROFILES), help="recipe (default: full on CUDA, smoke on CPU, or $SKINSEG_PROFILE)")
-    p.add_argument("--epochs", type=int, help="override the profile's number of epochs")
-    p.add_argument("--width", type=int, help="override the base channels (64 = the article's network)")
-    p.add_argument("--batch-size", type=int, help="override the batch size")
+    p.add_argument("--epochs", type=positive_int, help="override the profile's number of epochs")
+    p.add_argument("--width", type=width, help="override the base channels (64 = the article's network)")
+    p.add_argument("--batch-size", type=positive_int, help="override the batch size")
     p.add_argument("--compile", choices=("auto", "on", "off"), help="torch.compile (auto = on CUDA only)")
     p.add_argument("--compile-mode", choices=COMPILE_MODES,
                    help="torch.compile mode; reduce-overhead also uses CUDA graphs")
-    p.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
+    p.add_argument("--device", type=device, help="cuda, cpu, ... (default: cuda when available)")
 
 
 def _add_variant_option(p: argparse.ArgumentParser) -> None:
@@ -40,26 +44,34 @@ def _add_variant_option(p: argparse.ArgumentParser) -> None:
                         "--batch-size and the like still override them")
 
 
+def _add_protocol_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--protocol", choices=PROTOCOLS, default=OFFICIAL,
+                   help="which images form train/val/test: official (the folder's own splits) or isic2016-replica "
+                        "(the article's ISIC 2016 splits rebuilt from an ISIC 2017 folder; skinseg.data.protocols)")
+
+
 def _add_run_options(p: argparse.ArgumentParser, out: Path, out_help: str, data_help: str) -> None:
-    """What the experiment and the sweep share: data, output and checkpoint folders, a time budget."""
+    """What the experiment and the sweep share: data, protocol, output and checkpoint folders, a time budget."""
     p.add_argument("--data", type=Path, default=None, help=data_help)
-    p.add_argument("--out", type=Path, default=out, help=out_help)
-    p.add_argument("--work-dir", type=Path, help="folder for checkpoints (default runs/<out name>)")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="instead of --epochs: measure the training speed and train as many epochs as fit")
+    _add_protocol_option(p)
+    p.add_argument("--out", type=output_folder, default=out, help=out_help)
+    p.add_argument("--work-dir", type=output_folder, help="folder for checkpoints (default runs/<out name>)")
+    p.add_argument("--time-budget", type=positive_float, metavar="SECONDS",
+                   help="experiment: start only the whole runs whose expected time fits (the epochs stay the "
+                        "profile's); sweep: measure the training speed and train as many epochs as fit")
     p.add_argument("--quiet", action="store_true")
     _add_profile_options(p)
 
 
 def cmd_download(args) -> None:
     from .data.download import download_dataset
-    root = download_dataset(args.year, args.data, base_url=args.base_url, progress=not args.quiet)
-    print(f"ISIC {args.year} is in {root}")
+    root = download_dataset(args.year, args.data, base_url=args.base_url, progress=not args.quiet, compact=args.compact)
+    print(f"ISIC {args.year} is in {root}" + (" (compact copy: images and masks at 192x256)" if args.compact else ""))
 
 
 def _limited_split(args, profile, split):
     from .data import load_split
-    return load_split(args.data, split, profile.image_size,
+    return load_split(args.data, split, profile.image_size, protocol=args.protocol,
                       limit={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test}[split])
 
 
@@ -72,7 +84,8 @@ def cmd_train(args) -> None:
     from .train import BEST, HISTORY, LAST, fit
     seed_everything(args.seed)
     model = build_model(args.model, profile.width)
-    print(f"{args.model}, {profile.label()}: {len(train)} training and {len(val)} validation images from {args.data}")
+    print(f"{args.model}, {profile.label()}: {len(train)} training images ({train.source}) and {len(val)} "
+          f"validation images from {args.data}")
     history = fit(model, train, val, profile, args.out, seed=args.seed, resume=not args.no_resume, device=args.device)
     print(f"best epoch {history.best_epoch}: validation IoU {history.best_val_iou:.4f}")
     for name in (BEST, LAST, HISTORY):
@@ -83,14 +96,19 @@ def cmd_evaluate(args) -> None:
     from .checkpoint import load_model
     from .data import load_split
     from .evaluate import evaluate_model, summarize
+    from .leakage import check_checkpoint
+    from .predict import checkpoint_image_size
     model = load_model(args.checkpoint, args.device or ("cuda" if _cuda() else "cpu"))
-    data = load_split(args.data, args.split, tuple(args.image_size), limit=args.limit)
+    size = tuple(args.image_size) if args.image_size else checkpoint_image_size(args.checkpoint)
+    data = load_split(args.data, args.split, size, protocol=args.protocol, limit=args.limit)
+    note = check_checkpoint(args.checkpoint, data)  # LeakageError if the model was trained on these images
+    print(note)
     table = evaluate_model(model, data, tta=args.tta, postprocess=args.postprocess)
     summary = summarize(table)
     print(f"{data.source}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, float_format="%.6f")
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"source": data.source, **summary}, indent=1))
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"source": data.source, "note": note, **summary}, indent=1))
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
 
 
@@ -129,15 +147,42 @@ def _budgeted_run_profile(args):
 
 def cmd_experiment(args) -> None:
     from .experiment import run_experiment
-    profile = _budgeted_run_profile(args)
+    from .external import parse_external
+    profile = _profile(args)  # a budget decides how many runs start, never the epochs
     run_experiment(args.data, args.out, profile, seeds=args.seeds, work_dir=args.work_dir, device=args.device,
-                   progress=not args.quiet, time_budget=args.time_budget)
+                   progress=not args.quiet, time_budget=args.time_budget, protocol=args.protocol,
+                   external=parse_external(args.external))
+
+
+def cmd_slice(args) -> None:
+    from .slice import run_slice
+    if args.epochs is not None:
+        raise ConfigError("slice trains every run for its profile's epochs; --epochs is not accepted")
+    changes = {k: getattr(args, k) for k in ("width", "batch_size", "compile", "compile_mode") if getattr(args, k) is not None}
+
+    def adjust(profile):
+        profile = with_variants(profile, args.variant) if args.variant else profile
+        return profile.replace(**changes) if changes else profile
+    run_slice(args.data, args.archive, time_budget=args.time_budget, work_dir=args.work_dir, committed=args.committed,
+              experiments=args.experiments, profile=get_profile(args.profile) if args.profile else None,
+              adjust=adjust, device=args.device, progress=not args.quiet)
+
+
+def cmd_merge(args) -> None:
+    from .merge import merge_archive, merge_each
+    if (args.into is None) == (args.each_into is None):
+        raise ConfigError("give either --into FOLDER (one experiment) or --each-into RESULTS (all of them)")
+    if args.each_into is not None:
+        merge_each(args.archive, args.each_into)
+    else:
+        merge_archive(args.archive, args.into, experiment=args.experiment)
 
 
 def cmd_sweep(args) -> None:
     from .sweep import run_sweep
     run_sweep(args.data, args.out, _budgeted_run_profile(args), args.variants, model=args.model, seed=args.seed,
-              work_dir=args.work_dir, device=args.device, time_budget=args.time_budget, progress=not args.quiet)
+              work_dir=args.work_dir, device=args.device, time_budget=args.time_budget, progress=not args.quiet,
+              protocol=args.protocol)
 
 
 def cmd_bench(args) -> None:
@@ -168,84 +213,152 @@ def cmd_bench(args) -> None:
 
 def cmd_synthetic(args) -> None:
     from .data.synthetic import write_isic_layout
-    root = write_isic_layout(args.out, args.year, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed)
-    print(f"wrote SYNTHETIC ISIC {args.year} layout to {root}")
+    root = write_isic_layout(args.out, args.year, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
+                             layout=args.layout)
+    print(f"wrote SYNTHETIC ISIC {args.year} layout ({args.layout}) to {root}")
+
+
+def cmd_predict(args) -> None:
+    from .predict import predict
+    table = predict(args.checkpoint, args.inputs, args.out, image_size=args.image_size, device=args.device,
+                    tta=args.tta, postprocess=args.postprocess, psi=args.psi, batch_size=args.batch_size,
+                    progress=not args.quiet)
+    kinds = f"{len(table)} masks, {len(table)} overlays" + (f", {len(table)} ψ pictures" if args.psi else "")
+    print(f"wrote {kinds} and predictions.csv to {args.out}")
 
 
 def cmd_info(args) -> None:
-    from .data import detect_year
+    from .data import detect_layout
+    from .data.folders import FOLDERS, describe_folder
     from .data.loading import split_pairs
-    year = detect_year(args.data)
+    from .data.protocols import dataset_label
+    year = detect_layout(args.data)
+    if year == FOLDERS and args.protocol == OFFICIAL:
+        print(describe_folder(args.data))
+        return
     splits = ("train", "val", "test")
-    print(f"ISIC {year} in {args.data}: " + ", ".join(f"{s} {len(split_pairs(Path(args.data), s, year))}" for s in splits))
+    counts = ", ".join(f"{s} {len(split_pairs(Path(args.data), s, year, args.protocol))}" for s in splits)
+    print(f"{dataset_label(Path(args.data), year, args.protocol)} in {args.data}: {counts}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m skinseg", description="U-Net and Attention U-Net for skin-lesion segmentation.")
+    parser = OneLineParser(prog="python -m skinseg", description="U-Net and Attention U-Net for skin-lesion segmentation.")
     sub = parser.add_subparsers(dest="command", required=True)
-    data_help = "dataset folder in the official ISIC layout (default: $SKINSEG_DATA or ../shared/data/isic2017)"
+    data_help = ("dataset folder in the official ISIC layout, or images/ + masks/ (skinseg.data.folders) "
+                 "(default: $SKINSEG_DATA or ../shared/data/isic2017)")
 
     p = sub.add_parser("download", help="download and extract the official ISIC task-1 archives")
     p.add_argument("--year", choices=("2016", "2017"), default="2017")
-    p.add_argument("--data", type=Path, default=None, help="target folder (default: data/isic<year>)")
-    p.add_argument("--base-url", help="a mirror that serves the archives under their official file names")
+    p.add_argument("--data", type=output_folder, default=None, help="target folder (default: data/isic<year>)")
+    p.add_argument("--base-url", type=url, help="a mirror that serves the archives under their official file names")
+    p.add_argument("--compact", action="store_true",
+                   help="store images and masks at the models' input size (192x256), skip the superpixel files and "
+                        "delete each archive once extracted: tens of MB instead of several GB, for Colab")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("info", help="count the image/mask pairs of a dataset folder")
     p.add_argument("--data", type=Path, default=None, help=data_help)
+    _add_protocol_option(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("train", help="train one model (resumes from OUT/last.pt)")
     p.add_argument("--model", choices=("unet", "attention_unet"), default="unet")
     p.add_argument("--data", type=Path, default=None, help=data_help)
-    p.add_argument("--out", type=Path, default=Path("runs/train"), help="folder for checkpoints and history.json")
-    p.add_argument("--seed", type=int, default=0)
+    _add_protocol_option(p)
+    p.add_argument("--out", type=output_folder, default=Path("runs/train"), help="folder for checkpoints and history.json")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
     _add_profile_options(p)
     _add_variant_option(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="per-image metrics of a checkpoint on a split")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=existing_file, required=True)
     p.add_argument("--data", type=Path, default=None, help=data_help)
+    _add_protocol_option(p)
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
-    p.add_argument("--image-size", type=int, nargs=2, default=(192, 256), metavar=("H", "W"))
-    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--image-size", type=image_side, nargs=2, metavar=("H", "W"),
+                   help="the model's input (default: the size the checkpoint was trained at, else 192 256)")
+    p.add_argument("--limit", type=positive_int, help="only the first N images")
     p.add_argument("--tta", choices=("none", "flip", "d4"), default="none")
     p.add_argument("--postprocess", action="store_true", help="keep the largest region, holes filled")
-    p.add_argument("--out", type=Path, default=Path("runs/evaluate/per_image.csv"))
-    p.add_argument("--device")
+    p.add_argument("--out", type=output_file, default=Path("runs/evaluate/per_image.csv"))
+    p.add_argument("--device", type=device)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="lesion masks and overlays of your own images, at their original size")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER",
+                   help="image files, or folders whose images (.jpg, .png, .bmp, .tif) are all read")
+    p.add_argument("--checkpoint", type=existing_file, required=True)
+    p.add_argument("--out", type=output_folder, default=Path("runs/predict"),
+                   help="folder for <id>_mask.png, <id>_overlay.png (and <id>_psi.png) and predictions.csv")
+    p.add_argument("--image-size", type=image_side, nargs=2, metavar=("H", "W"),
+                   help="the model's input (default: the size the checkpoint was trained at, else 192 256)")
+    p.add_argument("--tta", choices=("none", "flip", "d4"), default="none")
+    p.add_argument("--postprocess", action="store_true", help="keep the largest region, holes filled")
+    p.add_argument("--psi", action="store_true", help="Attention U-Net only: also a picture of the four gates' ψ maps")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--device", type=device)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("compare", help="paired comparison of two per-image tables (B - A)")
     p.add_argument("a", type=Path, help="per-image CSV of model A")
     p.add_argument("b", type=Path, help="per-image CSV of model B")
     p.add_argument("--metric", default="iou")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--out", type=Path, help="also write the result as JSON")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed")
+    p.add_argument("--out", type=output_file, help="also write the result as JSON")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("experiment", help="both models x several seeds: every artifact the book shows")
     _add_run_options(p, Path("results/isic2017"), "folder for the small result files", data_help)
-    p.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", help="default: the profile's seeds")
+    p.add_argument("--external", nargs="+", metavar="NAME=FOLDER", default=[],
+                   help="external test sets (generic images/ + masks/ or ISIC folders): every finished run is "
+                        "scored on their test split, which never selects anything")
     _add_variant_option(p)
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("slice", help="one GPU slice: the next whole runs of the fixed order that fit, packed into one archive")
+    p.add_argument("--data", type=Path, default=None, help=data_help + "; every experiment reads it, the replica "
+                   "through its protocol")
+    p.add_argument("--archive", type=output_file, required=True, help="the .tgz to write (runs and manifest)")
+    p.add_argument("--time-budget", type=positive_float, metavar="SECONDS",
+                   help="start a run only if its expected time fits what is left (default: run them all)")
+    p.add_argument("--work-dir", type=output_folder, default=Path("runs/slice"),
+                   help="folder for the slice's results and checkpoints (default runs/slice)")
+    p.add_argument("--committed", type=Path, help="the results folder whose finished runs are skipped "
+                   "(default: results/ of this repository)")
+    p.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), metavar="NAME",
+                   help=f"only these of {', '.join(EXPERIMENTS)} (default: all, in the order of skinseg.order.SLICE_ORDER)")
+    p.add_argument("--quiet", action="store_true")
+    _add_profile_options(p)
+    _add_variant_option(p)
+    p.set_defaults(func=cmd_slice)
+
+    p = sub.add_parser("merge", help="add the finished runs of a slice archive to a results folder")
+    p.add_argument("archive", type=Path, help="a .tgz written by 'python -m skinseg slice'")
+    p.add_argument("--into", type=output_folder, help="the results folder of one experiment, e.g. results/isic2017")
+    p.add_argument("--experiment", help="with --into: which of the archive's experiments (default: the one named like it)")
+    p.add_argument("--each-into", type=output_folder, metavar="RESULTS",
+                   help="merge every experiment of the archive into RESULTS/<experiment>, e.g. results")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("sweep", help="compare recipe variants on the validation set (never the test set)")
     _add_run_options(p, Path("results/sweep"), "folder for sweep.json", data_help)
     p.add_argument("--model", choices=("unet", "attention_unet"), default="unet")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="NAME",
                    help=f"among {', '.join(VARIANTS)} (default: all; baseline is always included)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("bench", help="training-step throughput benchmark")
-    p.add_argument("--out", type=Path, default=Path("results/bench.json"))
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
-    p.add_argument("--compile-batch-sizes", type=int, nargs="*", default=[16])
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", type=output_file, default=Path("results/bench.json"))
+    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[16, 32, 64])
+    p.add_argument("--compile-batch-sizes", type=positive_int, nargs="*", default=[16])
+    p.add_argument("--steps", type=positive_int, default=10)
+    p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--book", action="store_true", help="also time 'pytest --nbval book' (run from the repository root)")
     p.add_argument("--ops", action="store_true",
                    help="first profile the operators of each model's plain step (written to OUT_ops.json)")
@@ -253,12 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("synthetic", help="write a SYNTHETIC dataset in an official ISIC layout (demo, tests)")
-    p.add_argument("--out", type=Path, default=Path("data/synthetic"))
+    p.add_argument("--out", type=output_folder, default=Path("data/synthetic"))
     p.add_argument("--year", choices=("2016", "2017"), default="2017")
-    p.add_argument("--n-train", type=int, default=64)
-    p.add_argument("--n-val", type=int, default=16)
-    p.add_argument("--n-test", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=positive_int, default=64)
+    p.add_argument("--n-val", type=positive_int, default=16)
+    p.add_argument("--n-test", type=positive_int, default=16)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--layout", choices=("compact", "official"), default="compact",
+                   help="compact: 192x256 images (like a resized copy); official: as the official archives extract (varied original sizes, superpixels and metadata beside the images, ISIC-style ids)")
     p.set_defaults(func=cmd_synthetic)
     return parser
 
@@ -271,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except SkinsegError as err:
         print(f"skinseg {args.command}: error: " + " ".join(str(err).split()), file=sys.stderr)
+        return 2
+    except OSError as err:  # a file or folder the system refused (permissions, a full disk, ...)
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"skinseg {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"skinseg {args.command}: interrupted; run the same command again to resume", file=sys.stderr)

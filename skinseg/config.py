@@ -2,7 +2,9 @@
 
 A *profile* is a complete training recipe. ``full`` is the GPU recipe behind the book's
 results; ``smoke`` is a small-width, few-image version that runs on two CPU cores in
-seconds and whose outputs are always labelled as a CPU smoke run; ``tiny`` is for tests.
+seconds and whose outputs are always labelled as a CPU smoke run; ``tiny`` is for tests;
+``colab`` (a few epochs of the full networks) is for the chapters' training cells on a free
+GPU (:func:`notebook_profile`), labelled so that it is never taken for the full recipe.
 A *variant* (:data:`VARIANTS`) is a named change to a profile, such as a higher learning
 rate: ``python -m skinseg sweep`` compares them on the validation set, and ``--variant``
 (:func:`with_variants`) trains with them; their names become part of the profile's label.
@@ -45,6 +47,18 @@ class AugmentConfig:
 NO_AUGMENT = AugmentConfig(False, False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 MODEL_LABELS = {"unet": "U-Net", "attention_unet": "Attention U-Net"}  # the models' names in tables and figures
 COMPILE_MODES = ("default", "reduce-overhead")
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("warmup_cosine", "constant")
+RECIPE_LABELS = {"full": "full GPU recipe", "article": "article recipe"}  # the profiles that are not reduced
+
+# How the two models are compared on the test set, fixed here before any test image is read and
+# the same for both: the primary endpoint is the raw prediction (threshold 0.5, no test-time
+# augmentation, no post-processing) of the weights of the epoch with the best validation IoU.
+# The secondary endpoint, the TTA and post-processing each run chose on the validation set,
+# is reported beside it and never decides the verdict.
+ENDPOINTS = {"raw": "raw prediction at the validation-chosen epoch",
+             "chosen": "test-time augmentation and post-processing chosen per run on validation"}
+PRIMARY_ENDPOINT = "raw"
 
 
 def check_variant_names(names) -> list[str]:
@@ -64,9 +78,12 @@ class Profile:
         name: the profile's name, printed next to every result it produced.
         width: base channels of the models (64 is the article's 64 -> 1024 network).
         image_size: ``(H, W)`` the images are resized to; both divisible by 16.
-        epochs, batch_size: the schedule; ``lr`` is AdamW's peak learning rate, reached after
-            ``warmup_epochs`` of linear warm-up and followed by cosine decay to zero.
-        loss: ``"bce_dice"`` or ``"dice"`` (see :mod:`skinseg.losses`).
+        epochs, batch_size: the schedule; ``lr`` is the peak learning rate, reached after
+            ``warmup_epochs`` of linear warm-up and followed by cosine decay to zero
+            (``schedule="warmup_cosine"``), or the learning rate throughout
+            (``schedule="constant"``).
+        optimizer: ``"adamw"`` (decoupled ``weight_decay``) or ``"adam"``.
+        loss: ``"bce_dice"``, ``"dice"`` or ``"dice_pooled"`` (see :mod:`skinseg.losses`).
         ema_decay: decay of the exponential moving average of the weights, or ``None``.
         max_train, max_val, max_test: use only the first N images of a split (``None`` = all).
         tta: test-time augmentation candidates; the one with the best validation IoU is used.
@@ -85,6 +102,8 @@ class Profile:
     image_size: tuple[int, int] = (192, 256)
     epochs: int = 40
     batch_size: int = 16
+    optimizer: str = "adamw"
+    schedule: str = "warmup_cosine"
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
@@ -111,6 +130,10 @@ class Profile:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.compile not in ("auto", "on", "off"):
             raise ConfigError(f"compile must be 'auto', 'on' or 'off', got {self.compile!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.compile_mode not in COMPILE_MODES:
             raise ConfigError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
@@ -120,13 +143,15 @@ class Profile:
     @property
     def is_smoke(self) -> bool:
         """True for the reduced CPU profiles, whose outputs must say so."""
-        return self.name != "full"
+        return self.name not in RECIPE_LABELS
 
     def label(self) -> str:
         """A short tag for outputs: says plainly when a result is from a CPU smoke run."""
         extra = "".join(f" + {name}" for name in self.variants)
         if not self.is_smoke:
-            return f"full GPU recipe{extra}"
+            return f"{RECIPE_LABELS[self.name]}{extra}"
+        if self.name == "colab":
+            return f"SHORT GPU RUN (profile 'colab'{extra}: {self.epochs} epochs, not the full recipe)"
         return f"CPU SMOKE RUN (profile {self.name!r}{extra}, not a real result)"
 
     def replace(self, **changes) -> "Profile":
@@ -138,7 +163,9 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "full": Profile(name="full", epochs=30),
+    # 60 epochs: the 16 epochs of the first H200 experiment stopped while validation IoU was
+    # still rising (results/isic2017_16ep); a time budget decides how many runs start, never this
+    "full": Profile(name="full", epochs=60),
     "smoke": Profile(name="smoke", width=8, epochs=2, batch_size=8, max_train=64, max_val=16,
                      max_test=32, tta=("none", "flip"), seeds=(0, 1), compile="off",
                      ema_decay=0.9),
@@ -146,6 +173,18 @@ PROFILES: dict[str, Profile] = {
                     max_val=8, max_test=8, tta=("none", "flip"), seeds=(0,),
                     compile="off", ema_decay=0.5, eval_batch_size=8),
 }
+# A chapter's training cells on a free GPU (a Colab T4): the full recipe's networks, data and
+# schedule shape, but a few epochs, so that a cell takes minutes, not an hour; never a result.
+PROFILES["colab"] = PROFILES["full"].replace(name="colab", epochs=4, tta=("none", "flip"), seeds=(0,), compile="off")
+# The source article's own training, as far as it says: its Dice loss (sigmoid, summed over the
+# whole batch, smooth 1) and no augmentation. It names no optimiser, learning rate, schedule,
+# epochs or batch size; those are chosen, not quoted: the plainest defaults (Adam at a constant
+# 1e-3, no weight decay, no weight averaging) and the full recipe's epochs, batch size, width and
+# input size. Its models are scored as they predict (no test-time augmentation, no
+# post-processing), and one seed, as the article reports one run per model.
+PROFILES["article"] = PROFILES["full"].replace(
+    name="article", optimizer="adam", schedule="constant", lr=1e-3, weight_decay=0.0, warmup_epochs=0.0,
+    loss="dice_pooled", ema_decay=None, augment=NO_AUGMENT, tta=("none",), postprocess=False, seeds=(0,))
 
 
 # Changes to a profile that ``python -m skinseg sweep`` compares on the validation set only
@@ -153,7 +192,7 @@ PROFILES: dict[str, Profile] = {
 # entry names only the augmentation settings it changes.
 VARIANTS: dict[str, dict] = {
     "baseline": {},
-    "dice_loss": {"loss": "dice"},  # the article's loss instead of BCE + Dice
+    "dice_loss": {"loss": "dice"},  # per-image Dice instead of BCE + Dice (the article's pools the batch: "dice_pooled")
     "no_ema": {"ema_decay": None},  # evaluate the raw weights instead of their moving average
     "light_augment": {"augment": {"rotate": 0.0, "scale": 0.0, "translate": 0.0, "contrast": 0.0,
                                   "saturation": 0.0, "hue": 0.0}},  # flips, quarter turns, brightness
@@ -218,6 +257,17 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[name]
 
 
+def notebook_profile() -> Profile:
+    """The profile of the chapters' training cells: ``$SKINSEG_PROFILE`` if set, else ``colab``
+    on CUDA (minutes on a free GPU) and ``smoke`` elsewhere. The full recipe is an explicit
+    choice (``SKINSEG_PROFILE=full`` or ``get_profile("full")``)."""
+    import torch
+
+    if os.environ.get("SKINSEG_PROFILE"):
+        return get_profile()
+    return get_profile("colab" if torch.cuda.is_available() else "smoke")
+
+
 def default_data_dir() -> Path:
     """Where the ISIC data is looked for.
 
@@ -238,13 +288,15 @@ def default_data_dir() -> Path:
 
 def results_dir() -> Path:
     """The committed results folder: ``$SKINSEG_RESULTS``, else the first ``results/`` beside the
-    current folder or one of its parents (chapters run from ``book/``)."""
+    current folder or one of its parents (chapters run from ``book/``) that holds a ``README.md``
+    (this repository's does; an experiment's folder inside it, such as ``isic2017``, may not
+    exist yet)."""
     env = os.environ.get("SKINSEG_RESULTS")
     if env:
         return Path(env).expanduser()
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
-        if (folder / "results" / "isic2017").is_dir():
+        if (folder / "results" / "README.md").is_file():
             return folder / "results"
     return Path("results")
 

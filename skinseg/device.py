@@ -6,12 +6,34 @@ import random
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 
 def resolve_device(device=None) -> torch.device:
-    """``device`` as a ``torch.device``; by default CUDA when available, else CPU."""
+    """``device`` as a ``torch.device``; by default CUDA when available, else CPU.
+
+    Raises :class:`~skinseg.errors.ConfigError` for a device that is not ``cpu``, ``cuda``,
+    ``cuda:N`` or ``mps``, or that this machine does not have.
+    """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device must be cpu, cuda, cuda:N or mps, got {str(device)!r}")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {str(device)!r} asked for, but this machine has no usable CUDA GPU "
+                              f"(torch {torch.__version__}); use cpu")
+        if resolved.index is not None and resolved.index >= count:
+            raise ConfigError(f"device {str(device)!r} asked for, but this machine has {count} CUDA GPU(s): "
+                              f"cuda:0 to cuda:{count - 1}")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {str(device)!r} asked for, but MPS is not available on this machine; use cpu")
+    return resolved
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

@@ -28,3 +28,11 @@ class ConfigError(SkinsegError):
 
 class TrainingError(SkinsegError):
     """Training cannot go on, for instance because the loss became NaN or infinite."""
+
+
+class LeakageError(SkinsegError):
+    """A model would be scored on images it was trained on, or may have been (see :mod:`skinseg.leakage`)."""
+
+
+class FolderInUseError(SkinsegError):
+    """Another process is writing into the same output folder (see :mod:`skinseg.lock`)."""

@@ -32,7 +32,6 @@ def _undo(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.flip(x, (-1,)) if flip else x
 
 
-@torch.no_grad()
 def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: str = "none", batch_size: int = 32,
                           device=None) -> np.ndarray:
     """Lesion probabilities of ``images``.
@@ -45,20 +44,37 @@ def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: str = "n
 
     Returns: ``(N, H, W)`` float32 in [0, 1].
     """
-    if tta not in TTA:
-        raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
+    return predict_variants(model, images, (tta,), batch_size=batch_size, device=device)[tta]
+
+
+@torch.no_grad()
+def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: int = 32,
+                     device=None) -> dict[str, np.ndarray]:
+    """:func:`predict_probabilities` for several ``ttas`` at once, each flip or quarter turn of an
+    image passed through the model once however many variants use it (``none``, ``flip`` and
+    ``d4`` together cost 8 passes, not 11). Returns ``{tta: (N, H, W) float32 in [0, 1]}``,
+    the same numbers as one call per variant."""
+    ttas = list(dict.fromkeys(ttas))
+    unknown = [t for t in ttas if t not in TTA]
+    if unknown:
+        raise ConfigError(f"tta must be one of {sorted(TTA)}, got {unknown[0]!r}")
     device = resolve_device(device)
     model.eval().to(device)
     dtype = autocast_dtype(device)
-    out = np.empty(images.shape[:3], np.float32)
+    views = list(dict.fromkeys(v for t in ttas for v in TTA[t]))
+    out = {t: np.empty(images.shape[:3], np.float32) for t in ttas}
     for i in range(0, len(images), batch_size):
         x = model_input(images[i:i + batch_size], device)
-        prob = torch.zeros(x.shape[0], 1, *x.shape[2:], device=device)
-        for k, flip in TTA[tta]:
+        probs = {}
+        for k, flip in views:
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = model(_apply(x, k, flip).contiguous())
-            prob += _undo(torch.sigmoid(logits.float()), k, flip)
-        out[i:i + batch_size] = (prob / len(TTA[tta]))[:, 0].cpu().numpy()
+            probs[k, flip] = _undo(torch.sigmoid(logits.float()), k, flip)
+        for t in ttas:
+            prob = torch.zeros(x.shape[0], 1, *x.shape[2:], device=device)
+            for view in TTA[t]:  # summed in the variant's own order, as one call per variant does
+                prob += probs[view]
+            out[t][i:i + batch_size] = (prob / len(TTA[t]))[:, 0].cpu().numpy()
     return out
 
 
@@ -99,6 +115,25 @@ def evaluate_model(model: nn.Module, data: SegmentationData, *, tta: str = "none
     """Per-image metrics of ``model`` on ``data`` (see :func:`score_masks`)."""
     prob = predict_probabilities(model, data.images, tta=tta, batch_size=batch_size, device=device)
     return score_masks(binarize(prob, postprocess), data)
+
+
+def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: str, *, batch_size: int = 32,
+                    device=None) -> pd.DataFrame:
+    """Per-image metrics at both endpoints of an experiment's run.
+
+    ``chosen`` is a run's validation choice such as ``"none"``, ``"flip"`` or ``"d4+post"`` (a
+    :data:`TTA` name, ``+post`` for post-processing). Returns the :func:`score_masks` table of
+    that setting plus ``iou_raw`` and ``dice_raw`` of the raw prediction (no TTA, no
+    post-processing): the columns of an experiment's ``per_image/<run>.csv``.
+    """
+    tta, post = chosen.split("+")[0], chosen.endswith("+post")
+    prob_raw = predict_probabilities(model, data.images, batch_size=batch_size, device=device)
+    raw = score_masks(binarize(prob_raw), data)
+    prob = prob_raw if tta == "none" else predict_probabilities(model, data.images, tta=tta, batch_size=batch_size,
+                                                                device=device)
+    table = score_masks(binarize(prob, post), data)
+    table["iou_raw"], table["dice_raw"] = raw["iou"], raw["dice"]
+    return table
 
 
 def summarize(per_image: pd.DataFrame) -> dict[str, float]:

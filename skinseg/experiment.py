@@ -6,19 +6,28 @@ set, and only then scores the test set. It writes small files only (no weights) 
 ``out_dir``; checkpoints go to ``work_dir``. Finished runs are skipped when it is run
 again, and an interrupted run resumes from its last checkpoint.
 
+Every run trains the profile's epochs; a time budget only decides how many whole runs a
+call starts, in a fixed order, so that runs accumulate over several calls (or several GPU
+slices, packed by :mod:`skinseg.archive` and merged by :mod:`skinseg.merge`). The test set is
+scored on two endpoints (:data:`skinseg.config.ENDPOINTS`): the primary one, fixed in the
+configuration and the same for both models, and each run's own validation choice.
+
 ``out_dir`` layout::
 
-    config.json        the profile, seeds, data and the environment (GPU, torch)
-    runs/<run>.json    per run: best epoch, validation table, test summaries, timing
+    config.json        the profile, recipe, seeds, data protocol and hash, evaluation protocol, environment
+    runs/<run>.json    per run: best epoch, validation table, test summaries, timing, hardware
     histories/<run>.json
-    per_image/<run>.csv  test metrics keyed by image id (columns iou, dice, ...)
+    per_image/<run>.csv  test metrics keyed by image id (iou, dice: the run's choice; iou_raw, dice_raw: raw)
     psi/<run>.npz      ψ maps of fixed test images at several epochs (first seed, uint8)
     predictions/<run>.npz  predicted test masks (first seed, bit-packed)
-    summary.json       per-seed table, mean ± sd, paired comparisons
+    display.npz        pixels and ground truth of the test images shown (first seed; skinseg.display)
+    summary.json       computed from the finished runs: mean ± sd and paired comparisons per endpoint
+    external/<name>/   scores of every finished run on an external test set (skinseg.external)
 """
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import platform
 import time
@@ -30,16 +39,23 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .atomic import write_text_atomic
 from .checkpoint import load_model
-from .config import Profile
+from .compare import compare_tables, read_tables
+from .config import PRIMARY_ENDPOINT, Profile
 from .data import SegmentationData, load_dataset
+from .data.protocols import OFFICIAL
 from .data.tensors import model_input
 from .device import describe, resolve_device, seed_everything
+from .display import store_display_of_run
 from .errors import ConfigError
-from .evaluate import binarize, predict_probabilities, paired_comparison, score_masks, summarize
+from .evaluate import binarize, predict_variants, score_masks, summarize
+from .external import ExternalSets
+from .lock import locks_folder
 from .models import MODELS, build_model
-from .plan import budgeted_profile
+from .plan import RunCosts
 from .psi import flatten_levels
+from .results import finished_seeds
 from .train import BEST, fit, recipe_changes, training_recipe
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet")
@@ -66,10 +82,7 @@ def environment(device: torch.device) -> dict:
 
 def write_json(path: Path, obj) -> None:
     """Write ``obj`` as indented JSON, atomically (a temporary file renamed over ``path``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 def _collect_psi(model, images: np.ndarray, device) -> np.ndarray:
@@ -77,6 +90,25 @@ def _collect_psi(model, images: np.ndarray, device) -> np.ndarray:
     with torch.no_grad():
         _, psis = model.eval().forward_with_attention(model_input(images, device))
     return flatten_levels([p[:, 0].float().cpu().numpy() for p in psis])
+
+
+def data_fingerprint(data: dict[str, SegmentationData]) -> str:
+    """SHA-256 (first 16 hex digits) of every split's ids, images and masks as loaded: two calls
+    trained and tested on the same pixels have the same fingerprint, whatever folder they read."""
+    h = hashlib.sha256()
+    for split in sorted(data):
+        d = data[split]
+        h.update(f"{split}|{len(d)}|{'|'.join(d.ids)}|{d.images.shape}".encode())
+        h.update(np.ascontiguousarray(d.images).data)
+        h.update(np.ascontiguousarray(d.masks).data)
+    return h.hexdigest()[:16]
+
+
+def evaluation_protocol(profile: Profile) -> dict:
+    """How a run is scored: the primary endpoint (fixed in :mod:`skinseg.config`) and the
+    candidates of the secondary, per-run choice."""
+    return {"primary_endpoint": PRIMARY_ENDPOINT, "threshold": 0.5, "tta": list(profile.tta),
+            "postprocess": profile.postprocess}
 
 
 def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profile: Profile, out_dir: Path,
@@ -100,20 +132,21 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     train_seconds = sum(r["seconds"] for r in history.records)  # also right for a resumed run
     write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
 
+    evaluation_started = time.perf_counter()
     best = load_model(run_dir / BEST, device)
     validation = {}
-    for tta in profile.tta:
-        prob = predict_probabilities(best, data["val"].images, tta=tta, batch_size=profile.eval_batch_size, device=device)
+    val_probs = predict_variants(best, data["val"].images, profile.tta, batch_size=profile.eval_batch_size, device=device)
+    for tta, prob in val_probs.items():
         for post in ((False, True) if profile.postprocess else (False,)):
             validation[f"{tta}{'+post' if post else ''}"] = summarize(score_masks(binarize(prob, post), data["val"]))
     chosen = max(validation, key=lambda k: validation[k]["mean_iou"])
     tta, post = chosen.split("+")[0], chosen.endswith("+post")
 
-    prob_raw = predict_probabilities(best, data["test"].images, batch_size=profile.eval_batch_size, device=device)
-    raw = score_masks(binarize(prob_raw), data["test"])
-    prob = prob_raw if tta == "none" else predict_probabilities(best, data["test"].images, tta=tta,
-                                                                 batch_size=profile.eval_batch_size, device=device)
-    masks = binarize(prob, post)
+    # the test set is read from here on: the primary endpoint (raw) and the run's own choice
+    test_probs = predict_variants(best, data["test"].images, ("none", tta), batch_size=profile.eval_batch_size,
+                                  device=device)
+    raw = score_masks(binarize(test_probs["none"]), data["test"])
+    masks = binarize(test_probs[tta], post)
     table = score_masks(masks, data["test"])
     table["iou_raw"], table["dice_raw"] = raw["iou"], raw["dice"]
     (out_dir / "per_image").mkdir(parents=True, exist_ok=True)
@@ -133,86 +166,200 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     summary = {"run": run, "model": model_name, "seed": seed, "best_epoch": history.best_epoch,
                "best_val_iou": history.best_val_iou, "validation": validation, "chosen": chosen,
                "test_raw": summarize(raw), "test": summarize(table), "train_seconds": train_seconds,
+               "evaluation_seconds": time.perf_counter() - evaluation_started,
                "wall_seconds": time.perf_counter() - started, "epochs": profile.epochs,
-               "median_images_per_s": float(np.median([r["images_per_s"] for r in history.records]))}
+               "median_images_per_s": float(np.median([r["images_per_s"] for r in history.records])),
+               "environment": environment(device)}
     write_json(out_dir / "runs" / f"{run}.json", summary)
     return summary
 
 
-def _check_same_recipe(out_dir: Path, profile: Profile) -> None:
-    """Refuse to add runs of one recipe to finished runs of another in the same ``out_dir``."""
+def _check_same_experiment(out_dir: Path, config: dict) -> None:
+    """Refuse to add runs of one recipe, protocol or dataset to finished runs of another in ``out_dir``."""
     config_path = out_dir / "config.json"
     if not config_path.exists() or not any((out_dir / "runs").glob("*.json")):
         return
-    changed = recipe_changes(json.loads(config_path.read_text())["profile"], training_recipe(profile))
-    if changed:
-        raise ConfigError(f"{out_dir} holds finished runs of another recipe ({'; '.join(changed)}); "
+    stored = json.loads(config_path.read_text())
+    problem = experiment_mismatch(stored, config)
+    if problem:
+        raise ConfigError(f"{out_dir} holds finished runs of {problem}; "
                           "use another output folder, or delete it to start again")
 
 
-def compare_runs(out_dir: Path, seeds, metric: str = "iou") -> dict:
-    """Per-seed and seed-averaged paired comparisons of Attention U-Net (B) against U-Net (A)."""
-    tables = {(m, s): pd.read_csv(out_dir / "per_image" / f"{m}_seed{s}.csv", index_col="id")
-              for m in MODEL_NAMES for s in seeds}
-    per_seed = {str(s): paired_comparison(tables["unet", s][metric], tables["attention_unet", s][metric])
-                for s in seeds}
-    averaged = {m: pd.concat([tables[m, s][metric] for s in seeds], axis=1).mean(axis=1) for m in MODEL_NAMES}
-    return {"metric": metric, "per_seed": per_seed,
-            "seed_averaged": paired_comparison(averaged["unet"], averaged["attention_unet"])}
+def experiment_mismatch(stored: dict, new: dict) -> str | None:
+    """What makes the runs described by the ``config.json`` dict ``new`` unfit to join those of
+    ``stored`` (another recipe, evaluation protocol, data protocol or dataset), or ``None``."""
+    changed = recipe_changes(stored.get("recipe", stored["profile"]), new["recipe"])
+    if changed:
+        return f"another recipe ({'; '.join(changed)})"
+    for key, what in (("protocol", "another data protocol"), ("data_hash", "another dataset (data hash)")):
+        if key in stored and stored.get(key) != new.get(key):
+            return f"{what} ({stored.get(key)} -> {new.get(key)})"
+    old, now = stored.get("evaluation", {}), new.get("evaluation", {})
+    if old and old.get("primary_endpoint") != now.get("primary_endpoint"):
+        return f"another primary endpoint ({old.get('primary_endpoint')} -> {now.get('primary_endpoint')})"
+    return None
 
 
+def compare_runs(out_dir: Path, seeds, metric: str = "iou", endpoint: str = PRIMARY_ENDPOINT) -> dict:
+    """Per-seed, seed-averaged and two-level comparisons of Attention U-Net (B) against U-Net (A)
+    (:func:`skinseg.compare.compare_tables`) on the per-image tables of ``out_dir``."""
+    return compare_tables(read_tables(out_dir, seeds, MODEL_NAMES), seeds, metric, endpoint)
+
+
+RUN_SCORES = ("run", "model", "seed", "epochs", "best_epoch", "best_val_iou", "chosen", "test_raw", "test")
+
+
+def summarize_experiment(out_dir: Path) -> dict:
+    """The ``summary.json`` of ``out_dir``, computed from its finished runs only (run files and
+    per-image tables), so that runs added by several calls, or merged from several archives,
+    give the summary one call would have written.
+
+    Keys: ``label``, ``primary_endpoint``, ``seeds`` (those with a finished run of every model),
+    ``planned_seeds``, ``devices``, ``runs`` (each run's scores, no timings), ``mean_sd`` and
+    ``comparison``, both keyed by endpoint (``raw``, ``chosen``) and then by model or metric.
+    ``mean_sd`` has ``None`` for the sd of a single seed; ``comparison`` is empty before the
+    first seed is complete.
+    """
+    out_dir = Path(out_dir)
+    config = json.loads((out_dir / "config.json").read_text())
+    seeds = finished_seeds(out_dir, MODEL_NAMES)
+    records = sorted((json.loads(p.read_text()) for p in (out_dir / "runs").glob("*.json")),
+                     key=lambda r: (r["seed"], MODEL_NAMES.index(r["model"])))
+    runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r.get("environment", config["environment"])["device"]}
+            for r in records]
+    complete = [r for r in runs if r["seed"] in seeds]
+    mean_sd, comparison = {}, {}
+    for endpoint, key in (("raw", "test_raw"), ("chosen", "test")):
+        mean_sd[endpoint] = {}
+        for model in MODEL_NAMES:
+            values = pd.DataFrame([r[key] for r in complete if r["model"] == model])
+            if values.empty:
+                continue
+            mean_sd[endpoint][model] = {
+                f"{k}_{s}": (float(getattr(values[k], s)()) if s == "mean" or len(values) > 1 else None)
+                for k in ("mean_iou", "mean_dice", "thresholded_jaccard") for s in ("mean", "std")}
+        if seeds:
+            comparison[endpoint] = {metric: compare_runs(out_dir, seeds, metric, endpoint) for metric in ("iou", "dice")}
+    return {"label": config["label"], "primary_endpoint": config.get("evaluation", {}).get("primary_endpoint", "chosen"),
+            "seeds": seeds, "planned_seeds": config["seeds"], "devices": sorted({r["device"] for r in complete}),
+            "runs": runs, "mean_sd": mean_sd, "comparison": comparison}
+
+
+def write_summary(out_dir: Path) -> dict:
+    """Compute :func:`summarize_experiment` and write it to ``out_dir/summary.json``."""
+    summary = summarize_experiment(out_dir)
+    write_json(Path(out_dir) / "summary.json", summary)
+    return summary
+
+
+class ExperimentRunner:
+    """One experiment folder being filled: its data loaded once, its ``config.json`` written, and
+    its runs trained one by one (:meth:`run`), each a whole run or nothing.
+
+    Args:
+        data_root: the dataset folder; ``protocol`` (:mod:`skinseg.data.protocols`) says which of
+            its images form the splits.
+        out_dir: the results folder; a folder that already holds finished runs of another recipe,
+            data protocol, dataset or primary endpoint is refused (:class:`ConfigError`).
+        seeds: the experiment's planned seeds (default: the profile's); the first keeps the
+            predictions and ψ maps.
+        external: ``{name: folder}`` of external test sets (:mod:`skinseg.external`): every
+            finished run is scored on them; they never select anything.
+    """
+
+    def __init__(self, data_root, out_dir, profile: Profile, *, seeds=None, protocol: str = OFFICIAL,
+                 work_dir=None, device=None, progress: bool = True, log: Callable[[str], None] = print,
+                 external=None) -> None:
+        self.out_dir, self.profile, self.progress, self.log = Path(out_dir), profile, progress, log
+        self.seeds = list(profile.seeds if seeds is None else seeds)
+        self.work_dir = Path(work_dir) if work_dir else Path("runs") / self.out_dir.name
+        self.device = resolve_device(device)
+        self.data = load_dataset(data_root, profile.image_size, protocol=protocol,
+                                 limits={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test})
+        self.psi_index = psi_image_indices(self.data["test"])
+        self.external = ExternalSets(external, profile, self.device, log)
+        self.config = {"profile": profile.to_dict(), "recipe": training_recipe(profile), "label": profile.label(),
+                       "seeds": self.seeds,
+                       "models": list(MODEL_NAMES), "protocol": protocol,
+                       "data": {split: {"source": d.source, "n": len(d)} for split, d in self.data.items()},
+                       "data_hash": data_fingerprint(self.data), "evaluation": evaluation_protocol(profile),
+                       "data_root": str(data_root), "environment": environment(self.device),
+                       "psi_epochs": psi_epochs(profile.epochs)}
+        if self.external:
+            self.config["external"] = self.external.describe()
+        _check_same_experiment(self.out_dir, self.config)
+        write_json(self.out_dir / "config.json", self.config)
+        log(f"{profile.label()} on {self.config['environment']['device']}: "
+            + ", ".join(f"{k} {v['n']}" for k, v in self.config["data"].items()))
+        self.external.score_finished(self.out_dir, self.work_dir)  # runs finished by earlier calls
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """The number of ``train``, ``val`` and ``test`` images."""
+        return {k: len(v) for k, v in self.data.items()}
+
+    def done(self, model_name: str, seed: int) -> bool:
+        return (self.out_dir / "runs" / f"{model_name}_seed{seed}.json").exists()
+
+    def run(self, model_name: str, seed: int) -> dict:
+        """Train and evaluate one run (resuming its checkpoint in ``work_dir``); returns its summary."""
+        summary = run_one(model_name, seed, self.data, self.profile, self.out_dir, self.work_dir, self.device,
+                          self.progress, keep_details=seed == self.seeds[0], psi_index=self.psi_index)
+        self.external.score_finished(self.out_dir, self.work_dir)
+        if seed == self.seeds[0]:  # the shown test images' pixels, once both models' predictions exist
+            store_display_of_run(self.out_dir, self.data["test"], seed, [self.data["test"].ids[i] for i in self.psi_index])
+        self.log(f"{model_name} seed {seed}: best epoch {summary['best_epoch']}, val IoU {summary['best_val_iou']:.4f}, "
+                 f"test IoU {summary['test_raw']['mean_iou']:.4f} raw, {summary['test']['mean_iou']:.4f} "
+                 f"({summary['chosen']}), {summary['train_seconds']:.0f} s training, "
+                 f"{summary['evaluation_seconds']:.0f} s evaluation, {summary['wall_seconds']:.0f} s in all")
+        return summary
+
+
+def budget_allows(run_cost: float, left: float | None, log: Callable[[str], None], name: str) -> bool:
+    """Whether a run expected to take ``run_cost`` seconds fits the ``left`` seconds of a budget
+    (``None``: no budget); logs a refusal."""
+    if left is None or run_cost <= left:
+        return True
+    log(f"{name}: not started, it needs about {run_cost:.0f} s and {max(left, 0):.0f} s are left")
+    return False
+
+
+@locks_folder("out_dir")
 def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir=None, device=None,
-                   progress: bool = True, log: Callable[[str], None] = print,
-                   time_budget: float | None = None) -> dict:
-    """Run every (seed, model) pair and write the artifacts listed in the module docstring.
+                   progress: bool = True, log: Callable[[str], None] = print, time_budget: float | None = None,
+                   protocol: str = OFFICIAL, run_cost: Callable[[str], float] | None = None,
+                   external=None) -> dict:
+    """Run the (seed, model) pairs in their fixed order (seed by seed, U-Net first) and write the
+    artifacts listed in the module docstring; finished runs are skipped.
 
-    With ``time_budget`` (seconds) the number of epochs is not the profile's but the largest
-    that lets all runs fit the budget on this device (:func:`skinseg.plan.plan_epochs`); the
-    plan is stored in ``config.json``, and a later call with the same ``out_dir`` reuses it,
-    so that an interrupted experiment resumes with the same schedule.
+    Every run trains the profile's epochs. With ``time_budget`` (seconds for this call) a run
+    starts only if its estimated cost fits the time left, ``run_cost(model_name)`` in seconds
+    (default :class:`skinseg.plan.RunCosts`: the wall time of an earlier run of that model on the
+    same hardware, else a measured training step); the first run that does not fit ends the
+    call, so runs always accumulate in order, whole. A later call adds the rest. ``external``
+    (``{name: folder}``) names external test sets, on which every finished run is also scored.
 
-    Returns the summary that is also written to ``out_dir/summary.json``.
+    Returns the summary that is also written to ``out_dir/summary.json`` (:func:`summarize_experiment`).
     """
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    seeds = list(profile.seeds if seeds is None else seeds)
-    work_dir = Path(work_dir) if work_dir else Path("runs") / out_dir.name
-    device = resolve_device(device)
-    data = load_dataset(data_root, profile.image_size,
-                        limits={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test})
-    psi_index = psi_image_indices(data["test"])
-    profile, plan = budgeted_profile(profile, time_budget, out_dir / "config.json", {k: len(v) for k, v in data.items()},
-                                     len(seeds), device, log=log)
-    _check_same_recipe(out_dir, profile)
-    config = {"profile": profile.to_dict(), "label": profile.label(), "seeds": seeds, "models": list(MODEL_NAMES),
-              "data": {split: {"source": d.source, "n": len(d)} for split, d in data.items()},
-              "data_root": str(data_root), "environment": environment(device), "psi_epochs": psi_epochs(profile.epochs),
-              "plan": plan}
-    write_json(out_dir / "config.json", config)
-    log(f"{profile.label()} on {config['environment']['device']}: "
-        + ", ".join(f"{k} {v['n']}" for k, v in config["data"].items()))
-    runs = []
-    for seed in seeds:
+    runner = ExperimentRunner(data_root, out_dir, profile, seeds=seeds, protocol=protocol, work_dir=work_dir,
+                              device=device, progress=progress, log=log, external=external)
+    if time_budget is not None and run_cost is None:
+        run_cost = RunCosts(profile, runner.sizes, runner.device, earlier=[runner.out_dir], log=log).estimate
+    for seed in runner.seeds:
         for model_name in MODEL_NAMES:
-            done = out_dir / "runs" / f"{model_name}_seed{seed}.json"
-            if done.exists():
-                runs.append(json.loads(done.read_text()))
+            if runner.done(model_name, seed):
                 log(f"{model_name} seed {seed}: already done, skipped")
                 continue
-            summary = run_one(model_name, seed, data, profile, out_dir, work_dir, device, progress,
-                              keep_details=seed == seeds[0], psi_index=psi_index)
-            runs.append(summary)
-            log(f"{model_name} seed {seed}: best epoch {summary['best_epoch']}, val IoU {summary['best_val_iou']:.4f}, "
-                f"test IoU {summary['test']['mean_iou']:.4f} ({summary['chosen']}), {summary['train_seconds']:.0f} s training, "
-                f"{summary['wall_seconds']:.0f} s in all")
-    table = pd.DataFrame([{"model": r["model"], "seed": r["seed"], **r["test"]} for r in runs])
-    spread = table.groupby("model")[["mean_iou", "mean_dice", "thresholded_jaccard"]].agg(["mean", "std"])
-    result = {"label": profile.label(), "environment": config["environment"], "runs": runs,
-              "mean_sd": {m: {f"{k}_{s}": float(spread.loc[m, (k, s)]) for k in ("mean_iou", "mean_dice",
-                          "thresholded_jaccard") for s in ("mean", "std")} for m in spread.index},
-              "comparison_iou": compare_runs(out_dir, seeds, "iou"),
-              "comparison_dice": compare_runs(out_dir, seeds, "dice"),
-              "seconds": time.perf_counter() - started}
-    write_json(out_dir / "summary.json", result)
-    log(f"wrote {out_dir / 'summary.json'}")
-    return result
+            left = None if time_budget is None else time_budget - (time.perf_counter() - started)
+            if not budget_allows(run_cost(model_name) if run_cost else 0.0, left, log, f"{model_name} seed {seed}"):
+                return _finish(runner.out_dir, log)
+            runner.run(model_name, seed)
+    return _finish(runner.out_dir, log)
+
+
+def _finish(out_dir: Path, log: Callable[[str], None]) -> dict:
+    summary = write_summary(out_dir)
+    log(f"wrote {out_dir / 'summary.json'} ({len(summary['seeds'])} of {len(summary['planned_seeds'])} seeds finished)")
+    return summary

@@ -26,6 +26,18 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
     return 1 - dice.mean()
 
 
+def pooled_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    r"""The article's Dice loss: ``1 - (2 \sum p t + s) / (\sum p + \sum t + s)`` with
+    ``p = sigmoid(logits)`` and the sums over every pixel of the whole batch, ``smooth`` = 1.
+
+    Pooled over the batch, large lesions weigh more than small ones (unlike
+    :func:`soft_dice_loss`, where every image weighs the same). Value in [0, 1).
+    """
+    p = torch.sigmoid(logits.float())
+    t = target.float()
+    return 1 - (2 * (p * t).sum() + smooth) / (p.sum() + t.sum() + smooth)
+
+
 def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """Binary cross-entropy (mean over pixels) plus :func:`soft_dice_loss`. Value >= 0."""
     bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
@@ -43,6 +55,13 @@ class DiceLoss(nn.Module):
         return soft_dice_loss(logits, target, self.smooth)
 
 
+class PooledDiceLoss(DiceLoss):
+    """Module form of :func:`pooled_dice_loss`."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return pooled_dice_loss(logits, target, self.smooth)
+
+
 class BCEDiceLoss(DiceLoss):
     """Module form of :func:`bce_dice_loss`."""
 
@@ -50,11 +69,11 @@ class BCEDiceLoss(DiceLoss):
         return bce_dice_loss(logits, target, self.smooth)
 
 
-LOSSES = {"dice": DiceLoss, "bce_dice": BCEDiceLoss}
+LOSSES = {"dice": DiceLoss, "dice_pooled": PooledDiceLoss, "bce_dice": BCEDiceLoss}
 
 
 def build_loss(name: str) -> nn.Module:
-    """A loss module by name: ``"dice"`` (the article's) or ``"bce_dice"``."""
+    """A loss module by name: ``"dice"`` (per image), ``"dice_pooled"`` (the article's) or ``"bce_dice"``."""
     if name not in LOSSES:
         raise ConfigError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
     return LOSSES[name]()

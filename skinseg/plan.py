@@ -1,17 +1,26 @@
-"""Choosing the number of epochs that lets an experiment fit a time budget.
+"""What a time budget may decide, and what it may not.
 
-The throughput of each model's real training step (the profile's precision, memory format
-and compile setting) is measured on the device first; the number of epochs then follows
-from a simple cost model of one run:
+A budget never decides how long a run of the experiment trains: every run trains its
+profile's epochs. It decides which *whole runs* start: :class:`RunCosts` says how long one run
+of a model takes on this device (the measured wall time of an earlier run of it on the same
+hardware, else an estimate from a measured training step), and a run starts only if that fits
+the time left. :data:`skinseg.order.SLICE_ORDER` is the one order in which a GPU slice adds runs
+(:mod:`skinseg.slice`).
+
+For the recipe sweep, which compares variants on the validation set only, :func:`plan_epochs`
+still chooses the number of epochs that fits a budget. Both use one cost model
+(:func:`cost_model`), from the throughput of each model's real training step (the profile's
+precision, memory format and compile setting), measured on the device first:
 
 * per epoch: the training images at the measured rate, plus the validation images at
   ``INFERENCE_SPEEDUP`` times that rate (a forward pass costs about a third of a training step);
 * per run: the first epoch's warm-up (cuDNN tries its algorithms), compiling (measured),
-  and the evaluation: every validation image once per test-time-augmentation view to
-  choose the views, and the test images through the chosen (at most eight) views.
+  and the evaluation: every validation image once per test-time-augmentation view (the
+  views of all variants, computed once) to choose a variant, and the test images through the
+  raw and the chosen variant's views (at most eight in all).
 
-The plan is an estimate, printed and stored next to the results together with the time
-the experiment really took.
+The estimate is printed and stored next to the results together with the time the runs
+really took.
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ import torch
 
 from .bench import Setting, bench_setting
 from .config import Profile
+from .device import describe
 from .errors import ConfigError
 from .train import compile_enabled
 
@@ -32,15 +42,36 @@ RUN_SECONDS = 8.0  # per run: warm-up epoch, loading the best weights, post-proc
 TTA_VIEWS = {"none": 1, "flip": 2, "d4": 8}
 
 
-def measure_training_step(model_name: str, profile: Profile, device: torch.device) -> dict:
+def measure_training_step(model_name: str, profile: Profile, device: torch.device, *, steps: int = 10,
+                          repeats: int = 2) -> dict:
     """Images/s and compile seconds of ``model_name``'s training step as :func:`~skinseg.train.fit`
-    runs it with ``profile`` on ``device`` (a short benchmark on synthetic batches)."""
+    runs it with ``profile`` on ``device`` (a short benchmark on synthetic batches: the best of
+    ``repeats`` timings of ``steps`` steps each)."""
     cuda = device.type == "cuda"
     setting = Setting(model_name, profile.batch_size, "auto", cuda, compile_enabled(profile.compile, device),
                       profile.compile_mode)  # as fit() does
-    result = bench_setting(setting, profile.width, profile.image_size, device, warmup=3, steps=10, repeats=2,
+    result = bench_setting(setting, profile.width, profile.image_size, device, warmup=3, steps=steps, repeats=repeats,
                            pool=max(64, profile.batch_size))
     return {"images_per_s": result["images_per_s"], "compile_seconds": result["compile_seconds"]}
+
+
+def cost_model(model_name: str, profile: Profile, sizes: dict[str, int], device: torch.device,
+               measure: Callable[[str, Profile, torch.device], dict] | None = None) -> dict:
+    """The measured training step of ``model_name`` and what it predicts: ``images_per_s``,
+    ``compile_seconds``, ``epoch_seconds`` (training and validation) and ``run_seconds`` (the
+    fixed part of a run: warm-up, compiling, choosing and scoring the evaluation variants).
+
+    Args:
+        sizes: the number of ``train``, ``val`` and ``test`` images (``test`` 0 when a run is not tested).
+        measure: ``(model_name, profile, device) -> {"images_per_s", "compile_seconds"}``
+            (default :func:`measure_training_step`).
+    """
+    m = (measure or measure_training_step)(model_name, profile, device)
+    views = max(TTA_VIEWS[t] for t in profile.tta)  # nested variants share their views (predict_variants)
+    inference = INFERENCE_SPEEDUP * m["images_per_s"]
+    epoch = sizes["train"] / m["images_per_s"] + sizes["val"] / inference
+    run = RUN_SECONDS + m["compile_seconds"] + (sizes["val"] + sizes["test"]) * views / inference
+    return {**m, "epoch_seconds": epoch, "run_seconds": run}
 
 
 def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], runs_per_model: int,
@@ -60,18 +91,11 @@ def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], 
     """
     if budget_seconds <= 0:
         raise ConfigError(f"time budget must be a positive number of seconds, got {budget_seconds}")
-    measure = measure or measure_training_step
-    views = sum(TTA_VIEWS[t] for t in profile.tta)
     per_model, epoch_seconds, fixed_seconds = {}, 0.0, 0.0
     for name in models:
-        m = measure(name, profile, device)
-        ips, inference = m["images_per_s"], INFERENCE_SPEEDUP * m["images_per_s"]
-        epoch = sizes["train"] / ips + sizes["val"] / inference
-        run = RUN_SECONDS + m["compile_seconds"] + (sizes["val"] * views + sizes["test"] * (1 + max(
-            TTA_VIEWS[t] for t in profile.tta))) / inference
-        per_model[name] = {**m, "epoch_seconds": epoch, "run_seconds": run}
-        epoch_seconds += runs_per_model * epoch
-        fixed_seconds += runs_per_model * run
+        per_model[name] = cost_model(name, profile, sizes, device, measure)
+        epoch_seconds += runs_per_model * per_model[name]["epoch_seconds"]
+        fixed_seconds += runs_per_model * per_model[name]["run_seconds"]
     epochs = math.floor((budget_seconds - fixed_seconds) / epoch_seconds)
     if epochs < 1:
         raise ConfigError(f"time budget of {budget_seconds:.0f} s is too small: one epoch of every run needs "
@@ -124,3 +148,49 @@ def describe_plan(plan: dict) -> str:
     lines.append(f"{runs}: {plan['epochs']} epochs fit "
                  f"{plan['budget_seconds']:.0f} s (estimate {plan['seconds']:.0f} s)")
     return "\n".join(lines)
+
+
+class RunCosts:
+    """The expected wall seconds of one whole run of a model with ``profile`` on ``device``.
+
+    :meth:`estimate` is the longest wall time of an earlier finished run of that model with the
+    same epochs on the same hardware, found in the ``runs/`` of the ``earlier`` folders (read
+    afresh each time, so a run finished in this call counts); without one, ``profile.epochs``
+    epochs and the fixed part of :func:`cost_model`, from a training step measured once per model.
+
+    Args:
+        sizes: the number of ``train``, ``val`` and ``test`` images.
+        earlier: results folders whose ``runs/*.json`` record runs of the same recipe.
+        measure: as for :func:`cost_model`.
+    """
+
+    def __init__(self, profile: Profile, sizes: dict[str, int], device: torch.device, *, earlier=(),
+                 measure: Callable[[str, Profile, torch.device], dict] | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.profile, self.sizes, self.device = profile, sizes, torch.device(device)
+        self.device_name = describe(self.device)
+        self.earlier, self.measure, self.log = [Path(f) for f in earlier], measure, log
+        self.models: dict[str, dict] = {}
+
+    def measured(self, model_name: str) -> float | None:
+        """The longest wall seconds of an earlier run of ``model_name`` here, or ``None``."""
+        seconds = []
+        for folder in self.earlier:
+            for path in sorted((folder / "runs").glob(f"{model_name}_seed*.json")):
+                run = json.loads(path.read_text())
+                device = run.get("environment", {}).get("device")
+                if device == self.device_name and run.get("epochs") == self.profile.epochs and "wall_seconds" in run:
+                    seconds.append(float(run["wall_seconds"]))
+        return max(seconds) if seconds else None
+
+    def estimate(self, model_name: str) -> float:
+        measured = self.measured(model_name)
+        if measured is not None:
+            return measured
+        if model_name not in self.models:
+            m = self.models[model_name] = cost_model(model_name, self.profile, self.sizes, self.device, self.measure)
+            self.log(f"{model_name}: {m['images_per_s']:.0f} img/s measured, so about "
+                     f"{self.profile.epochs * m['epoch_seconds'] + m['run_seconds']:.0f} s per run of "
+                     f"{self.profile.epochs} epochs on {self.device_name} (no earlier run to go by)")
+        m = self.models[model_name]
+        return self.profile.epochs * m["epoch_seconds"] + m["run_seconds"]

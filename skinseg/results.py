@@ -4,16 +4,19 @@ The chapters read the committed GPU results through this module only, so that ev
 and figure comes from the files and nothing is copied by hand::
 
     from skinseg.results import load_results
-    res = load_results()                 # results/isic2017 of this repository
+    res = load_results()                 # results/isic2017 of this repository (converged runs)
+    old = load_results("isic2017_16ep")  # the 16-epoch runs, kept as a lesson
     res.runs                             # one row per (model, seed)
     res.histories                        # one row per (model, seed, epoch)
     res.per_image("unet", 0)             # test metrics per image of one run
     res.predictions("unet").masks        # (600, 192, 256) uint8 test masks of the first seed
     res.psi()                            # the Attention U-Net's stored attention maps (skinseg.psi)
+    res.display_image("test_0458")       # a shown test image and its ground truth, stored with the results
     res.bench()                          # the training-step benchmark, one row per setting (load_bench)
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,13 +26,21 @@ import numpy as np
 import pandas as pd
 
 from .bench_results import setting_label
+from .compare import compare_tables
 from .config import results_dir
 from .errors import DataError
 from .psi import PsiMaps, load_psi
+from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display
 
 MODEL_NAMES = ("unet", "attention_unet")
 # The test summaries of a run: the validation-selected variant ("test") and the raw prediction ("test_raw").
 SUMMARY_KEYS = ("mean_iou", "mean_dice", "thresholded_jaccard", "pooled_iou", "pooled_dice")
+
+
+def finished_seeds(folder: Path, models=MODEL_NAMES) -> list[int]:
+    """The seeds for which ``folder/runs`` holds a finished run of every one of ``models``, in order."""
+    seeds = {int(p.stem.rsplit("_seed", 1)[1]) for p in (Path(folder) / "runs").glob(f"{models[0]}_seed*.json")}
+    return sorted(s for s in seeds if all((Path(folder) / "runs" / f"{m}_seed{s}.json").is_file() for m in models))
 
 
 def _read_json(path: Path) -> dict:
@@ -79,12 +90,25 @@ class Results:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        if not self.path.is_dir():
-            raise DataError(f"results folder {self.path} does not exist")
+        if not (self.path / "runs").is_dir() or not any((self.path / "runs").glob("*.json")):
+            raise DataError(f"results folder {self.path} holds no finished runs yet "
+                            "(not yet run on a GPU; see results/README.md)")
         self.config = _read_json(self.path / "config.json")
         self.summary = _read_json(self.path / "summary.json")
-        self.seeds = [int(s) for s in self.config["seeds"]]
         self.models = list(self.config.get("models", MODEL_NAMES))
+        self.planned_seeds = [int(s) for s in self.config["seeds"]]
+        self._comparisons: dict[tuple[str, str], dict] = {}
+        self.seeds = finished_seeds(self.path, self.models)
+        if not self.seeds:
+            raise DataError(f"results folder {self.path} holds no seed with a finished run of every model "
+                            f"({', '.join(self.models)}) yet")
+
+    def seeds_so_far(self) -> str:
+        """``"2 of 3 seeds so far"``, or ``"3 seeds"`` when every planned seed is finished."""
+        n, planned = len(self.seeds), len(self.planned_seeds)
+        if n >= planned:
+            return f"{n} seed{'s' if n != 1 else ''}"
+        return f"{n} of {planned} seeds so far"
 
     def __repr__(self) -> str:
         env = self.config.get("environment", {})
@@ -94,8 +118,25 @@ class Results:
 
     @property
     def device(self) -> str:
-        """The hardware the experiment ran on, for labels (for example ``"NVIDIA H200"``)."""
-        return self.config["environment"]["device"]
+        """The hardware the finished runs ran on, for labels (for example ``"NVIDIA H200"``; runs
+        merged from slices on different machines name each, joined by " and ")."""
+        return " and ".join(self.summary.get("devices") or [self.config["environment"]["device"]])
+
+    @property
+    def primary_endpoint(self) -> str:
+        """The endpoint the comparison is judged on (:data:`skinseg.config.PRIMARY_ENDPOINT` for
+        results written since it was fixed; ``"chosen"`` for older ones)."""
+        return self.summary.get("primary_endpoint", "chosen")
+
+    def comparison(self, metric: str = "iou", endpoint: str | None = None) -> dict:
+        """Attention U-Net minus U-Net on the finished seeds (:func:`skinseg.compare.compare_tables`:
+        ``per_seed``, ``seed_averaged``, ``two_level``), computed from the per-image tables, on
+        ``endpoint`` (default: :attr:`primary_endpoint`)."""
+        key = (metric, endpoint or self.primary_endpoint)
+        if key not in self._comparisons:  # a bootstrap per seed: computed once per folder
+            tables = {(m, s): self.per_image(m, s) for m in self.models for s in self.seeds}
+            self._comparisons[key] = compare_tables(tables, self.seeds, *key)
+        return copy.deepcopy(self._comparisons[key])
 
     def label(self) -> str:
         """``"<data> test set (N images), <device>"``, or the smoke-run label for a reduced profile."""
@@ -195,15 +236,48 @@ class Results:
         path, _ = self._seed_of("psi", model, seed)
         return load_psi(path)
 
+    @cached_property
+    def display(self) -> DisplayImages:
+        """The stored test images the results show (``display.npz``, :mod:`skinseg.display`)."""
+        return load_display(self.path / DISPLAY_FILE)
+
+    def display_image(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(image (H, W, 3) uint8, ground truth (H, W) bool)`` of a stored test image, read from
+        these results, not from the local data; :class:`DataError` if it is not stored."""
+        return self.display.image(image_id)
+
+    def display_images(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """``(images (K, H, W, 3) uint8, ground truths (K, H, W) bool)`` of stored test images, in the order of ``ids``."""
+        return self.display.select(ids)
+
     def bench(self, folder: Path | str | None = None) -> pd.DataFrame:
         """The benchmark files (default: ``bench/`` beside this folder), see :func:`load_bench`."""
         return load_bench(self.path.parent / "bench" if folder is None else folder)
 
 
-def load_results(path: Path | str | None = None) -> Results:
-    """Open an experiment's results folder (default: ``results/isic2017`` of this repository,
-    found by :func:`skinseg.config.results_dir`)."""
-    return Results(Path(path) if path is not None else results_dir() / "isic2017")
+# The experiments' folders in results/ (see results/README.md).
+CONVERGED = "isic2017"  # the full recipe at convergence on ISIC 2017, filled in by GPU slices
+EARLY_STOP = "isic2017_16ep"  # the first H200 experiment, stopped after 16 epochs: kept as a lesson
+
+
+def results_path(name: Path | str | None = None) -> Path:
+    """The folder of an experiment: ``name`` as a path if it holds a separator (or is a Path),
+    else ``results_dir() / name`` (default :data:`CONVERGED`)."""
+    if name is None:
+        name = CONVERGED
+    if isinstance(name, Path) or "/" in name or "\\" in name:
+        return Path(name)
+    return results_dir() / name
+
+
+def load_results(name: Path | str | None = None) -> Results:
+    """Open an experiment's results folder: a name in ``results/`` of this repository (found by
+    :func:`skinseg.config.results_dir`), such as :data:`CONVERGED` (the default) or
+    :data:`EARLY_STOP`, or a path.
+
+    Raises :class:`DataError` naming the folder when it does not exist or holds no finished runs.
+    """
+    return Results(results_path(name))
 
 
 def load_bench(folder: Path | str | None = None) -> pd.DataFrame:

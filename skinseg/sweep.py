@@ -25,10 +25,12 @@ from typing import Callable
 from .checkpoint import load_model
 from .config import VARIANTS, Profile, check_variant_names, with_variants
 from .data import load_split
+from .data.protocols import OFFICIAL
 from .device import resolve_device, seed_everything
 from .errors import ConfigError, TrainingError
 from .evaluate import binarize, paired_comparison, predict_probabilities, score_masks
 from .experiment import environment, write_json
+from .lock import locks_folder
 from .models import MODELS, build_model
 from .plan import budgeted_profile
 from .train import BEST, fit
@@ -47,9 +49,10 @@ def describe_changes(changes: dict) -> str:
     return ", ".join(parts) or "the profile as it is"
 
 
+@locks_folder("out_dir")
 def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str = "unet", seed: int = 0,
               work_dir=None, device=None, time_budget: float | None = None, progress: bool = True,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, protocol: str = OFFICIAL) -> dict:
     """Train ``model`` once per variant of ``profile`` and compare the variants on validation.
 
     Args:
@@ -67,8 +70,8 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     names = [BASELINE] + [n for n in dict.fromkeys(names) if n != BASELINE]
     out_dir, device = Path(out_dir), resolve_device(device)
     work_dir = Path(work_dir) if work_dir else Path("runs") / out_dir.name
-    train = load_split(data_root, "train", profile.image_size, limit=profile.max_train)
-    val = load_split(data_root, "val", profile.image_size, limit=profile.max_val)
+    train = load_split(data_root, "train", profile.image_size, protocol=protocol, limit=profile.max_train)
+    val = load_split(data_root, "val", profile.image_size, protocol=protocol, limit=profile.max_val)
     path = out_dir / "sweep.json"
     # only the best epoch's validation images are scored at the end: no TTA views, no test set
     profile, plan = budgeted_profile(profile, time_budget, path, {"train": len(train), "val": len(val), "test": 0},

@@ -1,6 +1,7 @@
 """Training: one :func:`fit` for the command line and the chapters.
 
-AdamW with linear warm-up then cosine decay; mixed precision (bf16 where supported, else
+AdamW with linear warm-up then cosine decay (or, as a profile chooses, Adam at a constant
+learning rate); mixed precision (bf16 where supported, else
 fp16 with gradient scaling, fp32 on CPU); channels_last and ``torch.compile`` on CUDA; an
 exponential moving average (EMA) of the weights; validation every epoch, with the best
 epoch chosen on validation IoU only; an atomic checkpoint every epoch that ``resume``
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .atomic import write_text_atomic
 from .checkpoint import BackgroundWriter, architecture, check_architecture, load_checkpoint, save_atomic
 from .config import NO_AUGMENT, AugmentConfig, Profile
 from .data.arrays import SegmentationData
@@ -32,6 +34,8 @@ from .data.augment import augment_batch
 from .data.tensors import normalize, to_device_tensors, to_unit_float
 from .device import autocast_dtype, resolve_device
 from .errors import CheckpointError, TrainingError
+from .leakage import training_record
+from .lock import locks_folder
 from .losses import build_loss
 from .metrics import dice_from_counts, iou_from_counts
 
@@ -64,10 +68,7 @@ class History:
         return cls(list(d["records"]), d["best_epoch"], d["best_val_iou"], dict(d.get("meta", {})))
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> "History":
@@ -133,9 +134,14 @@ def compile_enabled(compile: str, device: torch.device) -> bool:
     return compile == "on" or (compile == "auto" and device.type == "cuda")
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over ``model``'s parameters; on CUDA its fused update (a few kernels for all parameters)."""
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device,
+                    kind: str = "adamw") -> torch.optim.Optimizer:
+    """AdamW (or, with ``kind="adam"``, Adam) over ``model``'s parameters; on CUDA its fused
+    update (a few kernels for all parameters)."""
+    return OPTIMIZERS[kind](model.parameters(), lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
 
 
 class TrainStep:
@@ -248,6 +254,7 @@ def _batch_scores(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.stack([dice.sum(), iou.sum()])
 
 
+@locks_folder("out_dir")
 def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profile: Profile,
         out_dir: Path | str | None = None, *, seed: int = 0, resume: bool = True, device=None,
         progress: bool = True, on_epoch_end: Callable[[int, nn.Module], None] | None = None,
@@ -259,7 +266,9 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
         train, val: the splits, as uint8 arrays (moved to ``device`` once, as a whole).
         profile: the recipe (epochs, batch size, learning rate, loss, augmentation, EMA, compile).
         out_dir: where ``last.pt`` (every epoch), ``best.pt`` (best validation IoU) and
-            ``history.json`` go; ``None`` keeps nothing on disk.
+            ``history.json`` go; ``None`` keeps nothing on disk. It is locked while ``fit``
+            runs: another process that trains into it stops with a
+            :class:`~skinseg.errors.FolderInUseError` (:mod:`skinseg.lock`).
         seed: seeds shuffling and augmentation (seed the model's initialisation yourself,
             with :func:`skinseg.device.seed_everything`, before building it).
         resume: continue from ``out_dir/last.pt`` if it exists. It must have been written with
@@ -279,20 +288,23 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
     out_dir = Path(out_dir) if out_dir is not None else None
     model.to(device)
     loss_fn = build_loss(profile.loss)
-    optimizer = build_optimizer(model, profile.lr, profile.weight_decay, device)
+    optimizer = build_optimizer(model, profile.lr, profile.weight_decay, device, profile.optimizer)
     step_fn = TrainStep(model, optimizer, loss_fn, device, profile.augment, compile=profile.compile,
                         compile_mode=profile.compile_mode)
     ema = ExponentialMovingAverage(model, profile.ema_decay) if profile.ema_decay else None
     evaluated = ema.model if ema else model
     recipe = training_recipe(profile, seed)
 
+    trained_on = training_record(train)  # in every checkpoint, for skinseg.leakage
     history = History(meta={"profile": profile.name, "seed": seed, "model": architecture(model),
+                            "trained_on": training_record(train, with_ids=False),
                             "device": str(device), "label": profile.label()})
     start_epoch = 1
     if resume and out_dir is not None and (out_dir / LAST).exists():
         state = load_checkpoint(out_dir / LAST, map_location=device)
         check_architecture(state, model, out_dir / LAST)
         _check_recipe(state, recipe, out_dir / LAST)
+        _check_training_data(state, trained_on, out_dir / LAST)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step_fn.scaler.load_state_dict(state["scaler"])
@@ -321,7 +333,7 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{profile.epochs}", disable=not progress, leave=False)
             for i in bar:
                 step = (epoch - 1) * steps_per_epoch + i
-                lr = learning_rate(step, total_steps, warmup_steps, profile.lr)
+                lr = profile.lr if profile.schedule == "constant" else learning_rate(step, total_steps, warmup_steps, profile.lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 idx = order[i * bs:(i + 1) * bs]
@@ -353,7 +365,7 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
                 on_epoch_end(epoch, evaluated)
             if writer is not None:
                 writer.submit(_checkpoint_writes(out_dir, model, ema, optimizer, step_fn, epoch,
-                                                 scores["val_iou"] if improved else None, history, recipe))
+                                                 scores["val_iou"] if improved else None, history, recipe, trained_on))
     finally:
         if writer is not None:
             writer.wait()
@@ -361,8 +373,11 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
     return history
 
 
-RECIPE_FIELDS = ("image_size", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "loss",
-                 "ema_decay", "augment", "max_train")
+# Recipe fields added after checkpoints and results were first written, with the value every
+# earlier run had, so that those runs still compare (and resume) as what they were.
+ADDED_RECIPE_FIELDS = {"optimizer": "adamw", "schedule": "warmup_cosine"}
+RECIPE_FIELDS = ("image_size", "epochs", "batch_size", "optimizer", "schedule", "lr", "weight_decay", "warmup_epochs",
+                 "loss", "ema_decay", "augment", "max_train")
 
 
 def training_recipe(profile: Profile, seed: int | None = None) -> dict:
@@ -376,7 +391,16 @@ def training_recipe(profile: Profile, seed: int | None = None) -> dict:
 
 def recipe_changes(stored: dict, recipe: dict) -> list[str]:
     """``"key old -> new"`` for every key of ``recipe`` whose value in ``stored`` differs."""
+    stored = {**ADDED_RECIPE_FIELDS, **stored}
     return [f"{k} {stored.get(k)!r} -> {recipe[k]!r}" for k in recipe if stored.get(k) != recipe[k]]
+
+
+def _check_training_data(state: dict, trained_on: dict, path: Path) -> None:
+    stored = state.get("trained_on")
+    if stored is not None and stored["ids_sha256"] != trained_on["ids_sha256"]:
+        raise CheckpointError(f"{path} was trained on other images ({stored['source']}, {stored['n']} images) than "
+                              f"{trained_on['source']} ({trained_on['n']} images); resuming would mix the two. "
+                              "Use another output folder, or resume=False (--no-resume) to start again")
 
 
 def _check_recipe(state: dict, recipe: dict, path: Path) -> None:
@@ -405,10 +429,11 @@ def _cpu_state(model: nn.Module) -> dict:
     return _cpu_copy(model.state_dict())
 
 
-def _checkpoint_writes(out_dir: Path, model: nn.Module, ema, optimizer, step_fn: TrainStep,
-                       epoch: int, best_val_iou: float | None, history: History, recipe: dict) -> list:
+def _checkpoint_writes(out_dir: Path, model: nn.Module, ema, optimizer, step_fn: TrainStep, epoch: int,
+                       best_val_iou: float | None, history: History, recipe: dict, trained_on: dict | None = None) -> list:
     """The files of one epoch, as ``(write, path)`` pairs for :class:`BackgroundWriter`: ``best.pt`` when
-    the epoch improved (``best_val_iou`` given), then ``last.pt`` and ``history.json``.
+    the epoch improved (``best_val_iou`` given), then ``last.pt`` and ``history.json``. Both
+    checkpoints hold ``trained_on``, the :func:`skinseg.leakage.training_record` of the training data.
 
     Everything is copied to the CPU here, so that training can change the live tensors while
     the files are written.
@@ -418,12 +443,14 @@ def _checkpoint_writes(out_dir: Path, model: nn.Module, ema, optimizer, step_fn:
     ema_state = _cpu_state(ema.model) if ema else {}
     writes = []
     if best_val_iou is not None:  # the evaluated weights: the EMA's where there is one
-        best = {"arch": arch, "model": ema_state if ema else model_state, "epoch": epoch, "val_iou": best_val_iou}
+        best = {"arch": arch, "model": ema_state if ema else model_state, "epoch": epoch, "val_iou": best_val_iou,
+                "image_size": recipe["image_size"],  # the input size predict and evaluate resize to
+                "trained_on": trained_on}
         writes.append((functools.partial(save_atomic, best), out_dir / BEST))
     last = {"arch": arch, "model": model_state, "ema": ema_state,
             "ema_updates": ema.updates if ema else 0, "optimizer": _cpu_copy(optimizer.state_dict()),
             "scaler": step_fn.scaler.state_dict(), "epoch": epoch, "history": snapshot.to_dict(),
-            "recipe": recipe}
+            "recipe": recipe, "trained_on": trained_on}
     writes.append((functools.partial(save_atomic, last), out_dir / LAST))
     writes.append((snapshot.save, out_dir / HISTORY))
     return writes

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,22 @@ def run_cli(args: list[str], cwd: Path, cache: Path, timeout: float = 300) -> su
     """Run ``python -m skinseg *args`` and capture its output."""
     return subprocess.run([sys.executable, "-m", "skinseg", *map(str, args)], cwd=cwd, env=child_env(cache),
                           capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class BookBuild:
+    """One Jupyter Book build: the HTML folder, the build's log and its exit code."""
+
+    html: Path
+    log: str
+    returncode: int
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> BookBuild:
+    """The book built once per test session (warnings as errors, nitpicky), for every test that reads it."""
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    result = subprocess.run([str(jupyter_book), "build", str(REPO), "--path-output", str(out), "--warningiserror",
+                             "--nitpick", "--keep-going"], capture_output=True, text=True, cwd=REPO)
+    return BookBuild(out / "_build" / "html", result.stdout + result.stderr, result.returncode)

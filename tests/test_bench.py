@@ -133,3 +133,19 @@ def test_the_launch_floor_runs_the_same_operators_on_a_two_channel_network():
             counts.append(count.ops)
         assert counts[0] == counts[1]
     assert launch_floor(Setting("attention_unet", 2, "off", False, False), torch.device("cpu")) > 0
+
+
+def test_flops_are_counted_on_meta_as_on_real_tensors_and_the_overhead_is_one_figure():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from skinseg.bench import attention_flops_overhead, training_flops_per_image
+    from skinseg.models import build_model
+
+    model = build_model("attention_unet", 4)
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 3, 32, 32)).sum().backward()
+    assert training_flops_per_image("attention_unet", 4, (32, 32)) == counter.get_total_flops()
+    overhead = attention_flops_overhead()
+    assert overhead == training_flops_per_image("attention_unet", 64, (192, 256)) / training_flops_per_image(
+        "unet", 64, (192, 256)) - 1
+    assert 0.01 < overhead < 0.03  # the gates' 1x1 convolutions are cheap next to the 3x3 ones

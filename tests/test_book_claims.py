@@ -10,10 +10,15 @@ import re
 from pathlib import Path
 
 import jupytext
+import pandas as pd
 import pytest
+
 
 from skinseg.bench_results import latest_bench, speedup_table
 from skinseg.results import load_bench, load_results
+from skinseg.config import PROFILES, default_data_dir
+from skinseg.data.loading import split_pairs
+from skinseg.data.protocols import replica_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN, COMPILED = "bf16 + channels_last, batch 16", "bf16 + channels_last + compiled, batch 16"
@@ -28,7 +33,7 @@ def prose(chapter: str) -> str:
 
 @pytest.fixture(scope="module")
 def results():
-    return load_results(ROOT / "results" / "isic2017")
+    return load_results(ROOT / "results" / "isic2017_16ep")
 
 
 @pytest.fixture(scope="module")
@@ -83,4 +88,137 @@ def test_speed_claims(speeds):
     eager = bench[~(bench.compile | bench.compile_gates)].pipeline_fraction * 100
     assert f"takes about {round(eager.min())}-{round(eager.max())} % of a step" in prose("05")
     gap = 100 * (table.loc[COMPILED, "Attention U-Net model step ms"] / table.loc[COMPILED, "U-Net model step ms"] - 1)
-    assert f"about {round(gap)} % slower than the compiled U-Net's" in prose("03")
+    assert f"about {round(gap)} % slower than the compiled U-Net's" in prose("07")
+
+
+def test_the_gates_flop_overhead_is_one_figure_everywhere():
+    from skinseg.bench import attention_flops_overhead
+
+    figure = f"{100 * attention_flops_overhead():.1f} %"
+    texts = {name: prose(name) for name in ("03", "05", "07")}
+    for name, text in texts.items():
+        stated = set(re.findall(r"(\d+\.\d) % (?:more )?FLOPs|(\d+\.\d) % to the FLOPs|(\d+\.\d) % more FLOPs", text))
+        assert stated and {v for group in stated for v in group if v} == {figure[:-2]}, (name, stated)
+    readme = re.sub(r"\s+", " ", (ROOT / "README.md").read_text())
+    assert not re.search(r"\d\.\d % (?:more )?FLOPs", readme) or f"{figure} FLOPs" in readme
+
+
+def test_data_and_replica_claims_of_chapter_1():
+    data = default_data_dir()
+    if not (data / "ISIC-2017_Training_Data").is_dir():
+        pytest.skip(f"the shared ISIC 2017 copy is not at {data}")
+    from PIL import Image
+
+    text = prose("01")
+    sizes = set()
+    for split in ("train", "val", "test"):
+        for _, image, mask in split_pairs(data, split, "2017"):
+            with Image.open(image) as im, Image.open(mask) as m:
+                sizes |= {im.size, m.size}
+    n_images = sum(len(split_pairs(data, s, "2017")) for s in ("train", "val", "test"))
+    assert sizes == {(256, 192)} and f"every one of the {n_images} images is 256 × 192" in text
+    c = replica_counts(data)
+    missing_train, missing_test = c["train_official"] - c["train_present"], c["test_official"] - c["test_present"]
+    for claim in (f"holds {c['train_present']} of the {c['train_official']} training ids and {c['test_present']} "
+                  f"of the {c['test_official']} test ids; {missing_train} training and {missing_test} test images are missing",
+                  f"applied to the {c['train_present']} training ids present, puts {c['train']} of them in training "
+                  f"and {c['val']} in validation",
+                  f"the {c['test']} test ids present are the test set",
+                  f"With {c['test']} test images instead of {c['test_official']}",
+                  f"$\\sqrt{{{c['test_official']}/{c['test']}}}$",
+                  f"about {round(100 * ((c['test_official'] / c['test']) ** 0.5 - 1))} % wider confidence intervals",
+                  f"trained on ISIC 2017 has seen all {c['test']} replica test images",
+                  f"{c['train_present']} of its {c['train_official']} training images ({c['train']} training, "
+                  f"{c['val']} validation) and {c['test_present']} of its {c['test_official']} test images"):
+        assert claim in text, claim
+    assert "A sixth of the training images and a fifth of the test images" in text
+    assert abs(missing_train / c["train_official"] - 1 / 6) < 0.02 and abs(missing_test / c["test_official"] - 1 / 5) < 0.02
+    # "none does" states the stored output of the cell that counts them (nbval keeps it current)
+    stored = (ROOT / "book" / "01_data.ipynb").read_text()
+    assert "In this project's copy none does" in text and "0 of the 12 near-identical pairs" in stored
+
+
+# --- chapter 6: the 16-epoch lesson, on both endpoints ------------------------------------------
+
+def test_the_16_epoch_runs_stopped_while_still_improving(results):
+    runs, h = results.runs, results.histories
+    text = prose("06")
+    assert "Every run reached its best validation IoU at its last epoch or the one before" in text
+    assert (runs.best_epoch >= runs.epochs - 1).all()
+    last = h.groupby(["model", "seed"]).epoch.max()
+    val = h.set_index(["model", "seed", "epoch"]).val_iou
+    gains = [val[m, s, e] - val[m, s, e - 4] for (m, s), e in last.items()]
+    assert "gained more in its last four epochs than the two models differ" in text
+    differences = [abs(results.comparison("iou", e)["seed_averaged"]["mean_diff"]) for e in ("raw", "chosen")]
+    assert min(gains) > max(differences)
+
+
+def test_the_verdict_flips_with_the_endpoint(results):
+    chosen, raw = (results.comparison("iou", e) for e in ("chosen", "raw"))
+    text = prose("06")
+    c, r = chosen["seed_averaged"]["mean_diff"], raw["seed_averaged"]["mean_diff"]
+    assert f"{c:+.4f}".replace("-", "−") + " IoU with each run's own choice" in text
+    assert f"{r:+.4f} on raw predictions" in text and c < 0 < r
+    assert f"(−{abs(c):.4f} with the per-run choice, {r:+.4f} raw)" in text
+    assert "all four intervals include zero" in text
+    for result in (chosen, raw):
+        for part in ("seed_averaged", "two_level"):
+            assert result[part]["ci_low"] < 0 < result[part]["ci_high"]
+    assert "it includes zero on both endpoints" in text
+
+
+def test_per_seed_directions_of_chapter_6(results):
+    text = prose("06")
+    chosen = results.comparison("iou", "chosen")["per_seed"]
+    assert ("every seed's mean difference is zero or below, while every seed's median difference is above zero "
+            "and the Attention U-Net wins more images than the U-Net in every seed") in text
+    for s in chosen.values():
+        assert round(s["mean_diff"], 4) <= 0 < s["median_diff"] and s["b_better"] > s["a_better"]
+    assert "for seed 0 it gives a tiny p-value although the mean difference is almost exactly zero" in text
+    assert chosen["0"]["p_wilcoxon"] < 0.001 and abs(chosen["0"]["mean_diff"]) < 0.0005
+    raw = results.comparison("iou", "raw")["per_seed"]
+    assert ("On raw predictions, seeds 0 and 2 favour the Attention U-Net by mean, median and wins alike, "
+            "and seed 1 favours the U-Net by all three") in text
+    for seed, sign in (("0", 1), ("2", 1), ("1", -1)):
+        s = raw[seed]
+        assert sign * s["mean_diff"] > 0 and sign * s["median_diff"] > 0 and sign * (s["b_better"] - s["a_better"]) > 0
+
+
+def test_choices_and_cases_of_chapter_6(results):
+    text, runs = prose("06"), results.runs
+    gain = (runs.mean_iou - runs.raw_mean_iou)[runs.model == "unet"]
+    assert "added one to four thousandths of test IoU" in text and 0.001 <= gain.min() and gain.max() < 0.004
+    assert (runs[runs.model == "unet"].chosen.str.endswith("+post")).all()  # "always with post-processing"
+    assert (runs[runs.model == "attention_unet"].chosen.str.startswith("d4")).all()  # "all chose d4"
+    both = {m: results.per_image(m, 0) for m in ("unet", "attention_unet")}
+    disputed = (both["attention_unet"].iou - both["unet"].iou).abs().sort_values(ascending=False, kind="stable")
+    losses = [i for i in disputed.index[:4] if both["attention_unet"].iou[i] < both["unet"].iou[i]]
+    raw = [both[m].iou_raw[i] for m in both for i in losses]
+    assert len(losses) == 3 and "(0.33 to 0.44 for both)" in text
+    assert round(min(raw), 2) == 0.33 and round(max(raw), 2) == 0.44
+    spread = runs.groupby("model").mean_iou.agg(lambda v: v.max() - v.min())
+    assert "runs of the same model differ by up to about a point" in text and 0.008 < spread.max() < 0.013
+    assert results.config["data"]["test"]["n"] == 600 and results.config["data"]["val"]["n"] == 150
+
+
+def test_lesion_size_claims_of_chapter_6(results):
+    text = prose("06")
+    seeds = results.seeds
+    lesion = results.per_image("unet", seeds[0]).lesion_fraction
+    groups = pd.cut(lesion, [0, 0.05, 0.10, 0.20, 0.40, 1.0], include_lowest=True)
+    mean = {m: pd.concat([results.per_image(m, s).iou_raw for s in seeds], axis=1).mean(axis=1)
+            .groupby(groups, observed=False).mean() for m in ("unet", "attention_unet")}
+    diff = mean["attention_unet"] - mean["unet"]
+    assert ("the Attention U-Net is ahead by a few thousandths, about as much as the two models differ, one way or "
+            "the other, in the other size groups") in text
+    assert 0.001 < diff.iloc[0] < 0.01 and diff.iloc[0] <= 1.1 * diff.iloc[1:].abs().max()
+    assert "The largest lesions are clearly the hardest for both" in text
+    assert (mean["unet"].iloc[-1] < mean["unet"].iloc[:-1].min() - 0.03)
+    assert (mean["attention_unet"].iloc[-1] < mean["attention_unet"].iloc[:-1].min() - 0.03)
+
+
+def test_the_converged_recipe_of_chapter_6():
+    text = prose("06")
+    epochs = PROFILES["full"].epochs
+    assert f"trained for a fixed {epochs} epochs" in text and f"a fixed number of epochs, {epochs}," in text
+    assert "(section 6.4 shows why 16 were not enough" in text and PROFILES["full"].epochs > 16

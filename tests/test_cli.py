@@ -1,27 +1,37 @@
 """The command line, run as ``python -m skinseg`` in child processes: help texts, bad input
 (one line on stderr, exit code 2, no traceback) and train -> evaluate -> compare end to end."""
 import json
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from skinseg.cli import build_parser
 from skinseg.config import PROFILES
 from skinseg.data.synthetic import make_synthetic
 from skinseg.device import seed_everything
+from skinseg.lock import LOCK_NAME
 from skinseg.models import UNet
 from skinseg.train import fit
 
 from conftest import child_env, run_cli
+from test_download import _Handler, _damage, _zip
 
-COMMANDS = ["download", "info", "train", "evaluate", "compare", "experiment", "sweep", "bench", "synthetic"]
+COMMANDS = ["download", "info", "train", "evaluate", "predict", "compare", "merge", "experiment", "sweep", "slice", "bench", "synthetic"]
 TRAIN_IMAGES = "ISIC-2017_Training_Data"
 TRAIN_MASKS = "ISIC-2017_Training_Part1_GroundTruth"
 VAL_MASKS = "ISIC-2017_Validation_Part1_GroundTruth"
@@ -39,116 +49,264 @@ def test_every_subcommand_is_listed_and_has_help(tmp_path):
         assert result.stderr == ""
 
 
-def test_no_command_is_a_usage_error(tmp_path):
-    result = run_cli([], tmp_path, tmp_path / "cache")
-    assert result.returncode == 2 and "usage:" in result.stderr and "Traceback" not in result.stderr
-
 # ----------------------------------------------------------------------------- bad input
 
+# Every bad input a user can give, as (name, command line, texts that the one line on stderr
+# must contain). Each runs as `python -m skinseg ...` in its own process and must end with
+# exit code 2, exactly one line on stderr and no traceback. Add new cases here. Placeholders:
+# {root} a scratch folder, {layout} a good SYNTHETIC ISIC 2017 layout, {run}, {run_a}, {run_b}
+# folders with a trained width-4 unet, {<damage>} a copy of the layout damaged as DAMAGES says,
+# {<file>} the files that FILES writes, {server} a local HTTP server (see SERVED) and
+# {closed} an address where nothing listens (write a literal brace twice).
+TRAIN = ["train", "--profile", "tiny", "--epochs", "1", "--out", "{root}/out", "--data"]
+EVALUATE = ["evaluate", "--checkpoint", "{run}/best.pt", "--data", "{layout}"]
+BAD_INPUTS = [
+    # the data folder and its files
+    ("missing_folder", ["info", "--data", "{root}/nowhere"],
+     ["no ISIC data found in", "ISIC-2017_Training_Data", "ISBI2016_ISIC_Part1_Training_Data",
+      "python -m skinseg download --year 2017 --data {root}/nowhere"]),
+    ("missing_folder_train", TRAIN + ["{root}/nowhere"], ["no ISIC data found", "python -m skinseg download"]),
+    ("image_without_mask", ["info", "--data", "{image_without_mask}"],
+     ["image(s) without a mask", "ISIC_0000003.jpg", "ISIC_0000003_segmentation.png"]),
+    ("mask_without_image", ["info", "--data", "{mask_without_image}"],
+     ["mask(s) without an image", "ISIC_0000005_segmentation.png", "ISIC_0000005.jpg"]),
+    ("empty_folder", ["info", "--data", "{empty_folder}"], ["empty folder {empty_folder}/" + TRAIN_IMAGES, "expected images"]),
+    ("same_stem_twice", ["info", "--data", "{same_stem_twice}"],
+     ["image ISIC_0000003 is there twice", "ISIC_0000003.jpg", "ISIC_0000003.png"]),
+    ("mask_size", TRAIN + ["{mask_size}"], ["ISIC_0000002_segmentation.png is 64x32", "ISIC_0000002.jpg is 64x64", "same size"]),
+    ("corrupt_jpeg", TRAIN + ["{corrupt_jpeg}"], ["cannot read {corrupt_jpeg}/" + TRAIN_IMAGES + "/ISIC_0000004.jpg",
+                                                  "corrupt or truncated"]),
+    ("truncated_png", TRAIN + ["{truncated_png}"], ["cannot read {truncated_png}/" + VAL_MASKS + "/ISIC_0000009_segmentation.png",
+                                                    "corrupt or truncated"]),
+    ("label_map_mask", TRAIN + ["{label_map_mask}"],
+     ["{label_map_mask}/" + TRAIN_MASKS + "/ISIC_0000001_segmentation.png is not a binary mask", "{{0, 1, 2}}"]),
+    ("grey_level_mask", TRAIN + ["{grey_level_mask}"],
+     ["{grey_level_mask}/" + TRAIN_MASKS + "/ISIC_0000001_segmentation.png is not a binary mask", "{{0, 128, 255}}"]),
+    ("missing_table", ["compare", "{root}/a.csv", "{root}/b.csv"],
+     ["per-image table {root}/a.csv does not exist", "python -m skinseg evaluate"]),
+    # your own images (the pairing rules of skinseg.data.folders are tested in test_folders.py)
+    ("own_folder_without_masks", ["info", "--data", "{own_folder_without_masks}"],
+     ["missing folder {own_folder_without_masks}/masks", "images/ and masks/ side by side"]),
+    ("predict_missing_image", ["predict", "--checkpoint", "{run}/best.pt", "{root}/nowhere.jpg"],
+     ["image or folder {root}/nowhere.jpg does not exist"]),
+    ("predict_folder_without_images", ["predict", "--checkpoint", "{run}/best.pt", "{layout}"],
+     ["no images (.jpg", "in folder {layout}"]),
+    ("predict_psi_on_unet", ["predict", "--checkpoint", "{run}/best.pt", "--psi", "--out", "{root}/predicted",
+                             "{layout}/ISIC-2017_Test_v2_Data"], ["psi maps need an Attention U-Net, but {run}/best.pt holds a U-Net"]),
+    ("external_not_name_folder", ["experiment", "--profile", "tiny", "--external", "ph2", "--data", "{layout}"],
+     ["--external 'ph2': expected NAME=FOLDER"]),
+    ("external_missing_folder", ["experiment", "--profile", "tiny", "--out", "{root}/ext", "--external",
+                                 "ph2={root}/nowhere", "--data", "{layout}"], ["no ISIC data found in {root}/nowhere"]),
+    # checkpoints
+    ("missing_checkpoint", ["evaluate", "--checkpoint", "{root}/missing.pt"],
+     ["argument --checkpoint: expected an existing file, got '{root}/missing.pt' (no such file)"]),
+    ("checkpoint_is_a_folder", ["evaluate", "--checkpoint", "{root}"], ["argument --checkpoint", "a folder"]),
+    ("not_a_checkpoint", ["evaluate", "--checkpoint", "{text_file}", "--data", "{layout}"],
+     ["cannot read checkpoint {text_file}", "not a skinseg checkpoint"]),
+    ("empty_checkpoint", ["evaluate", "--checkpoint", "{empty_pt}", "--data", "{layout}"],
+     ["checkpoint {empty_pt} is empty (0 bytes)"]),
+    ("checkpoint_without_arch", ["evaluate", "--checkpoint", "{no_arch_pt}", "--data", "{layout}"],
+     ["{no_arch_pt} is not a skinseg checkpoint (expected keys 'arch' and 'model')"]),
+    ("checkpoint_with_unknown_arch", ["evaluate", "--checkpoint", "{bad_arch_pt}", "--data", "{layout}"],
+     ["{bad_arch_pt} has a bad 'arch' field", "'vgg16'"]),
+    ("checkpoint_with_arch_unlike_weights", ["evaluate", "--checkpoint", "{mismatch_pt}", "--data", "{layout}"],
+     ["{mismatch_pt}: the 'model' weights do not match its arch (attention_unet of width 4)", "missing"]),
+    ("other_architecture", ["train", "--profile", "tiny", "--model", "attention_unet", "--out", "{run_a}", "--data",
+                            "{layout}"], ["{run_a}/last.pt holds a unet of width 4", "the model is a attention_unet of width 4"]),
+    ("other_recipe", ["train", "--profile", "tiny", "--model", "unet", "--epochs", "3", "--out", "{run_b}", "--data", "{layout}"],
+     ["{run_b}/last.pt was written by a run with another recipe (epochs 1 -> 3)", "--no-resume"]),
+    # options
+    ("width_zero", ["train", "--width", "0"], ["argument --width: expected an integer from 1 to 512, got '0'"]),
+    ("width_absurd", ["train", "--width", "100000"], ["argument --width: expected an integer from 1 to 512, got '100000'"]),
+    ("epochs_zero", ["train", "--epochs", "0"], ["argument --epochs: expected an integer of at least 1, got '0'"]),
+    ("epochs_not_a_number", ["experiment", "--epochs", "ten"], ["argument --epochs: expected an integer, got 'ten'"]),
+    ("batch_size_negative", ["sweep", "--batch-size", "-4"], ["argument --batch-size: expected an integer of at least 1"]),
+    ("limit_zero", EVALUATE + ["--limit", "0"], ["argument --limit: expected an integer of at least 1, got '0'"]),
+    ("limit_negative", EVALUATE + ["--limit", "-1"], ["argument --limit: expected an integer of at least 1, got '-1'"]),
+    ("image_size_zero", EVALUATE + ["--image-size", "0", "256"], ["argument --image-size: expected a multiple of 16", "got '0'"]),
+    ("image_size_not_multiple_of_16", EVALUATE + ["--image-size", "100", "256"], ["argument --image-size", "got '100'"]),
+    ("image_size_one_number", EVALUATE + ["--image-size", "192"], ["argument --image-size: expected 2 arguments"]),
+    ("out_is_a_folder", EVALUATE + ["--out", "{root}"], ["argument --out: expected a file name to write, got the folder '{root}'"]),
+    ("compare_out_is_a_folder", ["compare", "{root}/a.csv", "{root}/b.csv", "--out", "{root}"], ["argument --out", "the folder"]),
+    ("train_out_is_a_file", ["train", "--out", "{text_file}"],
+     ["argument --out: expected a folder to write into, got the existing file '{text_file}'"]),
+    ("out_inside_a_file", ["experiment", "--out", "{text_file}/results"], ["argument --out", "but {text_file} is a file"]),
+    ("device_unknown", ["train", "--device", "tpu"], ["argument --device: device must be cpu, cuda, cuda:N or mps, got 'tpu'"]),
+    ("device_not_on_this_machine", EVALUATE + ["--device", "cuda:99"], ["argument --device: device 'cuda:99' asked for"]),
+    ("time_budget_negative", ["experiment", "--time-budget", "-5"], ["argument --time-budget: expected a positive number, got '-5'"]),
+    ("time_budget_nan", ["sweep", "--time-budget", "nan"], ["argument --time-budget: expected a positive number, got 'nan'"]),
+    ("seeds_negative", ["experiment", "--seeds", "0", "-1"], ["argument --seeds: expected an integer of at least 0, got '-1'"]),
+    ("bench_steps_zero", ["bench", "--steps", "0"], ["argument --steps: expected an integer of at least 1"]),
+    ("synthetic_no_images", ["synthetic", "--n-train", "0"], ["argument --n-train: expected an integer of at least 1"]),
+    ("unknown_choice", EVALUATE + ["--tta", "d8"], ["argument --tta: invalid choice: 'd8'"]),
+    ("unknown_option", ["train", "--learning-rate", "3"], ["unrecognized arguments: --learning-rate 3"]),
+    ("unknown_command", ["fit"], ["argument command: invalid choice: 'fit'"]),
+    ("no_command", [], ["the following arguments are required: command", "python -m skinseg --help"]),
+    ("clashing_variants", ["experiment", "--profile", "tiny", "--variant", "lower_lr", "higher_lr", "--data", "{layout}"],
+     ["variants 'lower_lr' and 'higher_lr' both set lr"]),
+    ("epochs_and_budget", ["sweep", "--profile", "tiny", "--epochs", "2", "--time-budget", "60", "--data", "{layout}"],
+     ["give either --epochs or --time-budget, not both"]),
+    ("sweep_budget_too_small", ["sweep", "--profile", "tiny", "--time-budget", "1", "--data", "{layout}"],
+     ["time budget of 1 s is too small"]),
+    # downloads
+    ("base_url_malformed", ["download", "--base-url", "htp//mirror"], ["argument --base-url: expected a URL", "'htp//mirror'"]),
+    ("base_url_without_host", ["download", "--base-url", "https://"], ["argument --base-url: expected a URL"]),
+    ("download_into_a_file", ["download", "--data", "{text_file}"], ["argument --data: expected a folder to write into"]),
+    ("download_offline", ["download", "--quiet", "--base-url", "{closed}", "--data", "{root}/dl_offline"],
+     ["cannot reach {closed}/ISIC-2017_Training_Data.zip", "by hand"]),
+    ("download_corrupt_archive", ["download", "--quiet", "--base-url", "{server}/corrupt", "--data", "{root}/dl_corrupt"],
+     ["ISIC-2017_Training_Data.zip is damaged", "CRC", "deleted it, run again"]),
+    ("download_cut_short_without_length", ["download", "--quiet", "--base-url", "{server}/short", "--data", "{root}/dl_short"],
+     ["ISIC-2017_Training_Data.zip is not a complete zip archive", "deleted it, run again"]),
+    ("download_unsafe_member", ["download", "--quiet", "--base-url", "{server}/unsafe", "--data", "{root}/dl_unsafe"],
+     ["ISIC-2017_Training_Data.zip contains an unsafe member '../evil.txt'", "nothing was extracted"]),
+]
 
-def _damaged_copies(layout: Path, root: Path) -> dict[str, Path]:
-    """One copy of the SYNTHETIC layout per kind of damage."""
-    copies = {}
 
-    def copy(name):
-        copies[name] = Path(shutil.copytree(layout, root / name))
-        return copies[name]
+def _set_mask(values):
+    def damage(copy: Path) -> None:
+        stripes = np.array(values, np.uint8)[np.arange(64) * len(values) // 64]
+        Image.fromarray(np.tile(stripes, (64, 1))).save(copy / TRAIN_MASKS / "ISIC_0000001_segmentation.png")
+    return damage
 
-    (copy("image_without_mask") / TRAIN_MASKS / "ISIC_0000003_segmentation.png").unlink()
-    (copy("mask_without_image") / TRAIN_IMAGES / "ISIC_0000005.jpg").unlink()
-    for p in (copy("empty_folder") / TRAIN_IMAGES).iterdir():
-        p.unlink()
-    Image.fromarray(np.zeros((32, 64), np.uint8)).save(copy("mask_size") / TRAIN_MASKS / "ISIC_0000002_segmentation.png")
-    jpeg = copy("corrupt_jpeg") / TRAIN_IMAGES / "ISIC_0000004.jpg"
-    jpeg.write_bytes(jpeg.read_bytes()[:400])
-    png = copy("truncated_png") / VAL_MASKS / "ISIC_0000009_segmentation.png"
-    png.write_bytes(png.read_bytes()[:60])
-    return copies
+
+def _truncate(path: str, keep: int):
+    def damage(copy: Path) -> None:
+        (copy / path).write_bytes((copy / path).read_bytes()[:keep])
+    return damage
+
+
+DAMAGES = {  # copies of the SYNTHETIC layout, each damaged in one way
+    "image_without_mask": lambda c: (c / TRAIN_MASKS / "ISIC_0000003_segmentation.png").unlink(),
+    "mask_without_image": lambda c: (c / TRAIN_IMAGES / "ISIC_0000005.jpg").unlink(),
+    "empty_folder": lambda c: [p.unlink() for p in (c / TRAIN_IMAGES).iterdir()],
+    "same_stem_twice": lambda c: Image.open(c / TRAIN_IMAGES / "ISIC_0000003.jpg").save(c / TRAIN_IMAGES / "ISIC_0000003.png"),
+    "mask_size": lambda c: Image.fromarray(np.zeros((32, 64), np.uint8)).save(
+        c / TRAIN_MASKS / "ISIC_0000002_segmentation.png"),
+    "corrupt_jpeg": _truncate(f"{TRAIN_IMAGES}/ISIC_0000004.jpg", 400),
+    "truncated_png": _truncate(f"{VAL_MASKS}/ISIC_0000009_segmentation.png", 60),
+    "label_map_mask": _set_mask((0, 1, 2)),
+    "grey_level_mask": _set_mask((0, 128, 255)),
+    "own_folder_without_masks": lambda c: [shutil.rmtree(p) if p.is_dir() else p.unlink() for p in list(c.iterdir())]
+    + [(c / "images").mkdir()],
+}
+
+
+def _files(root: Path, run: Path) -> dict[str, Path]:
+    """Files that are not what they claim to be (FILES of the table)."""
+    files = {name: root / f"{name}.pt" for name in ("text_file", "empty_pt", "no_arch_pt", "bad_arch_pt", "mismatch_pt")}
+    files["text_file"].write_text("not a checkpoint\n")
+    files["empty_pt"].touch()
+    good = torch.load(run / "best.pt", weights_only=True)
+    torch.save({"model": good["model"], "epoch": 1}, files["no_arch_pt"])
+    torch.save({**good, "arch": {"model": "vgg16", "width": 4}}, files["bad_arch_pt"])
+    torch.save({**good, "arch": {"model": "attention_unet", "width": 4}}, files["mismatch_pt"])
+    return files
+
+
+def _served(server) -> None:
+    """Archives behind {server}: damaged (CRC), cut short without a Content-Length, with an unsafe member."""
+    archive = _zip({f"{TRAIN_IMAGES}/ISIC_0000000.jpg": b"\xff\xd8" + bytes(range(256)) * 40})
+    server.files["corrupt/ISIC-2017_Training_Data.zip"] = _damage(archive)
+    server.files["short/ISIC-2017_Training_Data.zip"] = archive
+    server.truncate.add("short/ISIC-2017_Training_Data.zip")
+    server.files["unsafe/ISIC-2017_Training_Data.zip"] = _zip({"../evil.txt": b"evil"})
 
 
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory, layout_2017):
-    """Run every bad-input command at once (they are independent) and collect the results.
-
-    Missing checkpoints and checkpoints of another width are the same code paths as the
-    cases here and are tested in-process in test_train.py (each command that loads a
-    checkpoint imports torch, which costs seconds of CPU per process)."""
+    """Run every command of BAD_INPUTS at once (they are independent) and collect the results."""
     root = tmp_path_factory.mktemp("cli_bad")
-    data = _damaged_copies(layout_2017, root)
-    text_file = root / "notes.pt"
-    text_file.write_text("not a checkpoint\n")
-    unet_run = root / "unet_run"
+    places = {"root": root, "layout": layout_2017, "run": root / "unet_run"}
+    for name, damage in DAMAGES.items():
+        places[name] = Path(shutil.copytree(layout_2017, root / name))
+        damage(places[name])
     seed_everything(0)
     tiny = make_synthetic(8, (64, 64), seed=3)
     fit(UNet(width=4), tiny.subset(slice(0, 4)), tiny.subset(slice(4, 8)), PROFILES["tiny"].replace(epochs=1),
-        unet_run, progress=False, device="cpu")
-    train = ["train", "--profile", "tiny", "--epochs", "1", "--out", root / "out", "--data"]
-    cases = {
-        "missing_folder": (["info", "--data", root / "nowhere"],
-                           ["no ISIC data found in", "ISIC-2017_Training_Data", "ISBI2016_ISIC_Part1_Training_Data",
-                            f"python -m skinseg download --year 2017 --data {root / 'nowhere'}"]),
-        "missing_folder_train": (train + [root / "nowhere"], ["no ISIC data found", "python -m skinseg download"]),
-        "image_without_mask": (["info", "--data", data["image_without_mask"]],
-                               ["image(s) without a mask", "ISIC_0000003.jpg", "ISIC_0000003_segmentation.png"]),
-        "mask_without_image": (["info", "--data", data["mask_without_image"]],
-                               ["mask(s) without an image", "ISIC_0000005_segmentation.png", "ISIC_0000005.jpg"]),
-        "empty_folder": (["info", "--data", data["empty_folder"]],
-                         [f"empty folder {data['empty_folder'] / TRAIN_IMAGES}", "expected images"]),
-        "mask_size": (train + [data["mask_size"]],
-                      ["ISIC_0000002_segmentation.png is 64x32", "ISIC_0000002.jpg is 64x64", "same size"]),
-        "corrupt_jpeg": (train + [data["corrupt_jpeg"]],
-                         [f"cannot read {data['corrupt_jpeg'] / TRAIN_IMAGES / 'ISIC_0000004.jpg'}",
-                          "corrupt or truncated"]),
-        "truncated_png": (train + [data["truncated_png"]],
-                          [f"cannot read {data['truncated_png'] / VAL_MASKS / 'ISIC_0000009_segmentation.png'}",
-                           "corrupt or truncated"]),
-        "not_a_checkpoint": (["evaluate", "--checkpoint", text_file, "--data", layout_2017],
-                             [f"cannot read checkpoint {text_file}", "not a skinseg checkpoint"]),
-        "other_architecture": (["train", "--profile", "tiny", "--model", "attention_unet", "--out", unet_run,
-                                "--data", layout_2017],
-                               [f"{unet_run / 'last.pt'} holds a unet of width 4",
-                                "the model is a attention_unet of width 4"]),
-        "other_recipe": (["train", "--profile", "tiny", "--model", "unet", "--epochs", "3", "--out", unet_run,
-                          "--data", layout_2017],
-                         [f"{unet_run / 'last.pt'} was written by a run with another recipe (epochs 1 -> 3)",
-                          "--no-resume"]),
-        "bad_width": (["train", "--profile", "tiny", "--width", "0", "--data", layout_2017],
-                      ["width must be at least 1, got 0"]),
-        "clashing_variants": (["experiment", "--profile", "tiny", "--variant", "lower_lr", "higher_lr",
-                               "--data", layout_2017], ["variants 'lower_lr' and 'higher_lr' both set lr"]),
-        "epochs_and_budget": (["experiment", "--profile", "tiny", "--epochs", "2", "--time-budget", "60",
-                               "--data", layout_2017], ["give either --epochs or --time-budget, not both"]),
-        "sweep_budget_too_small": (["sweep", "--profile", "tiny", "--time-budget", "1", "--data", layout_2017],
-                                   ["time budget of 1 s is too small"]),
-        "missing_table": (["compare", root / "a.csv", root / "b.csv"],
-                          [f"per-image table {root / 'a.csv'} does not exist", "python -m skinseg evaluate"]),
-    }
-    processes = {name: subprocess.Popen([sys.executable, "-m", "skinseg", *map(str, args)], cwd=root,
-                                        env=child_env(root / "cache"), stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
-                 for name, (args, _) in cases.items()}
-    results = {}
-    for name, process in processes.items():
-        out, err = process.communicate(timeout=300)
-        results[name] = (process.returncode, out, err, cases[name][1], cases[name][0][0])
+        places["run"], progress=False, device="cpu")
+    places.update(_files(root, places["run"]))
+    for copy in ("run_a", "run_b"):  # commands that would write into the run run at the same time
+        places[copy] = Path(shutil.copytree(places["run"], root / copy))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        places["closed"] = f"http://127.0.0.1:{s.getsockname()[1]}"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.files, server.etags, server.requests, server.if_ranges, server.truncate = {}, {}, [], [], set()
+    server.ignore_range = server.ignore_if_range = False
+    server.no_length = True
+    _served(server)
+    places["server"] = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    def run(case):
+        name, args, expected = case
+        done = subprocess.run([sys.executable, "-m", "skinseg", *[str(a).format(**places) for a in args]], cwd=root,
+                              env=child_env(root / "cache"), capture_output=True, text=True, timeout=300)
+        return name, (done.returncode, done.stdout, done.stderr, [t.format(**places) for t in expected],
+                      args[0] if args and args[0] in COMMANDS else None)
+
+    try:  # a few at a time: all at once, their imports of torch would crowd two cores out
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            results = dict(pool.map(run, BAD_INPUTS))
+    finally:
+        server.shutdown()
+        server.server_close()
     return results
 
 
-BAD_CASES = ["missing_folder", "missing_folder_train", "image_without_mask", "mask_without_image", "empty_folder",
-             "mask_size", "corrupt_jpeg", "truncated_png", "not_a_checkpoint", "other_architecture",
-             "other_recipe", "bad_width", "clashing_variants", "epochs_and_budget", "sweep_budget_too_small", "missing_table"]
+def test_the_bad_input_table_has_unique_names():
+    names = [name for name, _, _ in BAD_INPUTS]
+    assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize("case", BAD_CASES)
+@pytest.mark.parametrize("case", [name for name, _, _ in BAD_INPUTS])
 def test_bad_input_prints_one_line_and_exits_with_2(bad_runs, case):
     returncode, out, err, expected, command = bad_runs[case]
     assert returncode == 2, (out, err)
     assert "Traceback" not in err
     lines = err.splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith(f"skinseg {command}: error: ")
+    assert lines[0].startswith(f"skinseg {command}: error: " if command else "skinseg: error: ")
     for text in expected:
         assert text in lines[0], (text, lines[0])
+
+
+def test_two_trainings_into_one_folder_the_second_is_refused(tmp_path, layout_2017):
+    """The second writer stops at once, naming the folder and the first's PID; the first's files stay its own."""
+    out = tmp_path / "run"
+    train = [sys.executable, "-m", "skinseg", "train", "--profile", "tiny", "--data", str(layout_2017), "--out", str(out)]
+    env = child_env(tmp_path / "cache")
+    first = subprocess.Popen(train + ["--seed", "0", "--epochs", "20"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = out / LOCK_NAME
+    deadline = time.monotonic() + 240
+    def holder() -> str:
+        try:
+            return lock.read_text().strip()
+        except FileNotFoundError:
+            return ""
+    while holder() != str(first.pid):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.005)
+    first.send_signal(signal.SIGSTOP)  # it holds the folder, mid-training, for as long as the second needs
+    try:
+        second = subprocess.run(train + ["--seed", "1", "--epochs", "2", "--no-resume"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=300)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    out_first, err_first = first.communicate(timeout=300)
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert second.stderr.splitlines() == [
+        f"skinseg train: error: output folder {out} is in use by another skinseg process (PID {first.pid}, "
+        f"lock file {lock}); wait for it to finish or choose another output folder"]
+    assert "wrote" not in second.stdout
+    assert first.returncode == 0, err_first
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "history.json", "last.pt"]
+    history = json.loads((out / "history.json").read_text())
+    assert history["meta"]["seed"] == 0 and [r["epoch"] for r in history["records"]] == list(range(1, 21))
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["recipe"]["seed"] == 0 and last["epoch"] == 20 and last["history"] == history
 
 
 def test_bad_profile_from_the_environment(tmp_path, layout_2017):
@@ -158,7 +316,7 @@ def test_bad_profile_from_the_environment(tmp_path, layout_2017):
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
-        "skinseg train: error: profile must be one of ['full', 'smoke', 'tiny'], got 'huge' "
+        f"skinseg train: error: profile must be one of {sorted(PROFILES)}, got 'huge' "
         "(from the argument or SKINSEG_PROFILE)"]
 
 # ----------------------------------------------------------------------------- end to end
@@ -168,7 +326,7 @@ def _written(stdout: str) -> list[str]:
     """The paths after 'wrote' in a command's output."""
     paths = []
     for line in stdout.splitlines():
-        m = re.match(r"wrote (?:SYNTHETIC ISIC \d+ layout to )?(\S+)(?: and (\S+))?$", line)
+        m = re.match(r"wrote (?:SYNTHETIC ISIC \d+ layout (?:\(\w+\) )?to )?(\S+)(?: and (\S+))?$", line)
         if m:
             paths += [p for p in m.groups() if p]
     return paths
@@ -188,7 +346,7 @@ def test_synthetic_train_evaluate_compare_end_to_end(tmp_path):
     assert cli("info", "--data", "data").strip() == "ISIC 2017 in data: train 8, val 4, test 4"
 
     out = cli("train", "--data", "data", "--profile", "tiny", "--epochs", "2", "--out", "run")
-    assert "CPU SMOKE RUN" in out and "8 training and 4 validation images" in out
+    assert "CPU SMOKE RUN" in out and "8 training images" in out and "4 validation images" in out
     assert _written(out) == ["run/best.pt", "run/last.pt", "run/history.json"]
     assert all((tmp_path / p).is_file() for p in _written(out))
     history = json.loads((tmp_path / "run" / "history.json").read_text())
@@ -198,7 +356,7 @@ def test_synthetic_train_evaluate_compare_end_to_end(tmp_path):
     out = cli("evaluate", "--checkpoint", "run/best.pt", "--data", "data", "--split", "test",
               "--image-size", "64", "64", "--out", "eval/a.csv")
     assert _written(out) == ["eval/a.csv", "eval/a.json"]
-    assert out.startswith("ISIC 2017 test: mean_iou ")
+    assert "\nISIC 2017 test: mean_iou " in "\n" + out
     a = pd.read_csv(tmp_path / "eval" / "a.csv", index_col="id")
     assert list(a.index) == [f"ISIC_{k:07d}" for k in range(12, 16)]
     summary = json.loads((tmp_path / "eval" / "a.json").read_text())

@@ -1,5 +1,6 @@
 """Data: the real ISIC 2017 copy, SYNTHETIC ISIC 2016/2017 layouts, the fixed 2016 split,
 the cache, augmentation, and every kind of bad input the readers must reject clearly."""
+import io
 import os
 import re
 import warnings
@@ -194,22 +195,75 @@ def test_mask_of_another_size(layout_copy):
     assert "64x32" in message and "64x64" in message and "same size" in message
 
 
-def test_mask_with_grey_values_is_binarised_at_127_with_a_warning(layout_copy):
+def test_mask_with_jpeg_noise_is_binarised_at_127_with_a_warning(layout_copy):
     mask_path = layout_copy / TRAIN_MASKS / "ISIC_0000001_segmentation.png"
-    grey = np.zeros((64, 64), np.uint8)
-    grey[:, 16:32], grey[:, 32:48], grey[:, 48:] = 127, 128, 200
-    Image.fromarray(grey).save(mask_path)
-    with pytest.warns(UserWarning, match=r"ISIC_0000001_segmentation\.png has values other than 0 and 255; binarised at 127"):
+    clean = np.asarray(Image.open(mask_path))
+    buf = io.BytesIO()
+    Image.fromarray(clean).save(buf, format="JPEG", quality=75)  # as masks stored as JPEG come out
+    noisy = np.asarray(Image.open(buf))
+    assert len(np.unique(noisy)) > 2
+    Image.fromarray(noisy).save(mask_path)
+    with pytest.warns(UserWarning, match=r"ISIC_0000001_segmentation\.png has grey edges .*binarised at 127"):
         _, mask = read_pair(layout_copy / TRAIN_IMAGES / "ISIC_0000001.jpg", mask_path, (64, 64))
-    np.testing.assert_array_equal(mask, (grey > 127).astype(np.uint8))
+    np.testing.assert_array_equal(mask, (noisy > 127).astype(np.uint8))
     with pytest.warns(UserWarning, match="binarised at 127"):
         data = load_split(layout_copy, "train", (64, 64), cache=False)
-    np.testing.assert_array_equal(data.masks[1], (grey > 127).astype(np.uint8))
+    np.testing.assert_array_equal(data.masks[1], (noisy > 127).astype(np.uint8))
     # a clean 0/255 mask gives no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_pair(layout_copy / TRAIN_IMAGES / "ISIC_0000000.jpg",
                   layout_copy / TRAIN_MASKS / "ISIC_0000000_segmentation.png", (64, 64))
+
+
+@pytest.mark.parametrize("stored", ["0/1 8-bit", "0/1 16-bit", "0/255 16-bit", "0/1 palette", "bilevel"])
+def test_binary_masks_in_other_encodings_give_the_same_mask(layout_copy, stored):
+    mask_path = layout_copy / TRAIN_MASKS / "ISIC_0000002_segmentation.png"
+    image_path = layout_copy / TRAIN_IMAGES / "ISIC_0000002.jpg"
+    _, reference = read_pair(image_path, mask_path, (64, 64))
+    assert 0 < reference.mean() < 1
+    encoded = {"0/1 8-bit": lambda m: Image.fromarray(m),
+               "0/1 16-bit": lambda m: Image.fromarray(m.astype(np.uint16)),
+               "0/255 16-bit": lambda m: Image.fromarray(m.astype(np.uint16) * 255),
+               "0/1 palette": lambda m: Image.fromarray(m).convert("P"),
+               "bilevel": lambda m: Image.fromarray(m * np.uint8(255)).convert("1")}[stored](reference)
+    encoded.save(mask_path)
+    if stored == "0/1 16-bit":
+        assert Image.open(mask_path).mode.startswith("I")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # binary masks are read without a warning
+        _, mask = read_pair(image_path, mask_path, (64, 64))
+        data = load_split(layout_copy, "train", (64, 64), cache=False)
+    np.testing.assert_array_equal(mask, reference)
+    np.testing.assert_array_equal(data.masks[2], reference)
+
+
+@pytest.mark.parametrize("values, found", [
+    ((0, 1, 2), "{0, 1, 2}"),          # a label map with classes
+    ((0, 127, 128, 200), "{0, 127, 128, 200}"),  # grey levels, not a mask with grey edges
+    ((0, 7), "{0, 7}"),                # no value would become lesion
+    ((0, 1000), "{0, 1000}"),          # 16-bit, neither 0/1 nor 0/255
+])
+def test_masks_that_are_not_binary_are_refused_naming_the_values(layout_copy, values, found):
+    mask_path = layout_copy / TRAIN_MASKS / "ISIC_0000001_segmentation.png"
+    stripes = np.array(values)[np.arange(64) * len(values) // 64]
+    Image.fromarray(np.tile(stripes, (64, 1)).astype(np.uint16 if max(values) > 255 else np.uint8)).save(mask_path)
+    with pytest.raises(DataError) as info:
+        load_split(layout_copy, "train", (64, 64), cache=False)
+    message = str(info.value)
+    assert f"mask {mask_path} is not a binary mask" in message and found in message
+    assert "expected 0 and 255 (or 0 and 1)" in message
+
+
+@pytest.mark.parametrize("other", [".png", ".jpeg"])
+def test_an_image_stem_present_twice_is_refused(layout_copy, other):
+    image = layout_copy / TRAIN_IMAGES / "ISIC_0000003.jpg"
+    Image.open(image).save(image.with_suffix(other))
+    with pytest.raises(DataError) as info:
+        find_pairs(layout_copy, "2017", "train")
+    message = str(info.value)
+    assert "image ISIC_0000003 is there twice" in message and "ISIC_0000003.jpg" in message
+    assert f"ISIC_0000003{other}" in message and str(layout_copy / TRAIN_IMAGES) in message
 
 
 @pytest.mark.parametrize("which, damage", [

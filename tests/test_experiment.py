@@ -24,8 +24,8 @@ def _run(data_root, tmp_path, profile=PROFILES["tiny"]):
 
 
 def _check_outputs(out, summary, data, profile):
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == sorted(["config.json", "summary.json",
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != ".skinseg.lock")
+    assert files == sorted(["config.json", "summary.json", "display.npz",
                             *(f"runs/{r}.json" for r in RUNS), *(f"histories/{r}.json" for r in RUNS),
                             *(f"per_image/{r}.csv" for r in RUNS), *(f"predictions/{r}.npz" for r in RUNS),
                             "psi/attention_unet_seed0.npz"])
@@ -78,15 +78,23 @@ def _check_outputs(out, summary, data, profile):
 
     stored = json.loads((out / "summary.json").read_text())
     assert stored == json.loads(json.dumps(summary))
-    assert [r["run"] for r in summary["runs"]] == RUNS
-    assert set(summary["mean_sd"]) == set(MODEL_NAMES)
-    for key in ("comparison_iou", "comparison_dice"):
-        comparison = summary[key]
-        assert set(comparison["per_seed"]) == {"0"}
-        assert comparison["seed_averaged"]["n"] == len(test)
-    unet = pd.read_csv(out / "per_image" / "unet_seed0.csv", index_col="id")["iou"]
-    attention = pd.read_csv(out / "per_image" / "attention_unet_seed0.csv", index_col="id")["iou"]
-    assert summary["comparison_iou"]["seed_averaged"]["mean_diff"] == pytest.approx((attention - unet).mean(), abs=1e-5)
+    assert [r["run"] for r in summary["runs"]] == RUNS and summary["seeds"] == [0] == summary["planned_seeds"]
+    assert summary["primary_endpoint"] == config["evaluation"]["primary_endpoint"] == "raw"
+    assert len(config["data_hash"]) == 16 and config["protocol"] == "official"
+    assert summary["devices"] == [config["environment"]["device"]]
+    for endpoint, column in (("raw", "iou_raw"), ("chosen", "iou")):
+        assert set(summary["mean_sd"][endpoint]) == set(MODEL_NAMES)
+        assert summary["mean_sd"][endpoint]["unet"]["mean_iou_std"] is None  # one seed has no sd
+        for metric in ("iou", "dice"):
+            comparison = summary["comparison"][endpoint][metric]
+            assert set(comparison["per_seed"]) == {"0"} and comparison["endpoint"] == endpoint
+            assert comparison["seed_averaged"]["n"] == len(test) == comparison["two_level"]["n"]
+        unet = pd.read_csv(out / "per_image" / "unet_seed0.csv", index_col="id")[column]
+        attention = pd.read_csv(out / "per_image" / "attention_unet_seed0.csv", index_col="id")[column]
+        iou = summary["comparison"][endpoint]["iou"]
+        assert iou["seed_averaged"]["mean_diff"] == pytest.approx((attention - unet).mean(), abs=1e-5)
+        assert iou["per_seed"]["0"]["median_diff"] == pytest.approx((attention - unet).median(), abs=1e-5)
+        assert iou["two_level"]["mean_diff"] == pytest.approx(iou["seed_averaged"]["mean_diff"])
 
 
 def test_experiment_on_isic2017_layout_and_rerun_skips(layout_2017, tmp_path):
@@ -102,7 +110,7 @@ def test_experiment_on_isic2017_layout_and_rerun_skips(layout_2017, tmp_path):
     assert sum("already done, skipped" in m for m in messages) == 2
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "runs").iterdir()} == stamps
     assert again["runs"] == summary["runs"]
-    assert again["comparison_iou"] == summary["comparison_iou"]
+    assert again["comparison"] == summary["comparison"]
 
 
 def test_experiment_on_isic2016_layout_uses_the_fixed_split(layout_2016, tmp_path):
@@ -130,3 +138,17 @@ def test_finished_runs_of_another_recipe_are_not_mixed_in(layout_2017, tmp_path)
     # an evaluation-only change (the test-time augmentation candidates) is not a new recipe
     run_experiment(layout_2017, tmp_path / "out", PROFILES["tiny"].replace(tta=("none",)), work_dir=tmp_path / "work",
                    device="cpu", progress=False, log=lambda _: None)
+
+
+def test_shared_views_give_the_numbers_of_one_call_per_variant():
+    import torch
+
+    from skinseg.evaluate import predict_probabilities, predict_variants
+    from skinseg.models import build_model
+    torch.manual_seed(0)
+    model = build_model("attention_unet", 4)
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 48, 3), dtype=np.uint8)
+    shared = predict_variants(model, images, ("none", "flip", "d4", "flip"), batch_size=2, device="cpu")
+    assert list(shared) == ["none", "flip", "d4"]
+    for tta, prob in shared.items():
+        np.testing.assert_array_equal(prob, predict_probabilities(model, images, tta=tta, batch_size=2, device="cpu"))

@@ -25,7 +25,7 @@ MODELS = ["unet", "attention_unet"]
 
 @pytest.fixture(scope="module")
 def committed() -> Results:
-    return load_results(COMMITTED / "isic2017")
+    return load_results(COMMITTED / "isic2017_16ep")
 
 
 def test_committed_runs_table_matches_the_run_files(committed):
@@ -35,7 +35,7 @@ def test_committed_runs_table_matches_the_run_files(committed):
     assert committed.device == "NVIDIA H200"
     assert committed.label() == "ISIC 2017 test set (600 images), NVIDIA H200"
     for row in runs.itertuples():
-        raw = json.loads((COMMITTED / "isic2017" / "runs" / f"{row.model}_seed{row.seed}.json").read_text())
+        raw = json.loads((COMMITTED / "isic2017_16ep" / "runs" / f"{row.model}_seed{row.seed}.json").read_text())
         assert row.mean_iou == raw["test"]["mean_iou"] and row.raw_mean_iou == raw["test_raw"]["mean_iou"]
         assert row.chosen == raw["chosen"] and row.best_epoch == raw["best_epoch"] and row.n_test == 600
         assert row.val_iou_chosen == raw["validation"][raw["chosen"]]["mean_iou"]
@@ -117,17 +117,27 @@ def test_committed_bench_has_every_setting_with_its_device(committed):
 
 
 def test_missing_folders_and_files_raise_data_errors(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(DataError, match=f"{tmp_path / 'nothing'} holds no finished runs yet"):
         load_results(tmp_path / "nothing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="config.json"):
+    (tmp_path / "empty" / "runs").mkdir(parents=True)
+    with pytest.raises(DataError, match="holds no finished runs yet"):
         load_results(tmp_path / "empty")
     with pytest.raises(DataError, match="no benchmark files"):
         load_bench(tmp_path / "empty")
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "config.json").write_text("{not json")
+    (tmp_path / "empty" / "runs" / "unet_seed0.json").write_text("{}")
+    with pytest.raises(DataError, match="config.json"):
+        load_results(tmp_path / "empty")
+    (tmp_path / "empty" / "config.json").write_text("{not json")
     with pytest.raises(DataError, match="not valid JSON"):
-        load_results(tmp_path / "bad")
+        load_results(tmp_path / "empty")
+
+
+def test_experiments_are_found_by_name_in_the_results_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("SKINSEG_RESULTS", str(COMMITTED))
+    assert load_results("isic2017_16ep").path == COMMITTED / "isic2017_16ep"
+    monkeypatch.setenv("SKINSEG_RESULTS", str(tmp_path))
+    with pytest.raises(DataError, match=f"{tmp_path / 'isic2017'} holds no finished runs yet"):
+        load_results()
 
 
 # --- a tiny experiment run here on SYNTHETIC data --------------------------------------------------
@@ -157,7 +167,11 @@ def test_tiny_results_reproduce_what_run_experiment_returned(tiny):
     for r in summary["runs"]:
         row = runs[(runs.model == r["model"]) & (runs.seed == r["seed"])].iloc[0]
         assert row.mean_iou == r["test"]["mean_iou"] and row.raw_mean_dice == r["test_raw"]["mean_dice"]
-        assert row.chosen == r["chosen"] and row.train_seconds == r["train_seconds"]
+        assert row.chosen == r["chosen"] and row.train_seconds == res.run(r["model"], r["seed"])["train_seconds"]
+    assert res.seeds_so_far() == "2 seeds" and res.device.startswith("CPU")
+    for endpoint in ("raw", "chosen"):
+        for metric in ("iou", "dice"):
+            assert json.loads(json.dumps(res.comparison(metric, endpoint))) == summary["comparison"][endpoint][metric]
     h = res.histories
     assert len(h) == 4 * profile.epochs and h.groupby(["model", "seed"]).best.sum().eq(1).all()
 

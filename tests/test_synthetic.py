@@ -148,8 +148,50 @@ def test_written_layout_is_read_back_by_the_isic_reader(tmp_path):
         assert image.shape == (*SMALL, 3) and set(np.unique(mask)) == {0, 1}
 
 
-@pytest.mark.parametrize("kwargs", [dict(year="2018"), dict(n_train=0), dict(n_test=-1),
+@pytest.mark.parametrize("kwargs", [dict(year="2018"), dict(n_train=0), dict(n_test=-1), dict(layout="zipped"),
                                     dict(n_val=0), dict(size=(30, 48))])
 def test_write_isic_layout_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ConfigError):
         write_isic_layout(tmp_path, **kwargs)
+
+
+def test_official_layout_has_original_sizes_superpixels_and_metadata(tmp_path):
+    from skinseg.data import load_split
+    from skinseg.data.isic import find_pairs
+    from skinseg.data.synthetic import ORIGINAL_SIZES
+
+    root = write_isic_layout(tmp_path / "official", "2017", n_train=6, n_val=1, n_test=2, seed=2, layout="official")
+    folder = root / "ISIC-2017_Training_Data"
+    names = _listing(folder)
+    ids = [n[:-4] for n in names if n.endswith(".jpg")]
+    assert len(ids) == 6 and ids[0] != "ISIC_0000000"
+    assert all(i.startswith("ISIC_") and len(i) == 12 and i[5:].isdigit() for i in ids)
+    assert sorted(n for n in names if n.endswith("_superpixels.png")) == sorted(f"{i}_superpixels.png" for i in ids)
+    metadata = (folder / "ISIC-2017_Training_Data_metadata.csv").read_text().splitlines()
+    assert metadata[0] == "image_id,age_approximate,sex" and [r.split(",")[0] for r in metadata[1:]] == ids
+    sizes = []
+    for i in ids:
+        with Image.open(folder / f"{i}.jpg") as image, \
+                Image.open(root / "ISIC-2017_Training_Part1_GroundTruth" / f"{i}_segmentation.png") as mask, \
+                Image.open(folder / f"{i}_superpixels.png") as superpixels:
+            assert image.size == mask.size == superpixels.size
+            assert set(np.unique(np.asarray(mask))) == {0, 255}
+            sizes.append(image.size[::-1])
+    assert sizes == [ORIGINAL_SIZES[k % len(ORIGINAL_SIZES)] for k in range(6)]
+    assert all(h % 16 or w % 16 for h, w in sizes)  # none is the model's input size
+    # the readers skip the superpixels and the CSV, and resize every image to the model's input
+    assert [p[0] for p in find_pairs(root, "2017", "train")] == ids
+    test = load_split(root, "test", (192, 256), cache=False)
+    assert test.images.shape == (2, 192, 256, 3) and set(np.unique(test.masks)) == {0, 1}
+
+
+def test_official_layout_from_the_command_line(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli(["synthetic", "--layout", "official", "--out", tmp_path / "d", "--n-train", "1", "--n-val", "1",
+                      "--n-test", "1"], tmp_path, tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    assert "SYNTHETIC" in result.stdout and "official" in result.stdout
+    assert len(list((tmp_path / "d" / "ISIC-2017_Test_v2_Data").glob("*_superpixels.png"))) == 1
+    bad = run_cli(["synthetic", "--layout", "zipped", "--out", tmp_path / "e"], tmp_path, tmp_path / "cache")
+    assert bad.returncode == 2 and "--layout" in bad.stderr and "Traceback" not in bad.stderr

@@ -20,7 +20,7 @@ from skinseg.psi import (PsiMaps, flatten_levels, lesion_auc, level_shapes, load
 from skinseg.widgets import PsiInspector
 
 SIZE = (32, 48)
-COMMITTED = Path(__file__).resolve().parents[1] / "results" / "isic2017" / "psi" / "attention_unet_seed0.npz"
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "isic2017_16ep" / "psi" / "attention_unet_seed0.npz"
 
 
 def _write_psi_file(path: Path, levels_uint8: list[np.ndarray], epochs, ids, image_size) -> Path:
@@ -251,7 +251,7 @@ def test_inspector_text_form_and_validation(psi_file):
 # --- the committed maps of the GPU run -------------------------------------------------------
 
 
-@pytest.mark.skipif(not COMMITTED.exists(), reason="results/isic2017/psi/attention_unet_seed0.npz not present")
+@pytest.mark.skipif(not COMMITTED.exists(), reason="results/isic2017_16ep/psi/attention_unet_seed0.npz not present")
 def test_committed_psi_file_loads_and_drives_the_inspector():
     maps = load_psi(COMMITTED)
     h, w = maps.image_size

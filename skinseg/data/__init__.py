@@ -1,6 +1,10 @@
-"""Data: ISIC readers, the in-memory arrays, augmentation, synthetic data and the downloader."""
+"""Data: ISIC readers, a generic images/ + masks/ reader, the in-memory arrays, augmentation,
+synthetic data and the downloader."""
 from .arrays import SegmentationData
+from .folders import detect_layout, find_folder_pairs
 from .isic import LAYOUTS, detect_year, find_pairs, read_pair
 from .loading import load_dataset, load_split
+from .protocols import PROTOCOLS
 
-__all__ = ["LAYOUTS", "SegmentationData", "detect_year", "find_pairs", "load_dataset", "load_split", "read_pair"]
+__all__ = ["LAYOUTS", "SegmentationData", "detect_layout", "detect_year", "find_folder_pairs", "find_pairs",
+           "load_dataset", "load_split", "PROTOCOLS", "read_pair"]

@@ -16,12 +16,16 @@ class SegmentationData:
         ids: ``N`` image ids (file stems such as ``ISIC_0000000`` or ``test_0001``).
         source: a human-readable description of where the data came from, for instance
             ``"ISIC 2017 test"`` or ``"SYNTHETIC lesions (seed 0)"``; plots and tables print it.
+        origin: where the images were read from, ``{"protocol", "split", "folder"}``
+            (:func:`skinseg.data.protocols.origin`); empty for data made in memory. A
+            checkpoint records its training data's origin, and :mod:`skinseg.leakage` checks it.
     """
 
     images: np.ndarray
     masks: np.ndarray
     ids: list[str] = field(default_factory=list)
     source: str = ""
+    origin: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
@@ -44,9 +48,9 @@ class SegmentationData:
         else:
             index = np.asarray(index, dtype=np.int64)
             ids = [self.ids[i] for i in index]
-        return SegmentationData(self.images[index], self.masks[index], ids, self.source)
+        return SegmentationData(self.images[index], self.masks[index], ids, self.source, self.origin)
 
     @property
     def lesion_fraction(self) -> np.ndarray:
         """``(N,)`` float, the fraction of each image's pixels that are lesion, in [0, 1]."""
-        return self.masks.reshape(len(self), -1).mean(axis=1)
+        return self.masks.mean(axis=(1, 2))

@@ -25,7 +25,11 @@ the first four images of ``make_synthetic(64, seed=s)``.
 Every output says it is synthetic: the ``source`` of the :class:`SegmentationData` is
 ``"SYNTHETIC lesions (seed S)"``. :func:`write_isic_layout` writes such images in the
 folder layout of the official ISIC 2016 or 2017 archives (JPEG images, PNG masks), to
-test the file readers; the ids look like ISIC ids but belong to no real image.
+test the file readers; the ids look like ISIC ids but belong to no real image. With
+``layout="official"`` it writes them as the official archives extract, rather than as a
+compact copy: every image at one of several original sizes (:data:`ORIGINAL_SIZES`, such
+as 1022x767), a ``*_superpixels.png`` beside every ISIC 2017 image and a metadata CSV in
+every ISIC 2017 image folder.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ from scipy import ndimage
 from skinseg.data.arrays import SegmentationData
 from skinseg.errors import ConfigError
 
-__all__ = ["make_synthetic", "write_isic_layout"]
+__all__ = ["LAYOUT_KINDS", "ORIGINAL_SIZES", "make_synthetic", "write_isic_layout"]
 
 # RGB colours on the 0..255 scale.
 _SKIN_TONES = np.array([
@@ -60,6 +64,13 @@ _HAIR = np.array([38, 28, 24], dtype=np.float32)
 _BLAS_BAND = 131072
 # Angles at which a lesion's border radius is tabulated.
 _ANGLES = 2048
+# (height, width) of the images of an "official" layout, in turn: sizes that occur in the
+# official ISIC archives (W x H 1022x767, 767x576, 1024x683, 600x450 and one portrait image),
+# none of them the model's 192x256 nor a multiple of 16.
+ORIGINAL_SIZES = ((767, 1022), (576, 767), (683, 1024), (450, 600), (767, 576))
+# "compact": every image at ``size``, one superpixel file per folder (like this project's
+# shared copy plus the file a reader must skip); "official": as the official archives extract.
+LAYOUT_KINDS = ("compact", "official")
 
 
 # --------------------------------------------------------------------------- checks
@@ -299,6 +310,13 @@ def _image(canvas: _Canvas, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
 
 # --------------------------------------------------------------------------- public API
 
+def _draw(canvas: _Canvas, seed_sequence: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
+    """One image as ``(uint8 (H, W, 3) RGB, uint8 (H, W) mask in {0, 1})`` at the canvas' size."""
+    image, mask = _image(canvas, np.random.default_rng(seed_sequence))
+    np.clip(image + np.float32(0.5), 0, 255, out=image)
+    return image.astype(np.uint8).transpose(1, 2, 0), mask.astype(np.uint8)
+
+
 def make_synthetic(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) -> SegmentationData:
     """Draw ``n`` SYNTHETIC dermoscopy-like images with exact lesion masks.
 
@@ -324,10 +342,7 @@ def make_synthetic(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) ->
     images = np.empty((n, height, width, 3), np.uint8)
     masks = np.empty((n, height, width), np.uint8)
     for i, child in enumerate(np.random.SeedSequence(seed).spawn(n)):
-        image, mask = _image(canvas, np.random.default_rng(child))
-        np.clip(image + np.float32(0.5), 0, 255, out=image)
-        images[i] = image.transpose(1, 2, 0)
-        masks[i] = mask
+        images[i], masks[i] = _draw(canvas, child)
     return SegmentationData(images, masks, [f"synth_{i:04d}" for i in range(n)],
                             f"SYNTHETIC lesions (seed {seed})")
 
@@ -349,40 +364,46 @@ _LAYOUTS = {
 
 
 def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4, n_test: int = 4,
-                      size: tuple[int, int] = (192, 256), seed: int = 0) -> Path:
+                      size: tuple[int, int] = (192, 256), seed: int = 0, layout: str = "compact") -> Path:
     """Write SYNTHETIC images in the folder layout of an official ISIC archive.
 
-    Meant for tests of the file readers and the command line; nothing written is real
-    data. Images come from :func:`make_synthetic` and get distinct, made-up 7-digit
-    ids ``ISIC_0000000``, ``ISIC_0000001``, ... numbered across the splits in the order
-    train, validation, test.
-
-    Layout for ``year="2017"`` (under ``root``)::
+    Meant for tests of the file readers, the command line and the chapters; nothing written
+    is real data. Folder names are the official archives' (for ``year="2017"``)::
 
         ISIC-2017_Training_Data/ISIC_xxxxxxx.jpg
         ISIC-2017_Training_Part1_GroundTruth/ISIC_xxxxxxx_segmentation.png
         ISIC-2017_Validation_Data/ + ISIC-2017_Validation_Part1_GroundTruth/
         ISIC-2017_Test_v2_Data/   + ISIC-2017_Test_v2_Part1_GroundTruth/
 
-    and, as in the real archives, one extra ``ISIC_xxxxxxx_superpixels.png`` (an RGB
-    PNG, not an image to segment) in each ``*_Data`` folder, which readers must skip.
-
-    Layout for ``year="2016"`` (no validation split; ``n_val`` is ignored)::
+    and for ``year="2016"`` (no validation split; ``n_val`` is ignored)::
 
         ISBI2016_ISIC_Part1_Training_Data/ISIC_xxxxxxx.jpg
         ISBI2016_ISIC_Part1_Training_GroundTruth/ISIC_xxxxxxx_Segmentation.png
         ISBI2016_ISIC_Part1_Test_Data/ + ISBI2016_ISIC_Part1_Test_GroundTruth/
 
-    Images are RGB JPEGs (quality 95) of ``size`` ``(H, W)``; masks are 8-bit greyscale
-    PNGs of the same size with values 0 (background) and 255 (lesion).
+    Images are RGB JPEGs (quality 95); masks are 8-bit greyscale PNGs of the same size with
+    values 0 (background) and 255 (lesion). Two kinds of ``layout``:
+
+    * ``"compact"``: every image at ``size`` ``(H, W)``, made-up ids ``ISIC_0000000``,
+      ``ISIC_0000001``, ... numbered across the splits in the order train, validation, test
+      (image ``k`` is image ``k`` of ``make_synthetic(n, size, seed)``), and for 2017 one
+      ``ISIC_xxxxxxx_superpixels.png`` (an RGB PNG, not an image to segment) per ``*_Data``
+      folder, which readers must skip;
+    * ``"official"``: as the official archives extract. Image ``k`` has the size
+      ``ORIGINAL_SIZES[k % 5]`` (1022x767, 767x576, ... W x H; ``size`` is ignored), ids are
+      ISIC-style but neither consecutive nor starting at 0 (``ISIC_0012000``,
+      ``ISIC_0012013``, ...), and for 2017 every image has its ``_superpixels.png`` beside it
+      and every ``*_Data`` folder holds a ``<folder>_metadata.csv`` (``image_id,age_approximate,sex``),
+      as in the real archives.
 
     Args:
         root: folder to write into; created if missing. Existing files of the same
             names are overwritten.
         year: ``"2016"`` or ``"2017"``.
         n_train, n_val, n_test: images per split, each >= 1 (``n_val`` only checked for 2017).
-        size: ``(height, width)``, each >= 16 and divisible by 16.
-        seed: integer >= 0 passed to :func:`make_synthetic`.
+        size: ``(height, width)``, each >= 16 and divisible by 16 (``"compact"`` only).
+        seed: integer >= 0; the same arguments always write identical pixels.
+        layout: ``"compact"`` or ``"official"`` (see above).
 
     Returns:
         ``root`` as a :class:`~pathlib.Path`.
@@ -395,24 +416,42 @@ def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4
     year = str(year)
     if year not in _LAYOUTS:
         raise ConfigError(f"year must be '2016' or '2017', got {year!r}")
+    if layout not in LAYOUT_KINDS:
+        raise ConfigError(f"layout must be one of {LAYOUT_KINDS}, got {layout!r}")
     counts = {"train": _check_int("n_train", n_train, 1), "test": _check_int("n_test", n_test, 1)}
     if year == "2017":
         counts["val"] = _check_int("n_val", n_val, 1)
-    layout = _LAYOUTS[year]
-    data = make_synthetic(sum(counts[split] for split, *_ in layout), size=size, seed=seed)
+    size = _check_size(size)
+    seed = _check_int("seed", seed, 0)
+    official = layout == "official"
+    total = sum(counts[split] for split, *_ in _LAYOUTS[year])
+    children = np.random.SeedSequence(seed).spawn(total)
+    canvases: dict[tuple[int, int], _Canvas] = {}
+
+    def pair(k: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = ORIGINAL_SIZES[k % len(ORIGINAL_SIZES)] if official else size
+        if shape not in canvases:
+            canvases[shape] = _Canvas(*shape)
+        return _draw(canvases[shape], children[k])
 
     root = Path(root)
     start = 0
-    for split, data_dir, truth_dir, suffix in layout:
+    for split, data_dir, truth_dir, suffix in _LAYOUTS[year]:
         (root / data_dir).mkdir(parents=True, exist_ok=True)
         (root / truth_dir).mkdir(parents=True, exist_ok=True)
+        stems = []
         for k in range(start, start + counts[split]):
-            stem = f"ISIC_{k:07d}"
-            Image.fromarray(data.images[k], "RGB").save(root / data_dir / f"{stem}.jpg", quality=95)
-            Image.fromarray(data.masks[k] * np.uint8(255), "L").save(root / truth_dir / f"{stem}{suffix}.png")
-        if year == "2017":
-            superpixels = _superpixels(data.images.shape[1:3], start)
-            Image.fromarray(superpixels, "RGB").save(root / data_dir / f"ISIC_{start:07d}_superpixels.png")
+            stem = f"ISIC_{12000 + 13 * k:07d}" if official else f"ISIC_{k:07d}"
+            image, mask = pair(k)
+            Image.fromarray(image, "RGB").save(root / data_dir / f"{stem}.jpg", quality=95)
+            Image.fromarray(mask * np.uint8(255), "L").save(root / truth_dir / f"{stem}{suffix}.png")
+            if year == "2017" and (official or k == start):
+                Image.fromarray(_superpixels(image.shape[:2], k), "RGB").save(root / data_dir / f"{stem}_superpixels.png")
+            stems.append(stem)
+        if year == "2017" and official:
+            rng = np.random.default_rng([seed, start])
+            rows = [f"{stem},{5 * int(rng.integers(4, 17))},{rng.choice(['female', 'male'])}" for stem in stems]
+            (root / data_dir / f"{data_dir}_metadata.csv").write_text("\n".join(["image_id,age_approximate,sex", *rows]) + "\n")
         start += counts[split]
     return root
 

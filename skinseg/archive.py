@@ -1,0 +1,104 @@
+"""One archive per GPU slice: every file the slice's runs wrote, and a manifest.
+
+The device machine returns only a few files per call, so a slice packs its experiments'
+folders into one ``.tgz``::
+
+    manifest.json               what made the runs (below)
+    <experiment>/config.json    as written by skinseg.experiment, and every file of the new runs
+    <experiment>/runs/... histories/... per_image/... psi/... predictions/...
+
+The manifest records ``format``, ``created`` (UTC), ``environment`` (hardware, torch, CUDA),
+``budget_seconds``, ``seconds`` and per experiment its ``recipe``, ``profile`` name,
+``label``, data ``protocol`` and ``data_hash``, ``evaluation`` protocol, ``runs`` and each run's
+``wall_seconds``. :func:`open_archive` reads one back; :mod:`skinseg.merge` adds it to the
+committed results.
+"""
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+
+from .atomic import write_atomic
+from .errors import DataError
+
+FORMAT = "skinseg-slice 1"
+MANIFEST = "manifest.json"
+SKIPPED_NAMES = (".skinseg.lock",)  # the folder lock (skinseg.lock) is not a result
+
+
+def experiment_entry(folder: Path) -> dict:
+    """The manifest entry of one experiment folder: its recipe, data and finished runs."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    runs = {}
+    for path in sorted((folder / "runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        runs[path.stem] = {"wall_seconds": run.get("wall_seconds"), "train_seconds": run.get("train_seconds"),
+                           "device": run.get("environment", config["environment"])["device"]}
+    return {"recipe": config.get("recipe"), "profile": config["profile"]["name"], "label": config["label"],
+            "protocol": config.get("protocol"), "data_hash": config.get("data_hash"),
+            "evaluation": config.get("evaluation"), "runs": runs}
+
+
+def pack_slice(folders: dict[str, Path], archive: Path, *, environment: dict, budget_seconds: float | None,
+               seconds: float, log_text: str = "") -> dict:
+    """Write ``archive`` (a ``.tgz``) holding the experiment ``folders`` (``{name: folder}``; those
+    without a finished run are left out) and the manifest, which it returns.
+
+    ``log_text``, if given, is stored as ``slice.log`` beside the manifest.
+    """
+    folders = {name: Path(f) for name, f in folders.items() if any((Path(f) / "runs").glob("*.json"))}
+    manifest = {"format": FORMAT,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "environment": environment, "budget_seconds": budget_seconds, "seconds": seconds,
+                "experiments": {name: experiment_entry(folder) for name, folder in folders.items()}}
+
+    def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime = len(data), 0
+        tar.addfile(info, io.BytesIO(data))
+
+    def write(f) -> None:
+        with tarfile.open(fileobj=f, mode="w:gz") as tar:
+            add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1).encode())
+            if log_text:
+                add_bytes(tar, "slice.log", log_text.encode())
+            for name, folder in folders.items():
+                for path in sorted(folder.rglob("*")):
+                    if path.is_file() and path.name not in SKIPPED_NAMES and not path.name.endswith(".tmp"):
+                        tar.add(path, arcname=f"{name}/{path.relative_to(folder).as_posix()}")
+
+    write_atomic(Path(archive), write)
+    return manifest
+
+
+def open_archive(archive: Path, into: Path | None = None) -> tuple[dict, Path]:
+    """Extract ``archive`` (safely: no absolute paths, links or ``..``) into ``into`` (default a
+    new temporary folder); returns ``(manifest, folder)``.
+
+    Raises :class:`DataError` for a missing or unreadable file and for one without a manifest
+    of this format.
+    """
+    archive = Path(archive)
+    if not archive.is_file():
+        raise DataError(f"archive {archive} does not exist")
+    folder = Path(into) if into is not None else Path(tempfile.mkdtemp(prefix="skinseg_slice_"))
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            tar.extractall(folder, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise DataError(f"archive {archive} cannot be read as a .tgz ({err})") from None
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise DataError(f"archive {archive} has no {MANIFEST}; expected an archive written by 'python -m skinseg slice'")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{MANIFEST} of archive {archive} is not valid JSON ({err})") from None
+    if manifest.get("format") != FORMAT:
+        raise DataError(f"archive {archive} has format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest, folder

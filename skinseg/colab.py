@@ -1,0 +1,112 @@
+"""The chapters on Colab: data that is downloaded once, and training cells that say what they cost.
+
+The first cell of every chapter calls :func:`prepare` on Colab. It stores the compact copy of
+ISIC 2017 (:func:`skinseg.data.download.download_dataset` with ``compact=True``: images at the
+models' 192x256 input, each archive deleted once extracted and checked). With
+``drive=True`` the copy is also kept on the reader's Google Drive, so that a later session
+reads it from there instead of downloading several GB again.
+
+:func:`training_estimate` measures one training step on the device and says how long
+:func:`skinseg.train.fit` will take with a profile, before a cell starts training.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import Profile
+from .data.download import ARCHIVES, download_dataset
+from .device import describe
+
+LOCAL_ROOT = Path("/content/data")
+DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the reader's Google Drive
+DRIVE_FOLDER = "skinseg"  # the folder on the Drive that holds the kept copies
+
+
+def _mount_drive() -> None:
+    from google.colab import drive  # only importable on Colab
+
+    drive.mount(str(DRIVE_ROOT.parent))
+
+
+def is_complete(root: Path, year: str = "2017") -> bool:
+    """Whether ``root`` holds a finished compact download of ``year`` (every archive's marker)."""
+    return all((Path(root) / "archives" / f"{a.filename}.compact").is_file() for a in ARCHIVES[str(year)])
+
+
+def prepare(year: str = "2017", *, drive: bool = False, local_root: Path | str = LOCAL_ROOT,
+            drive_root: Path | str = DRIVE_ROOT, mount: Callable[[], None] | None = None,
+            base_url: str | None = None, log: Callable[[str], None] = print) -> Path:
+    """Make ISIC ``year`` ready for the chapters and point ``$SKINSEG_DATA`` at it; returns its folder.
+
+    Without ``drive``: the compact copy goes to ``local_root/isic<year>`` (nothing is
+    downloaded again while the session lasts). With ``drive=True`` (opt-in) Google Drive is
+    mounted (it asks for permission) and a complete copy in ``drive_root/skinseg/isic<year>``
+    is used as it is; without one, the copy is downloaded locally, as above, and then copied
+    to the Drive for the next session (tens of MB for ISIC 2017, where the archives are several GB).
+
+    Args:
+        mount: mounts the Drive (default: :func:`google.colab.drive.mount`); for tests.
+        base_url: a mirror of the archives (see :func:`~skinseg.data.download.download_dataset`).
+    """
+    year = str(year)
+    local = Path(local_root) / f"isic{year}"
+    kept = Path(drive_root) / DRIVE_FOLDER / f"isic{year}"
+    if drive:
+        if not Path(drive_root).is_dir():
+            (mount or _mount_drive)()
+        if is_complete(kept, year):
+            log(f"ISIC {year}: the compact copy kept on the Drive is used ({kept}); nothing is downloaded")
+            os.environ["SKINSEG_DATA"] = str(kept)
+            return kept
+    if not is_complete(local, year):
+        download_dataset(year, local, compact=True, base_url=base_url)
+    if drive:
+        partial = kept.with_name(kept.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(local, partial, ignore=shutil.ignore_patterns(".*"))  # lock files stay behind
+        shutil.rmtree(kept, ignore_errors=True)
+        partial.rename(kept)
+        log(f"ISIC {year}: compact copy kept on the Drive for the next session ({kept})")
+    os.environ["SKINSEG_DATA"] = str(local)
+    return local
+
+
+def training_estimate(profile: Profile, sizes: dict[str, int], device: torch.device | str,
+                      models=("unet", "attention_unet"), measure=None) -> dict:
+    """Seconds that :func:`skinseg.train.fit` will take for each of ``models`` with ``profile``,
+    from a training step measured on ``device`` now (:func:`skinseg.plan.cost_model`: the
+    training images at the measured rate, validation after every epoch, compiling).
+
+    Args:
+        sizes: the number of ``train`` and ``val`` images the cells train and validate on.
+        measure: as for :func:`~skinseg.plan.cost_model` (default: a real measurement).
+
+    Returns:
+        ``{"seconds": {model: s}, "images_per_s": {model: rate}, "text": "about 6 min on this
+        Tesla T4 ..."}``.
+    """
+    from .plan import cost_model, measure_training_step
+
+    device = torch.device(device)
+    if measure is None:  # a few steps: enough for minutes-scale advice, cheap before a training cell
+        measure = functools.partial(measure_training_step, steps=4, repeats=1)
+    seconds, rates = {}, {}
+    for name in models:
+        cost = cost_model(name, profile, {"train": sizes["train"], "val": sizes["val"], "test": 0}, device, measure)
+        seconds[name] = profile.epochs * cost["epoch_seconds"] + cost["compile_seconds"]
+        rates[name] = cost["images_per_s"]
+    total = sum(seconds.values())
+    when = f"about {total / 60:.0f} min" if total >= 90 else f"about {total:.0f} s"
+    text = (f"{when} on this {describe(device)} for {' and '.join(models)} ({profile.label()}, "
+            f"{profile.epochs} epochs of {sizes['train']} images; measured: "
+            + ", ".join(f"{n} {r:.0f} img/s" for n, r in rates.items()) + ")")
+    return {"seconds": seconds, "images_per_s": rates, "text": text}
+
+
+__all__ = ["DRIVE_FOLDER", "DRIVE_ROOT", "LOCAL_ROOT", "is_complete", "prepare", "training_estimate"]

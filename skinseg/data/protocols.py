@@ -1,0 +1,138 @@
+"""Named data protocols: which images of a folder form the train, val and test splits.
+
+``official``
+    The folder's own splits: ISIC 2017's training, validation and test folders, or ISIC 2016's
+    training folder split 4:1 by :func:`skinseg.data.splits.isic2016_validation_ids` and its
+    test folder.
+
+``isic2016-replica``
+    The source article's protocol (ISIC 2016: 900 training images split 4:1, 379 test
+    images), rebuilt from an ISIC 2017 folder. Most ISIC 2016 images were carried into the
+    ISIC 2017 *training* set; the official 2016 id lists ship with the library
+    (``isic2016_ids.csv``: ``isic_id``, ``isic2016_split``), and which of them the folder holds
+    is found when the split is read, so the protocol works on this project's copy and on an
+    official download alike. The 2016 training ids present are split by the same fixed 4:1
+    rule, the 2016 test ids present are the test set. Every one of these images is an ISIC
+    2017 training image: :mod:`skinseg.leakage` refuses to score a model trained on ISIC 2017
+    training data on them.
+
+Each split also gets an *origin* (:func:`origin`): the protocol, the split and the image
+folder it was read from, which a checkpoint records for its training data.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+from pathlib import Path
+
+from ..errors import DataError
+from .isic import LAYOUTS, SPLITS, find_pairs
+from .splits import isic2016_validation_ids
+
+OFFICIAL = "official"
+REPLICA = "isic2016-replica"
+PROTOCOLS = (OFFICIAL, REPLICA)
+ID_LIST = Path(__file__).with_name("isic2016_ids.csv")
+
+Pair = tuple[str, Path, Path]
+
+
+def check_protocol(protocol: str) -> str:
+    """``protocol`` if it is one of :data:`PROTOCOLS`, else a :class:`DataError` that lists them."""
+    if protocol not in PROTOCOLS:
+        raise DataError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+    return protocol
+
+
+@functools.cache
+def isic2016_ids() -> dict[str, tuple[str, ...]]:
+    """The official ISIC 2016 task-1 id lists: ``{"train": 900 ids, "test": 379 ids}``, sorted."""
+    with ID_LIST.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {split: tuple(sorted(r["isic_id"] for r in rows if r["isic2016_split"] == split))
+            for split in ("train", "test")}
+
+
+def official_pairs(root: Path, split: str, year: str) -> list[Pair]:
+    """The ``(id, image, mask)`` triples of ``split`` under the folder's own splits."""
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+    if year == "2016" and split in ("train", "val"):
+        pairs = find_pairs(root, year, "train")
+        val_ids = isic2016_validation_ids([p[0] for p in pairs])
+        return [p for p in pairs if (p[0] in val_ids) == (split == "val")]
+    return find_pairs(root, year, split)
+
+
+def _check_replica_folder(root: Path, year: str) -> None:
+    if year != "2017":
+        raise DataError(f"the {REPLICA} protocol reads an ISIC 2017 folder, but {root} holds ISIC {year} "
+                        f"(for ISIC 2016's own splits use --protocol {OFFICIAL})")
+
+
+def replica_present(root: Path, year: str = "2017") -> dict[str, list[Pair]]:
+    """The ISIC 2017 training pairs whose ids are on the ISIC 2016 ``train`` and ``test`` lists."""
+    _check_replica_folder(Path(root), year)
+    pairs = find_pairs(root, "2017", "train")
+    wanted = {split: set(ids) for split, ids in isic2016_ids().items()}
+    return {split: [p for p in pairs if p[0] in ids] for split, ids in wanted.items()}
+
+
+def replica_pairs(root: Path, split: str, year: str = "2017") -> list[Pair]:
+    """The ``(id, image, mask)`` triples of the replica's ``split`` (see the module docstring)."""
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+    present = replica_present(root, year)
+    key = "test" if split == "test" else "train"
+    if not present[key]:
+        raise DataError(f"{Path(root) / LAYOUTS['2017']['train'][0]} holds none of the {len(isic2016_ids()[key])} "
+                        f"ISIC 2016 {key} ids, so the {REPLICA} protocol has no {split} split there")
+    if split == "test":
+        return present["test"]
+    val_ids = isic2016_validation_ids([p[0] for p in present["train"]])
+    return [p for p in present["train"] if (p[0] in val_ids) == (split == "val")]
+
+
+def protocol_pairs(root: Path, split: str, year: str, protocol: str = OFFICIAL) -> list[Pair]:
+    """The ``(id, image, mask)`` triples of ``split`` of the folder ``root`` under ``protocol``."""
+    if check_protocol(protocol) == REPLICA:
+        return replica_pairs(root, split, year)
+    return official_pairs(root, split, year)
+
+
+def replica_counts(root: Path) -> dict[str, int]:
+    """How much of ISIC 2016 the replica rebuilds from ``root``: ids present of the official lists,
+    and the sizes of its three splits (``train``, ``val``, ``test``)."""
+    present = replica_present(root)
+    official = isic2016_ids()
+    n_val = len(isic2016_validation_ids([p[0] for p in present["train"]]))
+    return {"train_present": len(present["train"]), "train_official": len(official["train"]),
+            "test_present": len(present["test"]), "test_official": len(official["test"]),
+            "train": len(present["train"]) - n_val, "val": n_val, "test": len(present["test"])}
+
+
+def dataset_label(root: Path, year: str, protocol: str = OFFICIAL, size: tuple[int, int] = (192, 256)) -> str:
+    """What a protocol's data is called in every output.
+
+    ``"ISIC 2017"`` for the official splits; for the replica, for example ``"ISIC 2016 replica
+    (746/900 train, 305/379 test, ISIC 2017 masks at 256x192)"``, with the counts found in
+    ``root`` and the ``size = (H, W)`` the masks are used at.
+    """
+    if check_protocol(protocol) == OFFICIAL:
+        return f"ISIC {year}"
+    c = replica_counts(root)
+    return (f"ISIC 2016 replica ({c['train_present']}/{c['train_official']} train, "
+            f"{c['test_present']}/{c['test_official']} test, ISIC 2017 masks at {size[1]}x{size[0]})")
+
+
+def origin(root: Path, year: str, split: str, protocol: str = OFFICIAL) -> dict[str, str]:
+    """Where a split's images come from: ``{"protocol", "split", "folder"}``, the folder being the
+    official image folder they were read from (e.g. ``ISIC-2017_Training_Data``), or for a
+    generic folder (``year`` not an ISIC year) its name and the split."""
+    if check_protocol(protocol) == REPLICA:
+        folder = LAYOUTS["2017"]["train"][0]
+    elif year in LAYOUTS:
+        folder = LAYOUTS[year]["train" if year == "2016" and split == "val" else split][0]
+    else:
+        folder = f"{Path(root).name}/{split}"
+    return {"protocol": protocol, "split": split, "folder": folder}

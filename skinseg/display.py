@@ -1,0 +1,147 @@
+"""The test images the book displays, stored with the results that show them.
+
+The predictions and ψ maps of an experiment name test images by id. A reader whose data
+has other ids (the official ISIC archives do) or no data at all can still draw them,
+because the experiment also keeps the pixels of the images it expects to be shown, in
+``display.npz`` beside ``summary.json``:
+
+* ``ids``: ``(N,)`` str, the test image ids;
+* ``images``: ``(N, H, W, 3)`` uint8 RGB, the model's input size (192x256 in the book);
+* ``masks``: ``(N, H, ceil(W / 8))`` uint8, the ground truth bit-packed along the width
+  (:func:`numpy.packbits`), and ``shape``: ``(3,)`` int, ``(N, H, W)``.
+
+Which images: :func:`display_ids` picks, from the first seed's per-image IoU of both
+models, a superset of what the book and the README show (about 40 images, 3 to 4 MB).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import write_atomic
+from .errors import DataError
+
+FILE_NAME = "display.npz"
+# Quantiles of the U-Net's per-image IoU whose image is kept (position int(q * (n - 1))
+# in the sorted IoUs, as scripts/readme_figure.py picks them).
+QUANTILES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+N_EXTREMES = 5  # the best, the worst and the most disputed images kept of each kind
+
+
+def display_ids(unet_iou: pd.Series, attention_iou: pd.Series, psi_ids=()) -> list[str]:
+    """The ids of the test images to store, in a fixed order without repeats.
+
+    ``unet_iou`` and ``attention_iou`` are one seed's per-image test IoU, indexed by id.
+    Kept: the ``psi_ids``; the U-Net's image at each of :data:`QUANTILES` and the one
+    closest to its median; the :data:`N_EXTREMES` lowest and highest by the mean IoU of
+    both models; and the :data:`N_EXTREMES` with the largest absolute difference.
+    """
+    if not unet_iou.index.equals(attention_iou.index):
+        raise DataError("the two models' per-image tables name different test images")
+    ids = list(psi_ids)
+    ranked = unet_iou.sort_values(kind="stable")
+    ids += [ranked.index[int(q * (len(ranked) - 1))] for q in QUANTILES]
+    ids.append((unet_iou - unet_iou.median()).abs().idxmin())
+    mean = ((unet_iou + attention_iou) / 2).sort_values(kind="stable")
+    ids += list(mean.index[:N_EXTREMES]) + list(mean.index[-N_EXTREMES:])
+    ids += list((attention_iou - unet_iou).abs().sort_values(ascending=False, kind="stable").index[:N_EXTREMES])
+    return [str(i) for i in dict.fromkeys(ids)]
+
+
+@dataclass(frozen=True)
+class DisplayImages:
+    """Stored test images with their ground truth.
+
+    Attributes:
+        ids: ``N`` test image ids.
+        images: ``(N, H, W, 3)`` uint8 RGB in 0..255.
+        masks: ``(N, H, W)`` bool, True on the lesion.
+        source: the file they were read from.
+    """
+
+    ids: list[str]
+    images: np.ndarray
+    masks: np.ndarray
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(image (H, W, 3) uint8, mask (H, W) bool)`` of one id; :class:`DataError` if it is not stored."""
+        return tuple(a[0] for a in self.select([image_id]))
+
+    def select(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """``(images (K, H, W, 3) uint8, masks (K, H, W) bool)`` of ``ids``, in their order."""
+        ids = list(ids)
+        missing = [i for i in ids if i not in self.ids]
+        if missing:
+            raise DataError(f"{self.source}: test image {missing[0]!r} is not among the {len(self.ids)} stored "
+                            f"display images (stored: {', '.join(self.ids[:4])}, ...)")
+        where = [self.ids.index(i) for i in ids]
+        return self.images[where], self.masks[where]
+
+
+def write_display(path, ids, images: np.ndarray, masks: np.ndarray) -> Path:
+    """Write ``display.npz`` (layout in the module docstring) atomically and return its path.
+
+    ``images`` ``(N, H, W, 3)`` uint8 and ``masks`` ``(N, H, W)`` in {0, 1} belong to ``ids``.
+    """
+    ids, images, masks = [str(i) for i in ids], np.asarray(images), np.asarray(masks)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(ids):
+        raise DataError(f"display images must be ({len(ids)}, H, W, 3) uint8, got {images.shape} {images.dtype}")
+    if masks.shape != images.shape[:3]:
+        raise DataError(f"display masks must be {images.shape[:3]}, got {masks.shape}")
+    path = Path(path)
+    arrays = {"ids": np.array(ids), "images": images, "masks": np.packbits(masks.astype(bool), axis=-1),
+              "shape": np.array(masks.shape)}
+    write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
+    return path
+
+
+def load_display(path) -> DisplayImages:
+    """Read a ``display.npz``; :class:`DataError` naming the file if it is missing or not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"results file {path} is missing: these results keep no display images "
+                        "(written by the experiment since it stores them; draw from local data instead)")
+    with np.load(path) as z:
+        missing = {"ids", "images", "masks", "shape"} - set(z.files)
+        if missing:
+            raise DataError(f"{path} is not a display-images file: it lacks {sorted(missing)}")
+        shape = tuple(int(s) for s in z["shape"])
+        masks = np.unpackbits(z["masks"], axis=-1)[..., :shape[-1]].astype(bool)
+        images, ids = z["images"], [str(i) for i in z["ids"]]
+    if masks.shape != shape or images.shape[:3] != shape:
+        raise DataError(f"{path}: images {images.shape} and masks {masks.shape} do not match the stored shape {shape}")
+    return DisplayImages(ids, images, masks, str(path))
+
+
+def store_display(out_dir, test, unet_iou: pd.Series, attention_iou: pd.Series, psi_ids=()) -> Path:
+    """Pick :func:`display_ids` and write their pixels from ``test`` (a
+    :class:`~skinseg.data.SegmentationData` holding them) to ``out_dir/display.npz``."""
+    ids = display_ids(unet_iou, attention_iou, psi_ids)
+    missing = [i for i in ids if i not in test.ids]
+    if missing:
+        raise DataError(f"{test.source} lacks test image {missing[0]!r} that the results name")
+    where = [test.ids.index(i) for i in ids]
+    return write_display(Path(out_dir) / FILE_NAME, ids, test.images[where], test.masks[where])
+
+
+
+
+def store_display_of_run(out_dir, test, seed: int, psi_ids=()) -> Path | None:
+    """:func:`store_display` for an experiment folder, from its ``per_image/<model>_seed<seed>.csv``
+    tables; ``None`` (nothing written) until both models' tables of that seed exist."""
+    tables = [Path(out_dir) / "per_image" / f"{m}_seed{seed}.csv" for m in ("unet", "attention_unet")]
+    if not all(t.is_file() for t in tables):
+        return None
+    unet, attention = (pd.read_csv(t, index_col="id")["iou"] for t in tables)
+    return store_display(out_dir, test, unet, attention, psi_ids)
+
+
+__all__ = ["DisplayImages", "FILE_NAME", "display_ids", "load_display", "store_display", "store_display_of_run",
+           "write_display"]

@@ -1,0 +1,182 @@
+"""External test sets: datasets an experiment only evaluates on, and never selects on.
+
+A test set drawn from the same archive as the training images shares their cameras, clinics,
+annotators and preprocessing, so it measures how well a model does on *more of the same*.
+An external test set (another hospital's photographs, PH2, a Kaggle folder) measures
+transfer. An experiment names them (``run_experiment(..., external={"ph2": "data/ph2"})``,
+``python -m skinseg experiment --external ph2=data/ph2``): each is the test split of a folder
+in the generic layout (:mod:`skinseg.data.folders`) or an ISIC layout. Every finished run is
+scored on each with its validation-selected weights and its validation-chosen setting; nothing
+read from an external set chooses an epoch, a setting or a model. Under the experiment's
+folder::
+
+    external/<name>/dataset.json         the folder, its source label, image count and data hash
+    external/<name>/runs/<run>.json      the run's scores on it (``test_raw``, ``test``, as runs/<run>.json)
+    external/<name>/per_image/<run>.csv  per-image table, the columns of per_image/<run>.csv
+
+so that :func:`skinseg.compare.read_tables` and :func:`skinseg.results.finished_seeds` read an
+external set as they read the experiment's own test set. :func:`external_table` tabulates the
+runs, :func:`external_summary` the models over seeds, :func:`external_differences` the paired
+difference between the models.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .config import PRIMARY_ENDPOINT, Profile
+from .errors import ConfigError
+from .evaluate import evaluate_chosen, summarize
+
+EXTERNAL = "external"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def parse_external(specs) -> dict[str, Path]:
+    """``["ph2=data/ph2", ...]`` -> ``{"ph2": Path("data/ph2")}``; :class:`ConfigError` for a bad entry."""
+    sets: dict[str, Path] = {}
+    for spec in specs or ():
+        name, sep, folder = str(spec).partition("=")
+        if not sep or not folder or not _NAME.fullmatch(name):
+            raise ConfigError(f"--external {spec!r}: expected NAME=FOLDER, NAME of letters, digits, '_', '-' or '.'")
+        if name in sets:
+            raise ConfigError(f"--external names {name!r} twice")
+        sets[name] = Path(folder)
+    return sets
+
+
+def _run_name(model: str, seed: int) -> str:
+    return f"{model}_seed{seed}"
+
+
+class ExternalSets:
+    """The external test sets of one experiment call, loaded once (bad folders fail before any training).
+
+    Args:
+        sets: ``{name: folder}``; each folder's ``test`` split is read at the profile's image
+            size, limited to ``profile.max_test`` images as the experiment's own test set is.
+    """
+
+    def __init__(self, sets: dict[str, Path] | None, profile: Profile, device, log: Callable[[str], None] = print):
+        from .data import load_split
+
+        self.profile, self.device, self.log = profile, device, log
+        self.data = {name: load_split(folder, "test", profile.image_size, limit=profile.max_test)
+                     for name, folder in (sets or {}).items()}
+        self.folders = dict(sets or {})
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def describe(self) -> dict:
+        """``{name: {"folder", "source", "n", "data_hash"}}``, as stored in ``config.json`` and ``dataset.json``."""
+        from .experiment import data_fingerprint
+
+        return {name: {"folder": str(self.folders[name]), "source": d.source, "n": len(d),
+                       "data_hash": data_fingerprint({"test": d})} for name, d in self.data.items()}
+
+    def score_finished(self, out_dir, work_dir) -> None:
+        """Score every finished run of ``out_dir`` (``runs/<run>.json``) not yet scored on a set, with
+        the checkpoint ``work_dir/<run>/best.pt`` and the run's ``chosen`` setting."""
+        from .checkpoint import load_model
+        from .experiment import write_json
+        from .train import BEST
+
+        out_dir, work_dir = Path(out_dir), Path(work_dir)
+        described = self.describe()
+        for name, data in self.data.items():
+            folder = out_dir / EXTERNAL / name
+            stored = folder / "dataset.json"
+            if stored.exists() and json.loads(stored.read_text())["data_hash"] != described[name]["data_hash"]:
+                raise ConfigError(f"{folder} holds scores on other images than {self.folders[name]} "
+                                  "(data hash differs); use another name for this set")
+            write_json(stored, described[name])
+            for run_file in sorted((out_dir / "runs").glob("*.json")):
+                run = json.loads(run_file.read_text())
+                if (folder / "per_image" / f"{run['run']}.csv").exists():
+                    continue
+                checkpoint = work_dir / run["run"] / BEST
+                if not checkpoint.is_file():
+                    self.log(f"{run['run']} not scored on {name}: its checkpoint {checkpoint} is not here")
+                    continue
+                model = load_model(checkpoint, self.device)
+                table = evaluate_chosen(model, data, run["chosen"], batch_size=self.profile.eval_batch_size,
+                                        device=self.device)
+                write_json(folder / "runs" / f"{run['run']}.json",
+                           {"run": run["run"], "model": run["model"], "seed": run["seed"], "chosen": run["chosen"],
+                            "test_raw": {"mean_iou": float(table["iou_raw"].mean()),
+                                         "mean_dice": float(table["dice_raw"].mean())},
+                            "test": summarize(table)})
+                (folder / "per_image").mkdir(parents=True, exist_ok=True)
+                table.to_csv(folder / "per_image" / f"{run['run']}.csv", float_format="%.6f")
+                self.log(f"{run['run']} on external set {name} ({len(data)} images): "
+                         f"mean IoU {table['iou_raw'].mean():.4f} raw, {table['iou'].mean():.4f} ({run['chosen']})")
+
+
+def external_table(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
+    """Every run's mean IoU and Dice on each external set of the experiment in ``folder``, beside its
+    mean IoU on the experiment's own test set, at ``endpoint`` (``"raw"`` or ``"chosen"``).
+
+    Returns one row per (``set``, ``model``, ``seed``) with columns ``source``, ``n``, ``mean_iou``,
+    ``mean_dice``, ``own_test_iou`` and ``change`` (= ``mean_iou - own_test_iou``); empty (with
+    these columns) when no external set has been scored.
+    """
+    from .compare import endpoint_column
+
+    folder = Path(folder)
+    rows = []
+    for dataset in sorted((folder / EXTERNAL).glob("*/dataset.json")):
+        described = json.loads(dataset.read_text())
+        for run_file in sorted((dataset.parent / "runs").glob("*.json")):
+            run = json.loads(run_file.read_text())
+            table = pd.read_csv(dataset.parent / "per_image" / f"{run['run']}.csv", index_col="id")
+            own = pd.read_csv(folder / "per_image" / f"{run['run']}.csv", index_col="id")
+            iou, dice = (endpoint_column(m, endpoint) for m in ("iou", "dice"))
+            rows.append({"set": dataset.parent.name, "model": run["model"], "seed": run["seed"],
+                         "source": described["source"], "n": len(table), "mean_iou": table[iou].mean(),
+                         "mean_dice": table[dice].mean(), "own_test_iou": own[iou].mean()})
+    columns = ["set", "model", "seed", "source", "n", "mean_iou", "mean_dice", "own_test_iou", "change"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    table = pd.DataFrame(rows)
+    table["change"] = table["mean_iou"] - table["own_test_iou"]
+    return table[columns]
+
+
+def external_summary(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
+    """:func:`external_table` per external set and model, over the seeds: ``seeds``, ``n``,
+    ``mean_iou`` and ``sd_iou`` (mean and standard deviation over seeds of each run's mean IoU;
+    ``sd_iou`` is NaN for one seed), ``own_test_iou`` and ``change`` (means over seeds)."""
+    table = external_table(folder, endpoint)
+    grouped = table.groupby(["set", "model"])
+    return pd.DataFrame({"seeds": grouped["seed"].count(), "n": grouped["n"].first(),
+                         "mean_iou": grouped["mean_iou"].mean(), "sd_iou": grouped["mean_iou"].std(),
+                         "own_test_iou": grouped["own_test_iou"].mean(), "change": grouped["change"].mean()})
+
+
+def external_differences(folder, metric: str = "iou", endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
+    """Attention U-Net minus U-Net on each external set, over the seeds with both models scored:
+    one row per set with ``seeds``, ``n``, ``mean_diff``, ``ci_low``, ``ci_high`` (the 95 %
+    two-level bootstrap over seeds and images, :func:`skinseg.compare.two_level_bootstrap`),
+    ``b_better`` and ``a_better`` (images won, on the seed-averaged scores)."""
+    from .compare import compare_tables, read_tables
+    from .results import finished_seeds
+
+    rows = []
+    for dataset in sorted(Path(folder).glob(f"{EXTERNAL}/*/dataset.json")):
+        seeds = finished_seeds(dataset.parent)
+        if not seeds:
+            continue
+        result = compare_tables(read_tables(dataset.parent, seeds), seeds, metric, endpoint)
+        two, averaged = result["two_level"], result["seed_averaged"]
+        rows.append({"set": dataset.parent.name, "seeds": len(seeds), "n": two["n"], "mean_diff": two["mean_diff"],
+                     "ci_low": two["ci_low"], "ci_high": two["ci_high"], "b_better": averaged["b_better"],
+                     "a_better": averaged["a_better"]})
+    return pd.DataFrame(rows, columns=["set", "seeds", "n", "mean_diff", "ci_low", "ci_high", "b_better", "a_better"])
+
+
+__all__ = ["EXTERNAL", "ExternalSets", "external_differences", "external_summary", "external_table", "parse_external"]

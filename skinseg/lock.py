@@ -1,0 +1,110 @@
+"""One writer per output folder: an exclusive ``fcntl.flock`` on ``<folder>/.skinseg.lock``.
+
+Usage::
+
+    with output_lock(Path("runs/att")):   # FolderInUseError at once if another process holds it
+        ...                               # write into runs/att
+
+    @locks_folder("out_dir")              # the same, for the folder a function's argument names
+    def fit(model, ..., out_dir=None): ...
+
+The operating system releases the lock when the holder exits, however it exits (even
+``kill -9``), so a stale lock file never blocks a later run. The holder's PID is written
+into the lock file so that a refused writer can name it. Within one process the lock is
+re-entrant: an experiment that holds its folder may call functions that lock it again.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import inspect
+import os
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from .errors import FolderInUseError
+
+__all__ = ["LOCK_NAME", "output_lock", "locks_folder"]
+
+LOCK_NAME = ".skinseg.lock"
+
+_held: dict[Path, list] = {}  # folder -> [file descriptor, depth], for this process
+_guard = threading.Lock()
+
+
+def _holder(lock_file: Path) -> str:
+    try:
+        pid = lock_file.read_text().strip()
+    except OSError:
+        pid = ""
+    return f"PID {pid}" if pid.isdigit() else "a process that is just starting"
+
+
+def _acquire(folder: Path) -> int:
+    lock_file = folder / LOCK_NAME
+    while True:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FolderInUseError(f"output folder {folder} is in use by another skinseg process "
+                                   f"({_holder(lock_file)}, lock file {lock_file}); wait for it to "
+                                   f"finish or choose another output folder") from None
+        try:  # the previous holder may have removed the file between our open and our lock
+            same = os.fstat(fd).st_ino == os.stat(lock_file).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def output_lock(folder: Path | str) -> Iterator[Path]:
+    """Hold ``folder`` (created if missing) exclusively for this process while the block runs.
+
+    Raises:
+        FolderInUseError: another process holds it; the message names the folder and its PID.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    with _guard:
+        if key in _held:
+            _held[key][1] += 1
+        else:
+            _held[key] = [_acquire(folder), 1]
+    try:
+        yield folder
+    finally:
+        with _guard:
+            entry = _held[key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _held[key]
+                # removed while still locked, so that no other process can be waiting on this file
+                (key / LOCK_NAME).unlink(missing_ok=True)
+                os.close(entry[0])
+
+
+def locks_folder(argument: str):
+    """Decorator: hold the folder given as ``argument`` (if not None) while the function runs."""
+    def decorate(func):
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            folder = bound.arguments.get(argument)
+            if folder is None:
+                return func(*args, **kwargs)
+            with output_lock(folder):
+                return func(*args, **kwargs)
+        return wrapper
+    return decorate

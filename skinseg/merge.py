@@ -1,0 +1,130 @@
+"""Adding a slice's finished runs to the committed results::
+
+    python -m skinseg merge slice.tgz --into results/isic2017
+
+The archive (:mod:`skinseg.archive`) may hold several experiments; the one merged is
+``--experiment``, else the one named like the target folder (``--each-into results`` merges
+every one into ``results/<name>``).
+The merge is refused, in one line and before any file is written, when the runs are of
+another recipe, data protocol, dataset (data hash) or primary endpoint than the runs already
+in the folder, or when a run is already there. Then the run files are copied, the manifest is
+kept as ``slices/<its UTC time>.json`` (which slice, on which hardware, brought which runs)
+and ``summary.json`` is computed again from every finished run.
+"""
+from __future__ import annotations
+
+import filecmp
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .archive import open_archive
+from .errors import DataError
+from .experiment import MODEL_NAMES, experiment_mismatch, write_summary
+from .lock import output_lock
+
+SHARED_FILES = ("config.json", "summary.json")
+_RUN_NAME = re.compile(r"(%s)_seed[0-9]+" % "|".join(MODEL_NAMES))  # per folder, not per run: kept, or recomputed
+
+
+class MergeError(DataError):
+    """An archive's runs cannot join the results folder (another recipe or dataset, a duplicate run)."""
+
+
+def _pick(manifest: dict, archive: Path, into: Path, experiment: str | None) -> str:
+    names = list(manifest["experiments"])
+    if not names:
+        raise MergeError(f"archive {archive} holds no finished runs (its slice started none)")
+    if experiment is not None:
+        if experiment not in names:
+            raise MergeError(f"archive {archive} holds no experiment {experiment!r}; it holds {names}")
+        return experiment
+    if into.name in names:
+        return into.name
+    raise MergeError(f"archive {archive} holds no experiment named like {into} (it holds {', '.join(names)}); "
+                     "name one with --experiment, or merge into results/<its name>")
+
+
+def _run_of(relative: Path) -> str | None:
+    """The run a file belongs to (``runs/unet_seed0.json``, ``external/ph2/per_image/unet_seed0.csv``
+    -> ``unet_seed0``), or ``None`` for a file of the whole folder."""
+    return relative.stem if _RUN_NAME.fullmatch(relative.stem) and len(relative.parts) > 1 else None
+
+
+def _checked_runs(archive: Path, root: Path, name: str, into: Path) -> tuple[list[str], list[Path]]:
+    """The runs of experiment ``name`` (extracted under ``root``) and its files, once every
+    refusal has been ruled out; else :class:`MergeError`."""
+    source = root / name
+    new_config = json.loads((source / "config.json").read_text())
+    files = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
+    runs = sorted({r for r in map(_run_of, files) if r is not None and (source / "runs" / f"{r}.json").is_file()})
+    if not runs:
+        raise MergeError(f"archive {archive}: experiment {name!r} has no finished runs to merge")
+    if (into / "config.json").is_file() and any((into / "runs").glob("*.json")):
+        problem = experiment_mismatch(json.loads((into / "config.json").read_text()), new_config)
+        if problem:
+            raise MergeError(f"archive {archive}: refused, its {name!r} runs are of {problem} than those in {into}")
+    duplicates = [r for r in runs if (into / "runs" / f"{r}.json").exists()]
+    if duplicates:
+        raise MergeError(f"archive {archive}: refused, {into} already holds run {', '.join(duplicates)}")
+    return runs, files
+
+
+def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path, log: Callable[[str], None]) -> dict:
+    source = root / name
+    with output_lock(into):
+        runs, files = _checked_runs(archive, root, name, into)
+        # files of unfinished runs (a run cut off by the call's end) are left out
+        copied = [f for f in files if (_run_of(f) in runs) or (_run_of(f) is None and str(f) not in SHARED_FILES)]
+        for relative in copied:
+            target = into / relative
+            if _run_of(relative) is None and target.exists():
+                if not filecmp.cmp(source / relative, target, shallow=False):
+                    log(f"kept {target}: the archive's copy differs (a shared file is written once)")
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / relative, target)
+        if not (into / "config.json").exists():
+            shutil.copy2(source / "config.json", into / "config.json")
+        slices = into / "slices"
+        slices.mkdir(exist_ok=True)
+        stamp = manifest.get("created", "undated").replace(":", "").replace("+0000", "Z")
+        (slices / f"{stamp}.json").write_text(json.dumps({**manifest, "merged": {"experiment": name, "runs": runs}},
+                                                         indent=1))
+        summary = write_summary(into)
+    log(f"merged {len(runs)} run(s) of {name!r} from {archive} into {into}: {', '.join(runs)}; "
+        f"{len(summary['seeds'])} of {len(summary['planned_seeds'])} seeds finished")
+    return summary
+
+
+def merge_archive(archive: Path | str, into: Path | str, *, experiment: str | None = None,
+                  log: Callable[[str], None] = print) -> dict:
+    """Merge the runs of one experiment of ``archive`` into the results folder ``into`` (created
+    if missing) and return its new summary (:func:`skinseg.experiment.summarize_experiment`).
+
+    Raises :class:`MergeError` (a :class:`DataError`) when the merge is refused; no result file
+    is written then.
+    """
+    archive, into = Path(archive), Path(into)
+    with tempfile.TemporaryDirectory(prefix="skinseg_merge_") as tmp:
+        manifest, root = open_archive(archive, Path(tmp))
+        name = _pick(manifest, archive, into, experiment)
+        _checked_runs(archive, root, name, into)
+        return _copy_runs(archive, manifest, root, name, into, log)
+
+
+def merge_each(archive: Path | str, results: Path | str, *, log: Callable[[str], None] = print) -> dict[str, dict]:
+    """Merge every experiment of ``archive`` into ``results/<experiment>``; returns their new
+    summaries. Every experiment is checked before any is merged."""
+    archive, results = Path(archive), Path(results)
+    with tempfile.TemporaryDirectory(prefix="skinseg_merge_") as tmp:
+        manifest, root = open_archive(archive, Path(tmp))
+        names = list(manifest["experiments"])
+        if not names:
+            raise MergeError(f"archive {archive} holds no finished runs (its slice started none)")
+        for name in names:
+            _checked_runs(archive, root, name, results / name)
+        return {name: _copy_runs(archive, manifest, root, name, results / name, log) for name in names}

@@ -1,0 +1,201 @@
+"""Lesion masks for your own images: ``python -m skinseg predict --checkpoint best.pt IMAGE_OR_FOLDER... --out DIR``.
+
+Each image is resized to the model's input exactly as training and evaluation resize ISIC
+images (:func:`skinseg.data.isic.resize_image`), the lesion probabilities are computed
+there with the same test-time augmentation as ``evaluate``
+(:func:`skinseg.evaluate.predict_probabilities`), resized bilinearly back to the image's
+own size, and turned into a mask by :func:`skinseg.evaluate.binarize` (threshold 0.5, and
+with ``postprocess`` the largest region with its holes filled). Into ``out_dir`` go:
+
+* ``<id>_mask.png``: the mask at the image's original size, 8-bit, 0 = background, 255 = lesion
+  (so the folder can serve as the ``masks/`` of a generic layout, :mod:`skinseg.data.folders`);
+* ``<id>_overlay.png``: the image with the predicted lesion tinted and outlined;
+* ``<id>_psi.png`` (``psi=True``, Attention U-Net only): the image at the model's input size
+  and the four gates' ψ maps over it, finest gate first;
+* ``predictions.csv``: one row per image (its file, size and predicted lesion fraction).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy import ndimage
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, load_model
+from .config import MODEL_LABELS
+from .data.folders import IMAGE_DIR, IMAGE_EXTENSIONS
+from .data.isic import open_image, resize_image
+from .data.tensors import model_input
+from .errors import ConfigError, DataError
+from .evaluate import TTA, binarize, predict_probabilities
+from .models import model_name
+from .plots import ATTENTION_COLOUR, UNET_COLOUR, mask_outline
+
+DEFAULT_IMAGE_SIZE = (192, 256)
+MASK_COLOURS = {"unet": UNET_COLOUR, "attention_unet": ATTENTION_COLOUR}
+
+
+def checkpoint_image_size(path, default: tuple[int, int] = DEFAULT_IMAGE_SIZE) -> tuple[int, int]:
+    """The ``(H, W)`` input a checkpoint's model was trained at, or ``default`` if it does not say."""
+    state = load_checkpoint(path)
+    size = state.get("image_size") or state.get("recipe", {}).get("image_size")
+    return tuple(int(s) for s in size) if size else tuple(default)
+
+
+def image_files(inputs) -> list[Path]:
+    """The image files named by ``inputs`` (files, or folders whose image files are taken), in order.
+
+    A folder contributes the files directly inside it with one of
+    :data:`~skinseg.data.folders.IMAGE_EXTENSIONS`, sorted by name, without hidden files and
+    ``*_superpixels`` images. Raises :class:`DataError` for a missing path, a file that is no
+    image, a folder without images, and two images with one stem (their outputs would collide).
+    """
+    files: list[Path] = []
+    for path in map(Path, inputs):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                           and p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.endswith("_superpixels"))
+            if not found:
+                hint = f"; did you mean {path / IMAGE_DIR}?" if (path / IMAGE_DIR).is_dir() else ""
+                raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}{hint}")
+            files += found
+        elif path.is_file():
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise DataError(f"{path} is not an image: expected one of {', '.join(IMAGE_EXTENSIONS)}")
+            files.append(path)
+        else:
+            raise DataError(f"image or folder {path} does not exist")
+    stems = Counter(p.stem for p in files)
+    twice = [p for p in files if stems[p.stem] > 1]
+    if twice:
+        raise DataError(f"{twice[0]} and {twice[1]} have the same name {twice[0].stem!r}: their outputs would "
+                        "overwrite each other; predict them into separate folders")
+    return files
+
+
+def outlined(image: np.ndarray, mask: np.ndarray, colour: str, tint: float = 0.35) -> np.ndarray:
+    """``(H, W, 3)`` uint8 ``image`` with the ``(H, W)`` {0, 1} ``mask`` tinted in ``colour`` and outlined.
+
+    The outline is about 1/150 of the shorter side thick, so it shows on large photographs too.
+    """
+    import matplotlib.colors
+
+    rgb = np.array(matplotlib.colors.to_rgb(colour), np.float32) * 255
+    shown = image.astype(np.float32)
+    inside = mask.astype(bool)
+    shown[inside] = (1 - tint) * shown[inside] + tint * rgb
+    edge = ndimage.binary_dilation(mask_outline(mask), iterations=max(1, round(min(mask.shape) / 150)))
+    shown[edge] = rgb
+    return np.round(shown).astype(np.uint8)
+
+
+def psi_picture(image: np.ndarray, psis: list[np.ndarray], path: Path, title: str) -> None:
+    """Save a row of five panels: ``image`` (``(H, W, 3)`` uint8, the model's input) and each
+    gate's ψ map (``(H / 2**k, W / 2**k)`` in [0, 1], finest first) drawn over it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .psi import overlay
+
+    fig = Figure(figsize=(2.4 * (1 + len(psis)), 2.4 * image.shape[0] / image.shape[1] + 0.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 1 + len(psis))
+    panels = [(image, "input")] + [(overlay(image, p), f"gate {k + 1}: ψ at {p.shape[0]}x{p.shape[1]}")
+                                   for k, p in enumerate(psis)]
+    for ax, (picture, label) in zip(axes, panels):
+        ax.imshow(picture)
+        ax.set_title(label, fontsize=8)
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+                   tta: str = "none", postprocess: bool = False, psi: bool = False, batch_size: int = 8,
+                   device=None, progress: bool = True) -> pd.DataFrame:
+    """Predict a mask for every image file and write the files of the module docstring.
+
+    Args:
+        model: a trained U-Net or Attention U-Net.
+        files: image paths (see :func:`image_files`); any size, RGB or grey.
+        image_size: ``(H, W)`` the model's input, both multiples of 16 (the size it was trained at).
+        tta, postprocess: as for ``evaluate`` (:func:`skinseg.evaluate.predict_probabilities`, :func:`binarize`).
+        psi: also write the ψ picture (Attention U-Net only).
+
+    Returns the table written to ``predictions.csv``, indexed by ``id`` (the file stem), with
+    columns ``image``, ``width``, ``height``, ``predicted_fraction`` (in [0, 1]), ``mask``,
+    ``overlay`` and, with ``psi``, ``psi``.
+    """
+    name = model_name(model)
+    if psi and not getattr(model, "has_attention", False):
+        raise ConfigError(f"psi maps need an Attention U-Net, but the model is a {MODEL_LABELS[name]} ({name})")
+    if tta not in TTA:
+        raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
+    h, w = image_size
+    if h % 16 or w % 16 or h <= 0 or w <= 0:
+        raise ConfigError(f"image size must be two positive multiples of 16, got {tuple(image_size)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [Path(f) for f in files]
+    rows = []
+    with tqdm(total=len(files), desc="predict", unit="image", disable=not progress) as bar:
+        for start in range(0, len(files), batch_size):
+            batch = files[start:start + batch_size]
+            originals = [np.asarray(open_image(f), np.uint8) for f in batch]
+            inputs = np.stack([np.asarray(resize_image(Image.fromarray(o), image_size), np.uint8) for o in originals])
+            prob = predict_probabilities(model, inputs, tta=tta, batch_size=batch_size, device=device)
+            psis = _psi_maps(model, inputs, device) if psi else None
+            for i, (path, original) in enumerate(zip(batch, originals)):
+                full = np.asarray(Image.fromarray(prob[i]).resize(original.shape[1::-1], Image.Resampling.BILINEAR))
+                mask = binarize(full[None], postprocess)[0]
+                row = {"id": path.stem, "image": str(path), "width": original.shape[1], "height": original.shape[0],
+                       "predicted_fraction": float(mask.mean()),
+                       "mask": f"{path.stem}_mask.png", "overlay": f"{path.stem}_overlay.png"}
+                Image.fromarray(mask * np.uint8(255)).save(out_dir / row["mask"])
+                Image.fromarray(outlined(original, mask, MASK_COLOURS[name])).save(out_dir / row["overlay"])
+                if psis is not None:
+                    row["psi"] = f"{path.stem}_psi.png"
+                    psi_picture(inputs[i], [p[i] for p in psis], out_dir / row["psi"],
+                                f"{path.stem}: attention gates of the {MODEL_LABELS[name]}")
+                rows.append(row)
+                bar.update()
+    table = pd.DataFrame(rows).set_index("id")
+    table.to_csv(out_dir / "predictions.csv", float_format="%.6f")
+    return table
+
+
+def _psi_maps(model: nn.Module, images: np.ndarray, device) -> list[np.ndarray]:
+    """The four gates' ψ of ``(N, H, W, 3)`` uint8 images: arrays ``(N, H / 2**k, W / 2**k)`` in [0, 1]."""
+    import torch
+
+    from .device import resolve_device
+
+    device = resolve_device(device)
+    with torch.no_grad():
+        _, psis = model.eval().to(device).forward_with_attention(model_input(images, device))
+    return [p[:, 0].float().cpu().numpy() for p in psis]
+
+
+def predict(checkpoint, inputs, out_dir, *, image_size: tuple[int, int] | None = None, device=None,
+            **kwargs) -> pd.DataFrame:
+    """:func:`predict_images` with the model of ``checkpoint`` on the images named by ``inputs``
+    (:func:`image_files`); ``image_size`` defaults to the checkpoint's (:func:`checkpoint_image_size`)."""
+    from .device import resolve_device
+
+    files = image_files(inputs)
+    size = tuple(image_size) if image_size else checkpoint_image_size(checkpoint)
+    device = resolve_device(device)
+    model = load_model(checkpoint, device)
+    if kwargs.get("psi") and not model.has_attention:
+        raise ConfigError(f"psi maps need an Attention U-Net, but {checkpoint} holds a "
+                          f"{MODEL_LABELS[model_name(model)]}")
+    return predict_images(model, files, out_dir, image_size=size, device=device, **kwargs)
+
+
+__all__ = ["checkpoint_image_size", "image_files", "outlined", "predict", "predict_images", "psi_picture"]

@@ -1,0 +1,111 @@
+"""One GPU slice: the next whole runs of :data:`skinseg.order.SLICE_ORDER` that fit the time left,
+packed into one archive::
+
+    python -m skinseg slice --archive $OUT/slice.tgz --time-budget 780
+
+Runs already in the committed results (``results/<experiment>``, the folder the checkout
+carries) are skipped, so each slice continues where the last one stopped. Each run starts
+only if its expected cost (:class:`skinseg.plan.RunCosts`) fits the time left; the first that
+does not fit ends the slice, so the order is kept. The new runs are written to
+``work_dir/results/<experiment>`` and packed with a manifest (:mod:`skinseg.archive`);
+``python -m skinseg merge`` adds them to the committed results.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from .archive import pack_slice
+from .config import Profile, get_profile, results_dir
+from .device import resolve_device
+from .errors import ConfigError
+from .experiment import MODEL_NAMES, ExperimentRunner, budget_allows, environment, experiment_mismatch, write_summary
+from .order import EXPERIMENTS, SLICE_ORDER
+from .plan import RunCosts
+
+
+def slice_order(experiments=None) -> list[tuple[str, int, str]]:
+    """``(experiment, seed, model)`` in the order slices run them, restricted to ``experiments`` if given."""
+    names = list(EXPERIMENTS) if experiments is None else list(experiments)
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise ConfigError(f"experiments must be among {list(EXPERIMENTS)}, got {unknown}")
+    return [(name, seed, model) for name, seed in SLICE_ORDER if name in names for model in MODEL_NAMES]
+
+
+def run_slice(data_root, archive: Path, *, time_budget: float | None = None, work_dir: Path = Path("runs/slice"),
+              committed: Path | None = None, experiments=None, profile: Profile | None = None,
+              adjust: Callable[[Profile], Profile] | None = None, device=None,
+              progress: bool = False, log: Callable[[str], None] = print,
+              run_cost: Callable[[str, str], float] | None = None,
+              clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Run the next runs of the slice order that fit ``time_budget`` and pack them into ``archive``.
+
+    Args:
+        committed: the results folder that holds the experiments' finished runs (default
+            :func:`skinseg.config.results_dir`); its runs are skipped and, on the same hardware,
+            give the expected cost of a run.
+        experiments: only these of :data:`skinseg.order.EXPERIMENTS` (default all).
+        profile: one profile for every experiment instead of each one's own (for checks on a CPU:
+            its outputs are labelled as a smoke run).
+        adjust: applied to each experiment's profile (a compile setting, variants of the recipe;
+            a changed recipe cannot be merged into committed runs of the plain one).
+        run_cost: ``(experiment, model) -> seconds`` instead of :class:`~skinseg.plan.RunCosts`.
+        clock: seconds, for the time left (tests pass one that follows ``run_cost``).
+
+    Returns the archive's manifest.
+    """
+    started = clock()
+    committed = Path(committed) if committed is not None else results_dir()
+    work_dir = Path(work_dir)
+    lines: list[str] = []
+
+    def say(message: str) -> None:
+        lines.append(message)
+        log(message)
+
+    runners: dict[str, ExperimentRunner] = {}
+    costs: dict[str, RunCosts] = {}
+    device_env = None
+    for name, seed, model in slice_order(experiments):
+        spec = EXPERIMENTS[name]
+        if (committed / name / "runs" / f"{model}_seed{seed}.json").exists():
+            continue
+        if name not in runners:
+            recipe = profile or get_profile(spec.profile)
+            recipe = adjust(recipe) if adjust else recipe
+            runners[name] = ExperimentRunner(data_root, work_dir / "results" / name, recipe, seeds=spec.seeds,
+                                             protocol=spec.protocol, work_dir=work_dir / "checkpoints" / name,
+                                             device=device, progress=progress, log=say)
+            stored = committed / name / "config.json"
+            if stored.exists() and any((committed / name / "runs").glob("*.json")):
+                problem = experiment_mismatch(json.loads(stored.read_text()), runners[name].config)
+                if problem:
+                    raise ConfigError(f"{committed / name} holds finished runs of {problem}; "
+                                      "this slice's runs could not be merged into it")
+            costs[name] = RunCosts(recipe, runners[name].sizes, runners[name].device,
+                                   earlier=[committed / name, runners[name].out_dir], log=say)
+            device_env = runners[name].config["environment"]
+        runner = runners[name]
+        if runner.done(model, seed):
+            continue
+        cost = run_cost(name, model) if run_cost else costs[name].estimate(model)
+        left = None if time_budget is None else time_budget - (clock() - started)
+        if not budget_allows(cost, left, say, f"{name}: {model} seed {seed}"):
+            break
+        say(f"{name}: {model} seed {seed} ({spec.label}), expected {cost:.0f} s")
+        runner.run(model, seed)
+    for runner in runners.values():
+        if any((runner.out_dir / "runs").glob("*.json")):
+            write_summary(runner.out_dir)
+    if not runners:
+        say("every run of the slice order is already in " + str(committed))
+    seconds = clock() - started
+    manifest = pack_slice({name: r.out_dir for name, r in runners.items()}, Path(archive),
+                          environment=device_env or environment(resolve_device(device)),
+                          budget_seconds=time_budget, seconds=seconds, log_text="\n".join(lines) + "\n")
+    added = sum(len(e["runs"]) for e in manifest["experiments"].values())
+    log(f"wrote {archive}: {added} finished run(s) in {seconds:.0f} s")
+    return manifest

@@ -1,0 +1,89 @@
+"""External test sets: every finished run is scored on them, nothing is selected on them, and
+:func:`skinseg.external.external_table` tabulates them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from skinseg.compare import compare_tables, read_tables
+from skinseg.config import PROFILES
+from skinseg.data.folders import write_folders
+from skinseg.data.synthetic import make_synthetic
+from skinseg.errors import ConfigError
+from skinseg.experiment import MODEL_NAMES, run_experiment
+from skinseg.external import external_differences, external_summary, external_table, parse_external
+from skinseg.results import finished_seeds
+PROFILE = PROFILES["tiny"].replace(epochs=1)
+
+
+def _files(folder, pattern):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.glob(pattern))}
+
+
+def test_every_finished_run_is_scored_and_nothing_is_selected_on_them(layout_2017, tmp_path):
+    out, work = tmp_path / "results", tmp_path / "work"
+    run_experiment(layout_2017, out, PROFILE, seeds=[0], work_dir=work, device="cpu", progress=False, log=lambda s: None)
+    before = _files(out, "runs/*.json") | _files(out, "per_image/*.csv")
+    summary_before = json.loads((out / "summary.json").read_text())
+    assert external_table(out).empty and list(external_table(out).columns)[:3] == ["set", "model", "seed"]
+
+    clinic = write_folders(tmp_path / "clinic", make_synthetic(5, (64, 64), seed=21), sizes=[(50, 70)] * 5)
+    lines = []
+    run_experiment(layout_2017, out, PROFILE, seeds=[0], work_dir=work, device="cpu", progress=False,
+                   log=lines.append, external={"clinic": clinic})
+    # the runs finished by the first call are scored; their own files and the summary do not change
+    assert _files(out, "runs/*.json") | _files(out, "per_image/*.csv") == before
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"] == summary_before["runs"] and summary["comparison"] == summary_before["comparison"]
+    assert sum("on external set clinic (5 images)" in line for line in lines) == 2
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["external"]["clinic"]["n"] == 5 and config["external"]["clinic"]["folder"] == str(clinic)
+    folder = out / "external" / "clinic"
+    assert finished_seeds(folder) == [0]
+    for model in MODEL_NAMES:
+        table = pd.read_csv(folder / "per_image" / f"{model}_seed0.csv", index_col="id")
+        own = pd.read_csv(out / "per_image" / f"{model}_seed0.csv", index_col="id")
+        assert list(table.columns) == list(own.columns) and len(table) == 5
+        run = json.loads((folder / "runs" / f"{model}_seed0.json").read_text())
+        assert run["chosen"] == json.loads((out / "runs" / f"{model}_seed0.json").read_text())["chosen"]
+        assert run["test"]["mean_iou"] == pytest.approx(table["iou"].mean())
+    comparison = compare_tables(read_tables(folder, [0]), [0], "iou", "raw")
+    assert comparison["per_seed"]["0"]["n"] == 5
+
+    table = external_table(out)
+    assert list(table[["set", "model", "seed", "n"]].itertuples(index=False, name=None)) == [
+        ("clinic", "attention_unet", 0, 5), ("clinic", "unet", 0, 5)]
+    assert (table["change"] == table["mean_iou"] - table["own_test_iou"]).all()
+    assert table["own_test_iou"].tolist() == [summary["runs"][i]["test_raw"]["mean_iou"] for i in (1, 0)]
+
+    summary_table = external_summary(out)
+    assert list(summary_table.index) == [("clinic", "attention_unet"), ("clinic", "unet")]
+    assert summary_table["seeds"].tolist() == [1, 1] and summary_table["sd_iou"].isna().all()
+    assert summary_table["mean_iou"].tolist() == table["mean_iou"].tolist()
+    differences = external_differences(out)
+    assert differences[["set", "seeds", "n"]].values.tolist() == [["clinic", 1, 5]]
+    assert differences["mean_diff"].iloc[0] == pytest.approx(table["mean_iou"].iloc[0] - table["mean_iou"].iloc[1])
+    assert external_differences(tmp_path).empty and external_summary(tmp_path).empty
+
+    # a third call scores nothing again; another folder under the same name is refused
+    lines.clear()
+    run_experiment(layout_2017, out, PROFILE, seeds=[0], work_dir=work, device="cpu", progress=False,
+                   log=lines.append, external={"clinic": clinic})
+    assert not any("on external set" in line for line in lines)
+    other = write_folders(tmp_path / "other", make_synthetic(5, (64, 64), seed=22))
+    with pytest.raises(ConfigError, match="holds scores on other images than .*other"):
+        run_experiment(layout_2017, out, PROFILE, seeds=[0], work_dir=work, device="cpu", progress=False,
+                       log=lambda s: None, external={"clinic": other})
+
+
+def test_parse_external():
+    assert parse_external(["ph2=data/ph2", "clinic_b=x"]) == {"ph2": Path("data/ph2"), "clinic_b": Path("x")}
+    for bad in (["ph2"], ["=x"], ["a b=x"], ["ph2="]):
+        with pytest.raises(ConfigError, match="expected NAME=FOLDER"):
+            parse_external(bad)
+    with pytest.raises(ConfigError, match="names 'a' twice"):
+        parse_external(["a=x", "a=y"])

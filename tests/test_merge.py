@@ -1,0 +1,154 @@
+"""Runs that accumulate over slices: a slice whose budget fits one run, a second slice for the
+rest, both merged, give what one uninterrupted call gives; and every refused merge is one
+line with exit code 2. The ``tiny`` profile on SYNTHETIC data, on the CPU (deterministic)."""
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pytest
+
+from skinseg.archive import MANIFEST, open_archive
+from skinseg.cli import main
+from skinseg.config import PROFILES
+from skinseg.data.synthetic import write_isic_layout
+from skinseg.errors import DataError
+from skinseg.experiment import MODEL_NAMES, run_experiment
+from skinseg.merge import MergeError, merge_archive
+from skinseg.order import EXPERIMENTS, SLICE_ORDER
+from skinseg.slice import run_slice, slice_order
+
+from conftest import SIZE
+
+TINY = PROFILES["tiny"]
+SEEDS = list(EXPERIMENTS["isic2017"].seeds)
+RUNS = [f"{m}_seed{s}" for s in SEEDS for m in MODEL_NAMES]
+TIMINGS = ("train_seconds", "evaluation_seconds", "wall_seconds", "median_images_per_s", "environment")
+
+
+def quiet(_):
+    pass
+
+
+def one_run_slice(data, archive, work, committed, profile=TINY):
+    """A slice whose budget (150 s) fits exactly one run, on a clock on which every run takes 100 s."""
+    def clock():
+        return 100.0 * len(list((work / "results" / "isic2017" / "runs").glob("*.json")))
+    return run_slice(data, archive, time_budget=150, work_dir=work, committed=committed, experiments=["isic2017"],
+                     profile=profile, device="cpu", log=quiet, run_cost=lambda experiment, model: 100.0, clock=clock)
+
+
+@pytest.fixture(scope="module")
+def accumulated(layout_2017, tmp_path_factory):
+    """``(uninterrupted folder, committed results root, first archive)`` after two merged slices."""
+    tmp = tmp_path_factory.mktemp("accumulate")
+    whole = tmp / "whole"
+    run_experiment(layout_2017, whole, TINY, seeds=SEEDS, work_dir=tmp / "whole_work", device="cpu",
+                   progress=False, log=quiet)
+    committed = tmp / "results"
+    first = one_run_slice(layout_2017, tmp / "slice1.tgz", tmp / "slice1", committed)
+    assert list(first["experiments"]["isic2017"]["runs"]) == ["unet_seed0"]
+    merge_archive(tmp / "slice1.tgz", committed / "isic2017", log=quiet)
+    second = run_slice(layout_2017, tmp / "slice2.tgz", work_dir=tmp / "slice2", committed=committed,
+                       experiments=["isic2017"], profile=TINY, device="cpu", log=quiet)
+    assert sorted(second["experiments"]["isic2017"]["runs"]) == sorted(RUNS[1:])  # the committed run is skipped
+    merge_archive(tmp / "slice2.tgz", committed / "isic2017", log=quiet)
+    return whole, committed, tmp / "slice1.tgz"
+
+
+def test_the_slice_order_is_one_fixed_list_of_whole_seed_pairs():
+    order = slice_order()
+    assert order[:4] == [("isic2016_replica", 0, "unet"), ("isic2016_replica", 0, "attention_unet"),
+                         ("isic2017", 0, "unet"), ("isic2017", 0, "attention_unet")]
+    assert len(order) == 2 * len(SLICE_ORDER) == 2 * sum(len(e.seeds) for e in EXPERIMENTS.values())
+    assert len(set(order)) == len(order)
+    assert slice_order(["isic2017"]) == [("isic2017", s, m) for s in SEEDS for m in MODEL_NAMES]
+
+
+def test_two_merged_slices_equal_one_uninterrupted_call(accumulated):
+    whole, committed, _ = accumulated
+    merged = committed / "isic2017"
+    assert (merged / "summary.json").read_text() == (whole / "summary.json").read_text()
+    summary = json.loads((merged / "summary.json").read_text())
+    assert summary["seeds"] == SEEDS and summary["primary_endpoint"] == "raw"
+    assert set(summary["comparison"]) == {"raw", "chosen"}
+    for run in RUNS:
+        assert (merged / "per_image" / f"{run}.csv").read_bytes() == (whole / "per_image" / f"{run}.csv").read_bytes()
+        assert (merged / "histories" / f"{run}.json").is_file()
+        a, b = (json.loads((f / "runs" / f"{run}.json").read_text()) for f in (merged, whole))
+        assert {k: v for k, v in a.items() if k not in TIMINGS} == {k: v for k, v in b.items() if k not in TIMINGS}
+    for details in ("predictions/unet_seed0.npz", "predictions/attention_unet_seed0.npz", "psi/attention_unet_seed0.npz"):
+        assert (merged / details).is_file()
+    assert not any(p.name == ".skinseg.lock" for p in (merged / "runs").iterdir())
+    assert len(list((merged / "slices").glob("*.json"))) >= 1  # which slice brought which runs
+
+
+def test_the_archive_is_one_file_with_a_manifest(accumulated):
+    _, _, archive = accumulated
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert names[0] == MANIFEST and "isic2017/per_image/unet_seed0.csv" in names
+    assert not any(n.endswith(".skinseg.lock") for n in names)
+    manifest, _ = open_archive(archive)
+    entry = manifest["experiments"]["isic2017"]
+    assert entry["profile"] == "tiny" and entry["recipe"]["epochs"] == TINY.epochs and len(entry["data_hash"]) == 16
+    assert entry["evaluation"]["primary_endpoint"] == "raw"
+    assert manifest["environment"]["device_type"] == "cpu" and manifest["environment"]["torch"]
+    assert manifest["budget_seconds"] == 150 and manifest["seconds"] == 100.0
+    assert entry["runs"]["unet_seed0"]["wall_seconds"] > 0
+
+
+def _cli(args, capsys) -> tuple[int, str, str]:
+    """``python -m skinseg ARGS`` in this process (its exit code, stdout and stderr): the same
+    entry point as the command line, without starting another Python."""
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _refused(archive, into, capsys, match):
+    before = (into / "summary.json").read_bytes()
+    code, _, err = _cli(["merge", archive, "--into", into], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("skinseg merge: error: ") and match in lines[0], lines[0]
+    assert (into / "summary.json").read_bytes() == before  # nothing written
+    return lines[0]
+
+
+def test_merges_of_another_recipe_dataset_or_a_duplicate_run_are_refused(accumulated, layout_2017, tmp_path, capsys):
+    _, committed, first = accumulated
+    into = committed / "isic2017"
+    _refused(first, into, capsys, "already holds run unet_seed0")
+
+    one_run_slice(layout_2017, tmp_path / "recipe.tgz", tmp_path / "w1", tmp_path / "none", TINY.replace(epochs=3))
+    _refused(tmp_path / "recipe.tgz", into, capsys, "another recipe (epochs 2 -> 3)")
+
+    other = write_isic_layout(tmp_path / "other", "2017", n_train=8, n_val=4, n_test=4, size=SIZE, seed=7)
+    one_run_slice(other, tmp_path / "data.tgz", tmp_path / "w2", tmp_path / "none")
+    _refused(tmp_path / "data.tgz", into, capsys, "another dataset (data hash)")
+
+    (tmp_path / "junk.tgz").write_bytes(b"not an archive")
+    _refused(tmp_path / "junk.tgz", into, capsys, "cannot be read")
+    with pytest.raises(MergeError, match="holds no experiment 'isic2016_replica'"):
+        merge_archive(first, into, experiment="isic2016_replica", log=quiet)
+    with pytest.raises(MergeError, match="holds no experiment named like"):  # never into another experiment's folder
+        merge_archive(first, tmp_path / "results" / "isic2016_replica", log=quiet)
+    code, _, err = _cli(["merge", first, "--each-into", tmp_path / "fresh"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "fresh" / "isic2017" / "summary.json").read_text())["runs"][0]["run"] == "unet_seed0"
+    with pytest.raises(DataError, match="does not exist"):
+        merge_archive(tmp_path / "missing.tgz", into, log=quiet)
+
+
+def test_the_slice_command_starts_no_run_that_does_not_fit(layout_2017, tmp_path, capsys):
+    archive = tmp_path / "out" / "slice.tgz"
+    code, out, err = _cli(["slice", "--data", layout_2017, "--archive", archive, "--profile", "tiny", "--time-budget", "1",
+                           "--experiments", "isic2017", "--work-dir", tmp_path / "work", "--committed", tmp_path / "none",
+                           "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    assert "isic2017: unet seed 0: not started, it needs about" in out  # a measured step: at least 8 s per run
+    manifest, _ = open_archive(archive)
+    assert manifest["experiments"] == {}  # a folder without runs is not packed
+    code, _, err = _cli(["merge", archive, "--into", tmp_path / "results" / "isic2017"], capsys)
+    assert code == 2 and "holds no finished runs" in err

@@ -1,0 +1,108 @@
+"""``predict``: masks at each image's original size, overlays, ψ pictures, the same code as
+``evaluate``, and refusals of bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from skinseg.checkpoint import load_model
+from skinseg.cli import main
+from skinseg.config import PROFILES
+from skinseg.data import load_split
+from skinseg.data.folders import write_folders
+from skinseg.data.synthetic import make_synthetic
+from skinseg.device import seed_everything
+from skinseg.errors import ConfigError, DataError
+from skinseg.evaluate import binarize, predict_probabilities
+from skinseg.models import AttentionUNet, UNet
+from skinseg.predict import checkpoint_image_size, image_files, predict, predict_images
+from skinseg.train import fit
+
+SIZE = (64, 64)
+ODD_SIZES = [(37, 50), (97, 129), (64, 64), (200, 150), (63, 17)]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Tiny trained U-Net and Attention U-Net checkpoints (64x64 input) on SYNTHETIC images."""
+    root = tmp_path_factory.mktemp("predict_runs")
+    data = make_synthetic(12, SIZE, seed=4)
+    paths = {}
+    for name, cls in (("unet", UNet), ("attention_unet", AttentionUNet)):
+        seed_everything(0)
+        fit(cls(width=4), data.subset(slice(0, 8)), data.subset(slice(8, 12)), PROFILES["tiny"].replace(epochs=1),
+            root / name, progress=False, device="cpu")
+        paths[name] = root / name / "best.pt"
+    return paths
+
+
+@pytest.fixture(scope="module")
+def odd_folder(tmp_path_factory):
+    """SYNTHETIC images of odd sizes in the generic layout (one portrait, one narrower than 16)."""
+    return write_folders(tmp_path_factory.mktemp("odd") / "mine", make_synthetic(len(ODD_SIZES), SIZE, seed=9),
+                         sizes=ODD_SIZES)
+
+
+def test_checkpoint_knows_its_input_size(checkpoints):
+    assert checkpoint_image_size(checkpoints["unet"]) == SIZE
+
+
+def test_masks_come_out_at_the_original_size(checkpoints, odd_folder, tmp_path, capsys):
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(checkpoints["attention_unet"]), str(odd_folder / "images"),
+                 "--out", str(out), "--psi", "--tta", "flip", "--postprocess", "--quiet", "--device", "cpu"]) == 0
+    assert f"wrote 5 masks, 5 overlays, 5 ψ pictures and predictions.csv to {out}" in capsys.readouterr().out
+    table = pd.read_csv(out / "predictions.csv", index_col="id")
+    assert list(table.index) == [f"synth_{i:04d}" for i in range(5)]
+    for (h, w), (image_id, row) in zip(ODD_SIZES, table.iterrows()):
+        assert (row.height, row.width) == (h, w)
+        mask = Image.open(out / row["mask"])
+        assert mask.mode == "L" and mask.size == (w, h)
+        values = np.asarray(mask)
+        assert set(np.unique(values)) <= {0, 255}
+        assert row.predicted_fraction == pytest.approx((values == 255).mean(), abs=1e-6)
+        overlay = Image.open(out / row["overlay"])
+        assert overlay.mode == "RGB" and overlay.size == (w, h)
+        psi = Image.open(out / row["psi"])
+        assert psi.format == "PNG" and psi.size[0] > 3 * psi.size[1]  # a row of five panels
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["predictions.csv"] + [f"synth_{i:04d}_{kind}.png" for i in range(5) for kind in ("mask", "overlay", "psi")])
+
+
+@pytest.mark.parametrize("tta, postprocess", [("none", False), ("d4", True)])
+def test_predict_uses_the_code_of_evaluate(checkpoints, tmp_path, tta, postprocess):
+    """At the model's input size (no resizing) the mask is evaluate's: same TTA, threshold, post-processing."""
+    data = make_synthetic(3, SIZE, seed=11)
+    root = write_folders(tmp_path / "d", data, image_format="png")
+    table = predict(checkpoints["unet"], [root / "images"], tmp_path / "pred", tta=tta, postprocess=postprocess,
+                    device="cpu", progress=False)
+    loaded = load_split(root, "test", SIZE, cache=False)
+    model = load_model(checkpoints["unet"])
+    expected = binarize(predict_probabilities(model, loaded.images, tta=tta, device="cpu"), postprocess)
+    for image_id, mask in zip(loaded.ids, expected):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "pred" / table.loc[image_id, "mask"])) // 255,
+                                      mask)
+
+
+def test_psi_pictures_need_an_attention_unet(checkpoints, odd_folder, tmp_path):
+    with pytest.raises(ConfigError, match="psi maps need an Attention U-Net, but .*unet/best.pt holds a U-Net"):
+        predict(checkpoints["unet"], [odd_folder / "images"], tmp_path, psi=True, progress=False)
+    with pytest.raises(ConfigError, match="psi maps need an Attention U-Net, but the model is a U-Net"):
+        predict_images(load_model(checkpoints["unet"]), [], tmp_path, psi=True)
+
+
+def test_bad_inputs_are_refused_by_name(odd_folder, tmp_path):
+    with pytest.raises(DataError, match="image or folder .*nowhere.jpg does not exist"):
+        image_files([tmp_path / "nowhere.jpg"])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    with pytest.raises(DataError, match="notes.txt is not an image"):
+        image_files([notes])
+    with pytest.raises(DataError, match=f"no images .* in folder {odd_folder}; did you mean {odd_folder / 'images'}"):
+        image_files([odd_folder])
+    twin = tmp_path / "synth_0001.png"
+    Image.open(odd_folder / "images" / "synth_0001.jpg").save(twin)
+    with pytest.raises(DataError, match="have the same name 'synth_0001'"):
+        image_files([odd_folder / "images", twin])
