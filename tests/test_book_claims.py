@@ -45,7 +45,8 @@ def speeds():
 def test_epochs_and_hardware_of_the_experiment(results):
     epochs, device = results.config["profile"]["epochs"], results.device
     assert f"allowed {epochs} epochs per run" in prose("00")
-    assert f"the `full` recipe with {epochs} epochs" in prose("00")
+    assert f"the `full` recipe with {epochs} epochs instead of the profile's {PROFILES['full'].epochs}" in prose("00")
+    assert f"for {PROFILES['full'].epochs} epochs: a number fixed by the recipe" in prose("00")
     assert f"a run on an {device} GPU" in prose("00")
     assert f"{epochs} epochs on the 2000 training images" in prose("05")
     assert f"run on an {device} and committed" in prose("06")

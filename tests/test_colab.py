@@ -27,7 +27,8 @@ def downloads(monkeypatch):
         return root
 
     monkeypatch.setattr(colab, "download_dataset", fake_download)
-    monkeypatch.delenv("SKINSEG_DATA", raising=False)
+    monkeypatch.setenv("SKINSEG_DATA", "")  # so that the prepare() below cannot leak its value to later tests
+    monkeypatch.delenv("SKINSEG_DATA")
     return calls
 
 
@@ -76,3 +77,44 @@ def test_training_estimate_from_a_measured_step():
     total = sum(estimate["seconds"].values())
     assert estimate["text"].startswith(f"about {total / 60:.0f} min on this CPU")
     assert "SHORT GPU RUN (profile 'colab'" in estimate["text"] and "not the full recipe" in estimate["text"]
+
+
+def _first_code_cells() -> dict[str, str]:
+    import jupytext
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    return {md.name: next(c.source for c in jupytext.read(md).cells if c.cell_type == "code")
+            for md in sorted(book.glob("[0-9][0-9]_*.md"))}
+
+
+def _run_as_ipython(source: str, shell: list) -> None:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    class Shell:
+        def system(self, command):
+            shell.append(command)
+
+    exec(TransformerManager().transform_cell(source), {"get_ipython": Shell})
+
+
+def test_every_chapter_starts_with_one_colab_cell_that_prepares_the_compact_copy(monkeypatch):
+    import sys
+    import types
+
+    cells = _first_code_cells()
+    assert len(cells) >= 9 and len(set(cells.values())) == 1, "the chapters' first cells differ"
+    source = next(iter(cells.values()))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    shell, prepared, folders = [], [], []
+    monkeypatch.setattr(colab, "prepare", lambda year, drive: prepared.append((year, drive)))
+    monkeypatch.setattr(os, "chdir", folders.append)
+    _run_as_ipython(source, shell)
+    assert shell == prepared == folders == [], "outside Colab the first cell must do nothing"
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(os.path, "isdir", lambda path: False)  # a fresh Colab session
+    _run_as_ipython(source, shell)
+    assert [c.split()[0:2] for c in shell] == [["git", "clone"], ["pip", "install"]]
+    assert prepared == [("2017", False)], "the Drive copy is opt-in; the data is the compact ISIC 2017"
+    assert folders == ["/content/skinseg/book"]
