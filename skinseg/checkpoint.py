@@ -137,7 +137,12 @@ def load_model(path: Path, device="cpu", weights: str = "best") -> nn.Module:
     ``weights``: ``"best"`` (the validation-selected weights, EMA where used) or
     ``"model"`` (the raw weights at the checkpoint's epoch).
     """
-    state = load_checkpoint(path)
+    return model_from_state(load_checkpoint(path), path, device, weights)
+
+
+def model_from_state(state: dict, path: Path | str = "checkpoint", device="cpu", weights: str = "best") -> nn.Module:
+    """:func:`load_model` for a checkpoint already read by :func:`load_checkpoint` (``path``
+    names it in errors), so that a caller who also needs its other fields reads the file once."""
     arch = state["arch"]
     model = build_model(arch["model"], arch["width"])
     key = weights if weights in state else "model"

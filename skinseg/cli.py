@@ -6,6 +6,7 @@ model, ...) are printed as one line on stderr with exit code 2, without a traceb
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -18,12 +19,16 @@ from .order import EXPERIMENTS
 from .errors import ConfigError, SkinsegError
 
 
-def _profile(args):
-    profile = get_profile(args.profile)
+def _adjust(args, profile):
+    """``profile`` with the variants and overrides (``--epochs``, ``--width``, ...) given on the command line."""
     if getattr(args, "variant", None):
         profile = with_variants(profile, args.variant)
     changes = {k: getattr(args, k) for k in ("epochs", "width", "batch_size", "compile", "compile_mode") if getattr(args, k, None) is not None}
     return profile.replace(**changes) if changes else profile
+
+
+def _profile(args):
+    return _adjust(args, get_profile(args.profile))
 
 
 def _add_profile_options(p: argparse.ArgumentParser) -> None:
@@ -93,15 +98,18 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .checkpoint import load_model
+    from .checkpoint import load_checkpoint, model_from_state
     from .data import load_split
+    from .device import resolve_device
     from .evaluate import evaluate_model, summarize
-    from .leakage import check_checkpoint
+    from .leakage import check_held_out
     from .predict import checkpoint_image_size
-    model = load_model(args.checkpoint, args.device or ("cuda" if _cuda() else "cpu"))
-    size = tuple(args.image_size) if args.image_size else checkpoint_image_size(args.checkpoint)
+    state = load_checkpoint(args.checkpoint)
+    model = model_from_state(state, args.checkpoint, resolve_device(args.device))
+    size = tuple(args.image_size) if args.image_size else checkpoint_image_size(state)
     data = load_split(args.data, args.split, size, protocol=args.protocol, limit=args.limit)
-    note = check_checkpoint(args.checkpoint, data)  # LeakageError if the model was trained on these images
+    # LeakageError if the model was trained on these images
+    note = check_held_out(state.get("trained_on"), data, model=f"checkpoint {args.checkpoint}")
     print(note)
     table = evaluate_model(model, data, tta=args.tta, postprocess=args.postprocess)
     summary = summarize(table)
@@ -110,11 +118,6 @@ def cmd_evaluate(args) -> None:
     table.to_csv(args.out, float_format="%.6f")
     Path(args.out).with_suffix(".json").write_text(json.dumps({"source": data.source, "note": note, **summary}, indent=1))
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
-
-
-def _cuda() -> bool:
-    import torch
-    return torch.cuda.is_available()
 
 
 def cmd_compare(args) -> None:
@@ -158,14 +161,9 @@ def cmd_slice(args) -> None:
     from .slice import run_slice
     if args.epochs is not None:
         raise ConfigError("slice trains every run for its profile's epochs; --epochs is not accepted")
-    changes = {k: getattr(args, k) for k in ("width", "batch_size", "compile", "compile_mode") if getattr(args, k) is not None}
-
-    def adjust(profile):
-        profile = with_variants(profile, args.variant) if args.variant else profile
-        return profile.replace(**changes) if changes else profile
     run_slice(args.data, args.archive, time_budget=args.time_budget, work_dir=args.work_dir, committed=args.committed,
               experiments=args.experiments, profile=get_profile(args.profile) if args.profile else None,
-              adjust=adjust, device=args.device, progress=not args.quiet)
+              adjust=functools.partial(_adjust, args), device=args.device, progress=not args.quiet)
 
 
 def cmd_merge(args) -> None:

@@ -46,8 +46,10 @@ def prepare(year: str = "2017", *, drive: bool = False, local_root: Path | str =
 
     Without ``drive``: the compact copy goes to ``local_root/isic<year>`` (nothing is
     downloaded again while the session lasts). With ``drive=True`` (opt-in) Google Drive is
-    mounted (it asks for permission) and a complete copy in ``drive_root/skinseg/isic<year>``
-    is used as it is; without one, the copy is downloaded locally, as above, and then copied
+    mounted (it asks for permission); a complete local copy is still used first (and copied to
+    the Drive when the Drive's copy is incomplete), so that every chapter of a session reads
+    one folder. Without a local copy, a complete copy in ``drive_root/skinseg/isic<year>`` is
+    used as it is; without either, the copy is downloaded locally, as above, and then copied
     to the Drive for the next session (tens of MB for ISIC 2017, where the archives are several GB).
 
     Args:
@@ -57,16 +59,18 @@ def prepare(year: str = "2017", *, drive: bool = False, local_root: Path | str =
     year = str(year)
     local = Path(local_root) / f"isic{year}"
     kept = Path(drive_root) / DRIVE_FOLDER / f"isic{year}"
-    if drive:
-        if not Path(drive_root).is_dir():
-            (mount or _mount_drive)()
-        if is_complete(kept, year):
+    if drive and not Path(drive_root).is_dir():
+        (mount or _mount_drive)()
+    # Every chapter of a session must read the same folder, or the array cache (keyed by the
+    # files' paths) misses and each chapter decodes the images again: a complete local copy
+    # wins over the Drive's, which is read only when this session has none.
+    if not is_complete(local, year):
+        if drive and is_complete(kept, year):
             log(f"ISIC {year}: the compact copy kept on the Drive is used ({kept}); nothing is downloaded")
             os.environ["SKINSEG_DATA"] = str(kept)
             return kept
-    if not is_complete(local, year):
         download_dataset(year, local, compact=True, base_url=base_url)
-    if drive:
+    if drive and not is_complete(kept, year):
         partial = kept.with_name(kept.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(local, partial, ignore=shutil.ignore_patterns(".*"))  # lock files stay behind

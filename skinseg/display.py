@@ -131,13 +131,15 @@ def store_display(out_dir, test, unet_iou: pd.Series, attention_iou: pd.Series, 
     return write_display(Path(out_dir) / FILE_NAME, ids, test.images[where], test.masks[where])
 
 
-
-
-def store_display_of_run(out_dir, test, seed: int, psi_ids=()) -> Path | None:
-    """:func:`store_display` for an experiment folder, from its ``per_image/<model>_seed<seed>.csv``
-    tables; ``None`` (nothing written) until both models' tables of that seed exist."""
-    tables = [Path(out_dir) / "per_image" / f"{m}_seed{seed}.csv" for m in ("unet", "attention_unet")]
-    if not all(t.is_file() for t in tables):
+def store_display_of_run(out_dir, test, seed: int, psi_ids=(), folders=None) -> Path | None:
+    """:func:`store_display` for an experiment folder, from the ``per_image/<model>_seed<seed>.csv``
+    tables of both models, each taken from the first of ``folders`` (default ``[out_dir]``; a
+    slice adds the committed results, which may hold a run of that seed) that has it; ``None``
+    (nothing written) until both tables exist."""
+    folders = [Path(out_dir)] if folders is None else [Path(f) for f in folders]
+    tables = [next((t for t in (f / "per_image" / f"{m}_seed{seed}.csv" for f in folders) if t.is_file()), None)
+              for m in ("unet", "attention_unet")]
+    if None in tables:
         return None
     unet, attention = (pd.read_csv(t, index_col="id")["iou"] for t in tables)
     return store_display(out_dir, test, unet, attention, psi_ids)

@@ -126,14 +126,21 @@ def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: str, *, ba
     that setting plus ``iou_raw`` and ``dice_raw`` of the raw prediction (no TTA, no
     post-processing): the columns of an experiment's ``per_image/<run>.csv``.
     """
+    return evaluate_endpoints(model, data, chosen, batch_size=batch_size, device=device)[0]
+
+
+def evaluate_endpoints(model: nn.Module, data: SegmentationData, chosen: str, *, batch_size: int = 32,
+                       device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """``(table, raw, masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks` table of
+    the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``. The raw
+    and the chosen variant share their views (:func:`predict_variants`)."""
     tta, post = chosen.split("+")[0], chosen.endswith("+post")
-    prob_raw = predict_probabilities(model, data.images, batch_size=batch_size, device=device)
-    raw = score_masks(binarize(prob_raw), data)
-    prob = prob_raw if tta == "none" else predict_probabilities(model, data.images, tta=tta, batch_size=batch_size,
-                                                                device=device)
-    table = score_masks(binarize(prob, post), data)
+    probs = predict_variants(model, data.images, ("none", tta), batch_size=batch_size, device=device)
+    raw = score_masks(binarize(probs["none"]), data)
+    masks = binarize(probs[tta], post)
+    table = score_masks(masks, data)
     table["iou_raw"], table["dice_raw"] = raw["iou"], raw["dice"]
-    return table
+    return table, raw, masks
 
 
 def summarize(per_image: pd.DataFrame) -> dict[str, float]:

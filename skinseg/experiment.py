@@ -49,7 +49,7 @@ from .data.tensors import model_input
 from .device import describe, resolve_device, seed_everything
 from .display import store_display_of_run
 from .errors import ConfigError
-from .evaluate import binarize, predict_variants, score_masks, summarize
+from .evaluate import binarize, evaluate_endpoints, predict_variants, score_masks, summarize
 from .external import ExternalSets
 from .lock import locks_folder
 from .models import MODELS, build_model
@@ -140,15 +140,10 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
         for post in ((False, True) if profile.postprocess else (False,)):
             validation[f"{tta}{'+post' if post else ''}"] = summarize(score_masks(binarize(prob, post), data["val"]))
     chosen = max(validation, key=lambda k: validation[k]["mean_iou"])
-    tta, post = chosen.split("+")[0], chosen.endswith("+post")
 
     # the test set is read from here on: the primary endpoint (raw) and the run's own choice
-    test_probs = predict_variants(best, data["test"].images, ("none", tta), batch_size=profile.eval_batch_size,
-                                  device=device)
-    raw = score_masks(binarize(test_probs["none"]), data["test"])
-    masks = binarize(test_probs[tta], post)
-    table = score_masks(masks, data["test"])
-    table["iou_raw"], table["dice_raw"] = raw["iou"], raw["dice"]
+    table, raw, masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
+                                           device=device)
     (out_dir / "per_image").mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "per_image" / f"{run}.csv", float_format="%.6f")
 
@@ -174,37 +169,36 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     return summary
 
 
-def _check_same_experiment(out_dir: Path, config: dict) -> None:
-    """Refuse to add runs of one recipe, protocol or dataset to finished runs of another in ``out_dir``."""
-    config_path = out_dir / "config.json"
-    if not config_path.exists() or not any((out_dir / "runs").glob("*.json")):
-        return
-    stored = json.loads(config_path.read_text())
-    problem = experiment_mismatch(stored, config)
-    if problem:
-        raise ConfigError(f"{out_dir} holds finished runs of {problem}; "
-                          "use another output folder, or delete it to start again")
+def folder_mismatch(folder: Path, config: dict) -> str | None:
+    """What makes the runs described by the ``config.json`` dict ``config`` unfit to join the
+    finished runs in ``folder`` (:func:`experiment_mismatch`); ``None`` also when ``folder``
+    holds no finished run (no ``config.json`` or no ``runs/*.json``)."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file() or not any((folder / "runs").glob("*.json")):
+        return None
+    return experiment_mismatch(json.loads((folder / "config.json").read_text()), config)
 
 
 def experiment_mismatch(stored: dict, new: dict) -> str | None:
     """What makes the runs described by the ``config.json`` dict ``new`` unfit to join those of
-    ``stored`` (another recipe, evaluation protocol, data protocol or dataset), or ``None``."""
+    ``stored`` (another recipe, model width, evaluation protocol, data protocol or dataset), or
+    ``None``. A field that ``stored`` lacks (written before it was recorded) is not compared."""
     changed = recipe_changes(stored.get("recipe", stored["profile"]), new["recipe"])
     if changed:
         return f"another recipe ({'; '.join(changed)})"
+    old_width, new_width = stored["profile"].get("width"), new["profile"].get("width")
+    if old_width is not None and old_width != new_width:
+        return f"another model width ({old_width} -> {new_width})"
     for key, what in (("protocol", "another data protocol"), ("data_hash", "another dataset (data hash)")):
         if key in stored and stored.get(key) != new.get(key):
             return f"{what} ({stored.get(key)} -> {new.get(key)})"
     old, now = stored.get("evaluation", {}), new.get("evaluation", {})
     if old and old.get("primary_endpoint") != now.get("primary_endpoint"):
         return f"another primary endpoint ({old.get('primary_endpoint')} -> {now.get('primary_endpoint')})"
+    for key in ("tta", "postprocess"):  # the candidates of each run's own choice
+        if key in old and old[key] != now.get(key):
+            return f"another evaluation protocol ({key} {old[key]!r} -> {now.get(key)!r})"
     return None
-
-
-def compare_runs(out_dir: Path, seeds, metric: str = "iou", endpoint: str = PRIMARY_ENDPOINT) -> dict:
-    """Per-seed, seed-averaged and two-level comparisons of Attention U-Net (B) against U-Net (A)
-    (:func:`skinseg.compare.compare_tables`) on the per-image tables of ``out_dir``."""
-    return compare_tables(read_tables(out_dir, seeds, MODEL_NAMES), seeds, metric, endpoint)
 
 
 RUN_SCORES = ("run", "model", "seed", "epochs", "best_epoch", "best_val_iou", "chosen", "test_raw", "test")
@@ -229,6 +223,7 @@ def summarize_experiment(out_dir: Path) -> dict:
     runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r.get("environment", config["environment"])["device"]}
             for r in records]
     complete = [r for r in runs if r["seed"] in seeds]
+    tables = read_tables(out_dir, seeds, MODEL_NAMES)  # per-image, of the complete seeds
     mean_sd, comparison = {}, {}
     for endpoint, key in (("raw", "test_raw"), ("chosen", "test")):
         mean_sd[endpoint] = {}
@@ -240,7 +235,7 @@ def summarize_experiment(out_dir: Path) -> dict:
                 f"{k}_{s}": (float(getattr(values[k], s)()) if s == "mean" or len(values) > 1 else None)
                 for k in ("mean_iou", "mean_dice", "thresholded_jaccard") for s in ("mean", "std")}
         if seeds:
-            comparison[endpoint] = {metric: compare_runs(out_dir, seeds, metric, endpoint) for metric in ("iou", "dice")}
+            comparison[endpoint] = {metric: compare_tables(tables, seeds, metric, endpoint) for metric in ("iou", "dice")}
     return {"label": config["label"], "primary_endpoint": config.get("evaluation", {}).get("primary_endpoint", "chosen"),
             "seeds": seeds, "planned_seeds": config["seeds"], "devices": sorted({r["device"] for r in complete}),
             "runs": runs, "mean_sd": mean_sd, "comparison": comparison}
@@ -261,24 +256,29 @@ class ExperimentRunner:
         data_root: the dataset folder; ``protocol`` (:mod:`skinseg.data.protocols`) says which of
             its images form the splits.
         out_dir: the results folder; a folder that already holds finished runs of another recipe,
-            data protocol, dataset or primary endpoint is refused (:class:`ConfigError`).
+            model width, evaluation protocol, data protocol or dataset is refused
+            (:class:`ConfigError`, :func:`folder_mismatch`).
         seeds: the experiment's planned seeds (default: the profile's); the first keeps the
             predictions and ψ maps.
         external: ``{name: folder}`` of external test sets (:mod:`skinseg.external`): every
             finished run is scored on them; they never select anything.
+        committed: results folders holding earlier runs of the same experiment that ``out_dir``
+            does not (a slice's committed results): the display images of the first seed are
+            picked from per-image tables found in ``out_dir`` or, failing that, in these.
     """
 
     def __init__(self, data_root, out_dir, profile: Profile, *, seeds=None, protocol: str = OFFICIAL,
                  work_dir=None, device=None, progress: bool = True, log: Callable[[str], None] = print,
-                 external=None) -> None:
+                 external=None, committed=()) -> None:
         self.out_dir, self.profile, self.progress, self.log = Path(out_dir), profile, progress, log
+        self.committed = [Path(f) for f in committed]
         self.seeds = list(profile.seeds if seeds is None else seeds)
         self.work_dir = Path(work_dir) if work_dir else Path("runs") / self.out_dir.name
         self.device = resolve_device(device)
         self.data = load_dataset(data_root, profile.image_size, protocol=protocol,
                                  limits={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test})
         self.psi_index = psi_image_indices(self.data["test"])
-        self.external = ExternalSets(external, profile, self.device, log)
+        self.external = ExternalSets(external, profile, self.device, log, train=self.data["train"])
         self.config = {"profile": profile.to_dict(), "recipe": training_recipe(profile), "label": profile.label(),
                        "seeds": self.seeds,
                        "models": list(MODEL_NAMES), "protocol": protocol,
@@ -288,7 +288,10 @@ class ExperimentRunner:
                        "psi_epochs": psi_epochs(profile.epochs)}
         if self.external:
             self.config["external"] = self.external.describe()
-        _check_same_experiment(self.out_dir, self.config)
+        problem = folder_mismatch(self.out_dir, self.config)
+        if problem:
+            raise ConfigError(f"{self.out_dir} holds finished runs of {problem}; "
+                              "use another output folder, or delete it to start again")
         write_json(self.out_dir / "config.json", self.config)
         log(f"{profile.label()} on {self.config['environment']['device']}: "
             + ", ".join(f"{k} {v['n']}" for k, v in self.config["data"].items()))
@@ -308,7 +311,8 @@ class ExperimentRunner:
                           self.progress, keep_details=seed == self.seeds[0], psi_index=self.psi_index)
         self.external.score_finished(self.out_dir, self.work_dir)
         if seed == self.seeds[0]:  # the shown test images' pixels, once both models' predictions exist
-            store_display_of_run(self.out_dir, self.data["test"], seed, [self.data["test"].ids[i] for i in self.psi_index])
+            store_display_of_run(self.out_dir, self.data["test"], seed, [self.data["test"].ids[i] for i in self.psi_index],
+                                 folders=[self.out_dir, *self.committed])
         self.log(f"{model_name} seed {seed}: best epoch {summary['best_epoch']}, val IoU {summary['best_val_iou']:.4f}, "
                  f"test IoU {summary['test_raw']['mean_iou']:.4f} raw, {summary['test']['mean_iou']:.4f} "
                  f"({summary['chosen']}), {summary['train_seconds']:.0f} s training, "

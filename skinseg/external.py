@@ -7,8 +7,8 @@ transfer. An experiment names them (``run_experiment(..., external={"ph2": "data
 ``python -m skinseg experiment --external ph2=data/ph2``): each is the test split of a folder
 in the generic layout (:mod:`skinseg.data.folders`) or an ISIC layout. Every finished run is
 scored on each with its validation-selected weights and its validation-chosen setting; nothing
-read from an external set chooses an epoch, a setting or a model. Under the experiment's
-folder::
+read from an external set chooses an epoch, a setting or a model. A set that holds training
+images of the experiment is refused (:mod:`skinseg.leakage`). Under the experiment's folder::
 
     external/<name>/dataset.json         the folder, its source label, image count and data hash
     external/<name>/runs/<run>.json      the run's scores on it (``test_raw``, ``test``, as runs/<run>.json)
@@ -29,8 +29,10 @@ from typing import Callable
 import pandas as pd
 
 from .config import PRIMARY_ENDPOINT, Profile
-from .errors import ConfigError
-from .evaluate import evaluate_chosen, summarize
+from .data.arrays import SegmentationData
+from .errors import ConfigError, LeakageError
+from .evaluate import evaluate_endpoints, summarize
+from .leakage import check_held_out, training_record
 
 EXTERNAL = "external"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -49,45 +51,57 @@ def parse_external(specs) -> dict[str, Path]:
     return sets
 
 
-def _run_name(model: str, seed: int) -> str:
-    return f"{model}_seed{seed}"
-
-
 class ExternalSets:
-    """The external test sets of one experiment call, loaded once (bad folders fail before any training).
+    """The external test sets of one experiment call, loaded once (bad folders, and sets that hold
+    training images of the experiment, fail before any training).
 
     Args:
         sets: ``{name: folder}``; each folder's ``test`` split is read at the profile's image
             size, limited to ``profile.max_test`` images as the experiment's own test set is.
+        train: the experiment's training split; a set that is not held out from it
+            (:func:`skinseg.leakage.check_held_out`) raises :class:`LeakageError`. Each run's
+            checkpoint is checked again before it is scored.
     """
 
-    def __init__(self, sets: dict[str, Path] | None, profile: Profile, device, log: Callable[[str], None] = print):
+    def __init__(self, sets: dict[str, Path] | None, profile: Profile, device, log: Callable[[str], None] = print,
+                 train: SegmentationData | None = None):
         from .data import load_split
+        from .experiment import data_fingerprint
 
         self.profile, self.device, self.log = profile, device, log
-        self.data = {name: load_split(folder, "test", profile.image_size, limit=profile.max_test)
-                     for name, folder in (sets or {}).items()}
         self.folders = dict(sets or {})
+        self.data = {name: load_split(folder, "test", profile.image_size, limit=profile.max_test)
+                     for name, folder in self.folders.items()}
+        if train is not None:
+            record = training_record(train, with_ids=True)
+            for name in self.data:
+                self._check(record, name, "the experiment's models")
+        self.described = {name: {"folder": str(self.folders[name]), "source": d.source, "n": len(d),
+                                 "data_hash": data_fingerprint({"test": d})} for name, d in self.data.items()}
 
     def __bool__(self) -> bool:
         return bool(self.data)
 
     def describe(self) -> dict:
         """``{name: {"folder", "source", "n", "data_hash"}}``, as stored in ``config.json`` and ``dataset.json``."""
-        from .experiment import data_fingerprint
+        return self.described
 
-        return {name: {"folder": str(self.folders[name]), "source": d.source, "n": len(d),
-                       "data_hash": data_fingerprint({"test": d})} for name, d in self.data.items()}
+    def _check(self, trained_on: dict | None, name: str, model: str) -> None:
+        """:func:`~skinseg.leakage.check_held_out` of set ``name``, its error naming the set."""
+        try:
+            check_held_out(trained_on, self.data[name], model=model)
+        except LeakageError as err:
+            raise LeakageError(f"external set {name} ({self.folders[name]}): {err}") from None
 
     def score_finished(self, out_dir, work_dir) -> None:
         """Score every finished run of ``out_dir`` (``runs/<run>.json``) not yet scored on a set, with
         the checkpoint ``work_dir/<run>/best.pt`` and the run's ``chosen`` setting."""
-        from .checkpoint import load_model
+        from .checkpoint import load_checkpoint, model_from_state
         from .experiment import write_json
         from .train import BEST
 
         out_dir, work_dir = Path(out_dir), Path(work_dir)
-        described = self.describe()
+        described = self.described
         for name, data in self.data.items():
             folder = out_dir / EXTERNAL / name
             stored = folder / "dataset.json"
@@ -103,14 +117,14 @@ class ExternalSets:
                 if not checkpoint.is_file():
                     self.log(f"{run['run']} not scored on {name}: its checkpoint {checkpoint} is not here")
                     continue
-                model = load_model(checkpoint, self.device)
-                table = evaluate_chosen(model, data, run["chosen"], batch_size=self.profile.eval_batch_size,
-                                        device=self.device)
+                state = load_checkpoint(checkpoint)
+                self._check(state.get("trained_on"), name, f"checkpoint {checkpoint}")
+                model = model_from_state(state, checkpoint, self.device)
+                table, raw, _ = evaluate_endpoints(model, data, run["chosen"], batch_size=self.profile.eval_batch_size,
+                                                   device=self.device)
                 write_json(folder / "runs" / f"{run['run']}.json",
                            {"run": run["run"], "model": run["model"], "seed": run["seed"], "chosen": run["chosen"],
-                            "test_raw": {"mean_iou": float(table["iou_raw"].mean()),
-                                         "mean_dice": float(table["dice_raw"].mean())},
-                            "test": summarize(table)})
+                            "test_raw": summarize(raw), "test": summarize(table)})
                 (folder / "per_image").mkdir(parents=True, exist_ok=True)
                 table.to_csv(folder / "per_image" / f"{run['run']}.csv", float_format="%.6f")
                 self.log(f"{run['run']} on external set {name} ({len(data)} images): "

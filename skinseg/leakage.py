@@ -1,22 +1,22 @@
 """The guard against scoring a model on images it was trained on.
 
-A checkpoint records its training data (:func:`training_record`): the protocol, split and
-image folder the images came from (:attr:`SegmentationData.origin
+A checkpoint records its training data (:func:`training_record`): the protocol, data set, split
+and image folder the images came from (:attr:`SegmentationData.origin
 <skinseg.data.SegmentationData>`), its label and its ids. Before a held-out split (``val`` or
 ``test``) is scored, :func:`check_held_out` refuses, with a :class:`LeakageError`, when
 
 * some of its images were training images of the model (the same ids), or
 * its images come from the image folder the training images came from, under another split
   rule: the ISIC 2016 replica's val and test images are ISIC 2017 *training* images, so a
-  model trained on ISIC 2017 training data (any part of it) is refused there, and a model
-  trained on the replica is refused on the ISIC 2017 training images;
+  model trained on ISIC 2017 training data (any part of it) is refused there;
 * the checkpoint does not record its training data, and the split was carved out of an
   official training folder (the replica's val and test, ISIC 2016's val), since nothing then
   rules out that the model saw them.
 
 Everything else is allowed, and the returned note says what the score is: a held-out score
-of the protocol the model was trained with, or a cross-data-set score (trained on the
-replica, scored on the ISIC 2017 test set, for example).
+of the data set the model was trained on, or a cross-data-set score (trained on the replica,
+scored on the ISIC 2017 test set; trained on ISIC 2017, scored on ISIC 2016 or a folder of
+one's own, for example).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def ids_digest(ids) -> str:
 
 
 def training_record(train: SegmentationData, *, with_ids: bool = True) -> dict:
-    """What a checkpoint stores about its training data: ``{"protocol", "split", "folder",
+    """What a checkpoint stores about its training data: ``{"protocol", "dataset", "split", "folder",
     "source", "n", "ids_sha256"}`` and, with ``with_ids``, the ``ids`` themselves."""
     record = {**train.origin, "source": train.source, "n": len(train), "ids_sha256": ids_digest(train.ids)}
     if with_ids:
@@ -78,7 +78,9 @@ def check_held_out(trained_on: dict | None, data: SegmentationData, model: str =
                            f"from the same folder {where['folder']} under another split rule, so it may have "
                            f"been trained on them. Score it on a held-out split of {trained_on['protocol']!r} "
                            "data, or train it on this protocol")
-    if trained_on.get("protocol") != where.get("protocol"):
+    # records written before origins named their data set can only be told apart by protocol
+    key = "dataset" if "dataset" in trained_on and "dataset" in where else "protocol"
+    if trained_on.get(key) != where.get(key):
         return f"cross-data-set score: trained on {trained_on['source']}, scored on {data.source}"
     return f"held-out score: trained on {trained_on['source']}, scored on {data.source}"
 

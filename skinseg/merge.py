@@ -6,8 +6,10 @@ The archive (:mod:`skinseg.archive`) may hold several experiments; the one merge
 ``--experiment``, else the one named like the target folder (``--each-into results`` merges
 every one into ``results/<name>``).
 The merge is refused, in one line and before any file is written, when the runs are of
-another recipe, data protocol, dataset (data hash) or primary endpoint than the runs already
-in the folder, or when a run is already there. Then the run files are copied, the manifest is
+another recipe, model width, evaluation protocol, data protocol or dataset (data hash) than
+the runs already in the folder (:func:`skinseg.experiment.folder_mismatch`), or when a run is
+already there. Then the run files are copied (and, into a folder without finished runs, the
+archive's ``config.json`` and ``display.npz``), the manifest is
 kept as ``slices/<its UTC time>.json`` (which slice, on which hardware, brought which runs)
 and ``summary.json`` is computed again from every finished run.
 """
@@ -23,11 +25,12 @@ from typing import Callable
 
 from .archive import open_archive
 from .errors import DataError
-from .experiment import MODEL_NAMES, experiment_mismatch, write_summary
+from .experiment import MODEL_NAMES, folder_mismatch, write_summary
 from .lock import output_lock
 
-SHARED_FILES = ("config.json", "summary.json")
-_RUN_NAME = re.compile(r"(%s)_seed[0-9]+" % "|".join(MODEL_NAMES))  # per folder, not per run: kept, or recomputed
+SUMMARY = "summary.json"  # never copied: computed again from every finished run
+CONFIG = "config.json"  # kept by a folder with finished runs (the archive's differs in date and hardware)
+_RUN_NAME = re.compile(r"(%s)_seed[0-9]+" % "|".join(MODEL_NAMES))
 
 
 class MergeError(DataError):
@@ -63,10 +66,9 @@ def _checked_runs(archive: Path, root: Path, name: str, into: Path) -> tuple[lis
     runs = sorted({r for r in map(_run_of, files) if r is not None and (source / "runs" / f"{r}.json").is_file()})
     if not runs:
         raise MergeError(f"archive {archive}: experiment {name!r} has no finished runs to merge")
-    if (into / "config.json").is_file() and any((into / "runs").glob("*.json")):
-        problem = experiment_mismatch(json.loads((into / "config.json").read_text()), new_config)
-        if problem:
-            raise MergeError(f"archive {archive}: refused, its {name!r} runs are of {problem} than those in {into}")
+    problem = folder_mismatch(into, new_config)
+    if problem:
+        raise MergeError(f"archive {archive}: refused, its {name!r} runs are of {problem} than those in {into}")
     duplicates = [r for r in runs if (into / "runs" / f"{r}.json").exists()]
     if duplicates:
         raise MergeError(f"archive {archive}: refused, {into} already holds run {', '.join(duplicates)}")
@@ -77,18 +79,19 @@ def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path,
     source = root / name
     with output_lock(into):
         runs, files = _checked_runs(archive, root, name, into)
+        # a folder without finished runs takes the archive's files of the whole folder (config.json,
+        # display.npz), replacing any stale ones; a folder with finished runs keeps its own
+        fresh = not any((into / "runs").glob("*.json"))
         # files of unfinished runs (a run cut off by the call's end) are left out
-        copied = [f for f in files if (_run_of(f) in runs) or (_run_of(f) is None and str(f) not in SHARED_FILES)]
+        copied = [f for f in files if (_run_of(f) in runs) or (_run_of(f) is None and str(f) != SUMMARY)]
         for relative in copied:
             target = into / relative
-            if _run_of(relative) is None and target.exists():
-                if not filecmp.cmp(source / relative, target, shallow=False):
+            if _run_of(relative) is None and target.exists() and not fresh:
+                if str(relative) != CONFIG and not filecmp.cmp(source / relative, target, shallow=False):
                     log(f"kept {target}: the archive's copy differs (a shared file is written once)")
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / relative, target)
-        if not (into / "config.json").exists():
-            shutil.copy2(source / "config.json", into / "config.json")
         slices = into / "slices"
         slices.mkdir(exist_ok=True)
         stamp = manifest.get("created", "undated").replace(":", "").replace("+0000", "Z")
@@ -112,7 +115,6 @@ def merge_archive(archive: Path | str, into: Path | str, *, experiment: str | No
     with tempfile.TemporaryDirectory(prefix="skinseg_merge_") as tmp:
         manifest, root = open_archive(archive, Path(tmp))
         name = _pick(manifest, archive, into, experiment)
-        _checked_runs(archive, root, name, into)
         return _copy_runs(archive, manifest, root, name, into, log)
 
 

@@ -19,8 +19,9 @@ precision, memory format and compile setting), measured on the device first:
   views of all variants, computed once) to choose a variant, and the test images through the
   raw and the chosen variant's views (at most eight in all).
 
-The estimate is printed and stored next to the results together with the time the runs
-really took.
+The sweep's plan (:func:`budgeted_profile`) is logged and stored in its ``sweep.json``, next
+to the time the runs really took; the estimates of :class:`RunCosts` are only logged (each
+run's ``runs/<run>.json`` records its real wall time).
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from scipy import ndimage
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, load_model
+from .checkpoint import load_checkpoint, model_from_state
 from .config import MODEL_LABELS
 from .data.folders import IMAGE_DIR, IMAGE_EXTENSIONS
 from .data.isic import open_image, resize_image
@@ -40,9 +40,11 @@ DEFAULT_IMAGE_SIZE = (192, 256)
 MASK_COLOURS = {"unet": UNET_COLOUR, "attention_unet": ATTENTION_COLOUR}
 
 
-def checkpoint_image_size(path, default: tuple[int, int] = DEFAULT_IMAGE_SIZE) -> tuple[int, int]:
-    """The ``(H, W)`` input a checkpoint's model was trained at, or ``default`` if it does not say."""
-    state = load_checkpoint(path)
+def checkpoint_image_size(checkpoint, default: tuple[int, int] = DEFAULT_IMAGE_SIZE) -> tuple[int, int]:
+    """The ``(H, W)`` input a checkpoint's model was trained at, or ``default`` if it does not say.
+
+    ``checkpoint``: its path, or the dictionary :func:`~skinseg.checkpoint.load_checkpoint` read from it."""
+    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     size = state.get("image_size") or state.get("recipe", {}).get("image_size")
     return tuple(int(s) for s in size) if size else tuple(default)
 
@@ -118,7 +120,7 @@ def psi_picture(image: np.ndarray, psis: list[np.ndarray], path: Path, title: st
 
 def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
                    tta: str = "none", postprocess: bool = False, psi: bool = False, batch_size: int = 8,
-                   device=None, progress: bool = True) -> pd.DataFrame:
+                   device=None, progress: bool = True, checkpoint=None) -> pd.DataFrame:
     """Predict a mask for every image file and write the files of the module docstring.
 
     Args:
@@ -127,6 +129,7 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
         image_size: ``(H, W)`` the model's input, both multiples of 16 (the size it was trained at).
         tta, postprocess: as for ``evaluate`` (:func:`skinseg.evaluate.predict_probabilities`, :func:`binarize`).
         psi: also write the ψ picture (Attention U-Net only).
+        checkpoint: the path the model was read from, to name it in errors.
 
     Returns the table written to ``predictions.csv``, indexed by ``id`` (the file stem), with
     columns ``image``, ``width``, ``height``, ``predicted_fraction`` (in [0, 1]), ``mask``,
@@ -134,7 +137,8 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
     """
     name = model_name(model)
     if psi and not getattr(model, "has_attention", False):
-        raise ConfigError(f"psi maps need an Attention U-Net, but the model is a {MODEL_LABELS[name]} ({name})")
+        holds = f"{checkpoint} holds a {MODEL_LABELS[name]}" if checkpoint else f"the model is a {MODEL_LABELS[name]} ({name})"
+        raise ConfigError(f"psi maps need an Attention U-Net, but {holds}")
     if tta not in TTA:
         raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
     h, w = image_size
@@ -189,13 +193,11 @@ def predict(checkpoint, inputs, out_dir, *, image_size: tuple[int, int] | None =
     from .device import resolve_device
 
     files = image_files(inputs)
-    size = tuple(image_size) if image_size else checkpoint_image_size(checkpoint)
+    state = load_checkpoint(checkpoint)
+    size = tuple(image_size) if image_size else checkpoint_image_size(state)
     device = resolve_device(device)
-    model = load_model(checkpoint, device)
-    if kwargs.get("psi") and not model.has_attention:
-        raise ConfigError(f"psi maps need an Attention U-Net, but {checkpoint} holds a "
-                          f"{MODEL_LABELS[model_name(model)]}")
-    return predict_images(model, files, out_dir, image_size=size, device=device, **kwargs)
+    model = model_from_state(state, checkpoint, device)
+    return predict_images(model, files, out_dir, image_size=size, device=device, checkpoint=checkpoint, **kwargs)
 
 
 __all__ = ["checkpoint_image_size", "image_files", "outlined", "predict", "predict_images", "psi_picture"]

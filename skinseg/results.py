@@ -79,6 +79,17 @@ class Predictions:
             raise KeyError(f"no prediction for image id {image_id!r}") from None
 
 
+def shown_path(folder: Path) -> str:
+    """How messages name a results folder: ``results/<name>`` inside a results folder called
+    ``results`` (this repository's: the same on every machine), else ``folder`` as given."""
+    root = results_dir().resolve()
+    try:
+        inside = Path(folder).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(folder)
+    return f"results/{inside}" if root.name == "results" else str(folder)
+
+
 class Results:
     """One experiment folder. Use :func:`load_results` to open it.
 
@@ -91,7 +102,7 @@ class Results:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         if not (self.path / "runs").is_dir() or not any((self.path / "runs").glob("*.json")):
-            raise DataError(f"results folder {self.path} holds no finished runs yet "
+            raise DataError(f"results folder {shown_path(self.path)} holds no finished runs yet "
                             "(not yet run on a GPU; see results/README.md)")
         self.config = _read_json(self.path / "config.json")
         self.summary = _read_json(self.path / "summary.json")
@@ -100,7 +111,7 @@ class Results:
         self._comparisons: dict[tuple[str, str], dict] = {}
         self.seeds = finished_seeds(self.path, self.models)
         if not self.seeds:
-            raise DataError(f"results folder {self.path} holds no seed with a finished run of every model "
+            raise DataError(f"results folder {shown_path(self.path)} holds no seed with a finished run of every model "
                             f"({', '.join(self.models)}) yet")
 
     def seeds_so_far(self) -> str:

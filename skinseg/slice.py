@@ -7,12 +7,13 @@ Runs already in the committed results (``results/<experiment>``, the folder the 
 carries) are skipped, so each slice continues where the last one stopped. Each run starts
 only if its expected cost (:class:`skinseg.plan.RunCosts`) fits the time left; the first that
 does not fit ends the slice, so the order is kept. The new runs are written to
-``work_dir/results/<experiment>`` and packed with a manifest (:mod:`skinseg.archive`);
+``work_dir/results/<experiment>`` (emptied first: an earlier slice's runs there were packed
+already) and packed with a manifest (:mod:`skinseg.archive`);
 ``python -m skinseg merge`` adds them to the committed results.
 """
 from __future__ import annotations
 
-import json
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,7 @@ from .archive import pack_slice
 from .config import Profile, get_profile, results_dir
 from .device import resolve_device
 from .errors import ConfigError
-from .experiment import MODEL_NAMES, ExperimentRunner, budget_allows, environment, experiment_mismatch, write_summary
+from .experiment import MODEL_NAMES, ExperimentRunner, budget_allows, environment, folder_mismatch, write_summary
 from .order import EXPERIMENTS, SLICE_ORDER
 from .plan import RunCosts
 
@@ -44,6 +45,9 @@ def run_slice(data_root, archive: Path, *, time_budget: float | None = None, wor
     """Run the next runs of the slice order that fit ``time_budget`` and pack them into ``archive``.
 
     Args:
+        work_dir: the slice's ``results/<experiment>`` (emptied first: only this slice's runs are
+            packed) and ``checkpoints/<experiment>`` (kept: a run an earlier slice began
+            resumes there, one it finished and did not merge is only evaluated again).
         committed: the results folder that holds the experiments' finished runs (default
             :func:`skinseg.config.results_dir`); its runs are skipped and, on the same hardware,
             give the expected cost of a run.
@@ -57,9 +61,16 @@ def run_slice(data_root, archive: Path, *, time_budget: float | None = None, wor
 
     Returns the archive's manifest.
     """
-    started = clock()
     committed = Path(committed) if committed is not None else results_dir()
     work_dir = Path(work_dir)
+    results = work_dir / "results"
+    if committed.resolve() == results.resolve() or results.resolve() in committed.resolve().parents:
+        raise ConfigError(f"the slice's work folder {work_dir} holds the committed results {committed}: "
+                          "choose another --work-dir")
+    # this slice packs only its own runs: those of an earlier slice in the same work folder were
+    # packed (and perhaps merged) already; their checkpoints stay, so an unmerged one re-evaluates
+    shutil.rmtree(results, ignore_errors=True)
+    started = clock()
     lines: list[str] = []
 
     def say(message: str) -> None:
@@ -76,15 +87,14 @@ def run_slice(data_root, archive: Path, *, time_budget: float | None = None, wor
         if name not in runners:
             recipe = profile or get_profile(spec.profile)
             recipe = adjust(recipe) if adjust else recipe
-            runners[name] = ExperimentRunner(data_root, work_dir / "results" / name, recipe, seeds=spec.seeds,
+            runners[name] = ExperimentRunner(data_root, results / name, recipe, seeds=spec.seeds,
                                              protocol=spec.protocol, work_dir=work_dir / "checkpoints" / name,
-                                             device=device, progress=progress, log=say)
-            stored = committed / name / "config.json"
-            if stored.exists() and any((committed / name / "runs").glob("*.json")):
-                problem = experiment_mismatch(json.loads(stored.read_text()), runners[name].config)
-                if problem:
-                    raise ConfigError(f"{committed / name} holds finished runs of {problem}; "
-                                      "this slice's runs could not be merged into it")
+                                             device=device, progress=progress, log=say,
+                                             committed=[committed / name])
+            problem = folder_mismatch(committed / name, runners[name].config)
+            if problem:
+                raise ConfigError(f"{committed / name} holds finished runs of {problem}; "
+                                  "this slice's runs could not be merged into it")
             costs[name] = RunCosts(recipe, runners[name].sizes, runners[name].device,
                                    earlier=[committed / name, runners[name].out_dir], log=say)
             device_env = runners[name].config["environment"]

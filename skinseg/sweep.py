@@ -59,7 +59,8 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
         variants: names from :data:`skinseg.config.VARIANTS` (default: all); ``"baseline"`` is
             always included, first, because every variant is compared with it.
         time_budget: seconds for all variants together; the number of epochs is then planned
-            as in :func:`skinseg.experiment.run_experiment` (and reused when run again).
+            by :func:`skinseg.plan.budgeted_profile` (stored in ``sweep.json`` and reused when
+            run again).
 
     Returns what is written to ``out_dir/sweep.json``.
     """

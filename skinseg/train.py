@@ -28,12 +28,12 @@ from tqdm.auto import tqdm
 
 from .atomic import write_text_atomic
 from .checkpoint import BackgroundWriter, architecture, check_architecture, load_checkpoint, save_atomic
-from .config import NO_AUGMENT, AugmentConfig, Profile
+from .config import NO_AUGMENT, SCHEDULES, AugmentConfig, Profile
 from .data.arrays import SegmentationData
 from .data.augment import augment_batch
 from .data.tensors import normalize, to_device_tensors, to_unit_float
 from .device import autocast_dtype, resolve_device
-from .errors import CheckpointError, TrainingError
+from .errors import CheckpointError, ConfigError, TrainingError
 from .leakage import training_record
 from .lock import locks_folder
 from .losses import build_loss
@@ -75,8 +75,17 @@ class History:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
-    """Linear warm-up to ``peak`` over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float,
+                  schedule: str = "warmup_cosine") -> float:
+    """The learning rate of ``step`` (0-based) under ``schedule`` (one of :data:`~skinseg.config.SCHEDULES`).
+
+    ``"warmup_cosine"``: linear warm-up to ``peak`` over ``warmup_steps``, then cosine decay
+    to 0 at ``total_steps``. ``"constant"``: ``peak`` at every step.
+    """
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "constant":
+        return peak
     if step < warmup_steps:
         return peak * (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
@@ -333,7 +342,7 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{profile.epochs}", disable=not progress, leave=False)
             for i in bar:
                 step = (epoch - 1) * steps_per_epoch + i
-                lr = profile.lr if profile.schedule == "constant" else learning_rate(step, total_steps, warmup_steps, profile.lr)
+                lr = learning_rate(step, total_steps, warmup_steps, profile.lr, profile.schedule)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 idx = order[i * bs:(i + 1) * bs]

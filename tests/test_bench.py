@@ -135,7 +135,7 @@ def test_the_launch_floor_runs_the_same_operators_on_a_two_channel_network():
     assert launch_floor(Setting("attention_unet", 2, "off", False, False), torch.device("cpu")) > 0
 
 
-def test_flops_are_counted_on_meta_as_on_real_tensors_and_the_overhead_is_one_figure():
+def test_flops_are_counted_on_meta_as_on_real_tensors():
     from torch.utils.flop_counter import FlopCounterMode
 
     from skinseg.bench import attention_flops_overhead, training_flops_per_image
@@ -146,6 +146,4 @@ def test_flops_are_counted_on_meta_as_on_real_tensors_and_the_overhead_is_one_fi
         model(torch.randn(1, 3, 32, 32)).sum().backward()
     assert training_flops_per_image("attention_unet", 4, (32, 32)) == counter.get_total_flops()
     overhead = attention_flops_overhead()
-    assert overhead == training_flops_per_image("attention_unet", 64, (192, 256)) / training_flops_per_image(
-        "unet", 64, (192, 256)) - 1
     assert 0.01 < overhead < 0.03  # the gates' 1x1 convolutions are cheap next to the 3x3 ones

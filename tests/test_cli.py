@@ -1,17 +1,18 @@
-"""The command line, run as ``python -m skinseg`` in child processes: help texts, bad input
-(one line on stderr, exit code 2, no traceback) and train -> evaluate -> compare end to end."""
+"""The command line, run as ``python -m skinseg`` in child processes (and, for most bad input,
+through its entry point :func:`skinseg.cli.main` in this process): help texts, bad input (one
+line on stderr, exit code 2, no traceback) and train -> evaluate -> compare end to end."""
+import io
 import json
-import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from http.server import ThreadingHTTPServer
+import traceback
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from skinseg.cli import build_parser
+from skinseg.cli import build_parser, main
 from skinseg.config import PROFILES
 from skinseg.data.synthetic import make_synthetic
 from skinseg.device import seed_everything
@@ -28,8 +29,7 @@ from skinseg.lock import LOCK_NAME
 from skinseg.models import UNet
 from skinseg.train import fit
 
-from conftest import child_env, run_cli
-from test_download import _Handler, _damage, _zip
+from conftest import child_env, damage_zip, make_zip, run_cli, serve, write_striped_mask
 
 COMMANDS = ["download", "info", "train", "evaluate", "predict", "compare", "merge", "experiment", "sweep", "slice", "bench", "synthetic"]
 TRAIN_IMAGES = "ISIC-2017_Training_Data"
@@ -52,8 +52,9 @@ def test_every_subcommand_is_listed_and_has_help(tmp_path):
 # ----------------------------------------------------------------------------- bad input
 
 # Every bad input a user can give, as (name, command line, texts that the one line on stderr
-# must contain). Each runs as `python -m skinseg ...` in its own process and must end with
-# exit code 2, exactly one line on stderr and no traceback. Add new cases here. Placeholders:
+# must contain). Each runs as `python -m skinseg ...` (through skinseg.cli.main in this process,
+# but those of IN_CHILD_PROCESSES in their own) and must end with exit code 2, exactly one line
+# on stderr and no traceback. Add new cases here. Placeholders:
 # {root} a scratch folder, {layout} a good SYNTHETIC ISIC 2017 layout, {run}, {run_a}, {run_b}
 # folders with a trained width-4 unet, {<damage>} a copy of the layout damaged as DAMAGES says,
 # {<file>} the files that FILES writes, {server} a local HTTP server (see SERVED) and
@@ -163,10 +164,15 @@ BAD_INPUTS = [
 ]
 
 
+# Cases that run as real child processes, so that the process path stays tested (the exit code
+# of `python -m skinseg`, what reaches its stderr, warnings printed on import): an argparse
+# error, a SkinsegError and a download.
+IN_CHILD_PROCESSES = {"width_zero", "missing_folder", "download_corrupt_archive"}
+
+
 def _set_mask(values):
     def damage(copy: Path) -> None:
-        stripes = np.array(values, np.uint8)[np.arange(64) * len(values) // 64]
-        Image.fromarray(np.tile(stripes, (64, 1))).save(copy / TRAIN_MASKS / "ISIC_0000001_segmentation.png")
+        write_striped_mask(copy / TRAIN_MASKS / "ISIC_0000001_segmentation.png", values)
     return damage
 
 
@@ -206,16 +212,41 @@ def _files(root: Path, run: Path) -> dict[str, Path]:
 
 def _served(server) -> None:
     """Archives behind {server}: damaged (CRC), cut short without a Content-Length, with an unsafe member."""
-    archive = _zip({f"{TRAIN_IMAGES}/ISIC_0000000.jpg": b"\xff\xd8" + bytes(range(256)) * 40})
-    server.files["corrupt/ISIC-2017_Training_Data.zip"] = _damage(archive)
+    archive = make_zip({f"{TRAIN_IMAGES}/ISIC_0000000.jpg": b"\xff\xd8" + bytes(range(256)) * 40})
+    server.files["corrupt/ISIC-2017_Training_Data.zip"] = damage_zip(archive)
     server.files["short/ISIC-2017_Training_Data.zip"] = archive
     server.truncate.add("short/ISIC-2017_Training_Data.zip")
-    server.files["unsafe/ISIC-2017_Training_Data.zip"] = _zip({"../evil.txt": b"evil"})
+    server.no_length = True
+    server.files["unsafe/ISIC-2017_Training_Data.zip"] = make_zip({"../evil.txt": b"evil"})
+
+
+# Warnings that Python does not show by default, so that a child process would not print them either.
+_HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
+def _in_process(args: list[str]) -> tuple[int, str, str]:
+    """``python -m skinseg ARGS`` through :func:`skinseg.cli.main` in this process: its exit code,
+    stdout and stderr. As in a child process, the warnings it raises are printed on stderr, and
+    an exception that escapes ``main`` is printed as a traceback with exit code 1."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = main(args)
+        except SystemExit as stop:  # argparse's errors end the program as sys.exit(main()) would
+            code = stop.code
+        except Exception:
+            traceback.print_exc()
+            code = 1
+    shown = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught
+                    if not issubclass(w.category, _HIDDEN_WARNINGS))
+    return code, out.getvalue(), err.getvalue() + shown
 
 
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory, layout_2017):
-    """Run every command of BAD_INPUTS at once (they are independent) and collect the results."""
+    """Run every command of BAD_INPUTS and collect the results: those of IN_CHILD_PROCESSES as
+    child processes started first, the others one after the other in this process meanwhile."""
     root = tmp_path_factory.mktemp("cli_bad")
     places = {"root": root, "layout": layout_2017, "run": root / "unet_run"}
     for name, damage in DAMAGES.items():
@@ -231,33 +262,34 @@ def bad_runs(tmp_path_factory, layout_2017):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         places["closed"] = f"http://127.0.0.1:{s.getsockname()[1]}"
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.files, server.etags, server.requests, server.if_ranges, server.truncate = {}, {}, [], [], set()
-    server.ignore_range = server.ignore_if_range = False
-    server.no_length = True
-    _served(server)
-    places["server"] = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    def run(case):
-        name, args, expected = case
-        done = subprocess.run([sys.executable, "-m", "skinseg", *[str(a).format(**places) for a in args]], cwd=root,
-                              env=child_env(root / "cache"), capture_output=True, text=True, timeout=300)
-        return name, (done.returncode, done.stdout, done.stderr, [t.format(**places) for t in expected],
-                      args[0] if args and args[0] in COMMANDS else None)
-
-    try:  # a few at a time: all at once, their imports of torch would crowd two cores out
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-            results = dict(pool.map(run, BAD_INPUTS))
-    finally:
-        server.shutdown()
-        server.server_close()
-    return results
+    # the children's environment (child_env) in this process too: the working folder, the cache, no profile
+    with serve() as server, pytest.MonkeyPatch.context() as env:
+        _served(server)
+        places["server"] = server.url
+        env.chdir(root)
+        env.setenv("SKINSEG_CACHE", str(root / "cache"))
+        env.delenv("SKINSEG_PROFILE", raising=False)
+        cases = {name: ([str(a).format(**places) for a in args], [t.format(**places) for t in expected],
+                        args[0] if args and args[0] in COMMANDS else None) for name, args, expected in BAD_INPUTS}
+        children = {name: subprocess.Popen([sys.executable, "-m", "skinseg", *cases[name][0]], cwd=root,
+                                           env=child_env(root / "cache"), stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True) for name in sorted(IN_CHILD_PROCESSES)}
+        try:
+            done = {name: _in_process(argv) for name, (argv, _, _) in cases.items() if name not in children}
+            for name, child in children.items():
+                out, err = child.communicate(timeout=300)
+                done[name] = (child.returncode, out, err)
+        finally:
+            for child in children.values():
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+    return {name: (*done[name], expected, command) for name, (_, expected, command) in cases.items()}
 
 
 def test_the_bad_input_table_has_unique_names():
     names = [name for name, _, _ in BAD_INPUTS]
-    assert len(names) == len(set(names))
+    assert len(names) == len(set(names)) and IN_CHILD_PROCESSES <= set(names)
 
 
 @pytest.mark.parametrize("case", [name for name, _, _ in BAD_INPUTS])

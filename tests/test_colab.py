@@ -2,6 +2,7 @@
 say what they will cost. The download itself is tested in test_download.py; here it is
 replaced by a stand-in that writes a SYNTHETIC compact copy and the markers of a finished one."""
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from skinseg.config import PROFILES
 from skinseg.data import load_split
 from skinseg.data.download import ARCHIVES
 from skinseg.data.synthetic import write_isic_layout
+from skinseg.lock import LOCK_NAME
 
 
 @pytest.fixture
@@ -23,7 +25,7 @@ def downloads(monkeypatch):
         (root / "archives").mkdir(parents=True, exist_ok=True)
         for archive in ARCHIVES[year]:
             (root / "archives" / f"{archive.filename}.compact").write_text("done\n")
-        (root / ".lock").write_text("")  # what skinseg.lock leaves; a Drive copy must not carry it
+        (root / LOCK_NAME).write_text("")  # what skinseg.lock leaves; a Drive copy must not carry it
         return root
 
     monkeypatch.setattr(colab, "download_dataset", fake_download)
@@ -48,12 +50,33 @@ def test_a_copy_kept_on_the_drive_saves_the_next_session_its_download(downloads,
                           mount=lambda: mounted.append(drive.mkdir(parents=True)), log=messages.append)
     kept = drive / colab.DRIVE_FOLDER / "isic2017"
     assert mounted and first == tmp_path / "session1" / "isic2017" and colab.is_complete(kept)
-    assert not (kept / ".lock").exists() and not kept.with_name("isic2017.partial").exists()
+    assert not (kept / LOCK_NAME).exists() and not kept.with_name("isic2017.partial").exists()
     assert "kept on the Drive" in messages[-1]
     second = colab.prepare(drive=True, local_root=tmp_path / "session2", drive_root=drive,
                            mount=lambda: pytest.fail("the Drive is mounted already"), log=messages.append)
     assert second == kept and len(downloads) == 1 and "nothing is downloaded" in messages[-1]
     assert load_split(second, "test", (32, 32), cache=False).ids == load_split(first, "test", (32, 32), cache=False).ids
+
+
+@pytest.mark.parametrize("kept_before", [False, True], ids=["fresh Drive", "Drive copy from an earlier session"])
+def test_the_chapters_of_one_session_read_one_folder(downloads, tmp_path, kept_before):
+    # Two folders would make the array cache miss: each chapter would decode the images again.
+    drive = tmp_path / "MyDrive"
+    drive.mkdir()  # mounted
+    if kept_before:
+        colab.prepare(drive=True, local_root=tmp_path / "earlier", drive_root=drive, log=lambda *_: None)
+    first, second = (colab.prepare(drive=True, local_root=tmp_path / "s", drive_root=drive, log=lambda *_: None)
+                     for _ in range(2))
+    assert first == second and os.environ["SKINSEG_DATA"] == str(first)
+    assert len(downloads) == 1 and colab.is_complete(drive / colab.DRIVE_FOLDER / "isic2017")
+
+
+def test_a_complete_local_copy_is_used_and_kept_on_the_drive(downloads, tmp_path):
+    local = colab.prepare(local_root=tmp_path / "s", log=lambda *_: None)
+    drive = tmp_path / "MyDrive"
+    drive.mkdir()  # mounted
+    assert colab.prepare(drive=True, local_root=tmp_path / "s", drive_root=drive, log=lambda *_: None) == local
+    assert len(downloads) == 1 and colab.is_complete(drive / colab.DRIVE_FOLDER / "isic2017")
 
 
 def test_a_partial_drive_copy_is_not_used(downloads, tmp_path):
@@ -79,12 +102,16 @@ def test_training_estimate_from_a_measured_step():
     assert "SHORT GPU RUN (profile 'colab'" in estimate["text"] and "not the full recipe" in estimate["text"]
 
 
-def _first_code_cells() -> dict[str, str]:
+def _chapters() -> dict[str, tuple[str, str]]:
+    """Each chapter's first code cell and the rest of its code."""
     import jupytext
 
     book = Path(__file__).resolve().parents[1] / "book"
-    return {md.name: next(c.source for c in jupytext.read(md).cells if c.cell_type == "code")
-            for md in sorted(book.glob("[0-9][0-9]_*.md"))}
+    chapters = {}
+    for md in sorted(book.glob("[0-9][0-9]_*.md")):
+        code = [c.source for c in jupytext.read(md).cells if c.cell_type == "code"]
+        chapters[md.stem] = (code[0], "\n".join(code[1:]))
+    return chapters
 
 
 def _run_as_ipython(source: str, shell: list) -> None:
@@ -97,13 +124,27 @@ def _run_as_ipython(source: str, shell: list) -> None:
     exec(TransformerManager().transform_cell(source), {"get_ipython": Shell})
 
 
-def test_every_chapter_starts_with_one_colab_cell_that_prepares_the_compact_copy(monkeypatch):
+NEEDS_DATA = re.compile(r"^NEEDS_DATA = (True|False)  #.*$", re.M)
+
+
+def test_every_chapter_starts_with_one_colab_cell_that_differs_only_in_whether_it_reads_the_data():
+    chapters = _chapters()
+    assert len(chapters) >= 9
+    assert all(len(NEEDS_DATA.findall(first)) == 1 for first, _ in chapters.values()), "a NEEDS_DATA line each"
+    assert len({NEEDS_DATA.sub("", first) for first, _ in chapters.values()}) == 1, "the chapters' first cells differ"
+    for name, (first, rest) in chapters.items():
+        if NEEDS_DATA.search(first).group(1) == "False":  # on Colab such a chapter finds no images
+            assert not re.search(r"\bload_(split|dataset)\(", rest), f"{name} reads images: NEEDS_DATA = True"
+    reading = sorted(name for name, (first, _) in chapters.items() if NEEDS_DATA.search(first).group(1) == "True")
+    assert reading == ["01_data", "05_training", "08_your_own_images"]
+
+
+@pytest.mark.parametrize("needs_data", [True, False])
+def test_the_colab_cell_installs_and_prepares_the_compact_copy_only_on_colab(needs_data, monkeypatch):
     import sys
     import types
 
-    cells = _first_code_cells()
-    assert len(cells) >= 9 and len(set(cells.values())) == 1, "the chapters' first cells differ"
-    source = next(iter(cells.values()))
+    source = NEEDS_DATA.sub(f"NEEDS_DATA = {needs_data}", _chapters()["01_data"][0])
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     shell, prepared, folders = [], [], []
@@ -116,5 +157,6 @@ def test_every_chapter_starts_with_one_colab_cell_that_prepares_the_compact_copy
     monkeypatch.setattr(os.path, "isdir", lambda path: False)  # a fresh Colab session
     _run_as_ipython(source, shell)
     assert [c.split()[0:2] for c in shell] == [["git", "clone"], ["pip", "install"]]
-    assert prepared == [("2017", False)], "the Drive copy is opt-in; the data is the compact ISIC 2017"
+    # the Drive copy is opt-in; the data is the compact ISIC 2017, fetched only where it is read
+    assert prepared == ([("2017", False)] if needs_data else [])
     assert folders == ["/content/skinseg/book"]

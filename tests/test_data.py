@@ -19,6 +19,8 @@ from skinseg.data.splits import isic2016_validation_ids
 from skinseg.data.synthetic import make_synthetic
 from skinseg.errors import DataError
 
+from conftest import write_striped_mask
+
 TRAIN_IMAGES = "ISIC-2017_Training_Data"
 TRAIN_MASKS = "ISIC-2017_Training_Part1_GroundTruth"
 
@@ -246,8 +248,7 @@ def test_binary_masks_in_other_encodings_give_the_same_mask(layout_copy, stored)
 ])
 def test_masks_that_are_not_binary_are_refused_naming_the_values(layout_copy, values, found):
     mask_path = layout_copy / TRAIN_MASKS / "ISIC_0000001_segmentation.png"
-    stripes = np.array(values)[np.arange(64) * len(values) // 64]
-    Image.fromarray(np.tile(stripes, (64, 1)).astype(np.uint16 if max(values) > 255 else np.uint8)).save(mask_path)
+    write_striped_mask(mask_path, values)
     with pytest.raises(DataError) as info:
         load_split(layout_copy, "train", (64, 64), cache=False)
     message = str(info.value)

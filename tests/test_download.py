@@ -8,9 +8,7 @@ import io
 import re
 import shutil
 import socket
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -22,87 +20,22 @@ from skinseg.data import load_split
 from skinseg.data.synthetic import write_isic_layout
 from skinseg.errors import DataError, DownloadError
 
+from conftest import damage_zip, make_zip, serve
+
 NAMES_2017 = [a.filename for a in dl.ARCHIVES["2017"]]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Serves ``server.files`` with Range and If-Range (against ``server.etags``) support.
-
-    Names in ``server.truncate`` are cut in half; with ``server.no_length`` no Content-Length
-    is sent (the end of the body is the end of the connection); ``ignore_range`` answers 200.
-    """
-
-    def log_message(self, *args) -> None:  # keep pytest output clean
-        pass
-
-    def do_GET(self) -> None:
-        srv = self.server
-        name = self.path.lstrip("/")
-        srv.requests.append((name, self.headers.get("Range")))
-        srv.if_ranges.append(self.headers.get("If-Range"))
-        body = srv.files.get(name)
-        if body is None:
-            self.send_error(404)
-            return
-        etag = srv.etags.get(name)
-        m = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if_range = self.headers.get("If-Range")
-        if m and not srv.ignore_range and (if_range is None or srv.ignore_if_range or if_range == etag):
-            start = int(m.group(1))
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-            body = body[start:]
-        else:
-            self.send_response(200)
-        if etag:
-            self.send_header("ETag", etag)
-        if not srv.no_length:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[: len(body) // 2] if name in srv.truncate else body)
-        self.close_connection = True
 
 
 @pytest.fixture
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.etags, srv.requests, srv.if_ranges, srv.truncate = {}, {}, [], [], set()
-    srv.ignore_range = srv.ignore_if_range = srv.no_length = False
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
+    with serve() as srv:
+        yield srv
 
 
 def _archives_of(layout: Path) -> dict[str, bytes]:
     """The official archives (name -> bytes) whose extraction gives ``layout``: one zip per folder."""
-    return {f"{folder.name}.zip": _zip({f"{folder.name}/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())})
+    return {f"{folder.name}.zip": make_zip({f"{folder.name}/{p.name}": p.read_bytes()
+                                            for p in sorted(folder.iterdir())})
             for folder in sorted(layout.iterdir()) if folder.is_dir()}
-
-
-def _damage(data: bytes) -> bytes:
-    """``data`` with one byte of its first member's contents changed: a complete zip that fails its CRC check."""
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        info = zf.infolist()[0]
-    at = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.compress_size // 2
-    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
 
 
 def _sha(data: bytes) -> str:
@@ -188,7 +121,7 @@ def test_no_content_length_and_cut_short_is_not_taken_as_finished(served_2017, t
 
 def test_corrupt_archive_is_deleted_and_a_rerun_heals(served_2017, tmp_path, archives_2017):
     name = NAMES_2017[1]
-    served_2017.files[name] = _damage(archives_2017[name])
+    served_2017.files[name] = damage_zip(archives_2017[name])
     root = tmp_path / "isic2017"
     with pytest.raises(DownloadError, match=rf"{re.escape(name)} is damaged: its member .* CRC.*deleted it"):
         _download(served_2017, root)
@@ -199,7 +132,7 @@ def test_corrupt_archive_is_deleted_and_a_rerun_heals(served_2017, tmp_path, arc
     assert (root / "archives" / f"{name}.extracted").is_file()
     # a damaged archive that is already in place (copied by hand, or left by an older version) is fetched again
     (root / "archives" / f"{name}.extracted").unlink()
-    (root / "archives" / name).write_bytes(_damage(archives_2017[name]))
+    (root / "archives" / name).write_bytes(damage_zip(archives_2017[name]))
     n_requests = len(served_2017.requests)
     _download(served_2017, root)
     assert served_2017.requests[n_requests:] == [(name, None)]
@@ -208,7 +141,7 @@ def test_corrupt_archive_is_deleted_and_a_rerun_heals(served_2017, tmp_path, arc
 
 def test_changed_remote_file_is_not_spliced_on_resume(served_2017, tmp_path, archives_2017):
     name = NAMES_2017[0]
-    old, new = archives_2017[name], _zip({"ISIC-2017_Training_Data/x.txt": b"a new release" * 100})
+    old, new = archives_2017[name], make_zip({"ISIC-2017_Training_Data/x.txt": b"a new release" * 100})
     served_2017.etags[name] = '"v1"'
     served_2017.files[name] = old
     served_2017.truncate.add(name)
@@ -241,7 +174,7 @@ def test_changed_remote_file_restarts_even_if_the_server_ignores_if_range(served
 def test_damaged_member_leaves_the_target_as_it_was(tmp_path, archives_2017):
     name = NAMES_2017[0]
     zip_path = tmp_path / name
-    zip_path.write_bytes(_damage(archives_2017[name]))
+    zip_path.write_bytes(damage_zip(archives_2017[name]))
     target = tmp_path / "root"
     (target / "ISIC-2017_Training_Data").mkdir(parents=True)
     (target / "ISIC-2017_Training_Data" / "mine.txt").write_text("kept")
@@ -269,7 +202,7 @@ def test_a_bad_mask_in_an_archive_is_named(served_2017, tmp_path, archives_2017)
     buf = io.BytesIO()
     Image.fromarray(np.full((64, 64), 7, np.uint8)).save(buf, format="PNG")
     members[first] = buf.getvalue()
-    served_2017.files[name] = _zip(members)
+    served_2017.files[name] = make_zip(members)
     with pytest.raises(DataError, match=rf"{re.escape(name)}:{re.escape(first)} is not a binary mask.*7"):
         _download(served_2017, tmp_path / "compact", compact=True)
     assert not list((tmp_path / "compact").glob("ISIC-2017_Validation_Part1_GroundTruth"))
@@ -314,7 +247,7 @@ def test_the_compact_copy_keeps_no_archive_even_after_a_failure(server, tmp_path
     archives = _archives_of(official_layout)
     server.files.update(archives)
     name = NAMES_2017[2]
-    server.files[name] = _damage(archives[name])
+    server.files[name] = damage_zip(archives[name])
     root = tmp_path / "compact"
     with pytest.raises(DownloadError, match="damaged"):
         _download(server, root, compact=True)
@@ -423,7 +356,7 @@ def test_offline_gives_clear_error(tmp_path):
 @pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "ok/../../evil.txt"])
 def test_zip_slip_is_refused_before_writing(tmp_path, member):
     zip_path = tmp_path / "evil.zip"
-    zip_path.write_bytes(_zip({"good/first.txt": b"fine", member: b"evil"}))
+    zip_path.write_bytes(make_zip({"good/first.txt": b"fine", member: b"evil"}))
     target = tmp_path / "out" / "target"
     with pytest.raises(DownloadError, match=re.escape(member)) as info:
         dl.safe_extract(zip_path, target)
@@ -445,7 +378,7 @@ def test_zip_symlink_member_is_refused(tmp_path):
 
 def test_safe_extract_returns_files_and_rejects_corrupt(tmp_path):
     zip_path = tmp_path / "ok.zip"
-    zip_path.write_bytes(_zip({"d/a.txt": b"a", "d/b.txt": b"b"}))
+    zip_path.write_bytes(make_zip({"d/a.txt": b"a", "d/b.txt": b"b"}))
     assert sorted(dl.safe_extract(zip_path, tmp_path / "out")) == [tmp_path / "out/d/a.txt", tmp_path / "out/d/b.txt"]
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"this is not a zip file")

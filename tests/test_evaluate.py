@@ -9,10 +9,11 @@ from torch import nn
 from skinseg.data import SegmentationData
 from skinseg.data.tensors import normalize
 from skinseg.errors import ConfigError
-from skinseg.evaluate import (TTA, binarize, evaluate_model, largest_component_filled, paired_comparison,
-                              predict_probabilities, score_masks, summarize)
+from skinseg.evaluate import (TTA, binarize, evaluate_chosen, evaluate_endpoints, evaluate_model,
+                              largest_component_filled, paired_comparison, predict_probabilities, predict_variants,
+                              score_masks, summarize)
 from skinseg.metrics import dice_per_image, iou_per_image
-from skinseg.models import AttentionUNet
+from skinseg.models import AttentionUNet, build_model
 
 
 def _images(n=3, h=32, w=32, seed=0):
@@ -134,6 +135,42 @@ def test_evaluate_model_matches_predict_then_score():
     table = evaluate_model(model, data, tta="flip", postprocess=True, device="cpu")
     expected = score_masks(binarize(predict_probabilities(model, data.images, tta="flip", device="cpu"), True), data)
     pd.testing.assert_frame_equal(table, expected)
+
+
+def _count_passes(model: nn.Module) -> list:
+    """A list that gets one entry per forward pass of ``model``."""
+    passes = []
+    model.register_forward_hook(lambda *_: passes.append(1))
+    return passes
+
+
+def test_shared_views_give_the_numbers_of_one_call_per_variant():
+    torch.manual_seed(0)
+    model = build_model("attention_unet", 4)
+    images = _images(5, 32, 48)
+    passes = _count_passes(model)
+    shared = predict_variants(model, images, ("none", "flip", "d4", "flip"), batch_size=2, device="cpu")
+    assert len(passes) == 8 * 3  # each of the 8 distinct views once per batch of 2 (3 batches), not 11 * 3
+    assert list(shared) == ["none", "flip", "d4"]
+    for tta, prob in shared.items():
+        np.testing.assert_array_equal(prob, predict_probabilities(model, images, tta=tta, batch_size=2, device="cpu"))
+
+
+def test_evaluate_chosen_scores_both_endpoints_from_shared_views():
+    data = SegmentationData(_images(3, 32, 32), np.zeros((3, 32, 32), np.uint8), source="x")
+    data.masks[:, 8:24, 8:24] = 1
+    model = AttentionUNet(width=4)
+    passes = _count_passes(model)
+    table, raw, masks = evaluate_endpoints(model, data, "flip+post", batch_size=2, device="cpu")
+    assert len(passes) == 2 * 2  # the raw view is one of flip's two: 2 views in each of 2 batches
+    flip = binarize(predict_probabilities(model, data.images, tta="flip", batch_size=2, device="cpu"), True)
+    np.testing.assert_array_equal(masks, flip)
+    expected = score_masks(flip, data)
+    pd.testing.assert_frame_equal(raw, evaluate_model(model, data, batch_size=2, device="cpu"))
+    pd.testing.assert_frame_equal(table[expected.columns], expected)
+    np.testing.assert_array_equal(table["iou_raw"], raw["iou"])
+    np.testing.assert_array_equal(table["dice_raw"], raw["dice"])
+    pd.testing.assert_frame_equal(evaluate_chosen(model, data, "flip+post", batch_size=2, device="cpu"), table)
 
 
 def test_paired_comparison_of_a_consistent_shift():

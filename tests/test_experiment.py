@@ -135,20 +135,15 @@ def test_finished_runs_of_another_recipe_are_not_mixed_in(layout_2017, tmp_path)
     with pytest.raises(ConfigError, match=r"another recipe \(lr 0.001 -> 0.003\)"):  # a variant is another recipe
         run_experiment(layout_2017, tmp_path / "out", with_variants(PROFILES["tiny"], ["higher_lr"]),
                        work_dir=tmp_path / "work", device="cpu", progress=False, log=lambda _: None)
-    # an evaluation-only change (the test-time augmentation candidates) is not a new recipe
-    run_experiment(layout_2017, tmp_path / "out", PROFILES["tiny"].replace(tta=("none",)), work_dir=tmp_path / "work",
-                   device="cpu", progress=False, log=lambda _: None)
+    with pytest.raises(ConfigError, match=r"another model width \(4 -> 8\)"):
+        run_experiment(layout_2017, tmp_path / "out", PROFILES["tiny"].replace(width=8), work_dir=tmp_path / "work",
+                       device="cpu", progress=False, log=lambda _: None)
+    # an evaluation-only change (the test-time augmentation candidates) is not a new recipe, but it
+    # changes what each run chose among: another evaluation protocol
+    with pytest.raises(ConfigError, match=r"another evaluation protocol \(tta \['none', 'flip'\] -> \['none'\]\)"):
+        run_experiment(layout_2017, tmp_path / "out", PROFILES["tiny"].replace(tta=("none",)),
+                       work_dir=tmp_path / "work", device="cpu", progress=False, log=lambda _: None)
+    with pytest.raises(ConfigError, match=r"another evaluation protocol \(postprocess True -> False\)"):
+        run_experiment(layout_2017, tmp_path / "out", PROFILES["tiny"].replace(postprocess=False),
+                       work_dir=tmp_path / "work", device="cpu", progress=False, log=lambda _: None)
 
-
-def test_shared_views_give_the_numbers_of_one_call_per_variant():
-    import torch
-
-    from skinseg.evaluate import predict_probabilities, predict_variants
-    from skinseg.models import build_model
-    torch.manual_seed(0)
-    model = build_model("attention_unet", 4)
-    images = np.random.default_rng(0).integers(0, 256, (5, 32, 48, 3), dtype=np.uint8)
-    shared = predict_variants(model, images, ("none", "flip", "d4", "flip"), batch_size=2, device="cpu")
-    assert list(shared) == ["none", "flip", "d4"]
-    for tta, prob in shared.items():
-        np.testing.assert_array_equal(prob, predict_probabilities(model, images, tta=tta, batch_size=2, device="cpu"))

@@ -8,13 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import run_cli
 from skinseg.compare import compare_tables, read_tables
 from skinseg.config import PROFILES
+from skinseg.data import load_split
 from skinseg.data.folders import write_folders
 from skinseg.data.synthetic import make_synthetic
-from skinseg.errors import ConfigError
+from skinseg.errors import ConfigError, LeakageError
 from skinseg.experiment import MODEL_NAMES, run_experiment
-from skinseg.external import external_differences, external_summary, external_table, parse_external
+from skinseg.external import ExternalSets, external_differences, external_summary, external_table, parse_external
 from skinseg.results import finished_seeds
 PROFILE = PROFILES["tiny"].replace(epochs=1)
 
@@ -48,9 +50,12 @@ def test_every_finished_run_is_scored_and_nothing_is_selected_on_them(layout_201
         table = pd.read_csv(folder / "per_image" / f"{model}_seed0.csv", index_col="id")
         own = pd.read_csv(out / "per_image" / f"{model}_seed0.csv", index_col="id")
         assert list(table.columns) == list(own.columns) and len(table) == 5
-        run = json.loads((folder / "runs" / f"{model}_seed0.json").read_text())
-        assert run["chosen"] == json.loads((out / "runs" / f"{model}_seed0.json").read_text())["chosen"]
+        run, own_run = (json.loads((f / "runs" / f"{model}_seed0.json").read_text()) for f in (folder, out))
+        assert run["chosen"] == own_run["chosen"]
         assert run["test"]["mean_iou"] == pytest.approx(table["iou"].mean())
+        # the raw endpoint has every score of the chosen one, as runs/<run>.json does
+        assert run["test_raw"].keys() == run["test"].keys() == own_run["test_raw"].keys()
+        assert run["test_raw"]["mean_iou"] == pytest.approx(table["iou_raw"].mean())
     comparison = compare_tables(read_tables(folder, [0]), [0], "iou", "raw")
     assert comparison["per_seed"]["0"]["n"] == 5
 
@@ -78,6 +83,28 @@ def test_every_finished_run_is_scored_and_nothing_is_selected_on_them(layout_201
     with pytest.raises(ConfigError, match="holds scores on other images than .*other"):
         run_experiment(layout_2017, out, PROFILE, seeds=[0], work_dir=work, device="cpu", progress=False,
                        log=lambda s: None, external={"clinic": other})
+
+
+def test_an_external_set_of_training_images_is_refused(layout_2017, tmp_path):
+    train = load_split(layout_2017, "train", PROFILE.image_size, limit=PROFILE.max_train)
+    own = write_folders(tmp_path / "own", train)
+    with pytest.raises(LeakageError, match=r"^external set own \(.*own\): 8 of the 8 images of folder own test "
+                                           r".*\(e\.g\. ISIC_0000000\) are training images of the experiment") as refused:
+        ExternalSets({"own": own}, PROFILE, "cpu", train=train)
+    assert "\n" not in str(refused.value)
+    allowed = write_folders(tmp_path / "clinic", make_synthetic(3, (64, 64), seed=21))
+    assert ExternalSets({"clinic": allowed}, PROFILE, "cpu", train=train).describe()["clinic"]["n"] == 3
+
+    cache = tmp_path / "cache"
+    result = run_cli(["experiment", "--profile", "tiny", "--epochs", "1", "--seeds", "0", "--data", layout_2017,
+                      "--out", tmp_path / "results", "--work-dir", tmp_path / "work", "--external", f"own={own}",
+                      "--device", "cpu", "--quiet"], tmp_path, cache)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("skinseg experiment: error: external set own (")
+    assert "8 of the 8 images of folder own test" in result.stderr
+    assert not (tmp_path / "results" / "external" / "own" / "runs").exists()
+    assert not (tmp_path / "results" / "runs").exists() and not (tmp_path / "work").exists(), "refused before training"
 
 
 def test_parse_external():

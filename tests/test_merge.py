@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import tarfile
 
+import numpy as np
 import pytest
 
 from skinseg.archive import MANIFEST, open_archive
 from skinseg.cli import main
 from skinseg.config import PROFILES
 from skinseg.data.synthetic import write_isic_layout
+from skinseg.display import load_display
 from skinseg.errors import DataError
 from skinseg.experiment import MODEL_NAMES, run_experiment
 from skinseg.merge import MergeError, merge_archive
@@ -40,7 +42,8 @@ def one_run_slice(data, archive, work, committed, profile=TINY):
 
 @pytest.fixture(scope="module")
 def accumulated(layout_2017, tmp_path_factory):
-    """``(uninterrupted folder, committed results root, first archive)`` after two merged slices."""
+    """``(uninterrupted folder, committed results root, first archive)`` after two merged slices,
+    the first of which ends between the two models of the first seed."""
     tmp = tmp_path_factory.mktemp("accumulate")
     whole = tmp / "whole"
     run_experiment(layout_2017, whole, TINY, seeds=SEEDS, work_dir=tmp / "whole_work", device="cpu",
@@ -79,8 +82,27 @@ def test_two_merged_slices_equal_one_uninterrupted_call(accumulated):
         assert {k: v for k, v in a.items() if k not in TIMINGS} == {k: v for k, v in b.items() if k not in TIMINGS}
     for details in ("predictions/unet_seed0.npz", "predictions/attention_unet_seed0.npz", "psi/attention_unet_seed0.npz"):
         assert (merged / details).is_file()
+    _assert_same_display(merged, whole)  # the first seed's U-Net was merged from the first slice
     assert not any(p.name == ".skinseg.lock" for p in (merged / "runs").iterdir())
     assert len(list((merged / "slices").glob("*.json"))) >= 1  # which slice brought which runs
+
+
+def _assert_same_display(folder, reference):
+    shown, expected = load_display(folder / "display.npz"), load_display(reference / "display.npz")
+    assert shown.ids == expected.ids
+    np.testing.assert_array_equal(shown.images, expected.images)
+    np.testing.assert_array_equal(shown.masks, expected.masks)
+
+
+def test_slices_that_reuse_one_work_folder_pack_only_their_own_runs(accumulated, layout_2017, tmp_path):
+    whole, _, _ = accumulated
+    work, committed = tmp_path / "work", tmp_path / "results"
+    for expected in ("unet_seed0", "attention_unet_seed0"):  # as on a warm device machine: one work folder
+        manifest = one_run_slice(layout_2017, tmp_path / f"{expected}.tgz", work, committed)
+        assert list(manifest["experiments"]["isic2017"]["runs"]) == [expected]
+        merge_archive(tmp_path / f"{expected}.tgz", committed / "isic2017", log=quiet)
+    assert sorted(p.stem for p in (committed / "isic2017" / "runs").glob("*.json")) == sorted(RUNS[:2])
+    _assert_same_display(committed / "isic2017", whole)
 
 
 def test_the_archive_is_one_file_with_a_manifest(accumulated):
@@ -124,6 +146,9 @@ def test_merges_of_another_recipe_dataset_or_a_duplicate_run_are_refused(accumul
     one_run_slice(layout_2017, tmp_path / "recipe.tgz", tmp_path / "w1", tmp_path / "none", TINY.replace(epochs=3))
     _refused(tmp_path / "recipe.tgz", into, capsys, "another recipe (epochs 2 -> 3)")
 
+    one_run_slice(layout_2017, tmp_path / "width.tgz", tmp_path / "w3", tmp_path / "none", TINY.replace(width=8))
+    _refused(tmp_path / "width.tgz", into, capsys, "another model width (4 -> 8)")
+
     other = write_isic_layout(tmp_path / "other", "2017", n_train=8, n_val=4, n_test=4, size=SIZE, seed=7)
     one_run_slice(other, tmp_path / "data.tgz", tmp_path / "w2", tmp_path / "none")
     _refused(tmp_path / "data.tgz", into, capsys, "another dataset (data hash)")
@@ -139,6 +164,18 @@ def test_merges_of_another_recipe_dataset_or_a_duplicate_run_are_refused(accumul
     assert json.loads((tmp_path / "fresh" / "isic2017" / "summary.json").read_text())["runs"][0]["run"] == "unet_seed0"
     with pytest.raises(DataError, match="does not exist"):
         merge_archive(tmp_path / "missing.tgz", into, log=quiet)
+
+
+def test_a_folder_without_finished_runs_takes_the_archives_config(accumulated, tmp_path):
+    _, committed, first = accumulated
+    archived = json.loads((committed / "isic2017" / "config.json").read_text())
+    stale = {**archived, "label": "STALE", "seeds": [5], "recipe": {**archived["recipe"], "epochs": 99}}
+    into = tmp_path / "isic2017"
+    (into / "runs").mkdir(parents=True)  # a config left behind, no finished run
+    (into / "config.json").write_text(json.dumps(stale))
+    summary = merge_archive(first, into, log=quiet)
+    assert summary["label"] == archived["label"] and summary["planned_seeds"] == SEEDS
+    assert json.loads((into / "config.json").read_text())["recipe"]["epochs"] == TINY.epochs
 
 
 def test_the_slice_command_starts_no_run_that_does_not_fit(layout_2017, tmp_path, capsys):

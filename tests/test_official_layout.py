@@ -1,11 +1,13 @@
-"""The Colab path: every chapter runs on data laid out as the official ISIC 2017 archives extract.
+"""A plain download: every chapter runs on data laid out as the official ISIC 2017 archives extract.
 
-Colab readers download the official archives, whose test images have ISIC ids and their
-original sizes, unlike the 192x256 copy beside this repository. This executes every chapter
-of book/ in a fresh kernel, as nbval does but without comparing outputs, against a SYNTHETIC
-dataset in that layout (``python -m skinseg synthetic --layout official``: ISIC-style ids,
-superpixel files and metadata beside the images, sizes such as 1022x767), and asserts that
-none raises. Each chapter's time is printed.
+``python -m skinseg download`` without ``--compact`` extracts the official archives as they are:
+test images with ISIC ids at their original sizes, unlike the 192x256 compact copy that Colab
+readers get (:func:`skinseg.colab.prepare` downloads with ``compact=True``) and the copy beside
+this repository. This executes every chapter of book/ in a fresh kernel, as nbval does but
+without comparing outputs, against a SYNTHETIC dataset in that layout (``python -m skinseg
+synthetic --layout official``: ISIC-style ids, superpixel files and metadata beside the images,
+sizes such as 1022x767), with the ``tiny`` profile (the layout is under test, not the recipe),
+and asserts that none raises. Each chapter's time is printed.
 """
 from __future__ import annotations
 
@@ -16,18 +18,20 @@ import jupytext
 import nbclient
 import pytest
 
+from skinseg.config import PROFILES
 from skinseg.data.synthetic import write_isic_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
 TIMEOUT = 1200  # seconds per cell, as scripts/execute_chapter.py
+TINY = PROFILES["tiny"]
 
 
 @pytest.fixture(scope="module")
 def official_2017(tmp_path_factory) -> Path:
-    """SYNTHETIC ISIC 2017 in the official layout: as many images as the smoke profile uses."""
-    return write_isic_layout(tmp_path_factory.mktemp("official") / "isic2017", "2017", n_train=64, n_val=16,
-                             n_test=32, seed=0, layout="official")
+    """SYNTHETIC ISIC 2017 in the official layout: as many images as the tiny profile uses."""
+    return write_isic_layout(tmp_path_factory.mktemp("official") / "isic2017", "2017", n_train=TINY.max_train,
+                             n_val=TINY.max_val, n_test=TINY.max_test, seed=0, layout="official")
 
 
 def test_the_fixture_is_in_the_official_layout(official_2017):
@@ -35,7 +39,7 @@ def test_the_fixture_is_in_the_official_layout(official_2017):
 
     test = official_2017 / "ISIC-2017_Test_v2_Data"
     images = sorted(test.glob("ISIC_*[0-9].jpg"))
-    assert len(images) == 32 and len(list(test.glob("*_superpixels.png"))) == 32
+    assert len(images) == TINY.max_test and len(list(test.glob("*_superpixels.png"))) == TINY.max_test
     sizes = set()
     for path in images:
         with Image.open(path) as image:
@@ -46,6 +50,7 @@ def test_the_fixture_is_in_the_official_layout(official_2017):
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_runs_on_the_official_layout(md: Path, official_2017, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SKINSEG_DATA", str(official_2017))
+    monkeypatch.setenv("SKINSEG_PROFILE", TINY.name)
     monkeypatch.setenv("SKINSEG_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = jupytext.read(md)

@@ -76,7 +76,8 @@ def test_every_replica_label_says_what_it_is():
     assert dataset_label(ROOT, "2017", REPLICA) == LABEL
     d = load_split(ROOT, "test", protocol=REPLICA, limit=2)
     assert d.source == f"{LABEL} test (first 2)"
-    assert d.origin == {"protocol": REPLICA, "split": "test", "folder": "ISIC-2017_Training_Data"}
+    assert d.origin == {"protocol": REPLICA, "dataset": "ISIC 2016 replica", "split": "test",
+                        "folder": "ISIC-2017_Training_Data"}
     assert d.ids == _ids("test")[:2]
     # the replica's images are the ISIC 2017 training images of the same ids
     official = load_split(ROOT, "train", limit=8)
@@ -137,6 +138,25 @@ def test_guard_refuses_isic2017_training_data_on_the_replica_and_allows_the_reve
     assert check_held_out(record, replica_train) == f"scored on {LABEL} train"
 
 
+def test_scores_on_another_data_set_of_the_same_protocol_are_labelled_cross_data_set(tmp_path):
+    isic2017_train = _dummy(["ISIC_0000001", "ISIC_0000002"], origin(tmp_path, "2017", "train"), "ISIC 2017 train")
+    isic2017_test = _dummy(["ISIC_0000101"], origin(tmp_path, "2017", "test"), "ISIC 2017 test")
+    isic2016_test = _dummy(["ISIC_0000201"], origin(tmp_path, "2016", "test"), "ISIC 2016 test")
+    own_test = _dummy(["mine_1"], origin(tmp_path / "clinic", "folders", "test"), "folder clinic test")
+    assert {d.origin["protocol"] for d in (isic2017_train, isic2016_test, own_test)} == {"official"}
+    assert [d.origin["dataset"] for d in (isic2017_test, isic2016_test, own_test)] == ["ISIC 2017", "ISIC 2016",
+                                                                                        "folder clinic"]
+    record = training_record(isic2017_train)
+    assert check_held_out(record, isic2017_test) == "held-out score: trained on ISIC 2017 train, scored on ISIC 2017 test"
+    assert check_held_out(record, isic2016_test) == ("cross-data-set score: trained on ISIC 2017 train, "
+                                                     "scored on ISIC 2016 test")
+    assert check_held_out(record, own_test) == ("cross-data-set score: trained on ISIC 2017 train, "
+                                                "scored on folder clinic test")
+    # a record written before origins named their data set is compared by protocol, as it was
+    older = {k: v for k, v in record.items() if k != "dataset"}
+    assert check_held_out(older, isic2016_test).startswith("held-out score")
+
+
 @real
 def test_guard_on_the_command_line(tmp_path):
     cache = tmp_path / "cache"
@@ -169,8 +189,9 @@ def test_checkpoint_records_its_training_data_and_resuming_on_other_data_is_refu
     train, val = load_split(layout_2017, "train", (64, 64)), load_split(layout_2017, "val", (64, 64))
     torch.manual_seed(0)
     history = fit(build_model("unet", 4), train, val, profile, tmp_path / "run", progress=False)
-    assert history.meta["trained_on"] == {"protocol": "official", "split": "train", "folder": "ISIC-2017_Training_Data",
-                                          "source": "ISIC 2017 train", "n": 8, "ids_sha256": ids_digest(train.ids)}
+    assert history.meta["trained_on"] == {"protocol": "official", "dataset": "ISIC 2017", "split": "train",
+                                          "folder": "ISIC-2017_Training_Data", "source": "ISIC 2017 train", "n": 8,
+                                          "ids_sha256": ids_digest(train.ids)}
     test = load_split(layout_2017, "test", (64, 64))
     assert check_checkpoint(tmp_path / "run" / "best.pt", test) == "held-out score: trained on ISIC 2017 train, scored on ISIC 2017 test"
     with pytest.raises(LeakageError, match="8 of the 8 images"):

@@ -331,6 +331,14 @@ def test_learning_rate_warmup_then_cosine():
     assert learning_rate(total + 50, total, warmup, peak) == pytest.approx(0.0, abs=1e-15)
 
 
+def test_learning_rate_constant_schedule_and_unknown_schedule_refused():
+    peak, total, warmup = 1e-3, 100, 10
+    assert [learning_rate(s, total, warmup, peak, "constant") for s in (0, 5, warmup, total)] == [peak] * 4
+    assert learning_rate(3, total, warmup, peak) == learning_rate(3, total, warmup, peak, schedule="warmup_cosine")
+    with pytest.raises(ConfigError, match="'step_decay'"):
+        learning_rate(3, total, warmup, peak, "step_decay")
+
+
 def test_exponential_moving_average():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))

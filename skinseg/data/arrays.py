@@ -16,7 +16,7 @@ class SegmentationData:
         ids: ``N`` image ids (file stems such as ``ISIC_0000000`` or ``test_0001``).
         source: a human-readable description of where the data came from, for instance
             ``"ISIC 2017 test"`` or ``"SYNTHETIC lesions (seed 0)"``; plots and tables print it.
-        origin: where the images were read from, ``{"protocol", "split", "folder"}``
+        origin: where the images were read from, ``{"protocol", "dataset", "split", "folder"}``
             (:func:`skinseg.data.protocols.origin`); empty for data made in memory. A
             checkpoint records its training data's origin, and :mod:`skinseg.leakage` checks it.
     """

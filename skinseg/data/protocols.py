@@ -16,8 +16,8 @@
     2017 training image: :mod:`skinseg.leakage` refuses to score a model trained on ISIC 2017
     training data on them.
 
-Each split also gets an *origin* (:func:`origin`): the protocol, the split and the image
-folder it was read from, which a checkpoint records for its training data.
+Each split also gets an *origin* (:func:`origin`): the protocol, the data set, the split and
+the image folder it was read from, which a checkpoint records for its training data.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from .splits import isic2016_validation_ids
 OFFICIAL = "official"
 REPLICA = "isic2016-replica"
 PROTOCOLS = (OFFICIAL, REPLICA)
+REPLICA_DATASET = "ISIC 2016 replica"
 ID_LIST = Path(__file__).with_name("isic2016_ids.csv")
 
 Pair = tuple[str, Path, Path]
@@ -121,18 +122,22 @@ def dataset_label(root: Path, year: str, protocol: str = OFFICIAL, size: tuple[i
     if check_protocol(protocol) == OFFICIAL:
         return f"ISIC {year}"
     c = replica_counts(root)
-    return (f"ISIC 2016 replica ({c['train_present']}/{c['train_official']} train, "
+    return (f"{REPLICA_DATASET} ({c['train_present']}/{c['train_official']} train, "
             f"{c['test_present']}/{c['test_official']} test, ISIC 2017 masks at {size[1]}x{size[0]})")
 
 
 def origin(root: Path, year: str, split: str, protocol: str = OFFICIAL) -> dict[str, str]:
-    """Where a split's images come from: ``{"protocol", "split", "folder"}``, the folder being the
-    official image folder they were read from (e.g. ``ISIC-2017_Training_Data``), or for a
-    generic folder (``year`` not an ISIC year) its name and the split."""
+    """Where a split's images come from: ``{"protocol", "dataset", "split", "folder"}``.
+
+    ``dataset`` names the data set whatever the split (``"ISIC 2017"``, ``"ISIC 2016"``,
+    ``"ISIC 2016 replica"``, or ``"folder <name>"`` for a generic folder, ``year`` not an ISIC
+    year), so that a score on another data set is told from a held-out one; ``folder`` is the
+    official image folder the images were read from (e.g. ``ISIC-2017_Training_Data``), or for
+    a generic folder its name and the split."""
     if check_protocol(protocol) == REPLICA:
-        folder = LAYOUTS["2017"]["train"][0]
+        dataset, folder = REPLICA_DATASET, LAYOUTS["2017"]["train"][0]
     elif year in LAYOUTS:
-        folder = LAYOUTS[year]["train" if year == "2016" and split == "val" else split][0]
+        dataset, folder = f"ISIC {year}", LAYOUTS[year]["train" if year == "2016" and split == "val" else split][0]
     else:
-        folder = f"{Path(root).name}/{split}"
-    return {"protocol": protocol, "split": split, "folder": folder}
+        dataset, folder = f"folder {Path(root).name}", f"{Path(root).name}/{split}"
+    return {"protocol": protocol, "dataset": dataset, "split": split, "folder": folder}
