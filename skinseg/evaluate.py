@@ -12,7 +12,10 @@ from .data.arrays import SegmentationData
 from .data.tensors import model_input
 from .device import autocast_dtype, resolve_device
 from .errors import ConfigError
-from .metrics import confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
+from .metrics import BOUNDARY_TOLERANCE, boundary_scores, confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
+
+# The per-image scores also kept for the raw prediction, as "<column>_raw".
+RAW_COLUMNS = ("iou", "dice", "hd95", "boundary_f")
 
 # Each TTA variant lists (k quarter-turns, flip left-right) pairs of the dihedral group.
 TTA = {
@@ -102,12 +105,17 @@ def score_masks(pred: np.ndarray, data: SegmentationData) -> pd.DataFrame:
     """Per-image scores of predicted masks against ``data``'s ground truth.
 
     Returns a DataFrame indexed by image ``id`` with columns ``iou``, ``dice``, ``tp``,
-    ``fp``, ``fn``, ``lesion_fraction`` (of the ground truth) and ``predicted_fraction``.
+    ``fp``, ``fn``, ``lesion_fraction`` (of the ground truth), ``predicted_fraction``, and the
+    boundary scores of :func:`skinseg.metrics.boundary_scores`: ``hd95`` (pixels, lower is
+    better) and ``boundary_f`` (at :data:`~skinseg.metrics.BOUNDARY_TOLERANCE` = 2 pixels).
+    Results written before the boundary scores existed lack the last two columns.
     """
     tp, fp, fn = confusion_counts(pred, data.masks)
+    hd95, boundary_f = boundary_scores(pred, data.masks, tolerance=BOUNDARY_TOLERANCE)
     return pd.DataFrame({"id": data.ids, "iou": iou_from_counts(tp, fp, fn), "dice": dice_from_counts(tp, fp, fn),
                          "tp": tp, "fp": fp, "fn": fn, "lesion_fraction": data.lesion_fraction,
-                         "predicted_fraction": pred.reshape(len(pred), -1).mean(1)}).set_index("id")
+                         "predicted_fraction": pred.reshape(len(pred), -1).mean(1),
+                         "hd95": hd95, "boundary_f": boundary_f}).set_index("id")
 
 
 def evaluate_model(model: nn.Module, data: SegmentationData, *, tta: str = "none", postprocess: bool = False,
@@ -123,7 +131,7 @@ def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: str, *, ba
 
     ``chosen`` is a run's validation choice such as ``"none"``, ``"flip"`` or ``"d4+post"`` (a
     :data:`TTA` name, ``+post`` for post-processing). Returns the :func:`score_masks` table of
-    that setting plus ``iou_raw`` and ``dice_raw`` of the raw prediction (no TTA, no
+    that setting plus ``iou_raw``, ``dice_raw``, ``hd95_raw`` and ``boundary_f_raw`` of the raw prediction (no TTA, no
     post-processing): the columns of an experiment's ``per_image/<run>.csv``.
     """
     return evaluate_endpoints(model, data, chosen, batch_size=batch_size, device=device)[0]
@@ -139,7 +147,8 @@ def evaluate_endpoints(model: nn.Module, data: SegmentationData, chosen: str, *,
     raw = score_masks(binarize(probs["none"]), data)
     masks = binarize(probs[tta], post)
     table = score_masks(masks, data)
-    table["iou_raw"], table["dice_raw"] = raw["iou"], raw["dice"]
+    for column in RAW_COLUMNS:
+        table[f"{column}_raw"] = raw[column]
     return table, raw, masks
 
 

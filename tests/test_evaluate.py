@@ -12,7 +12,7 @@ from skinseg.errors import ConfigError
 from skinseg.evaluate import (TTA, binarize, evaluate_chosen, evaluate_endpoints, evaluate_model,
                               largest_component_filled, paired_comparison, predict_probabilities, predict_variants,
                               score_masks, summarize)
-from skinseg.metrics import dice_per_image, iou_per_image
+from skinseg.metrics import boundary_scores, dice_per_image, iou_per_image
 from skinseg.models import AttentionUNet, build_model
 
 
@@ -119,7 +119,11 @@ def test_score_masks_table():
     pred = (rng.random((4, 16, 16)) < 0.3).astype(np.uint8)
     table = score_masks(pred, data)
     assert list(table.index) == ["a", "b", "c", "d"] and table.index.name == "id"
-    assert list(table.columns) == ["iou", "dice", "tp", "fp", "fn", "lesion_fraction", "predicted_fraction"]
+    assert list(table.columns) == ["iou", "dice", "tp", "fp", "fn", "lesion_fraction", "predicted_fraction",
+                                   "hd95", "boundary_f"]  # the first seven as in committed results
+    hd95, boundary_f = boundary_scores(pred, truth)
+    np.testing.assert_array_equal(table["hd95"], hd95)
+    np.testing.assert_array_equal(table["boundary_f"], boundary_f)
     np.testing.assert_allclose(table["iou"], iou_per_image(pred, truth))
     np.testing.assert_allclose(table["dice"], dice_per_image(pred, truth))
     np.testing.assert_allclose(table["lesion_fraction"], truth.reshape(4, -1).mean(1))
@@ -168,7 +172,8 @@ def test_evaluate_chosen_scores_both_endpoints_from_shared_views():
     expected = score_masks(flip, data)
     pd.testing.assert_frame_equal(raw, evaluate_model(model, data, batch_size=2, device="cpu"))
     pd.testing.assert_frame_equal(table[expected.columns], expected)
-    np.testing.assert_array_equal(table["iou_raw"], raw["iou"])
+    for column in ("iou", "dice", "hd95", "boundary_f"):
+        np.testing.assert_array_equal(table[f"{column}_raw"], raw[column])
     np.testing.assert_array_equal(table["dice_raw"], raw["dice"])
     pd.testing.assert_frame_equal(evaluate_chosen(model, data, "flip+post", batch_size=2, device="cpu"), table)
 
