@@ -6,9 +6,19 @@ comparison is Attention U-Net (B) minus U-Net (A), image by image:
 * per seed: :func:`skinseg.evaluate.paired_comparison` (bootstrap over images, Wilcoxon test,
   wins) and the median difference;
 * seed-averaged: the same, on each image's score averaged over the seeds;
-* two-level: a bootstrap that resamples seeds *and* images (:func:`two_level_bootstrap`), so
-  that its interval also covers the randomness of training, which the per-image interval of
-  fixed trained networks cannot see.
+* across seeds: a t-interval on the per-seed mean differences (:func:`seed_t_interval`), and
+  a two-level bootstrap that resamples seeds *and* images (:func:`two_level_bootstrap`). Both
+  try to cover the randomness of training, which the per-image interval of fixed trained
+  networks cannot see; with 3 seeds neither can do it well (see their docstrings), and the
+  t-interval is the wider, more honest one.
+
+Why U-Net seed ``s`` is paired with Attention U-Net seed ``s``: both runs of a seed see the same
+training images in the same order and the same augmentation draws (:func:`skinseg.train.fit`
+seeds its shuffling and augmentation generators from ``(seed, epoch)``), and
+:func:`skinseg.device.seed_everything` seeds the initialisation, so every layer the two networks
+share starts with the same weights (the Attention U-Net builds its gates after the U-Net's
+layers). The pair differs only in the gates, which is what the difference is meant to measure;
+pairing removes the part of the seed-to-seed spread that the two runs share.
 
 Every comparison is made on one *endpoint* (:data:`skinseg.config.ENDPOINTS`): the primary
 one, fixed in the configuration before any test image is read, or the secondary per-run
@@ -18,8 +28,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .config import ENDPOINTS
 from .errors import ConfigError
@@ -59,6 +72,55 @@ def two_level_bootstrap(diffs: np.ndarray, *, n_boot: int = 10_000, seed: int = 
             "ci_high": float(np.quantile(boot, 1 - alpha))}
 
 
+def seed_t_interval(diffs: np.ndarray, *, confidence: float = 0.95) -> dict:
+    """Student-t interval of the mean difference across seeds.
+
+    Args:
+        diffs: ``(S, N)`` paired differences (B - A) of ``S`` seeds on the same ``N`` images.
+
+    Each seed's mean over the images is one observation; the interval is their mean
+    ± ``t(1 - alpha/2, S - 1)`` × their standard deviation (``ddof=1``) / sqrt(S)
+    (:data:`scipy.stats.t`). It treats the trained pair of networks as the unit that varies and
+    the test set as fixed.
+
+    The 3-seed caveat: with ``S = 3`` there are 2 degrees of freedom, ``t = 4.30``, and the
+    standard deviation of 3 numbers is itself very uncertain, so the interval is wide and its
+    width is a rough guess; it is still the honest statement about seeds. The two-level
+    bootstrap (:func:`two_level_bootstrap`) draws from only 10 distinct seed multisets when
+    ``S = 3`` and its bootstrap variance of a mean of ``S`` values is ``(S - 1) / S`` of the
+    usual estimate (2/3 for 3 seeds), so it is narrower than this interval and should not be
+    read as covering the randomness of training.
+
+    Returns ``n_seeds``, ``df``, ``seed_means`` (list of ``S`` floats), ``sd_seeds``,
+    ``mean_diff``, ``ci_low``, ``ci_high`` (``None`` for the last four that need 2 seeds).
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] < 1 or d.shape[1] < 1:
+        raise ValueError(f"diffs must be (seeds, images), got shape {d.shape}")
+    means = d.mean(1)
+    s = len(means)
+    result = {"n_seeds": s, "df": s - 1, "seed_means": [float(m) for m in means], "mean_diff": float(means.mean()),
+              "sd_seeds": None, "ci_low": None, "ci_high": None}
+    if s >= 2:
+        sd = float(means.std(ddof=1))
+        half = float(stats.t.ppf(1 - (1 - confidence) / 2, s - 1)) * sd / math.sqrt(s)
+        result.update(sd_seeds=sd, ci_low=result["mean_diff"] - half, ci_high=result["mean_diff"] + half)
+    return result
+
+
+def format_p(p: float, *, prefix: str = "p = ") -> str:
+    """A p-value for printing, in scientific notation with 2 significant digits:
+    ``format_p(3.2e-05) == "p = 3.2e-05"``, ``format_p(0.41) == "p = 4.1e-01"``; never rounded
+    to ``0.0000``. A p-value that underflowed to 0 prints as ``p < 2.2e-308``. ``prefix=""``
+    gives the bare number, for table cells."""
+    p = float(p)
+    if not 0 <= p <= 1:
+        raise ValueError(f"a p-value must lie in [0, 1], got {p}")
+    if p == 0:
+        return f"{prefix.replace('= ', '')}< {np.finfo(float).tiny:.1e}"
+    return f"{prefix}{p:.1e}"
+
+
 def compare_tables(tables: dict[tuple[str, int], pd.DataFrame], seeds, metric: str = "iou",
                    endpoint: str = "raw") -> dict:
     """Per-seed, seed-averaged and two-level comparisons of B against A.
@@ -68,10 +130,14 @@ def compare_tables(tables: dict[tuple[str, int], pd.DataFrame], seeds, metric: s
             ``dice_raw``) keyed by ``(model, seed)``, indexed by image id.
 
     Returns ``{"metric", "endpoint", "per_seed": {"<seed>": paired_comparison + median_diff},
-    "seed_averaged": ..., "two_level": two_level_bootstrap}``.
+    "seed_averaged": ..., "two_level": two_level_bootstrap, "seed_t": seed_t_interval}``.
     """
     column = endpoint_column(metric, endpoint)
     seeds = list(seeds)
+    lacking = [key for key, table in tables.items() if column not in table]
+    if lacking:
+        raise ConfigError(f"per-image table of {lacking[0][0]} seed {lacking[0][1]} has no column {column!r} "
+                          "(results written before it was recorded)")
     scores = {(m, s): tables[m, s][column] for m in (MODEL_A, MODEL_B) for s in seeds}
     ids = scores[MODEL_A, seeds[0]].index
     for key, series in scores.items():
@@ -88,7 +154,7 @@ def compare_tables(tables: dict[tuple[str, int], pd.DataFrame], seeds, metric: s
     seed_averaged["median_diff"] = float((averaged[MODEL_B] - averaged[MODEL_A]).median())
     diffs = np.stack([(scores[MODEL_B, s] - scores[MODEL_A, s]).to_numpy() for s in seeds])
     return {"metric": metric, "endpoint": endpoint, "per_seed": per_seed, "seed_averaged": seed_averaged,
-            "two_level": two_level_bootstrap(diffs)}
+            "two_level": two_level_bootstrap(diffs), "seed_t": seed_t_interval(diffs)}
 
 
 def read_tables(folder: Path, seeds, models=(MODEL_A, MODEL_B)) -> dict[tuple[str, int], pd.DataFrame]:

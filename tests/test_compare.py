@@ -1,9 +1,12 @@
-"""The comparison of the two models: endpoints, and the two-level (seed x image) bootstrap."""
+"""The comparison of the two models: endpoints, the two-level (seed x image) bootstrap, the t-interval
+across seeds and the printing of p-values."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from skinseg.compare import compare_tables, endpoint_column, two_level_bootstrap
+from scipy import stats
+
+from skinseg.compare import compare_tables, endpoint_column, format_p, seed_t_interval, two_level_bootstrap
 from skinseg.errors import ConfigError
 from skinseg.evaluate import paired_comparison
 
@@ -42,3 +45,39 @@ def test_compare_tables_per_seed_median_and_wins():
     tables["attention_unet", 0] = b.iloc[:5]
     with pytest.raises(ConfigError, match="other test images"):
         compare_tables(tables, [0], "iou", "raw")
+    with pytest.raises(ConfigError, match="no column 'hd95_raw'"):
+        compare_tables({("unet", 0): a, ("attention_unet", 0): b}, [0], "hd95", "raw")
+
+
+def test_seed_t_interval_against_a_one_sample_t_test():
+    rng = np.random.default_rng(1)
+    diffs = rng.normal(0.0, 0.05, (3, 200)) + np.array([[0.004], [-0.003], [0.006]])
+    result = seed_t_interval(diffs)
+    means = diffs.mean(1)
+    reference = stats.ttest_1samp(means, 0.0).confidence_interval(0.95)
+    assert result["ci_low"] == pytest.approx(reference.low) and result["ci_high"] == pytest.approx(reference.high)
+    assert result["df"] == 2 and result["seed_means"] == pytest.approx(list(means))
+    # with 3 seeds the bootstrap over seeds and images is narrower than the t-interval
+    boot = two_level_bootstrap(diffs)
+    assert boot["ci_high"] - boot["ci_low"] < result["ci_high"] - result["ci_low"]
+    one = seed_t_interval(diffs[:1])
+    assert one["ci_low"] is None and one["mean_diff"] == pytest.approx(means[0])
+
+
+def test_compare_tables_reports_the_t_interval_next_to_the_bootstrap():
+    ids = pd.Index([f"test_{i}" for i in range(5)], name="id")
+    rng = np.random.default_rng(2)
+    tables = {(m, s): pd.DataFrame({"iou_raw": rng.random(5)}, index=ids)
+              for m in ("unet", "attention_unet") for s in (0, 1, 2)}
+    result = compare_tables(tables, [0, 1, 2], "iou", "raw")
+    diffs = np.stack([tables["attention_unet", s].iou_raw - tables["unet", s].iou_raw for s in (0, 1, 2)])
+    assert result["seed_t"] == seed_t_interval(diffs)
+    assert result["seed_t"]["mean_diff"] == pytest.approx(result["two_level"]["mean_diff"])
+
+
+def test_p_values_print_in_scientific_notation():
+    assert format_p(3.2e-05) == "p = 3.2e-05"
+    assert format_p(0.41) == "p = 4.1e-01" and format_p(1.0) == "p = 1.0e+00"
+    assert format_p(0.0) == "p < 2.2e-308" and format_p(1.23e-9, prefix="") == "1.2e-09"
+    with pytest.raises(ValueError, match="p-value"):
+        format_p(1.5)
