@@ -26,11 +26,16 @@ from pathlib import Path
 from .errors import ConfigError
 
 
+GEOMETRIES = ("rigid", "stretch")
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Random augmentation, applied on the device to image and mask alike (see :mod:`skinseg.data.augment`).
 
     Angles in degrees; ``scale`` and the colour strengths are relative amounts (0 = off).
+    ``geometry``: ``"rigid"`` (rotations in pixels, quarter turns only on square images) or
+    ``"stretch"`` (rotations in normalised coordinates, as ``results/isic2017_16ep`` was trained).
     """
 
     flips: bool = True
@@ -42,6 +47,11 @@ class AugmentConfig:
     contrast: float = 0.20
     saturation: float = 0.20
     hue: float = 0.03
+    geometry: str = "rigid"
+
+    def __post_init__(self) -> None:
+        if self.geometry not in GEOMETRIES:
+            raise ConfigError(f"augment geometry must be one of {GEOMETRIES}, got {self.geometry!r}")
 
 
 NO_AUGMENT = AugmentConfig(False, False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -198,8 +208,8 @@ VARIANTS: dict[str, dict] = {
                                   "saturation": 0.0, "hue": 0.0}},  # flips, quarter turns, brightness
     "strong_augment": {"augment": {"rotate": 30.0, "scale": 0.2, "translate": 0.1, "brightness": 0.3,
                                    "contrast": 0.3, "saturation": 0.3, "hue": 0.05}},  # everything stronger
-    # a quarter turn of a 192x256 image is stretched back to 192x256 (skinseg.data.augment),
-    # which distorts half of the training images; test-time quarter turns are not stretched
+    # quarter turns only change square images: a non-square one already turns by 0 or 180
+    # degrees only (skinseg.data.augment), which its flips also give
     "no_quarter_turns": {"augment": {"rot90": False}},
     "lower_lr": {"lr": 3e-4},
     "higher_lr": {"lr": 3e-3},  # a short schedule may want larger steps

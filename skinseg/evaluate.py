@@ -17,12 +17,24 @@ from .metrics import BOUNDARY_TOLERANCE, boundary_scores, confusion_counts, dice
 # The per-image scores also kept for the raw prediction, as "<column>_raw".
 RAW_COLUMNS = ("iou", "dice", "hd95", "boundary_f")
 
-# Each TTA variant lists (k quarter-turns, flip left-right) pairs of the dihedral group.
+# Each TTA variant lists (k quarter-turns, flip left-right) pairs of the dihedral group, for a
+# square image. On a non-square image "d4" keeps the views that fit its frame (tta_views).
 TTA = {
     "none": [(0, False)],
     "flip": [(0, False), (0, True)],
     "d4": [(k, f) for k in range(4) for f in (False, True)],
 }
+
+
+def tta_views(tta: str, height: int, width: int) -> list[tuple[int, bool]]:
+    """The ``(k quarter turns, flip left-right)`` views of the variant ``tta`` for an image of
+    ``height x width`` pixels: :data:`TTA`, except that on a non-square image only the turns by 0°
+    and 180° are kept, the ones training draws there (:mod:`skinseg.data.augment`). ``"d4"`` is
+    then the 4 symmetries of a rectangle (identity, left-right and up-down flips, half turn), on
+    a square image the 8 of the square."""
+    if tta not in TTA:
+        raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
+    return [(k, f) for k, f in TTA[tta] if height == width or k % 2 == 0]
 
 
 def _apply(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
@@ -42,8 +54,9 @@ def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: str = "n
     Args:
         model: a trained model (put in eval mode here).
         images: ``(N, H, W, 3)`` uint8.
-        tta: ``"none"``, ``"flip"`` (left-right) or ``"d4"`` (all 8 flips and quarter turns);
-            the probabilities of the variants are averaged.
+        tta: ``"none"``, ``"flip"`` (left-right) or ``"d4"`` (the symmetries training sees: all 8
+            flips and quarter turns of a square image, the 4 flips and half turns of a non-square
+            one, :func:`tta_views`); the probabilities of the views are averaged.
 
     Returns: ``(N, H, W)`` float32 in [0, 1].
     """
@@ -55,8 +68,8 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
                      device=None) -> dict[str, np.ndarray]:
     """:func:`predict_probabilities` for several ``ttas`` at once, each flip or quarter turn of an
     image passed through the model once however many variants use it (``none``, ``flip`` and
-    ``d4`` together cost 8 passes, not 11). Returns ``{tta: (N, H, W) float32 in [0, 1]}``,
-    the same numbers as one call per variant."""
+    ``d4`` together cost 8 passes on a square image, not 11; 4 on a non-square one). Returns
+    ``{tta: (N, H, W) float32 in [0, 1]}``, the same numbers as one call per variant."""
     ttas = list(dict.fromkeys(ttas))
     unknown = [t for t in ttas if t not in TTA]
     if unknown:
@@ -64,7 +77,8 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
     device = resolve_device(device)
     model.eval().to(device)
     dtype = autocast_dtype(device)
-    views = list(dict.fromkeys(v for t in ttas for v in TTA[t]))
+    views_of = {t: tta_views(t, *images.shape[1:3]) for t in ttas}
+    views = list(dict.fromkeys(v for t in ttas for v in views_of[t]))
     out = {t: np.empty(images.shape[:3], np.float32) for t in ttas}
     for i in range(0, len(images), batch_size):
         x = model_input(images[i:i + batch_size], device)
@@ -75,9 +89,9 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
             probs[k, flip] = _undo(torch.sigmoid(logits.float()), k, flip)
         for t in ttas:
             prob = torch.zeros(x.shape[0], 1, *x.shape[2:], device=device)
-            for view in TTA[t]:  # summed in the variant's own order, as one call per variant does
+            for view in views_of[t]:  # summed in the variant's own order, as one call per variant does
                 prob += probs[view]
-            out[t][i:i + batch_size] = (prob / len(TTA[t]))[:, 0].cpu().numpy()
+            out[t][i:i + batch_size] = (prob / len(views_of[t]))[:, 0].cpu().numpy()
     return out
 
 

@@ -9,9 +9,9 @@ from torch import nn
 from skinseg.data import SegmentationData
 from skinseg.data.tensors import normalize
 from skinseg.errors import ConfigError
-from skinseg.evaluate import (TTA, binarize, evaluate_chosen, evaluate_endpoints, evaluate_model,
+from skinseg.evaluate import (TTA, _apply, _undo, binarize, evaluate_chosen, evaluate_endpoints, evaluate_model,
                               largest_component_filled, paired_comparison, predict_probabilities, predict_variants,
-                              score_masks, summarize)
+                              score_masks, summarize, tta_views)
 from skinseg.metrics import boundary_scores, dice_per_image, iou_per_image
 from skinseg.models import AttentionUNet, build_model
 
@@ -61,6 +61,22 @@ def test_tta_of_an_equivariant_model_changes_nothing():
     x = normalize(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
     with torch.no_grad():
         np.testing.assert_allclose(plain, torch.sigmoid(model(x))[:, 0].numpy(), atol=1e-6)
+
+
+def test_tta_views_are_the_symmetries_training_sees_and_invert_exactly():
+    assert tta_views("d4", 32, 32) == TTA["d4"] and len(TTA["d4"]) == 8
+    assert tta_views("d4", 32, 48) == [(0, False), (0, True), (2, False), (2, True)]  # flips and the half turn
+    assert tta_views("flip", 32, 48) == TTA["flip"]
+    x = torch.rand(2, 3, 32, 48)
+    for k, flip in tta_views("d4", 32, 48):
+        assert _apply(x, k, flip).shape == x.shape  # each view fits the frame
+        assert torch.equal(_undo(_apply(x, k, flip), k, flip), x)
+    for k, flip in TTA["d4"]:
+        square = x[..., :32]
+        assert torch.equal(_undo(_apply(square, k, flip), k, flip), square)
+    model, images = Pointwise(), _images(2, 32, 48)
+    np.testing.assert_allclose(predict_probabilities(model, images, tta="d4", device="cpu"),
+                               predict_probabilities(model, images, tta="none", device="cpu"), atol=1e-6)
 
 
 def test_tta_averages_over_the_transformed_predictions():
@@ -154,7 +170,7 @@ def test_shared_views_give_the_numbers_of_one_call_per_variant():
     images = _images(5, 32, 48)
     passes = _count_passes(model)
     shared = predict_variants(model, images, ("none", "flip", "d4", "flip"), batch_size=2, device="cpu")
-    assert len(passes) == 8 * 3  # each of the 8 distinct views once per batch of 2 (3 batches), not 11 * 3
+    assert len(passes) == 4 * 3  # each of the 4 distinct views of a 32x48 image once per batch of 2 (3 batches)
     assert list(shared) == ["none", "flip", "d4"]
     for tta, prob in shared.items():
         np.testing.assert_array_equal(prob, predict_probabilities(model, images, tta=tta, batch_size=2, device="cpu"))
