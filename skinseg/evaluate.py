@@ -152,18 +152,20 @@ def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: str, *, ba
 
 
 def evaluate_endpoints(model: nn.Module, data: SegmentationData, chosen: str, *, batch_size: int = 32,
-                       device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """``(table, raw, masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks` table of
-    the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``. The raw
-    and the chosen variant share their views (:func:`predict_variants`)."""
+                       device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    """``(table, raw, masks, raw_masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks`
+    table of the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``
+    (the secondary endpoint) and raw (the primary endpoint). The raw and the chosen variant share
+    their views (:func:`predict_variants`)."""
     tta, post = chosen.split("+")[0], chosen.endswith("+post")
     probs = predict_variants(model, data.images, ("none", tta), batch_size=batch_size, device=device)
-    raw = score_masks(binarize(probs["none"]), data)
+    raw_masks = binarize(probs["none"])
+    raw = score_masks(raw_masks, data)
     masks = binarize(probs[tta], post)
     table = score_masks(masks, data)
     for column in RAW_COLUMNS:
         table[f"{column}_raw"] = raw[column]
-    return table, raw, masks
+    return table, raw, masks, raw_masks
 
 
 def summarize(per_image: pd.DataFrame) -> dict[str, float]:

@@ -19,7 +19,9 @@ configuration and the same for both models, and each run's own validation choice
     histories/<run>.json
     per_image/<run>.csv  test metrics keyed by image id (iou, dice: the run's choice; iou_raw, dice_raw: raw)
     psi/<run>.npz      ψ maps of fixed test images at several epochs (first seed, uint8)
-    predictions/<run>.npz  predicted test masks (first seed, bit-packed)
+    predictions/<run>.npz  predicted test masks (first seed, bit-packed): masks_raw, the primary endpoint,
+                       and masks_chosen, the run's choice (secondary), named by chosen; older files
+                       hold only masks, the run's choice (skinseg.results.Results.predictions)
     display.npz        pixels and ground truth of the test images shown (first seed; skinseg.display)
     summary.json       computed from the finished runs: mean ± sd and paired comparisons per endpoint
     external/<name>/   scores of every finished run on an external test set (skinseg.external)
@@ -39,7 +41,7 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .atomic import write_text_atomic
+from .atomic import write_atomic, write_text_atomic
 from .checkpoint import load_model
 from .compare import compare_tables, read_tables
 from .config import PRIMARY_ENDPOINT, Profile
@@ -142,15 +144,16 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     chosen = max(validation, key=lambda k: validation[k]["mean_iou"])
 
     # the test set is read from here on: the primary endpoint (raw) and the run's own choice
-    table, raw, masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
-                                           device=device)
+    table, raw, masks, raw_masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
+                                                      device=device)
     (out_dir / "per_image").mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "per_image" / f"{run}.csv", float_format="%.6f")
 
     if keep_details:
-        (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out_dir / "predictions" / f"{run}.npz", ids=np.array(data["test"].ids),
-                            masks=np.packbits(masks, axis=-1), shape=np.array(masks.shape))
+        predicted = {"ids": np.array(data["test"].ids), "masks_raw": np.packbits(raw_masks, axis=-1),
+                     "masks_chosen": np.packbits(masks, axis=-1), "chosen": np.array(chosen),
+                     "shape": np.array(masks.shape)}
+        write_atomic(out_dir / "predictions" / f"{run}.npz", lambda f: np.savez_compressed(f, **predicted))
         if psi_at:
             epochs = sorted(e for e in psi_at if (run_dir / f"psi_epoch{e:03d}.npy").exists())
             (out_dir / "psi").mkdir(parents=True, exist_ok=True)

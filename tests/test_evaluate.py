@@ -181,12 +181,14 @@ def test_evaluate_chosen_scores_both_endpoints_from_shared_views():
     data.masks[:, 8:24, 8:24] = 1
     model = AttentionUNet(width=4)
     passes = _count_passes(model)
-    table, raw, masks = evaluate_endpoints(model, data, "flip+post", batch_size=2, device="cpu")
+    table, raw, masks, raw_masks = evaluate_endpoints(model, data, "flip+post", batch_size=2, device="cpu")
     assert len(passes) == 2 * 2  # the raw view is one of flip's two: 2 views in each of 2 batches
     flip = binarize(predict_probabilities(model, data.images, tta="flip", batch_size=2, device="cpu"), True)
     np.testing.assert_array_equal(masks, flip)
     expected = score_masks(flip, data)
     pd.testing.assert_frame_equal(raw, evaluate_model(model, data, batch_size=2, device="cpu"))
+    np.testing.assert_array_equal(raw_masks, binarize(predict_probabilities(model, data.images, device="cpu")))
+    pd.testing.assert_frame_equal(raw, score_masks(raw_masks, data))
     pd.testing.assert_frame_equal(table[expected.columns], expected)
     for column in ("iou", "dice", "hd95", "boundary_f"):
         np.testing.assert_array_equal(table[f"{column}_raw"], raw[column])

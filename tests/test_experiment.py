@@ -11,7 +11,9 @@ from skinseg.data import load_dataset
 from skinseg.data.splits import isic2016_validation_ids
 from skinseg.errors import ConfigError
 from skinseg.experiment import MODEL_NAMES, psi_epochs, psi_image_indices, run_experiment
+from skinseg.display import display_ids
 from skinseg.metrics import iou_per_image
+from skinseg.results import load_results
 
 RUNS = [f"{m}_seed0" for m in MODEL_NAMES]
 
@@ -57,14 +59,34 @@ def _check_outputs(out, summary, data, profile):
         assert record["test_raw"]["mean_iou"] == pytest.approx(table["iou_raw"].mean(), abs=1e-5)
         np.testing.assert_allclose(table["lesion_fraction"], test.lesion_fraction, atol=1e-6)
 
-        # the stored masks are the ones that were scored
+        assert {"hd95", "boundary_f", "hd95_raw", "boundary_f_raw"} <= set(table.columns)
+
+        # the stored masks of both endpoints are the ones that were scored
         with np.load(out / "predictions" / f"{run}.npz") as z:
             shape = tuple(z["shape"])
             assert shape == (len(test), *profile.image_size)
-            assert list(z["ids"]) == test.ids
-            masks = np.unpackbits(z["masks"], axis=-1, count=shape[-1])
+            assert list(z["ids"]) == test.ids and str(z["chosen"]) == record["chosen"]
+            masks = np.unpackbits(z["masks_chosen"], axis=-1, count=shape[-1])
+            raw_masks = np.unpackbits(z["masks_raw"], axis=-1, count=shape[-1])
         np.testing.assert_allclose(table["iou"], iou_per_image(masks, test.masks), atol=1e-6)
+        np.testing.assert_allclose(table["iou_raw"], iou_per_image(raw_masks, test.masks), atol=1e-6)
         np.testing.assert_allclose(table["predicted_fraction"], masks.reshape(len(test), -1).mean(1), atol=1e-6)
+        results = load_results(out)
+        model = run.rsplit("_seed", 1)[0]
+        assert results.mask_endpoints(model) == ["raw", "chosen"]
+        raw = results.predictions(model, endpoint="raw")
+        np.testing.assert_array_equal(raw.masks, raw_masks)
+        assert raw.describe() == "raw prediction (primary endpoint)"
+        chosen = results.predictions(model, endpoint="chosen")
+        np.testing.assert_array_equal(chosen.masks, masks)
+        assert chosen.describe() == f"{record['chosen']}, the run's choice (secondary endpoint)"
+
+    # the displayed images include the picks on the raw prediction's IoU, the primary endpoint
+    tables = [pd.read_csv(out / "per_image" / f"{r}.csv", index_col="id") for r in RUNS]
+    shown = load_results(out).display.ids
+    raw_picks = display_ids(tables[0].iou_raw, tables[1].iou_raw, [test.ids[i] for i in psi_image_indices(test)])
+    assert shown[:len(raw_picks)] == raw_picks
+    assert set(display_ids(tables[0].iou, tables[1].iou)) <= set(shown)
 
     with np.load(out / "psi" / "attention_unet_seed0.npz") as z:
         h, w = profile.image_size
@@ -95,6 +117,7 @@ def _check_outputs(out, summary, data, profile):
         assert iou["seed_averaged"]["mean_diff"] == pytest.approx((attention - unet).mean(), abs=1e-5)
         assert iou["per_seed"]["0"]["median_diff"] == pytest.approx((attention - unet).median(), abs=1e-5)
         assert iou["two_level"]["mean_diff"] == pytest.approx(iou["seed_averaged"]["mean_diff"])
+        assert iou["seed_t"]["n_seeds"] == 1 and iou["seed_t"]["ci_low"] is None  # one seed: no t-interval
 
 
 def test_experiment_on_isic2017_layout_and_rerun_skips(layout_2017, tmp_path):
