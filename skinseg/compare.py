@@ -161,3 +161,49 @@ def read_tables(folder: Path, seeds, models=(MODEL_A, MODEL_B)) -> dict[tuple[st
     """The per-image tables ``folder/per_image/<model>_seed<seed>.csv``, keyed by ``(model, seed)``."""
     return {(m, s): pd.read_csv(Path(folder) / "per_image" / f"{m}_seed{s}.csv", index_col="id")
             for m in models for s in seeds}
+
+
+# Lesion-size groups: the share of the image the ground-truth lesion covers.
+SIZE_EDGES = (0.0, 0.05, 0.10, 0.20, 0.40, 1.0)
+
+
+def _scores(tables, seeds, metric: str, endpoint: str) -> dict[str, pd.DataFrame]:
+    """``{model: (images x seeds) DataFrame}`` of ``metric`` at ``endpoint``."""
+    column = endpoint_column(metric, endpoint)
+    return {m: pd.concat({s: tables[m, s][column] for s in seeds}, axis=1) for m in (MODEL_A, MODEL_B)}
+
+
+def large_losses(tables, seeds, metric: str = "iou", endpoint: str = "raw", margin: float = 0.2) -> dict[int, list[str]]:
+    """Per seed, the ids of the images where B (Attention U-Net) scores more than ``margin``
+    below A (U-Net) on ``metric`` at ``endpoint``, worst first. ``tables`` as in
+    :func:`compare_tables`."""
+    scores = _scores(tables, seeds, metric, endpoint)
+    out = {}
+    for s in seeds:
+        diff = (scores[MODEL_B][s] - scores[MODEL_A][s]).sort_values(kind="stable")
+        out[s] = [str(i) for i in diff.index[diff < -margin]]
+    return out
+
+
+def by_lesion_size(tables, seeds, metric: str = "iou", endpoint: str = "raw", edges=SIZE_EDGES) -> pd.DataFrame:
+    """Mean ``metric`` at ``endpoint`` by lesion-size group, each image's score averaged over
+    ``seeds`` first. Groups by the ground truth's ``lesion_fraction`` in ``edges`` (the lowest
+    edge included). Returns one row per group (index ``"0-5 %"``, ...) with ``images``, one column
+    per model (:data:`MODEL_A`, :data:`MODEL_B`) and ``difference`` (B - A)."""
+    scores = _scores(tables, seeds, metric, endpoint)
+    names = [f"{100 * a:.0f}-{100 * b:.0f} %" for a, b in zip(edges[:-1], edges[1:])]
+    group = pd.cut(tables[MODEL_A, seeds[0]].lesion_fraction, list(edges), labels=names, include_lowest=True)
+    table = pd.DataFrame({"images": group.value_counts(sort=False)})
+    for m in (MODEL_A, MODEL_B):
+        table[m] = scores[m].mean(axis=1).groupby(group, observed=False).mean()
+    table["difference"] = table[MODEL_B] - table[MODEL_A]
+    table.index.name = "lesion covers"
+    return table
+
+
+def seed_spread(runs: pd.DataFrame, column: str = "raw_mean_iou") -> pd.Series:
+    """Per model, the largest minus the smallest ``column`` over its seeds (the spread that the
+    seed alone makes), from a table with one row per run and ``model``, ``seed`` columns
+    (:attr:`skinseg.results.Results.runs`: ``raw_mean_iou`` is the primary endpoint,
+    ``mean_iou`` the run's choice, which adds the variant choice to the spread)."""
+    return runs.groupby("model", sort=False)[column].agg(lambda v: v.max() - v.min())

@@ -6,7 +6,8 @@ import pytest
 
 from scipy import stats
 
-from skinseg.compare import compare_tables, endpoint_column, format_p, seed_t_interval, two_level_bootstrap
+from skinseg.compare import (by_lesion_size, compare_tables, endpoint_column, format_p, large_losses, seed_spread,
+                             seed_t_interval, two_level_bootstrap)
 from skinseg.errors import ConfigError
 from skinseg.evaluate import paired_comparison
 
@@ -81,3 +82,36 @@ def test_p_values_print_in_scientific_notation():
     assert format_p(0.0) == "p < 2.2e-308" and format_p(1.23e-9, prefix="") == "1.2e-09"
     with pytest.raises(ValueError, match="p-value"):
         format_p(1.5)
+
+
+def _two_seeds():
+    ids = pd.Index(["a", "b", "c", "d"], name="id")
+    fraction = [0.01, 0.03, 0.30, 0.60]
+    unet = {0: [0.8, 0.8, 0.7, 0.6], 1: [0.8, 0.7, 0.7, 0.6]}
+    attention = {0: [0.5, 0.9, 0.7, 0.65], 1: [0.85, 0.45, 0.7, 0.6]}
+    return {(m, s): pd.DataFrame({"iou_raw": scores[s], "iou": 0.5, "lesion_fraction": fraction}, index=ids)
+            for m, scores in (("unet", unet), ("attention_unet", attention)) for s in (0, 1)}
+
+
+def test_large_losses_per_seed_and_endpoint():
+    tables = _two_seeds()
+    assert large_losses(tables, [0, 1]) == {0: ["a"], 1: ["b"]}  # -0.3 and -0.25; -0.2 is not more than 0.2
+    assert large_losses(tables, [0, 1], margin=0.35) == {0: [], 1: []}
+    assert large_losses(tables, [0, 1], endpoint="chosen") == {0: [], 1: []}
+
+
+def test_by_lesion_size_averages_seeds_first():
+    table = by_lesion_size(_two_seeds(), [0, 1])
+    assert list(table.index) == ["0-5 %", "5-10 %", "10-20 %", "20-40 %", "40-100 %"]
+    assert list(table.images) == [2, 0, 0, 1, 1]
+    small = table.loc["0-5 %"]
+    assert small.unet == pytest.approx((0.8 + 0.75) / 2) and small.attention_unet == pytest.approx((0.675 + 0.675) / 2)
+    assert small.difference == pytest.approx(small.attention_unet - small.unet)
+    assert table.loc["40-100 %", "difference"] == pytest.approx(0.025)
+
+
+def test_seed_spread_is_the_range_over_seeds():
+    runs = pd.DataFrame({"model": ["unet", "unet", "attention_unet", "attention_unet"], "seed": [0, 1, 0, 1],
+                         "raw_mean_iou": [0.72, 0.725, 0.70, 0.73]})
+    spread = seed_spread(runs)
+    assert spread["unet"] == pytest.approx(0.005) and spread["attention_unet"] == pytest.approx(0.03)
