@@ -152,7 +152,7 @@ class Results:
 
     def comparison(self, metric: str = "iou", endpoint: str | None = None) -> dict:
         """Attention U-Net minus U-Net on the finished seeds (:func:`skinseg.compare.compare_tables`:
-        ``per_seed``, ``seed_averaged``, ``two_level``), computed from the per-image tables, on
+        ``per_seed``, ``seed_averaged``, ``two_level``, ``seed_t``), computed from the per-image tables, on
         ``endpoint`` (default: :attr:`primary_endpoint`)."""
         key = (metric, endpoint or self.primary_endpoint)
         if key not in self._comparisons:  # a bootstrap per seed: computed once per folder

@@ -137,15 +137,15 @@ def test_experiment_on_isic2017_layout_and_rerun_skips(layout_2017, tmp_path):
 
 
 def test_experiment_on_isic2016_layout_uses_the_fixed_split(layout_2016, tmp_path):
-    profile = with_variants(PROFILES["tiny"], ["no_quarter_turns"])  # a variant is recorded with the results
+    profile = with_variants(PROFILES["tiny"], ["stretch_geometry"])  # a variant is recorded with the results
     summary, _ = _run(layout_2016, tmp_path, profile)
     data = load_dataset(layout_2016, profile.image_size)
     assert len(data["train"]) == 16 and len(data["val"]) == 4 and len(data["test"]) == 4
     assert set(data["val"].ids) == isic2016_validation_ids(data["train"].ids + data["val"].ids)
     _check_outputs(tmp_path / "out", summary, data, profile)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert config["profile"]["variants"] == ["no_quarter_turns"] and config["profile"]["augment"]["rot90"] is False
-    assert summary["label"] == "CPU SMOKE RUN (profile 'tiny' + no_quarter_turns, not a real result)"
+    assert config["profile"]["variants"] == ["stretch_geometry"] and config["profile"]["augment"]["geometry"] == "stretch"
+    assert summary["label"] == "CPU SMOKE RUN (profile 'tiny' + stretch_geometry, not a real result)"
     assert config["data"]["val"]["source"].startswith("ISIC 2016 val")
     assert config["data"]["test"]["source"].startswith("ISIC 2016 test")
 
