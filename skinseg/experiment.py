@@ -140,7 +140,8 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     val_probs = predict_variants(best, data["val"].images, profile.tta, batch_size=profile.eval_batch_size, device=device)
     for tta, prob in val_probs.items():
         for post in ((False, True) if profile.postprocess else (False,)):
-            validation[f"{tta}{'+post' if post else ''}"] = summarize(score_masks(binarize(prob, post), data["val"]))
+            scored = score_masks(binarize(prob, post), data["val"], boundary=False)
+            validation[f"{tta}{'+post' if post else ''}"] = summarize(scored)
     chosen = max(validation, key=lambda k: validation[k]["mean_iou"])
 
     # the test set is read from here on: the primary endpoint (raw) and the run's own choice

@@ -140,6 +140,7 @@ def test_score_masks_table():
     hd95, boundary_f = boundary_scores(pred, truth)
     np.testing.assert_array_equal(table["hd95"], hd95)
     np.testing.assert_array_equal(table["boundary_f"], boundary_f)
+    pd.testing.assert_frame_equal(score_masks(pred, data, boundary=False), table.iloc[:, :7])
     np.testing.assert_allclose(table["iou"], iou_per_image(pred, truth))
     np.testing.assert_allclose(table["dice"], dice_per_image(pred, truth))
     np.testing.assert_allclose(table["lesion_fraction"], truth.reshape(4, -1).mean(1))
