@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Produces the GPU artifacts the book shows, on a CUDA machine, within one device call. $PART
 # lists what to run, in order (default "experiment"):
-#   experiment  $RESULTS/slice.tgz: the next whole runs of skinseg.order.SLICE_ORDER that are not yet
+#   experiment  $RESULTS/slice.tgz: the next whole runs of skinseg.lab.order.SLICE_ORDER that are not yet
 #               in results/ (the ISIC 2016 replica and ISIC 2017 experiments, our recipe and the
 #               article's), each started only if its expected time fits what is left of
 #               $EXPERIMENT_BUDGET seconds (default: the time left, less a minute for packing);

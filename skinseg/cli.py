@@ -15,7 +15,7 @@ from .cli_args import (OneLineParser, device, existing_file, image_side, nonnega
                        output_folder, positive_float, positive_int, url, width)
 from .config import COMPILE_MODES, PROFILES, VARIANTS, default_data_dir, get_profile, with_variants
 from .data.protocols import OFFICIAL, PROTOCOLS
-from .order import EXPERIMENTS
+from .lab.order import EXPERIMENTS
 from .errors import ConfigError, SkinsegError
 
 
@@ -86,12 +86,16 @@ def cmd_train(args) -> None:
     # torch is imported only now, so that bad data is reported at once
     from .device import seed_everything
     from .models import build_model
+    from .lab.leakage import training_record
+    from .lock import output_lock
     from .train import BEST, HISTORY, LAST, fit
     seed_everything(args.seed)
     model = build_model(args.model, profile.width)
     print(f"{args.model}, {profile.label()}: {len(train)} training images ({train.source}) and {len(val)} "
           f"validation images from {args.data}")
-    history = fit(model, train, val, profile, args.out, seed=args.seed, resume=not args.no_resume, device=args.device)
+    with output_lock(args.out):
+        history = fit(model, train, val, profile, args.out, seed=args.seed, resume=not args.no_resume,
+                      device=args.device, trained_on=training_record(train))
     print(f"best epoch {history.best_epoch}: validation IoU {history.best_val_iou:.4f}")
     for name in (BEST, LAST, HISTORY):
         print(f"wrote {Path(args.out) / name}")
@@ -102,7 +106,7 @@ def cmd_evaluate(args) -> None:
     from .data import load_split
     from .device import resolve_device
     from .evaluate import evaluate_model, summarize
-    from .leakage import check_held_out
+    from .lab.leakage import check_held_out
     from .predict import checkpoint_image_size
     state = load_checkpoint(args.checkpoint)
     model = model_from_state(state, args.checkpoint, resolve_device(args.device))
@@ -149,8 +153,8 @@ def _budgeted_run_profile(args):
 
 
 def cmd_experiment(args) -> None:
-    from .experiment import run_experiment
-    from .external import parse_external
+    from .lab.experiment import run_experiment
+    from .lab.external import parse_external
     profile = _profile(args)  # a budget decides how many runs start, never the epochs
     run_experiment(args.data, args.out, profile, seeds=args.seeds, work_dir=args.work_dir, device=args.device,
                    progress=not args.quiet, time_budget=args.time_budget, protocol=args.protocol,
@@ -158,7 +162,7 @@ def cmd_experiment(args) -> None:
 
 
 def cmd_slice(args) -> None:
-    from .slice import run_slice
+    from .lab.slice import run_slice
     if args.epochs is not None:
         raise ConfigError("slice trains every run for its profile's epochs; --epochs is not accepted")
     run_slice(args.data, args.archive, time_budget=args.time_budget, work_dir=args.work_dir, committed=args.committed,
@@ -167,7 +171,7 @@ def cmd_slice(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    from .merge import merge_archive, merge_each
+    from .lab.merge import merge_archive, merge_each
     if (args.into is None) == (args.each_into is None):
         raise ConfigError("give either --into FOLDER (one experiment) or --each-into RESULTS (all of them)")
     if args.each_into is not None:
@@ -177,33 +181,33 @@ def cmd_merge(args) -> None:
 
 
 def cmd_sweep(args) -> None:
-    from .sweep import run_sweep
+    from .lab.sweep import run_sweep
     run_sweep(args.data, args.out, _budgeted_run_profile(args), args.variants, model=args.model, seed=args.seed,
               work_dir=args.work_dir, device=args.device, time_budget=args.time_budget, progress=not args.quiet,
               protocol=args.protocol)
 
 
 def cmd_bench(args) -> None:
-    from .bench import default_settings, run_benchmark
+    from .lab.bench import default_settings, run_benchmark
     from .device import resolve_device
     profile = _profile(args)
     device = resolve_device(args.device)
     settings = default_settings(device, profile, batch_sizes=tuple(args.batch_sizes),
                                 compile_batch_sizes=tuple(args.compile_batch_sizes))
     if args.ops:  # first: a few seconds, and what a run cut short should not lose
-        from .bench import run_operator_profiles
+        from .lab.bench import run_operator_profiles
         run_operator_profiles(profile, device, settings, out_path=args.out.with_name(args.out.stem + "_ops.json"))
     report = run_benchmark(profile, device, settings, out_path=args.out, steps=args.steps, repeats=args.repeats)
     if args.book:
-        from .bench import time_book_tests
+        from .lab.bench import time_book_tests
         report["book_tests"] = time_book_tests()
         print(f"pytest --nbval book: {report['book_tests']['seconds']:.0f} s ({report['book_tests']['summary']})")
         Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
     import pandas as pd
 
-    from .bench_results import latest_bench, speedup_table
-    from .results import report_frame
+    from .lab.bench_results import latest_bench, speedup_table
+    from .lab.results import report_frame
     table = speedup_table(latest_bench(report_frame(report, args.out.name)))  # DataError if every setting failed
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(f"\n{report['label']}: each model against its plain step\n" + table.round(2).to_string())
@@ -329,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--committed", type=Path, help="the results folder whose finished runs are skipped "
                    "(default: results/ of this repository)")
     p.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), metavar="NAME",
-                   help=f"only these of {', '.join(EXPERIMENTS)} (default: all, in the order of skinseg.order.SLICE_ORDER)")
+                   help=f"only these of {', '.join(EXPERIMENTS)} (default: all, in the order of skinseg.lab.order.SLICE_ORDER)")
     p.add_argument("--quiet", action="store_true")
     _add_profile_options(p)
     _add_variant_option(p)

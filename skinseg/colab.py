@@ -84,18 +84,18 @@ def prepare(year: str = "2017", *, drive: bool = False, local_root: Path | str =
 def training_estimate(profile: Profile, sizes: dict[str, int], device: torch.device | str,
                       models=("unet", "attention_unet"), measure=None) -> dict:
     """Seconds that :func:`skinseg.train.fit` will take for each of ``models`` with ``profile``,
-    from a training step measured on ``device`` now (:func:`skinseg.plan.cost_model`: the
+    from a training step measured on ``device`` now (:func:`skinseg.lab.plan.cost_model`: the
     training images at the measured rate, validation after every epoch, compiling).
 
     Args:
         sizes: the number of ``train`` and ``val`` images the cells train and validate on.
-        measure: as for :func:`~skinseg.plan.cost_model` (default: a real measurement).
+        measure: as for :func:`~skinseg.lab.plan.cost_model` (default: a real measurement).
 
     Returns:
         ``{"seconds": {model: s}, "images_per_s": {model: rate}, "text": "about 6 min on this
         Tesla T4 ..."}``.
     """
-    from .plan import cost_model, measure_training_step
+    from .lab.plan import cost_model, measure_training_step
 
     device = torch.device(device)
     if measure is None:  # a few steps: enough for minutes-scale advice, cheap before a training cell

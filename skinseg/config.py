@@ -47,7 +47,7 @@ class AugmentConfig:
 NO_AUGMENT = AugmentConfig(False, False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 MODEL_LABELS = {"unet": "U-Net", "attention_unet": "Attention U-Net"}  # the models' names in tables and figures
 COMPILE_MODES = ("default", "reduce-overhead")
-OPTIMIZERS = ("adamw", "adam")
+OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam"}  # a profile's name -> the torch.optim class
 SCHEDULES = ("warmup_cosine", "constant")
 RECIPE_LABELS = {"full": "full GPU recipe", "article": "article recipe"}  # the profiles that are not reduced
 
@@ -131,7 +131,7 @@ class Profile:
         if self.compile not in ("auto", "on", "off"):
             raise ConfigError(f"compile must be 'auto', 'on' or 'off', got {self.compile!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise ConfigError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.compile_mode not in COMPILE_MODES:

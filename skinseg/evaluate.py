@@ -10,7 +10,7 @@ from torch import nn
 
 from .data.arrays import SegmentationData
 from .data.tensors import model_input
-from .device import autocast_dtype, resolve_device
+from .device import autocast, autocast_dtype, resolve_device
 from .errors import ConfigError
 from .metrics import confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
 
@@ -67,7 +67,7 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
         x = model_input(images[i:i + batch_size], device)
         probs = {}
         for k, flip in views:
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with autocast(device, dtype):
                 logits = model(_apply(x, k, flip).contiguous())
             probs[k, flip] = _undo(torch.sigmoid(logits.float()), k, flip)
         for t in ttas:

@@ -1,6 +1,6 @@
 """The attention maps ψ of a trained Attention U-Net, as the experiment stores them.
 
-:func:`skinseg.experiment.run_experiment` keeps, for the first seed, the four gates' ψ maps
+:func:`skinseg.lab.experiment.run_experiment` keeps, for the first seed, the four gates' ψ maps
 of a few fixed test images at several epochs in ``psi/<run>.npz``:
 
 * ``epochs``: ``(E,)`` int, the epochs at which the maps were taken;

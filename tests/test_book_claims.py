@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 
-from skinseg.bench_results import latest_bench, speedup_table
-from skinseg.results import load_bench, load_results
+from skinseg.lab.bench_results import latest_bench, speedup_table
+from skinseg.lab.results import load_bench, load_results
 from skinseg.config import PRIMARY_ENDPOINT, PROFILES, default_data_dir
 from skinseg.data.loading import split_pairs
 from skinseg.data.protocols import replica_counts
@@ -112,7 +112,7 @@ def test_speed_claims(speeds):
 
 
 def test_the_gates_flop_overhead_is_one_figure_everywhere():
-    from skinseg.bench import attention_flops_overhead
+    from skinseg.lab.bench import attention_flops_overhead
 
     figure = f"{100 * attention_flops_overhead():.1f} %"
     texts = {name: prose(name) for name in ("03", "05", "07")}

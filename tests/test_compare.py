@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinseg.compare import compare_tables, endpoint_column, two_level_bootstrap
+from skinseg.lab.stats import compare_tables, endpoint_column, two_level_bootstrap
 from skinseg.errors import ConfigError
 from skinseg.evaluate import paired_comparison
 

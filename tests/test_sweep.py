@@ -9,7 +9,7 @@ import pytest
 from skinseg.config import PROFILES, VARIANTS, AugmentConfig, Profile, variant_settings, with_variants
 from skinseg.data import load_split
 from skinseg.errors import ConfigError
-from skinseg.sweep import describe_changes, describe_recommendation, recommend_variant, run_sweep
+from skinseg.lab.sweep import describe_changes, describe_recommendation, recommend_variant, run_sweep
 
 
 def test_sweep_compares_variants_on_validation_without_the_test_set(layout_copy, tmp_path):
@@ -45,7 +45,7 @@ def test_sweep_compares_variants_on_validation_without_the_test_set(layout_copy,
 
 
 def test_a_variant_that_diverges_is_recorded_and_the_sweep_goes_on(layout_copy, tmp_path, monkeypatch):
-    import skinseg.sweep as sweep_module
+    import skinseg.lab.sweep as sweep_module
     from skinseg.errors import TrainingError
     monkeypatch.setitem(VARIANTS, "diverges", {"lr": 123.0})
     real_fit = sweep_module.fit

@@ -12,7 +12,7 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from skinseg.experiment import _collect_psi
+from skinseg.lab.experiment import _collect_psi
 from skinseg.models import AttentionUNet
 from skinseg.plots import mask_outline
 from skinseg.psi import (PsiMaps, flatten_levels, lesion_auc, level_shapes, load_psi, overlay, psi_statistics,

@@ -22,18 +22,19 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .checkpoint import load_model
-from .config import VARIANTS, Profile, check_variant_names, with_variants
-from .data import load_split
-from .data.protocols import OFFICIAL
-from .device import resolve_device, seed_everything
-from .errors import ConfigError, TrainingError
-from .evaluate import binarize, paired_comparison, predict_probabilities, score_masks
-from .experiment import environment, write_json
-from .lock import locks_folder
-from .models import MODELS, build_model
+from ..checkpoint import load_model
+from ..config import VARIANTS, Profile, check_variant_names, with_variants
+from ..data import load_split
+from ..data.protocols import OFFICIAL
+from ..device import resolve_device, seed_everything
+from ..errors import ConfigError, TrainingError
+from ..evaluate import binarize, paired_comparison, predict_probabilities, score_masks
+from .leakage import training_record
+from .provenance import environment, write_json
+from ..lock import locks_folder, output_lock
+from ..models import MODELS, build_model
 from .plan import budgeted_profile
-from .train import BEST, fit
+from ..train import BEST, fit
 
 BASELINE = "baseline"
 
@@ -59,7 +60,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
         variants: names from :data:`skinseg.config.VARIANTS` (default: all); ``"baseline"`` is
             always included, first, because every variant is compared with it.
         time_budget: seconds for all variants together; the number of epochs is then planned
-            by :func:`skinseg.plan.budgeted_profile` (stored in ``sweep.json`` and reused when
+            by :func:`skinseg.lab.plan.budgeted_profile` (stored in ``sweep.json`` and reused when
             run again).
 
     Returns what is written to ``out_dir/sweep.json``.
@@ -93,8 +94,9 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
         seed_everything(seed)
         run_dir = work_dir / name
         try:
-            history = fit(build_model(model, recipe.width), train, val, recipe, run_dir, seed=seed, device=device,
-                          progress=progress)
+            with output_lock(run_dir):
+                history = fit(build_model(model, recipe.width), train, val, recipe, run_dir, seed=seed, device=device,
+                              progress=progress, trained_on=training_record(train))
         except TrainingError as err:  # a lever that makes training diverge is a finding, not the end of the sweep
             report["variants"][name] = {"changes": changes, "epochs": recipe.epochs, "error": str(err)}
             write_json(path, report)

@@ -23,9 +23,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .data.arrays import SegmentationData
-from .data.isic import LAYOUTS
-from .errors import LeakageError
+from ..data.arrays import SegmentationData
+from ..data.isic import LAYOUTS
+from ..errors import LeakageError
 
 HELD_OUT = ("val", "test")
 TRAINING_FOLDERS = {splits["train"][0] for splits in LAYOUTS.values()}
@@ -87,6 +87,6 @@ def check_held_out(trained_on: dict | None, data: SegmentationData, model: str =
 
 def check_checkpoint(path: Path | str, data: SegmentationData) -> str:
     """:func:`check_held_out` for the model in the checkpoint at ``path`` (the note, or a :class:`LeakageError`)."""
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     return check_held_out(load_checkpoint(path).get("trained_on"), data, model=f"checkpoint {path}")

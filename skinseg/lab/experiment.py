@@ -8,7 +8,7 @@ again, and an interrupted run resumes from its last checkpoint.
 
 Every run trains the profile's epochs; a time budget only decides how many whole runs a
 call starts, in a fixed order, so that runs accumulate over several calls (or several GPU
-slices, packed by :mod:`skinseg.archive` and merged by :mod:`skinseg.merge`). The test set is
+slices, packed by :mod:`skinseg.lab.archive` and merged by :mod:`skinseg.lab.merge`). The test set is
 scored on two endpoints (:data:`skinseg.config.ENDPOINTS`): the primary one, fixed in the
 configuration and the same for both models, and each run's own validation choice.
 
@@ -20,16 +20,13 @@ configuration and the same for both models, and each run's own validation choice
     per_image/<run>.csv  test metrics keyed by image id (iou, dice: the run's choice; iou_raw, dice_raw: raw)
     psi/<run>.npz      ψ maps of fixed test images at several epochs (first seed, uint8)
     predictions/<run>.npz  predicted test masks (first seed, bit-packed)
-    display.npz        pixels and ground truth of the test images shown (first seed; skinseg.display)
+    display.npz        pixels and ground truth of the test images shown (first seed; skinseg.lab.display)
     summary.json       computed from the finished runs: mean ± sd and paired comparisons per endpoint
-    external/<name>/   scores of every finished run on an external test set (skinseg.external)
+    external/<name>/   scores of every finished run on an external test set (skinseg.lab.external)
 """
 from __future__ import annotations
 
-import datetime
-import hashlib
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Callable
@@ -38,27 +35,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__
-from .atomic import write_text_atomic
-from .checkpoint import load_model
-from .compare import compare_tables, read_tables
-from .config import PRIMARY_ENDPOINT, Profile
-from .data import SegmentationData, load_dataset
-from .data.protocols import OFFICIAL
-from .data.tensors import model_input
-from .device import describe, resolve_device, seed_everything
+from ..checkpoint import load_model
+from .stats import compare_tables, read_tables
+from ..config import PRIMARY_ENDPOINT, Profile
+from ..data import SegmentationData, load_dataset
+from ..data.protocols import OFFICIAL
+from ..data.tensors import model_input
+from ..device import resolve_device, seed_everything
 from .display import store_display_of_run
-from .errors import ConfigError
-from .evaluate import binarize, evaluate_endpoints, predict_variants, score_masks, summarize
+from .leakage import training_record
+from ..errors import ConfigError
+from ..evaluate import binarize, evaluate_endpoints, predict_variants, score_masks, summarize
 from .external import ExternalSets
-from .lock import locks_folder
-from .models import MODELS, build_model
+from ..lock import locks_folder, output_lock
+from ..models import build_model
 from .plan import RunCosts
-from .psi import flatten_levels
-from .results import finished_seeds
-from .train import BEST, fit, recipe_changes, training_recipe
+from .provenance import data_fingerprint, environment, write_json
+from ..psi import flatten_levels
+from .results import MODEL_NAMES, finished_seeds
+from ..train import BEST, fit, recipe_changes, training_recipe
 
-MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet")
 N_PSI_IMAGES = 12
 
 
@@ -73,35 +69,11 @@ def psi_image_indices(test: SegmentationData, n: int = N_PSI_IMAGES) -> np.ndarr
     return order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
 
 
-def environment(device: torch.device) -> dict:
-    """The hardware and software a result came from."""
-    return {"device": describe(device), "device_type": device.type, "torch": torch.__version__,
-            "cuda": torch.version.cuda, "python": platform.python_version(), "skinseg": __version__,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically (a temporary file renamed over ``path``)."""
-    write_text_atomic(path, json.dumps(obj, indent=1))
-
-
 def _collect_psi(model, images: np.ndarray, device) -> np.ndarray:
     """ψ maps of ``images`` flattened level by level into one uint8 vector per image (see :mod:`skinseg.psi`)."""
     with torch.no_grad():
         _, psis = model.eval().forward_with_attention(model_input(images, device))
     return flatten_levels([p[:, 0].float().cpu().numpy() for p in psis])
-
-
-def data_fingerprint(data: dict[str, SegmentationData]) -> str:
-    """SHA-256 (first 16 hex digits) of every split's ids, images and masks as loaded: two calls
-    trained and tested on the same pixels have the same fingerprint, whatever folder they read."""
-    h = hashlib.sha256()
-    for split in sorted(data):
-        d = data[split]
-        h.update(f"{split}|{len(d)}|{'|'.join(d.ids)}|{d.images.shape}".encode())
-        h.update(np.ascontiguousarray(d.images).data)
-        h.update(np.ascontiguousarray(d.masks).data)
-    return h.hexdigest()[:16]
 
 
 def evaluation_protocol(profile: Profile) -> dict:
@@ -127,8 +99,9 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
         if epoch in psi_at:
             np.save(run_dir / f"psi_epoch{epoch:03d}.npy", _collect_psi(evaluated, psi_images, device))
 
-    history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
-                  progress=progress, on_epoch_end=snapshot)
+    with output_lock(run_dir):
+        history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
+                      progress=progress, on_epoch_end=snapshot, trained_on=training_record(data["train"]))
     train_seconds = sum(r["seconds"] for r in history.records)  # also right for a resumed run
     write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
 
@@ -260,7 +233,7 @@ class ExperimentRunner:
             (:class:`ConfigError`, :func:`folder_mismatch`).
         seeds: the experiment's planned seeds (default: the profile's); the first keeps the
             predictions and ψ maps.
-        external: ``{name: folder}`` of external test sets (:mod:`skinseg.external`): every
+        external: ``{name: folder}`` of external test sets (:mod:`skinseg.lab.external`): every
             finished run is scored on them; they never select anything.
         committed: results folders holding earlier runs of the same experiment that ``out_dir``
             does not (a slice's committed results): the display images of the first seed are
@@ -339,7 +312,7 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
 
     Every run trains the profile's epochs. With ``time_budget`` (seconds for this call) a run
     starts only if its estimated cost fits the time left, ``run_cost(model_name)`` in seconds
-    (default :class:`skinseg.plan.RunCosts`: the wall time of an earlier run of that model on the
+    (default :class:`skinseg.lab.plan.RunCosts`: the wall time of an earlier run of that model on the
     same hardware, else a measured training step); the first run that does not fit ends the
     call, so runs always accumulate in order, whole. A later call adds the rest. ``external``
     (``{name: folder}``) names external test sets, on which every finished run is also scored.

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import COMPILE_MODES, AugmentConfig, Profile
-from .device import describe, resolve_device
-from .losses import build_loss
-from .models import build_model
-from .train import TrainStep, build_optimizer
+from ..config import COMPILE_MODES, AugmentConfig, Profile
+from ..device import describe, resolve_device
+from ..losses import build_loss
+from ..models import build_model
+from ..step import TrainStep, build_optimizer
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import ENDPOINTS
-from .errors import ConfigError
-from .evaluate import paired_comparison
+from ..config import ENDPOINTS
+from ..errors import ConfigError
+from ..evaluate import paired_comparison
 
 MODEL_A, MODEL_B = "unet", "attention_unet"
 

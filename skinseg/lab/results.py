@@ -1,9 +1,9 @@
-"""Reading an experiment's results folder (written by :func:`skinseg.experiment.run_experiment`).
+"""Reading an experiment's results folder (written by :func:`skinseg.lab.experiment.run_experiment`).
 
 The chapters read the committed GPU results through this module only, so that every table
 and figure comes from the files and nothing is copied by hand::
 
-    from skinseg.results import load_results
+    from skinseg.lab.results import load_results
     res = load_results()                 # results/isic2017 of this repository (converged runs)
     old = load_results("isic2017_16ep")  # the 16-epoch runs, kept as a lesson
     res.runs                             # one row per (model, seed)
@@ -26,13 +26,14 @@ import numpy as np
 import pandas as pd
 
 from .bench_results import setting_label
-from .compare import compare_tables
-from .config import results_dir
-from .errors import DataError
-from .psi import PsiMaps, load_psi
+from .stats import compare_tables
+from ..config import results_dir
+from ..errors import DataError
+from ..models import MODELS
+from ..psi import PsiMaps, load_psi
 from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display
 
-MODEL_NAMES = ("unet", "attention_unet")
+MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet"): U-Net first
 # The test summaries of a run: the validation-selected variant ("test") and the raw prediction ("test_raw").
 SUMMARY_KEYS = ("mean_iou", "mean_dice", "thresholded_jaccard", "pooled_iou", "pooled_dice")
 
@@ -140,7 +141,7 @@ class Results:
         return self.summary.get("primary_endpoint", "chosen")
 
     def comparison(self, metric: str = "iou", endpoint: str | None = None) -> dict:
-        """Attention U-Net minus U-Net on the finished seeds (:func:`skinseg.compare.compare_tables`:
+        """Attention U-Net minus U-Net on the finished seeds (:func:`skinseg.lab.stats.compare_tables`:
         ``per_seed``, ``seed_averaged``, ``two_level``), computed from the per-image tables, on
         ``endpoint`` (default: :attr:`primary_endpoint`)."""
         key = (metric, endpoint or self.primary_endpoint)
@@ -249,7 +250,7 @@ class Results:
 
     @cached_property
     def display(self) -> DisplayImages:
-        """The stored test images the results show (``display.npz``, :mod:`skinseg.display`)."""
+        """The stored test images the results show (``display.npz``, :mod:`skinseg.lab.display`)."""
         return load_display(self.path / DISPLAY_FILE)
 
     def display_image(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -292,14 +293,14 @@ def load_results(name: Path | str | None = None) -> Results:
 
 
 def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
-    """Every ``*.json`` written by :func:`skinseg.bench.run_benchmark` in ``folder`` (default
+    """Every ``*.json`` written by :func:`skinseg.lab.bench.run_benchmark` in ``folder`` (default
     ``results/bench``), one row per measured setting; operator profiles (``*_ops.json``) are
     left out.
 
     Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``,
     ``compile_mode``, ``compile_gates``; files written before the last two were measured get
     ``"default"`` and ``False``) and its ``setting`` label
-    (:func:`skinseg.bench_results.setting_label`), ``images_per_s``, ``step_ms``,
+    (:func:`skinseg.lab.bench_results.setting_label`), ``images_per_s``, ``step_ms``,
     ``model_step_ms``, ``pipeline_fraction``, ``compile_seconds``, ``compiled``, ``tflops``,
     ``peak_fraction`` (of that file's measured matmul peak), ``error`` where a setting failed
     (else missing), and per file ``device``, ``device_type``, ``torch``, ``matmul_peak_tflops``, ``date`` (ISO
@@ -313,7 +314,7 @@ def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
 
 
 def report_frame(report: dict, file: str = "") -> pd.DataFrame:
-    """One benchmark report (the dict :func:`skinseg.bench.run_benchmark` returns) as the rows
+    """One benchmark report (the dict :func:`skinseg.lab.bench.run_benchmark` returns) as the rows
     :func:`load_bench` gives for its file, named ``file``."""
     frame = pd.DataFrame(report["results"])
     frame["compile_mode"] = frame["compile_mode"].fillna("default") if "compile_mode" in frame else "default"

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import write_atomic
-from .errors import DataError
+from ..atomic import write_atomic
+from ..errors import DataError
 
 FILE_NAME = "display.npz"
 # Quantiles of the U-Net's per-image IoU whose image is kept (position int(q * (n - 1))
