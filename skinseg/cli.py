@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .cli_args import (OneLineParser, device, existing_file, image_side, nonnegative_int, output_file,
                        output_folder, positive_float, positive_int, url, width)
-from .config import COMPILE_MODES, PROFILES, VARIANTS, default_data_dir, get_profile, with_variants
+from .config import COMPILE_MODES, MODEL_LABELS, PROFILES, VARIANTS, default_data_dir, get_profile, with_variants
 from .data.protocols import OFFICIAL, PROTOCOLS
 from .lab.order import EXPERIMENTS
 from .errors import ConfigError, SkinsegError
@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("train", help="train one model (resumes from OUT/last.pt)")
-    p.add_argument("--model", choices=("unet", "attention_unet"), default="unet")
+    p.add_argument("--model", choices=tuple(MODEL_LABELS), default="unet")
     p.add_argument("--data", type=Path, default=None, help=data_help)
     _add_protocol_option(p)
     p.add_argument("--out", type=output_folder, default=Path("runs/train"), help="folder for checkpoints and history.json")
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="compare recipe variants on the validation set (never the test set)")
     _add_run_options(p, Path("results/sweep"), "folder for sweep.json", data_help)
-    p.add_argument("--model", choices=("unet", "attention_unet"), default="unet")
+    p.add_argument("--model", choices=tuple(MODEL_LABELS), default="unet")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="NAME",
                    help=f"among {', '.join(VARIANTS)} (default: all; baseline is always included)")

@@ -19,6 +19,7 @@ Environment variables override the defaults:
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,23 @@ RECIPE_LABELS = {"full": "full GPU recipe", "article": "article recipe"}  # the 
 ENDPOINTS = {"raw": "raw prediction at the validation-chosen epoch",
              "chosen": "test-time augmentation and post-processing chosen per run on validation"}
 PRIMARY_ENDPOINT = "raw"
+
+
+INPUT_MULTIPLE = 16  # the networks pool four times (skinseg.models.unet.STRIDE)
+
+
+def check_image_size(size, name: str = "image_size") -> tuple[int, int]:
+    """``size`` as ``(height, width)`` if both are positive multiples of :data:`INPUT_MULTIPLE`, else a
+    :class:`ConfigError` naming ``name``."""
+    expected = f"two integers (height, width), each a positive multiple of {INPUT_MULTIPLE}"
+    try:
+        height, width = size
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {expected}, got {size!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < INPUT_MULTIPLE or v % INPUT_MULTIPLE
+           for v in (height, width)):
+        raise ConfigError(f"{name} must be {expected}, got {tuple(size)!r}")
+    return int(height), int(width)
 
 
 def check_variant_names(names) -> list[str]:
@@ -122,9 +140,7 @@ class Profile:
     variants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        h, w = self.image_size
-        if h % 16 or w % 16 or h <= 0 or w <= 0:
-            raise ConfigError(f"image_size must be two positive multiples of 16, got {self.image_size}")
+        check_image_size(self.image_size)
         for key in ("width", "epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")

@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..config import COMPILE_MODES, AugmentConfig, Profile
 from ..device import describe, resolve_device
 from ..losses import build_loss
-from ..models import build_model
+from ..models import MODELS, build_model
 from ..step import TrainStep, build_optimizer
 
 
@@ -246,7 +246,7 @@ def time_book_tests(root: Path | str = ".") -> dict:
     return {"seconds": time.perf_counter() - t0, "returncode": result.returncode, "summary": lines[-1]}
 
 
-def default_settings(device: torch.device, profile: Profile, models=("unet", "attention_unet"),
+def default_settings(device: torch.device, profile: Profile, models=tuple(MODELS),
                      batch_sizes=(16, 32, 64), compile_batch_sizes=(16,)) -> list[Setting]:
     """The grid on a GPU, most telling settings first, so that a run cut short keeps them:
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..atomic import write_atomic
 from ..errors import DataError
+from ..models import MODELS
 
 FILE_NAME = "display.npz"
 # Quantiles of the U-Net's per-image IoU whose image is kept (position int(q * (n - 1))
@@ -138,7 +139,7 @@ def store_display_of_run(out_dir, test, seed: int, psi_ids=(), folders=None) -> 
     (nothing written) until both tables exist."""
     folders = [Path(out_dir)] if folders is None else [Path(f) for f in folders]
     tables = [next((t for t in (f / "per_image" / f"{m}_seed{seed}.csv" for f in folders) if t.is_file()), None)
-              for m in ("unet", "attention_unet")]
+              for m in MODELS]
     if None in tables:
         return None
     unet, attention = (pd.read_csv(t, index_col="id")["iou"] for t in tables)

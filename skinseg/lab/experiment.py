@@ -33,14 +33,12 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..checkpoint import load_model
 from .stats import compare_tables, read_tables
 from ..config import PRIMARY_ENDPOINT, Profile
 from ..data import SegmentationData, load_dataset
 from ..data.protocols import OFFICIAL
-from ..data.tensors import model_input
 from ..device import resolve_device, seed_everything
 from .display import store_display_of_run
 from .leakage import training_record
@@ -51,7 +49,7 @@ from ..lock import locks_folder, output_lock
 from ..models import build_model
 from .plan import RunCosts
 from .provenance import data_fingerprint, environment, write_json
-from ..psi import flatten_levels
+from ..psi import flatten_levels, psi_maps
 from .results import MODEL_NAMES, finished_seeds
 from ..train import BEST, fit, recipe_changes, training_recipe
 
@@ -67,13 +65,6 @@ def psi_image_indices(test: SegmentationData, n: int = N_PSI_IMAGES) -> np.ndarr
     """``n`` fixed test images spread evenly over the range of lesion sizes."""
     order = np.argsort(test.lesion_fraction, kind="stable")
     return order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
-
-
-def _collect_psi(model, images: np.ndarray, device) -> np.ndarray:
-    """ψ maps of ``images`` flattened level by level into one uint8 vector per image (see :mod:`skinseg.psi`)."""
-    with torch.no_grad():
-        _, psis = model.eval().forward_with_attention(model_input(images, device))
-    return flatten_levels([p[:, 0].float().cpu().numpy() for p in psis])
 
 
 def evaluation_protocol(profile: Profile) -> dict:
@@ -97,7 +88,7 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
 
     def snapshot(epoch: int, evaluated) -> None:
         if epoch in psi_at:
-            np.save(run_dir / f"psi_epoch{epoch:03d}.npy", _collect_psi(evaluated, psi_images, device))
+            np.save(run_dir / f"psi_epoch{epoch:03d}.npy", flatten_levels(psi_maps(evaluated, psi_images, device)))
 
     with output_lock(run_dir):
         history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,

@@ -34,6 +34,7 @@ import torch
 
 from .bench import Setting, bench_setting
 from ..config import Profile
+from ..models import MODELS
 from ..device import describe
 from ..errors import ConfigError
 from ..step import compile_enabled
@@ -76,7 +77,7 @@ def cost_model(model_name: str, profile: Profile, sizes: dict[str, int], device:
 
 
 def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], runs_per_model: int,
-                device: torch.device, models=("unet", "attention_unet"),
+                device: torch.device, models=tuple(MODELS),
                 measure: Callable[[str, Profile, torch.device], dict] | None = None) -> dict:
     """The largest number of epochs with which ``runs_per_model`` runs of every model (one per seed,
     say) fit ``budget_seconds``.
@@ -106,7 +107,7 @@ def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], 
 
 
 def budgeted_profile(profile: Profile, budget_seconds: float | None, json_path: Path, sizes: dict[str, int],
-                     runs_per_model: int, device: torch.device, models=("unet", "attention_unet"),
+                     runs_per_model: int, device: torch.device, models=tuple(MODELS),
                      log: Callable[[str], None] = print, evaluation_tta: tuple[str, ...] | None = None
                      ) -> tuple[Profile, dict | None]:
     """``(profile, plan)`` for a run that may have a time budget.

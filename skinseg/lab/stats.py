@@ -24,8 +24,9 @@ import pandas as pd
 from ..config import ENDPOINTS
 from ..errors import ConfigError
 from ..evaluate import paired_comparison
+from ..models import MODELS
 
-MODEL_A, MODEL_B = "unet", "attention_unet"
+MODEL_A, MODEL_B = MODELS  # "unet", "attention_unet"
 
 
 def endpoint_column(metric: str, endpoint: str) -> str:
