@@ -7,12 +7,12 @@
 #               $EXPERIMENT_BUDGET seconds (default: the time left, less a minute for packing);
 #               every run trains its profile's epochs. One archive with a manifest; merge it with
 #               'python -m skinseg merge' (results/README.md).
-#               $EXPERIMENT_VARIANT names variants of the recipe (skinseg.config.VARIANTS), or is
+#               $EXPERIMENT_VARIANT names variants of the recipe (skinseg.lab.variants.VARIANTS), or is
 #               "sweep": the variant the sweep earlier in this call recommends, if any (runs of
 #               another recipe are refused when merged into the plain recipe's results)
 #   sweep       $RESULTS/sweep.tgz: the recipe variants on the validation set (U-Net, seed 0),
 #               as many epochs as fit $SWEEP_BUDGET seconds (default: what is left, less a minute);
-#               $SWEEP_VARIANTS names some of skinseg.config.VARIANTS (default: all)
+#               $SWEEP_VARIANTS names some of skinseg.lab.variants.VARIANTS (default: all)
 #   bench       $RESULTS/bench_gpu.json: the training-step benchmark, plain step and batch sizes first,
 #               and $RESULTS/bench_gpu_ops.json: each model's plain step operator by operator;
 #               $BENCH_BUDGET seconds (default: what is left)

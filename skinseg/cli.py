@@ -13,7 +13,9 @@ from pathlib import Path
 
 from .cli_args import (OneLineParser, device, existing_file, image_side, nonnegative_int, output_file,
                        output_folder, positive_float, positive_int, url, width)
-from .config import COMPILE_MODES, MODEL_LABELS, PROFILES, VARIANTS, default_data_dir, get_profile, with_variants
+from .config import COMPILE_MODES, MODEL_LABELS, PROFILES, get_profile
+from .lab.variants import VARIANTS, with_variants
+from .paths import default_data_dir
 from .data.protocols import OFFICIAL, PROTOCOLS
 from .lab.order import EXPERIMENTS
 from .errors import ConfigError, SkinsegError
@@ -45,7 +47,7 @@ def _add_profile_options(p: argparse.ArgumentParser) -> None:
 def _add_variant_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", nargs="+", choices=list(VARIANTS), metavar="NAME",
                    help=f"train with the changes of these variants of the recipe, among {', '.join(VARIANTS)} "
-                        "(skinseg.config.VARIANTS; 'python -m skinseg sweep' recommends one); --epochs, "
+                        "(skinseg.lab.variants.VARIANTS; 'python -m skinseg sweep' recommends one); --epochs, "
                         "--batch-size and the like still override them")
 
 

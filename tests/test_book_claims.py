@@ -16,7 +16,9 @@ import pytest
 
 from skinseg.lab.bench_results import latest_bench, speedup_table
 from skinseg.lab.results import load_bench, load_results
-from skinseg.config import PRIMARY_ENDPOINT, PROFILES, default_data_dir
+from skinseg.config import PROFILES
+from skinseg.lab.endpoints import PRIMARY_ENDPOINT
+from skinseg.paths import default_data_dir
 from skinseg.data.loading import split_pairs
 from skinseg.data.protocols import replica_counts
 from skinseg.errors import DataError

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from skinseg.config import NO_AUGMENT, AugmentConfig, default_data_dir
+from skinseg.config import NO_AUGMENT, AugmentConfig
+from skinseg.paths import default_data_dir
 from skinseg.data import SegmentationData, detect_year, find_pairs, load_dataset, load_split, read_pair
 from skinseg.data.augment import augment_batch
 from skinseg.data.isic import LAYOUTS

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinseg.config import PROFILES, with_variants
+from skinseg.config import PROFILES
+from skinseg.lab.variants import with_variants
 from skinseg.data import load_dataset
 from skinseg.data.splits import isic2016_validation_ids
 from skinseg.errors import ConfigError

@@ -15,7 +15,7 @@ from skinseg.data.loading import split_pairs
 from skinseg.data.protocols import (PROTOCOLS, REPLICA, dataset_label, isic2016_ids, origin, replica_counts,
                                     replica_pairs)
 from skinseg.data.splits import isic2016_validation_ids
-from skinseg.config import default_data_dir
+from skinseg.paths import default_data_dir
 from skinseg.errors import CheckpointError, DataError, LeakageError
 from skinseg.lab.leakage import check_checkpoint, check_held_out, ids_digest, training_record
 from skinseg.losses import build_loss, pooled_dice_loss, soft_dice_loss
@@ -234,6 +234,8 @@ def test_article_profile_is_the_named_recipe():
     assert (article.width, article.image_size, article.epochs, article.batch_size) == \
         (full.width, full.image_size, full.epochs, full.batch_size)
     assert not article.is_smoke and article.label() == "article recipe"
+    colab = PROFILES["colab"]  # the full networks on a GPU for a few epochs: not a smoke run, nor a result
+    assert not colab.is_smoke and colab.label().startswith("SHORT GPU RUN") and PROFILES["smoke"].is_smoke
     optimizer = build_optimizer(build_model("unet", 4), 1e-3, 0.0, torch.device("cpu"), "adam")
     assert type(optimizer) is torch.optim.Adam
     assert recipe_changes(training_recipe(full), training_recipe(article)) != []

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_atomic
-from ..config import cache_dir as default_cache_dir
+from ..paths import cache_dir as default_cache_dir
 from ..errors import DataError
 from .arrays import SegmentationData
 from .folders import FOLDERS, detect_layout, find_folder_pairs

@@ -9,7 +9,7 @@ again, and an interrupted run resumes from its last checkpoint.
 Every run trains the profile's epochs; a time budget only decides how many whole runs a
 call starts, in a fixed order, so that runs accumulate over several calls (or several GPU
 slices, packed by :mod:`skinseg.lab.archive` and merged by :mod:`skinseg.lab.merge`). The test set is
-scored on two endpoints (:data:`skinseg.config.ENDPOINTS`): the primary one, fixed in the
+scored on two endpoints (:data:`skinseg.lab.endpoints.ENDPOINTS`): the primary one, fixed in the
 configuration and the same for both models, and each run's own validation choice.
 
 ``out_dir`` layout::
@@ -36,7 +36,8 @@ import pandas as pd
 
 from ..checkpoint import load_model
 from .stats import compare_tables, read_tables
-from ..config import PRIMARY_ENDPOINT, Profile
+from ..config import Profile
+from .endpoints import evaluation_protocol
 from ..data import SegmentationData, load_dataset
 from ..data.protocols import OFFICIAL
 from ..device import resolve_device, seed_everything
@@ -65,13 +66,6 @@ def psi_image_indices(test: SegmentationData, n: int = N_PSI_IMAGES) -> np.ndarr
     """``n`` fixed test images spread evenly over the range of lesion sizes."""
     order = np.argsort(test.lesion_fraction, kind="stable")
     return order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
-
-
-def evaluation_protocol(profile: Profile) -> dict:
-    """How a run is scored: the primary endpoint (fixed in :mod:`skinseg.config`) and the
-    candidates of the secondary, per-run choice."""
-    return {"primary_endpoint": PRIMARY_ENDPOINT, "threshold": 0.5, "tta": list(profile.tta),
-            "postprocess": profile.postprocess}
 
 
 def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profile: Profile, out_dir: Path,

@@ -28,7 +28,8 @@ from typing import Callable
 
 import pandas as pd
 
-from ..config import PRIMARY_ENDPOINT, Profile
+from ..config import Profile
+from .endpoints import PRIMARY_ENDPOINT
 from ..data.arrays import SegmentationData
 from ..errors import ConfigError, LeakageError
 from ..evaluate import evaluate_endpoints, summarize

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .bench_results import setting_label
 from .stats import compare_tables
-from ..config import results_dir
+from ..paths import results_dir
 from ..errors import DataError
 from ..models import MODELS
 from ..psi import PsiMaps, load_psi
@@ -136,7 +136,7 @@ class Results:
 
     @property
     def primary_endpoint(self) -> str:
-        """The endpoint the comparison is judged on (:data:`skinseg.config.PRIMARY_ENDPOINT` for
+        """The endpoint the comparison is judged on (:data:`skinseg.lab.endpoints.PRIMARY_ENDPOINT` for
         results written since it was fixed; ``"chosen"`` for older ones)."""
         return self.summary.get("primary_endpoint", "chosen")
 
@@ -284,7 +284,7 @@ def results_path(name: Path | str | None = None) -> Path:
 
 def load_results(name: Path | str | None = None) -> Results:
     """Open an experiment's results folder: a name in ``results/`` of this repository (found by
-    :func:`skinseg.config.results_dir`), such as :data:`CONVERGED` (the default) or
+    :func:`skinseg.paths.results_dir`), such as :data:`CONVERGED` (the default) or
     :data:`EARLY_STOP`, or a path.
 
     Raises :class:`DataError` naming the folder when it does not exist or holds no finished runs.

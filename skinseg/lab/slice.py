@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from .archive import pack_slice
-from ..config import Profile, get_profile, results_dir
+from ..config import Profile, get_profile
+from ..paths import results_dir
 from ..device import resolve_device
 from ..errors import ConfigError
 from .experiment import MODEL_NAMES, ExperimentRunner, budget_allows, folder_mismatch, write_summary
@@ -50,7 +51,7 @@ def run_slice(data_root, archive: Path, *, time_budget: float | None = None, wor
             packed) and ``checkpoints/<experiment>`` (kept: a run an earlier slice began
             resumes there, one it finished and did not merge is only evaluated again).
         committed: the results folder that holds the experiments' finished runs (default
-            :func:`skinseg.config.results_dir`); its runs are skipped and, on the same hardware,
+            :func:`skinseg.paths.results_dir`); its runs are skipped and, on the same hardware,
             give the expected cost of a run.
         experiments: only these of :data:`skinseg.lab.order.EXPERIMENTS` (default all).
         profile: one profile for every experiment instead of each one's own (for checks on a CPU:

@@ -1,5 +1,5 @@
 """Measuring the levers of the recipe on the validation set: one model, one seed, one run
-per variant (:data:`skinseg.config.VARIANTS`), each compared image by image with the baseline.
+per variant (:data:`skinseg.lab.variants.VARIANTS`), each compared image by image with the baseline.
 
 Only the training and validation splits are loaded: choosing a recipe must never look at
 the test set. With 150 validation images and one seed a difference of a few thousandths
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..checkpoint import load_model
-from ..config import VARIANTS, Profile, check_variant_names, with_variants
+from ..config import Profile
+from .variants import VARIANTS, check_variant_names, with_variants
 from ..data import load_split
 from ..data.protocols import OFFICIAL
 from ..device import resolve_device, seed_everything
@@ -57,7 +58,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     """Train ``model`` once per variant of ``profile`` and compare the variants on validation.
 
     Args:
-        variants: names from :data:`skinseg.config.VARIANTS` (default: all); ``"baseline"`` is
+        variants: names from :data:`skinseg.lab.variants.VARIANTS` (default: all); ``"baseline"`` is
             always included, first, because every variant is compared with it.
         time_budget: seconds for all variants together; the number of epochs is then planned
             by :func:`skinseg.lab.plan.budgeted_profile` (stored in ``sweep.json`` and reused when
