@@ -44,7 +44,7 @@ from ..device import resolve_device, seed_everything
 from .display import store_display_of_run
 from .leakage import training_record
 from ..errors import ConfigError
-from ..evaluate import binarize, evaluate_endpoints, predict_variants, score_masks, summarize
+from ..evaluate import EvalSetting, binarize, evaluate_endpoints, predict_variants, score_masks, summarize
 from .external import ExternalSets
 from ..lock import locks_folder, output_lock
 from ..models import build_model
@@ -92,12 +92,11 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
 
     evaluation_started = time.perf_counter()
     best = load_model(run_dir / BEST, device)
-    validation = {}
     val_probs = predict_variants(best, data["val"].images, profile.tta, batch_size=profile.eval_batch_size, device=device)
-    for tta, prob in val_probs.items():
-        for post in ((False, True) if profile.postprocess else (False,)):
-            validation[f"{tta}{'+post' if post else ''}"] = summarize(score_masks(binarize(prob, post), data["val"]))
-    chosen = max(validation, key=lambda k: validation[k]["mean_iou"])
+    settings = [EvalSetting(tta, post) for tta in val_probs for post in ((False, True) if profile.postprocess else (False,))]
+    validation = {s.label: summarize(score_masks(binarize(val_probs[s.tta], s.postprocess), data["val"]))
+                  for s in settings}
+    chosen = EvalSetting.parse(max(validation, key=lambda k: validation[k]["mean_iou"]))
 
     # the test set is read from here on: the primary endpoint (raw) and the run's own choice
     table, raw, masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
@@ -117,7 +116,7 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
                                 psi=np.stack([np.load(run_dir / f"psi_epoch{e:03d}.npy") for e in epochs]),
                                 image_size=np.array(profile.image_size))
     summary = {"run": run, "model": model_name, "seed": seed, "best_epoch": history.best_epoch,
-               "best_val_iou": history.best_val_iou, "validation": validation, "chosen": chosen,
+               "best_val_iou": history.best_val_iou, "validation": validation, "chosen": chosen.label,
                "test_raw": summarize(raw), "test": summarize(table), "train_seconds": train_seconds,
                "evaluation_seconds": time.perf_counter() - evaluation_started,
                "wall_seconds": time.perf_counter() - started, "epochs": profile.epochs,
@@ -140,22 +139,22 @@ def folder_mismatch(folder: Path, config: dict) -> str | None:
 def experiment_mismatch(stored: dict, new: dict) -> str | None:
     """What makes the runs described by the ``config.json`` dict ``new`` unfit to join those of
     ``stored`` (another recipe, model width, evaluation protocol, data protocol or dataset), or
-    ``None``. A field that ``stored`` lacks (written before it was recorded) is not compared."""
-    changed = recipe_changes(stored.get("recipe", stored["profile"]), new["recipe"])
+    ``None``."""
+    changed = recipe_changes(stored["recipe"], new["recipe"])
     if changed:
         return f"another recipe ({'; '.join(changed)})"
-    old_width, new_width = stored["profile"].get("width"), new["profile"].get("width")
-    if old_width is not None and old_width != new_width:
+    old_width, new_width = stored["profile"]["width"], new["profile"]["width"]
+    if old_width != new_width:
         return f"another model width ({old_width} -> {new_width})"
     for key, what in (("protocol", "another data protocol"), ("data_hash", "another dataset (data hash)")):
-        if key in stored and stored.get(key) != new.get(key):
-            return f"{what} ({stored.get(key)} -> {new.get(key)})"
-    old, now = stored.get("evaluation", {}), new.get("evaluation", {})
-    if old and old.get("primary_endpoint") != now.get("primary_endpoint"):
-        return f"another primary endpoint ({old.get('primary_endpoint')} -> {now.get('primary_endpoint')})"
+        if stored[key] != new[key]:
+            return f"{what} ({stored[key]} -> {new[key]})"
+    old, now = stored["evaluation"], new["evaluation"]
+    if old["primary_endpoint"] != now["primary_endpoint"]:
+        return f"another primary endpoint ({old['primary_endpoint']} -> {now['primary_endpoint']})"
     for key in ("tta", "postprocess"):  # the candidates of each run's own choice
-        if key in old and old[key] != now.get(key):
-            return f"another evaluation protocol ({key} {old[key]!r} -> {now.get(key)!r})"
+        if old[key] != now[key]:
+            return f"another evaluation protocol ({key} {old[key]!r} -> {now[key]!r})"
     return None
 
 
@@ -178,7 +177,7 @@ def summarize_experiment(out_dir: Path) -> dict:
     seeds = finished_seeds(out_dir, MODEL_NAMES)
     records = sorted((json.loads(p.read_text()) for p in (out_dir / "runs").glob("*.json")),
                      key=lambda r: (r["seed"], MODEL_NAMES.index(r["model"])))
-    runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r.get("environment", config["environment"])["device"]}
+    runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r["environment"]["device"]}
             for r in records]
     complete = [r for r in runs if r["seed"] in seeds]
     tables = read_tables(out_dir, seeds, MODEL_NAMES)  # per-image, of the complete seeds
@@ -194,7 +193,7 @@ def summarize_experiment(out_dir: Path) -> dict:
                 for k in ("mean_iou", "mean_dice", "thresholded_jaccard") for s in ("mean", "std")}
         if seeds:
             comparison[endpoint] = {metric: compare_tables(tables, seeds, metric, endpoint) for metric in ("iou", "dice")}
-    return {"label": config["label"], "primary_endpoint": config.get("evaluation", {}).get("primary_endpoint", "chosen"),
+    return {"label": config["label"], "primary_endpoint": config["evaluation"]["primary_endpoint"],
             "seeds": seeds, "planned_seeds": config["seeds"], "devices": sorted({r["device"] for r in complete}),
             "runs": runs, "mean_sd": mean_sd, "comparison": comparison}
 

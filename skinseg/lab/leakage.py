@@ -78,9 +78,7 @@ def check_held_out(trained_on: dict | None, data: SegmentationData, model: str =
                            f"from the same folder {where['folder']} under another split rule, so it may have "
                            f"been trained on them. Score it on a held-out split of {trained_on['protocol']!r} "
                            "data, or train it on this protocol")
-    # records written before origins named their data set can only be told apart by protocol
-    key = "dataset" if "dataset" in trained_on and "dataset" in where else "protocol"
-    if trained_on.get(key) != where.get(key):
+    if trained_on["dataset"] != where["dataset"]:
         return f"cross-data-set score: trained on {trained_on['source']}, scored on {data.source}"
     return f"held-out score: trained on {trained_on['source']}, scored on {data.source}"
 

@@ -107,7 +107,7 @@ class Results:
                             "(not yet run on a GPU; see results/README.md)")
         self.config = _read_json(self.path / "config.json")
         self.summary = _read_json(self.path / "summary.json")
-        self.models = list(self.config.get("models", MODEL_NAMES))
+        self.models = list(self.config["models"])
         self.planned_seeds = [int(s) for s in self.config["seeds"]]
         self._comparisons: dict[tuple[str, str], dict] = {}
         self.seeds = finished_seeds(self.path, self.models)
@@ -132,13 +132,13 @@ class Results:
     def device(self) -> str:
         """The hardware the finished runs ran on, for labels (for example ``"NVIDIA H200"``; runs
         merged from slices on different machines name each, joined by " and ")."""
-        return " and ".join(self.summary.get("devices") or [self.config["environment"]["device"]])
+        return " and ".join(self.summary["devices"])
 
     @property
     def primary_endpoint(self) -> str:
-        """The endpoint the comparison is judged on (:data:`skinseg.lab.endpoints.PRIMARY_ENDPOINT` for
-        results written since it was fixed; ``"chosen"`` for older ones)."""
-        return self.summary.get("primary_endpoint", "chosen")
+        """The endpoint the comparison is judged on, as the experiment's configuration fixed it
+        (:data:`skinseg.lab.endpoints.PRIMARY_ENDPOINT`; ``"chosen"`` for the 16-epoch experiment, run before)."""
+        return self.config["evaluation"]["primary_endpoint"]
 
     def comparison(self, metric: str = "iou", endpoint: str | None = None) -> dict:
         """Attention U-Net minus U-Net on the finished seeds (:func:`skinseg.lab.stats.compare_tables`:
@@ -298,13 +298,12 @@ def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
     left out.
 
     Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``,
-    ``compile_mode``, ``compile_gates``; files written before the last two were measured get
-    ``"default"`` and ``False``) and its ``setting`` label
+    ``compile_mode``, ``compile_gates``) and its ``setting`` label
     (:func:`skinseg.lab.bench_results.setting_label`), ``images_per_s``, ``step_ms``,
     ``model_step_ms``, ``pipeline_fraction``, ``compile_seconds``, ``compiled``, ``tflops``,
     ``peak_fraction`` (of that file's measured matmul peak), ``error`` where a setting failed
     (else missing), and per file ``device``, ``device_type``, ``torch``, ``matmul_peak_tflops``, ``date`` (ISO
-    time of the run; empty for files written before it was recorded) and ``file``.
+    time of the run; empty where it was not recorded) and ``file``.
     """
     folder = Path(folder) if folder is not None else results_dir() / "bench"
     files = sorted(f for f in folder.glob("*.json") if not f.name.endswith("_ops.json"))
@@ -317,8 +316,6 @@ def report_frame(report: dict, file: str = "") -> pd.DataFrame:
     """One benchmark report (the dict :func:`skinseg.lab.bench.run_benchmark` returns) as the rows
     :func:`load_bench` gives for its file, named ``file``."""
     frame = pd.DataFrame(report["results"])
-    frame["compile_mode"] = frame["compile_mode"].fillna("default") if "compile_mode" in frame else "default"
-    frame["compile_gates"] = frame["compile_gates"].fillna(False).astype(bool) if "compile_gates" in frame else False
     if "error" not in frame:
         frame["error"] = None
     frame["setting"] = [setting_label(r.amp, r.channels_last, r.compile, r.compile_mode, r.batch_size, r.compile_gates)
@@ -326,6 +323,6 @@ def report_frame(report: dict, file: str = "") -> pd.DataFrame:
     frame["device"], frame["torch"] = report["device"], report["torch"]
     frame["device_type"] = report["device_type"]
     frame["matmul_peak_tflops"] = report["matmul_peak_flops"] / 1e12
-    frame["date"] = report.get("date", "")
+    frame["date"] = report["date"]
     frame["file"] = file
     return frame
