@@ -14,10 +14,10 @@ import numpy as np
 
 from skinseg.data import load_split
 from skinseg.data.protocols import OFFICIAL
-from skinseg.lab.display import load_display, store_display
 from skinseg.errors import SkinsegError
-from skinseg.metrics import iou_per_image
+from skinseg.lab.display import load_display, store_display
 from skinseg.lab.results import load_results
+from skinseg.metrics import iou_per_image
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("results", type=Path)

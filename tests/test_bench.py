@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
+from skinseg.config import PROFILES
 from skinseg.lab.bench import (Setting, bench_setting, default_settings, launch_floor, operator_profile, run_benchmark, run_operator_profiles,
                            training_flops_per_image)
-from skinseg.config import PROFILES
 from skinseg.models import build_model
 
 

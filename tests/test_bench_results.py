@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinseg.lab.bench_results import PLAIN_GPU, latest_bench, setting_label, speedup_table
 from skinseg.errors import DataError
+from skinseg.lab.bench_results import PLAIN_GPU, latest_bench, setting_label, speedup_table
 from skinseg.lab.results import load_bench
 
 from conftest import run_cli

@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 
 
-from skinseg.lab.bench_results import latest_bench, speedup_table
-from skinseg.lab.results import load_bench, load_results
 from skinseg.config import PROFILES
-from skinseg.lab.endpoints import PRIMARY_ENDPOINT
-from skinseg.paths import default_data_dir
 from skinseg.data.loading import split_pairs
 from skinseg.data.protocols import replica_counts
 from skinseg.errors import DataError
+from skinseg.lab.bench_results import latest_bench, speedup_table
+from skinseg.lab.endpoints import PRIMARY_ENDPOINT
+from skinseg.lab.results import load_bench, load_results
+from skinseg.paths import default_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN, COMPILED = "bf16 + channels_last, batch 16", "bf16 + channels_last + compiled, batch 16"

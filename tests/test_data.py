@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from skinseg.config import NO_AUGMENT, AugmentConfig
-from skinseg.paths import default_data_dir
 from skinseg.data import SegmentationData, detect_year, find_pairs, load_dataset, load_split, read_pair
 from skinseg.data.augment import augment_batch
 from skinseg.data.isic import LAYOUTS
@@ -19,6 +18,7 @@ from skinseg.data.loading import split_pairs
 from skinseg.data.splits import isic2016_validation_ids
 from skinseg.data.synthetic import make_synthetic
 from skinseg.errors import DataError
+from skinseg.paths import default_data_dir
 
 from conftest import write_striped_mask
 

@@ -9,12 +9,12 @@ import tarfile
 import numpy as np
 import pytest
 
-from skinseg.lab.archive import MANIFEST, open_archive
 from skinseg.cli import main
 from skinseg.config import PROFILES
 from skinseg.data.synthetic import write_isic_layout
-from skinseg.lab.display import load_display
 from skinseg.errors import DataError
+from skinseg.lab.archive import MANIFEST, open_archive
+from skinseg.lab.display import load_display
 from skinseg.lab.experiment import MODEL_NAMES, run_experiment
 from skinseg.lab.merge import MergeError, merge_archive
 from skinseg.lab.order import EXPERIMENTS, SLICE_ORDER

@@ -15,11 +15,11 @@ from skinseg.data.loading import split_pairs
 from skinseg.data.protocols import (PROTOCOLS, REPLICA, dataset_label, isic2016_ids, origin, replica_counts,
                                     replica_pairs)
 from skinseg.data.splits import isic2016_validation_ids
-from skinseg.paths import default_data_dir
 from skinseg.errors import CheckpointError, DataError, LeakageError
 from skinseg.lab.leakage import check_checkpoint, check_held_out, ids_digest, training_record
 from skinseg.losses import build_loss, pooled_dice_loss, soft_dice_loss
 from skinseg.models import build_model
+from skinseg.paths import default_data_dir
 from skinseg.step import build_optimizer
 from skinseg.train import fit, recipe_changes, training_recipe
 

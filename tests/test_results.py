@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinseg.lab.bench import run_benchmark
 from skinseg.config import get_profile
 from skinseg.data import load_split
 from skinseg.data.synthetic import write_isic_layout
 from skinseg.errors import DataError
 from skinseg.evaluate import score_masks, summarize
+from skinseg.lab.bench import run_benchmark
 from skinseg.lab.experiment import run_experiment
 from skinseg.lab.results import Results, load_bench, load_results
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from skinseg.config import PROFILES, AugmentConfig
-from skinseg.lab.variants import VARIANTS, variant_settings, with_variants
 from skinseg.data import load_split
 from skinseg.errors import ConfigError
 from skinseg.lab.sweep import describe_changes, describe_recommendation, recommend_variant, run_sweep
+from skinseg.lab.variants import VARIANTS, variant_settings, with_variants
 
 
 def test_sweep_compares_variants_on_validation_without_the_test_set(layout_copy, tmp_path):
