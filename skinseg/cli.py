@@ -11,14 +11,15 @@ import json
 import sys
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .cli_args import (OneLineParser, device, existing_file, image_side, nonnegative_int, output_file,
                        output_folder, positive_float, positive_int, url, width)
 from .config import COMPILE_MODES, MODEL_LABELS, PROFILES, get_profile
+from .data.protocols import OFFICIAL, PROTOCOLS
+from .errors import ConfigError, SkinsegError
+from .lab.order import EXPERIMENTS
 from .lab.variants import VARIANTS, with_variants
 from .paths import default_data_dir
-from .data.protocols import OFFICIAL, PROTOCOLS
-from .lab.order import EXPERIMENTS
-from .errors import ConfigError, SkinsegError
 
 
 def _adjust(args, profile):
@@ -121,8 +122,8 @@ def cmd_evaluate(args) -> None:
     summary = summarize(table)
     print(f"{data.source}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, float_format="%.6f")
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"source": data.source, "note": note, **summary}, indent=1))
+    write_text_atomic(args.out, table.to_csv(float_format="%.6f"))
+    write_text_atomic(Path(args.out).with_suffix(".json"), json.dumps({"source": data.source, "note": note, **summary}, indent=1))
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
 
 
@@ -144,7 +145,7 @@ def cmd_compare(args) -> None:
           f"[95 % CI {result['ci_low']:+.4f}, {result['ci_high']:+.4f}], Wilcoxon p = {result['p_wilcoxon']:.3g}, "
           f"n = {result['n']} images (B better on {result['b_better']}, A on {result['a_better']})")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        write_text_atomic(args.out, json.dumps(result, indent=1))
         print(f"wrote {args.out}")
 
 
@@ -204,7 +205,7 @@ def cmd_bench(args) -> None:
         from .lab.bench import time_book_tests
         report["book_tests"] = time_book_tests()
         print(f"pytest --nbval book: {report['book_tests']['seconds']:.0f} s ({report['book_tests']['summary']})")
-        Path(args.out).write_text(json.dumps(report, indent=1))
+        write_text_atomic(args.out, json.dumps(report, indent=1))
     print(f"wrote {args.out}")
     import pandas as pd
 

@@ -25,12 +25,13 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from .atomic import write_image_atomic, write_text_atomic
 from .checkpoint import load_checkpoint, model_from_state
 from .config import MODEL_LABELS, check_image_size
 from .data.folders import IMAGE_DIR, IMAGE_EXTENSIONS
 from .data.isic import open_image, resize_image
-from .errors import ConfigError, DataError
 from .device import resolve_device
+from .errors import ConfigError, DataError
 from .evaluate import TTA, binarize, predict_probabilities
 from .models import model_name
 from .plots import ATTENTION_COLOUR, UNET_COLOUR, draw_outline
@@ -155,8 +156,8 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
                 row = {"id": path.stem, "image": str(path), "width": original.shape[1], "height": original.shape[0],
                        "predicted_fraction": float(mask.mean()),
                        "mask": f"{path.stem}_mask.png", "overlay": f"{path.stem}_overlay.png"}
-                Image.fromarray(mask * np.uint8(255)).save(out_dir / row["mask"])
-                Image.fromarray(outlined(original, mask, MASK_COLOURS[name])).save(out_dir / row["overlay"])
+                write_image_atomic(out_dir / row["mask"], Image.fromarray(mask * np.uint8(255)))
+                write_image_atomic(out_dir / row["overlay"], Image.fromarray(outlined(original, mask, MASK_COLOURS[name])))
                 if psis is not None:
                     row["psi"] = f"{path.stem}_psi.png"
                     psi_picture(inputs[i], [p[i] for p in psis], out_dir / row["psi"],
@@ -164,7 +165,7 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
                 rows.append(row)
                 bar.update()
     table = pd.DataFrame(rows).set_index("id")
-    table.to_csv(out_dir / "predictions.csv", float_format="%.6f")
+    write_text_atomic(out_dir / "predictions.csv", table.to_csv(float_format="%.6f"))
     return table
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..atomic import write_image_atomic, write_text_atomic
 from ..config import check_image_size
 from ..errors import ConfigError
 from .arrays import SegmentationData
@@ -393,15 +394,16 @@ def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4
         for k in range(start, start + counts[split]):
             stem = f"ISIC_{12000 + 13 * k:07d}" if official else f"ISIC_{k:07d}"
             image, mask = pair(k)
-            Image.fromarray(image, "RGB").save(root / data_dir / f"{stem}.jpg", quality=95)
-            Image.fromarray(mask * np.uint8(255), "L").save(root / truth_dir / f"{stem}{MASK_SUFFIX[year]}")
+            write_image_atomic(root / data_dir / f"{stem}.jpg", Image.fromarray(image, "RGB"), quality=95)
+            write_image_atomic(root / truth_dir / f"{stem}{MASK_SUFFIX[year]}", Image.fromarray(mask * np.uint8(255), "L"))
             if year == "2017" and (official or k == start):
-                Image.fromarray(_superpixels(image.shape[:2], k), "RGB").save(root / data_dir / f"{stem}_superpixels.png")
+                write_image_atomic(root / data_dir / f"{stem}_superpixels.png",
+                                   Image.fromarray(_superpixels(image.shape[:2], k), "RGB"))
             stems.append(stem)
         if year == "2017" and official:
             rng = np.random.default_rng([seed, start])
             rows = [f"{stem},{5 * int(rng.integers(4, 17))},{rng.choice(['female', 'male'])}" for stem in stems]
-            (root / data_dir / f"{data_dir}_metadata.csv").write_text("\n".join(["image_id,age_approximate,sex", *rows]) + "\n")
+            write_text_atomic(root / data_dir / f"{data_dir}_metadata.csv", "\n".join(["image_id,age_approximate,sex", *rows]) + "\n")
         start += counts[split]
     return root
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 
 import itertools
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from ..device import describe, resolve_device
 from ..losses import build_loss
 from ..models import MODELS, build_model
 from ..step import TrainStep, build_optimizer
+from .provenance import write_json
 
 
 @dataclass(frozen=True)
@@ -228,8 +228,7 @@ def run_operator_profiles(profile: Profile, device=None, settings: list[Setting]
         for op in ops["operators"][:8]:
             log(f"  {op['ms_per_step']:7.2f} ms {100 * op['share']:5.1f} %  {op['name']} {str(op['input_shapes'])[:70]}")
     if out_path is not None:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_path).write_text(json.dumps(report, indent=1))
+        write_json(out_path, report)
         log(f"wrote {out_path}")
     return report
 
@@ -307,6 +306,5 @@ def run_benchmark(profile: Profile, device=None, settings: list[Setting] | None 
                 + (f"  compile {r['compile_seconds']:.0f} s" if s.compile or s.compile_gates else ""))
         report["results"].append(r)
         if out_path is not None:
-            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(out_path).write_text(json.dumps(report, indent=1))
+            write_json(out_path, report)
     return report

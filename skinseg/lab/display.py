@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import write_atomic
+from ..atomic import write_npz_atomic
 from ..errors import DataError
 from ..models import MODELS
 
@@ -99,7 +99,7 @@ def write_display(path, ids, images: np.ndarray, masks: np.ndarray) -> Path:
     path = Path(path)
     arrays = {"ids": np.array(ids), "images": images, "masks": np.packbits(masks.astype(bool), axis=-1),
               "shape": np.array(masks.shape)}
-    write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
+    write_npz_atomic(path, **arrays)
     return path
 
 

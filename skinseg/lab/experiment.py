@@ -34,25 +34,26 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_atomic, write_npz_atomic, write_text_atomic
 from ..checkpoint import load_model
-from .stats import compare_tables, read_tables
 from ..config import Profile
-from .endpoints import evaluation_protocol
 from ..data import SegmentationData, load_dataset
 from ..data.protocols import OFFICIAL
 from ..device import resolve_device, seed_everything
-from .display import store_display_of_run
-from .leakage import training_record
 from ..errors import ConfigError
 from ..evaluate import EvalSetting, binarize, evaluate_endpoints, predict_variants, score_masks, summarize
-from .external import ExternalSets
 from ..lock import locks_folder, output_lock
 from ..models import build_model
+from ..psi import flatten_levels, psi_maps
+from ..train import BEST, fit, recipe_changes, training_recipe
+from .display import store_display_of_run
+from .endpoints import evaluation_protocol
+from .external import ExternalSets
+from .leakage import training_record
 from .plan import RunCosts
 from .provenance import data_fingerprint, environment, write_json
-from ..psi import flatten_levels, psi_maps
 from .results import MODEL_NAMES, finished_seeds
-from ..train import BEST, fit, recipe_changes, training_recipe
+from .stats import compare_tables, read_tables
 
 N_PSI_IMAGES = 12
 
@@ -82,7 +83,8 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
 
     def snapshot(epoch: int, evaluated) -> None:
         if epoch in psi_at:
-            np.save(run_dir / f"psi_epoch{epoch:03d}.npy", flatten_levels(psi_maps(evaluated, psi_images, device)))
+            psi = flatten_levels(psi_maps(evaluated, psi_images, device))
+            write_atomic(run_dir / f"psi_epoch{epoch:03d}.npy", lambda f: np.save(f, psi))
 
     with output_lock(run_dir):
         history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
@@ -101,17 +103,14 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     # the test set is read from here on: the primary endpoint (raw) and the run's own choice
     table, raw, masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
                                            device=device)
-    (out_dir / "per_image").mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_dir / "per_image" / f"{run}.csv", float_format="%.6f")
+    write_text_atomic(out_dir / "per_image" / f"{run}.csv", table.to_csv(float_format="%.6f"))
 
     if keep_details:
-        (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out_dir / "predictions" / f"{run}.npz", ids=np.array(data["test"].ids),
+        write_npz_atomic(out_dir / "predictions" / f"{run}.npz", ids=np.array(data["test"].ids),
                             masks=np.packbits(masks, axis=-1), shape=np.array(masks.shape))
         if psi_at:
             epochs = sorted(e for e in psi_at if (run_dir / f"psi_epoch{e:03d}.npy").exists())
-            (out_dir / "psi").mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(out_dir / "psi" / f"{run}.npz", epochs=np.array(epochs),
+            write_npz_atomic(out_dir / "psi" / f"{run}.npz", epochs=np.array(epochs),
                                 ids=np.array([data["test"].ids[i] for i in psi_index]),
                                 psi=np.stack([np.load(run_dir / f"psi_epoch{e:03d}.npy") for e in epochs]),
                                 image_size=np.array(profile.image_size))

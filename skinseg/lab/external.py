@@ -28,11 +28,12 @@ from typing import Callable
 
 import pandas as pd
 
+from ..atomic import write_text_atomic
 from ..config import Profile
-from .endpoints import PRIMARY_ENDPOINT
 from ..data.arrays import SegmentationData
 from ..errors import ConfigError, LeakageError
 from ..evaluate import EvalSetting, evaluate_endpoints, summarize
+from .endpoints import PRIMARY_ENDPOINT
 from .leakage import check_held_out, training_record
 from .provenance import data_fingerprint, write_json
 
@@ -125,8 +126,7 @@ class ExternalSets:
                 write_json(folder / "runs" / f"{run['run']}.json",
                            {"run": run["run"], "model": run["model"], "seed": run["seed"], "chosen": run["chosen"],
                             "test_raw": summarize(raw), "test": summarize(table)})
-                (folder / "per_image").mkdir(parents=True, exist_ok=True)
-                table.to_csv(folder / "per_image" / f"{run['run']}.csv", float_format="%.6f")
+                write_text_atomic(folder / "per_image" / f"{run['run']}.csv", table.to_csv(float_format="%.6f"))
                 self.log(f"{run['run']} on external set {name} ({len(data)} images): "
                          f"mean IoU {table['iou_raw'].mean():.4f} raw, {table['iou'].mean():.4f} ({run['chosen']})")
 

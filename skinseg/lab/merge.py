@@ -18,15 +18,16 @@ from __future__ import annotations
 import filecmp
 import json
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .archive import open_archive
+from ..atomic import write_bytes_atomic
 from ..errors import DataError
-from .experiment import MODEL_NAMES, folder_mismatch, write_summary
 from ..lock import output_lock
+from .archive import open_archive
+from .experiment import MODEL_NAMES, folder_mismatch, write_summary
+from .provenance import write_json
 
 SUMMARY = "summary.json"  # never copied: computed again from every finished run
 CONFIG = "config.json"  # kept by a folder with finished runs (the archive's differs in date and hardware)
@@ -90,13 +91,10 @@ def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path,
                 if str(relative) != CONFIG and not filecmp.cmp(source / relative, target, shallow=False):
                     log(f"kept {target}: the archive's copy differs (a shared file is written once)")
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / relative, target)
+            write_bytes_atomic(target, (source / relative).read_bytes())
         slices = into / "slices"
-        slices.mkdir(exist_ok=True)
         stamp = manifest.get("created", "undated").replace(":", "").replace("+0000", "Z")
-        (slices / f"{stamp}.json").write_text(json.dumps({**manifest, "merged": {"experiment": name, "runs": runs}},
-                                                         indent=1))
+        write_json(slices / f"{stamp}.json", {**manifest, "merged": {"experiment": name, "runs": runs}})
         summary = write_summary(into)
     log(f"merged {len(runs)} run(s) of {name!r} from {archive} into {into}: {', '.join(runs)}; "
         f"{len(summary['seeds'])} of {len(summary['planned_seeds'])} seeds finished")

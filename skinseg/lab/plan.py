@@ -32,12 +32,12 @@ from typing import Callable
 
 import torch
 
-from .bench import Setting, bench_setting
 from ..config import Profile
-from ..models import MODELS
 from ..device import describe
 from ..errors import ConfigError
+from ..models import MODELS
 from ..step import compile_enabled
+from .bench import Setting, bench_setting
 
 INFERENCE_SPEEDUP = 2.0  # conservative: inference runs about 3x the images/s of a training step
 RUN_SECONDS = 8.0  # per run: warm-up epoch, loading the best weights, post-processing, writing files

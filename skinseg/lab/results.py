@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .bench_results import setting_label
-from .stats import compare_tables
-from ..paths import results_dir
 from ..errors import DataError
 from ..models import MODELS
+from ..paths import results_dir
 from ..psi import PsiMaps, load_psi
+from .bench_results import setting_label
 from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display
+from .stats import compare_tables
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet"): U-Net first
 # The test summaries of a run: the validation-selected variant ("test") and the raw prediction ("test_raw").

@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .archive import pack_slice
 from ..config import Profile, get_profile
-from ..paths import results_dir
 from ..device import resolve_device
 from ..errors import ConfigError
+from ..paths import results_dir
+from .archive import pack_slice
 from .experiment import MODEL_NAMES, ExperimentRunner, budget_allows, folder_mismatch, write_summary
-from .provenance import environment
 from .order import EXPERIMENTS, SLICE_ORDER
 from .plan import RunCosts
+from .provenance import environment
 
 
 def slice_order(experiments=None) -> list[tuple[str, int, str]]:

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .endpoints import ENDPOINTS
 from ..errors import ConfigError
 from ..evaluate import paired_comparison
 from ..models import MODELS
+from .endpoints import ENDPOINTS
 
 MODEL_A, MODEL_B = MODELS  # "unet", "attention_unet"
 

@@ -24,18 +24,18 @@ from typing import Callable
 
 from ..checkpoint import load_model
 from ..config import Profile
-from .variants import VARIANTS, check_variant_names, with_variants
 from ..data import load_split
 from ..data.protocols import OFFICIAL
 from ..device import resolve_device, seed_everything
 from ..errors import ConfigError, TrainingError
 from ..evaluate import binarize, paired_comparison, predict_probabilities, score_masks
-from .leakage import training_record
-from .provenance import environment, write_json
 from ..lock import locks_folder, output_lock
 from ..models import MODELS, build_model
-from .plan import budgeted_profile
 from ..train import BEST, fit
+from .leakage import training_record
+from .plan import budgeted_profile
+from .provenance import environment, write_json
+from .variants import VARIANTS, check_variant_names, with_variants
 
 BASELINE = "baseline"
 
