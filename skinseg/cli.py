@@ -217,7 +217,7 @@ def cmd_bench(args) -> None:
 
 
 def cmd_synthetic(args) -> None:
-    from .data.synthetic import write_isic_layout
+    from .lab.synthetic import write_isic_layout
     root = write_isic_layout(args.out, args.year, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
                              layout=args.layout)
     print(f"wrote SYNTHETIC ISIC {args.year} layout ({args.layout}) to {root}")

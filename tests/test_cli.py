@@ -23,8 +23,8 @@ from PIL import Image
 
 from skinseg.cli import build_parser, main
 from skinseg.config import PROFILES
-from skinseg.data.synthetic import make_synthetic
 from skinseg.device import seed_everything
+from skinseg.lab.synthetic import make_synthetic
 from skinseg.lock import LOCK_NAME
 from skinseg.models import UNet
 from skinseg.train import fit

@@ -11,7 +11,7 @@ from skinseg import colab
 from skinseg.config import PROFILES
 from skinseg.data import load_split
 from skinseg.data.download import ARCHIVES
-from skinseg.data.synthetic import write_isic_layout
+from skinseg.lab.synthetic import write_isic_layout
 from skinseg.lock import LOCK_NAME
 
 

@@ -16,8 +16,8 @@ from skinseg.data.augment import augment_batch
 from skinseg.data.isic import LAYOUTS
 from skinseg.data.loading import split_pairs
 from skinseg.data.splits import isic2016_validation_ids
-from skinseg.data.synthetic import make_synthetic
 from skinseg.errors import DataError
+from skinseg.lab.synthetic import make_synthetic
 from skinseg.paths import default_data_dir
 
 from conftest import write_striped_mask

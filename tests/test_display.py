@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from skinseg.config import PROFILES
-from skinseg.data.synthetic import make_synthetic
 from skinseg.errors import DataError
 from skinseg.lab.display import QUANTILES, display_ids, load_display, store_display, write_display
 from skinseg.lab.experiment import run_experiment
 from skinseg.lab.results import load_results
+from skinseg.lab.synthetic import make_synthetic
 from skinseg.metrics import iou_per_image
 
 REPO = Path(__file__).resolve().parents[1]

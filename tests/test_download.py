@@ -17,8 +17,8 @@ from PIL import Image
 
 from skinseg.data import download as dl
 from skinseg.data import load_split
-from skinseg.data.synthetic import write_isic_layout
 from skinseg.errors import DataError, DownloadError
+from skinseg.lab.synthetic import write_isic_layout
 
 from conftest import damage_zip, make_zip, serve
 

@@ -12,12 +12,12 @@ from conftest import run_cli
 from skinseg.config import PROFILES
 from skinseg.data import load_split
 from skinseg.data.folders import write_folders
-from skinseg.data.synthetic import make_synthetic
 from skinseg.errors import ConfigError, LeakageError
 from skinseg.lab.experiment import MODEL_NAMES, run_experiment
 from skinseg.lab.external import ExternalSets, external_differences, external_summary, external_table, parse_external
 from skinseg.lab.results import finished_seeds
 from skinseg.lab.stats import compare_tables, read_tables
+from skinseg.lab.synthetic import make_synthetic
 PROFILE = PROFILES["tiny"].replace(epochs=1)
 
 

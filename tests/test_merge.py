@@ -11,7 +11,6 @@ import pytest
 
 from skinseg.cli import main
 from skinseg.config import PROFILES
-from skinseg.data.synthetic import write_isic_layout
 from skinseg.errors import DataError
 from skinseg.lab.archive import MANIFEST, open_archive
 from skinseg.lab.display import load_display
@@ -19,6 +18,7 @@ from skinseg.lab.experiment import MODEL_NAMES, run_experiment
 from skinseg.lab.merge import MergeError, merge_archive
 from skinseg.lab.order import EXPERIMENTS, SLICE_ORDER
 from skinseg.lab.slice import run_slice, slice_order
+from skinseg.lab.synthetic import write_isic_layout
 
 from conftest import SIZE
 

@@ -10,12 +10,12 @@ import pytest
 
 from skinseg.config import get_profile
 from skinseg.data import load_split
-from skinseg.data.synthetic import write_isic_layout
 from skinseg.errors import DataError
 from skinseg.evaluate import score_masks, summarize
 from skinseg.lab.bench import run_benchmark
 from skinseg.lab.experiment import run_experiment
 from skinseg.lab.results import Results, load_bench, load_results
+from skinseg.lab.synthetic import write_isic_layout
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results"
 MODELS = ["unet", "attention_unet"]

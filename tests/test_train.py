@@ -19,9 +19,9 @@ import skinseg.step as step_module
 import skinseg.train as train_module
 from skinseg.checkpoint import check_architecture, load_checkpoint, load_model, save_atomic
 from skinseg.config import NO_AUGMENT, PROFILES
-from skinseg.data.synthetic import make_synthetic
 from skinseg.device import seed_everything
 from skinseg.errors import CheckpointError, ConfigError, TrainingError
+from skinseg.lab.synthetic import make_synthetic
 from skinseg.losses import bce_dice_loss
 from skinseg.metrics import dice_per_image
 from skinseg.models import AttentionUNet, UNet, build_model
@@ -93,7 +93,7 @@ def test_checkpoints_history_and_load_model(trained_dir, tiny_data):
 _KILLED_RUN = textwrap.dedent("""
     import sys, time
     from skinseg.config import PROFILES
-    from skinseg.data.synthetic import make_synthetic
+    from skinseg.lab.synthetic import make_synthetic
     from skinseg.device import seed_everything
     from skinseg.models import build_model
     from skinseg.train import fit

@@ -42,9 +42,9 @@ from scipy import ndimage
 
 from ..atomic import write_image_atomic, write_text_atomic
 from ..config import check_image_size
+from ..data.arrays import SegmentationData
+from ..data.isic import LAYOUTS, MASK_SUFFIX
 from ..errors import ConfigError
-from .arrays import SegmentationData
-from .isic import LAYOUTS, MASK_SUFFIX
 
 __all__ = ["LAYOUT_KINDS", "ORIGINAL_SIZES", "make_synthetic", "write_isic_layout"]
 
@@ -314,7 +314,6 @@ def make_synthetic(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) ->
                             f"SYNTHETIC lesions (seed {seed})")
 
 
-# (split name, data folder, ground-truth folder, mask suffix) for each year.
 def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4, n_test: int = 4,
                       size: tuple[int, int] = (192, 256), seed: int = 0, layout: str = "compact") -> Path:
     """Write SYNTHETIC images in the folder layout of an official ISIC archive.
