@@ -7,8 +7,9 @@ Two layers:
   :mod:`~skinseg.step` and :mod:`~skinseg.train` (one step and the loop),
   :mod:`~skinseg.checkpoint`, :mod:`~skinseg.evaluate`, :mod:`~skinseg.psi`,
   :mod:`~skinseg.predict`, :mod:`~skinseg.plots`, :mod:`~skinseg.widgets`,
-  :mod:`~skinseg.config` (the recipes) and the helpers :mod:`~skinseg.device`,
-  :mod:`~skinseg.atomic`, :mod:`~skinseg.lock`, :mod:`~skinseg.errors`;
+  :mod:`~skinseg.config` (the recipes), :mod:`~skinseg.paths` (where data and results are
+  looked for) and the helpers :mod:`~skinseg.device`, :mod:`~skinseg.atomic`,
+  :mod:`~skinseg.lock`, :mod:`~skinseg.errors`;
 * :mod:`skinseg.lab`, how the book's numbers are made: experiments, slices and merges,
   sweeps, benchmarks and run costs, statistics, provenance and the leakage guard, and
   the readers of the committed results. The lab imports the core, never the reverse.

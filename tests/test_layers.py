@@ -76,6 +76,17 @@ def test_there_is_no_import_cycle():
     assert not cycles, [" -> ".join(c) for c in cycles]
 
 
+def test_the_package_docstrings_name_every_module_of_their_layer():
+    import skinseg
+    import skinseg.lab
+
+    for package, docstring in ((PACKAGE, skinseg.__doc__), (PACKAGE / "lab", skinseg.lab.__doc__)):
+        names = {p.stem for p in package.glob("*.py") if p.stem not in ("__init__", "__main__", "cli_args")}
+        names |= {p.name for p in package.iterdir() if (p / "__init__.py").is_file() and p.name != "lab"}
+        missing = sorted(n for n in names if f".{n}`" not in docstring)
+        assert not missing, f"{package.name}/__init__.py does not name {missing}"
+
+
 def test_the_walk_sees_a_cycle_and_a_wrong_way_import(tmp_path, monkeypatch):
     package = tmp_path / "skinseg"
     (package / "lab").mkdir(parents=True)
