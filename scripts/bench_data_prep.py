@@ -10,7 +10,9 @@ the seconds spent in each stage and writes them as JSON:
 * ``check``: the separate whole-archive CRC pass (``check_zip``), where there is one;
 * ``decode``: reading members from the zips, decoding and resizing (the rest of ``compact_extract``);
 * ``write``: writing the compact files in the parent process and moving them into place;
-* ``total``: the whole call; ``local`` = total - download (everything except the network).
+* ``total``: the whole call; ``local`` = total - download (everything except the network);
+* ``cpu``: CPU seconds of this process and its decoding processes during the call, which
+  other work on a shared machine changes less than the wall-clock seconds above.
 
 Per-image figures are scaled to ISIC 2017's 2,750 images. The synthetic archives are cached
 in ``--cache`` (default: the system's temporary folder) so that runs before and after a
@@ -28,6 +30,7 @@ import io
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -174,18 +177,21 @@ def run(archives: Path, work: Path, workers: int | None) -> dict:
         stages.wrap(dl, name, "write")
     stages.wrap(Image.Image, "save", "write")  # where the parent process encodes and writes the files itself
     kwargs = {"workers": workers} if workers is not None and "workers" in dl.download_dataset.__code__.co_varnames else {}
+    def cpu() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
     try:
-        start = time.perf_counter()
+        cpu_start, start = cpu(), time.perf_counter()
         dl.download_dataset("2017", work, base_url=f"http://127.0.0.1:{server.server_address[1]}",
                             progress=False, compact=True, **kwargs)
-        total = time.perf_counter() - start
+        total, cpu_seconds = time.perf_counter() - start, cpu() - cpu_start
     finally:
         stages.restore()
         server.shutdown()
         server.server_close()
     s = stages.seconds
     return {"download": s["download"], "check": s["check"], "decode": s["extract"] - s["write"],
-            "write": s["write"], "total": total, "local": total - s["download"]}
+            "write": s["write"], "total": total, "local": total - s["download"], "cpu": cpu_seconds}
 
 
 def main(argv=None) -> None:
