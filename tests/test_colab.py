@@ -197,3 +197,10 @@ def test_the_colab_cell_installs_and_prepares_the_compact_copy_only_on_colab(nee
     # the Drive copy is opt-in; the data is the compact ISIC 2017, fetched only where it is read
     assert prepared == ([("2017", False)] if needs_data else [])
     assert folders == ["/content/skinseg/book"]
+
+
+def test_chapter_0_states_the_benchmarks_rate():
+    text = " ".join((Path(__file__).resolve().parents[1] / "book" / "00_introduction.md").read_text().split())
+    rate = colab.COMPACT_SECONDS_PER_IMAGE
+    assert f"about {round(colab.IMAGES['2017'] * rate / 60)} minutes on Colab's two CPU cores" in text
+    assert f"({rate:.2f} s per image on two CPU cores" in text and "2,750 images" in text
