@@ -14,7 +14,7 @@ the seconds spent in each stage and writes them as JSON:
 * ``cpu``: CPU seconds of this process and its decoding processes during the call, which
   other work on a shared machine changes less than the wall-clock seconds above.
 
-Per-image figures are scaled to ISIC 2017's 2,750 images. The synthetic archives are cached
+Each stage's median over ``--repeats`` runs is reported. Per-image figures are scaled to ISIC 2017's 2,750 images. The synthetic archives are cached
 in ``--cache`` (default: the system's temporary folder) so that runs before and after a
 change read the same bytes.
 
@@ -32,6 +32,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -199,15 +200,19 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output path without suffix (.json and .txt)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "skinseg-bench-data-prep")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (where supported)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs; each stage's median is reported")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     info = build_archives(args.cache / "archives")
     built = time.perf_counter() - t0
-    work = Path(tempfile.mkdtemp(prefix="bench-data-prep-"))
-    try:
-        seconds = run(args.cache / "archives", work / "isic2017", args.workers)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    runs = []
+    for _ in range(args.repeats):
+        work = Path(tempfile.mkdtemp(prefix="bench-data-prep-"))
+        try:
+            runs.append(run(args.cache / "archives", work / "isic2017", args.workers))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    seconds = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     n = info["images"]
     total_bytes = sum(info["archive_bytes"].values())
     report = {
@@ -217,7 +222,9 @@ def main(argv=None) -> None:
         "data": f"SYNTHETIC ISIC 2017 official layout: {n} images, sizes {[f'{w}x{h}' for (w, h), _ in SIZE_MIX]} "
                 f"(W x H), JPEG q95, superpixel PNGs, {total_bytes / 1e6:.0f} MB in 6 zips",
         "images": n, "archive_bytes": total_bytes, "seconds_to_build_archives": round(built, 1),
+        "repeats": args.repeats,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "seconds_of_each_run": [{k: round(v, 2) for k, v in r.items()} for r in runs],
         "seconds_per_image": {k: round(v / n, 4) for k, v in seconds.items()},
         "isic2017_minutes_scaled": {k: round(v / n * ISIC2017_IMAGES / 60, 1) for k, v in seconds.items()},
         "mb_per_s_download_localhost": round(total_bytes / 1e6 / max(seconds["download"], 1e-9), 1),
@@ -227,8 +234,9 @@ def main(argv=None) -> None:
              f"{'stage':<10}{'seconds':>10}{'s/image':>10}{'ISIC 2017 (2,750 images), min':>33}"]
     for k, v in seconds.items():
         lines.append(f"{k:<10}{v:>10.2f}{v / n:>10.4f}{v / n * ISIC2017_IMAGES / 60:>33.1f}")
-    lines.append("download is from 127.0.0.1 (no network); local = total - download. "
-                 f"1-min load average after the run: {report['load_average_1min_after']}")
+    lines.append(f"medians of {args.repeats} runs; local of each run: " + ", ".join(f"{r['local']:.2f}" for r in runs)
+                 + " s; download is from 127.0.0.1 (no network); local = total - download; "
+                 f"1-min load average after the runs: {report['load_average_1min_after']}")
     text = "\n".join(lines) + "\n"
     print(text, end="")
     args.out.parent.mkdir(parents=True, exist_ok=True)

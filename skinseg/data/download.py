@@ -551,7 +551,8 @@ def download_dataset(year: str, root: Path, *, base_url: str | None = None, prog
         raise DownloadError(f"unknown ISIC year {year!r}; valid years: {', '.join(sorted(ARCHIVES))}")
     root = Path(root)
     keep_archives = not compact if keep_archives is None else keep_archives
-    again = f"python -m skinseg download --year {year} --data {root}" + (" --compact" if compact else "")
+    again = (f"python -m skinseg download --year {year} --data {root}" + (" --compact" if compact else "")
+             + (f" --base-url {base_url}" if base_url else ""))
     with output_lock(root):
         for stale in root.glob(".extracting-*"):  # left by a killed run; nobody else holds the folder
             shutil.rmtree(stale, ignore_errors=True)
