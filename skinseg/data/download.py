@@ -29,6 +29,7 @@ of the official bucket.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -523,6 +524,36 @@ def _delete_archive(zip_path: Path) -> None:
     _record(zip_path).unlink(missing_ok=True)
 
 
+def _fetch_and_extract(archive: Archive, url: str, root: Path, extract, progress: bool,
+                       again: str) -> tuple[Path, list[Path], bool]:
+    """Download ``archive`` into ``root/"archives"`` (unless there) and ``extract(zip, root, folder=...)`` it.
+
+    A damaged archive found in place is deleted and downloaded afresh; one that arrived damaged,
+    or that is not the official archive, is deleted (never one put there by hand) and refused
+    with the command ``again``. Returns the zip's path, the files written and whether the zip
+    was put there by hand."""
+    dest = root / "archives" / archive.filename
+    by_hand = dest.is_file() and not _record(dest).is_file()
+    fresh = not dest.is_file()
+    zip_path = download_file(url, dest, size=archive.size, sha256=archive.sha256, verify=check_zip_directory,
+                             progress=progress)
+    try:
+        return zip_path, extract(zip_path, root, folder=archive.filename.removesuffix(".zip")), by_hand
+    except DamagedArchive as e:
+        _delete_archive(zip_path)  # damaged: never worth keeping
+        if not fresh:  # found in place: the next download is fresh, so this recurses once at most
+            return _fetch_and_extract(archive, url, root, extract, progress, again)
+        what = f"its member {e.member!r} fails its CRC check" if e.member else "a member is corrupt"
+        raise DownloadError(f"{archive.filename} is damaged: {what}; nothing was extracted; "
+                            f"deleted it, run again to download it afresh: {again}") from None
+    except DownloadError as e:
+        if by_hand:
+            raise DownloadError(f"{e}. Replace {zip_path} with the official archive and run again: {again}") from None
+        _delete_archive(zip_path)
+        raise DownloadError(f"{e}. Deleted it; the server at {url} does not serve the official archive: put "
+                            f"the official one into {dest.parent}/ and run again: {again}") from None
+
+
 def download_dataset(year: str, root: Path, *, base_url: str | None = None, progress: bool = True,
                      keep_archives: bool | None = None, compact: bool = False,
                      size: tuple[int, int] = COMPACT_SIZE, overwrite: bool = False,
@@ -571,34 +602,9 @@ def download_dataset(year: str, root: Path, *, base_url: str | None = None, prog
                 continue
             marker.unlink(missing_ok=True)
             url = archive.url if base_url is None else f"{base_url.rstrip('/')}/{archive.filename}"
-            dest = archive_dir / archive.filename
-            for attempt in (1, 2):
-                by_hand = dest.is_file() and not _record(dest).is_file()
-                fresh = not dest.is_file()
-                zip_path = download_file(url, dest, size=archive.size, sha256=archive.sha256,
-                                         verify=check_zip_directory, progress=progress)
-                folder = archive.filename.removesuffix(".zip")
-                try:
-                    if compact:
-                        written = compact_extract(zip_path, root, size, progress=progress, folder=folder,
-                                                  workers=workers)
-                    else:
-                        written = safe_extract(zip_path, root, folder)
-                    break
-                except DamagedArchive as e:
-                    _delete_archive(zip_path)  # damaged: never worth keeping
-                    if fresh or attempt == 2:
-                        what = f"its member {e.member!r} fails its CRC check" if e.member else "a member is corrupt"
-                        raise DownloadError(f"{archive.filename} is damaged: {what}; nothing was extracted; "
-                                            f"deleted it, run again to download it afresh: {again}") from None
-                except DownloadError as e:
-                    if by_hand:
-                        raise DownloadError(f"{e}. Replace {zip_path} with the official archive and run again: "
-                                            f"{again}") from None
-                    _delete_archive(zip_path)
-                    raise DownloadError(f"{e}. Deleted it; the server at {url} does not serve the official "
-                                        f"archive: put the official one into {archive_dir}/ and run again: "
-                                        f"{again}") from None
+            extract = (functools.partial(compact_extract, size=size, progress=progress, workers=workers) if compact
+                       else safe_extract)
+            zip_path, written, by_hand = _fetch_and_extract(archive, url, root, extract, progress, again)
             other = _marker(archive_dir, archive.filename, not compact)
             _write_marker(marker, compact, size, written, root, zip_path)
             other.unlink(missing_ok=True)  # the files it listed were just replaced
