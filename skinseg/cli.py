@@ -73,7 +73,8 @@ def _add_run_options(p: argparse.ArgumentParser, out: Path, out_help: str, data_
 
 def cmd_download(args) -> None:
     from .data.download import download_dataset
-    root = download_dataset(args.year, args.data, base_url=args.base_url, progress=not args.quiet, compact=args.compact)
+    root = download_dataset(args.year, args.data, base_url=args.base_url, progress=not args.quiet, compact=args.compact,
+                            overwrite=args.overwrite)
     print(f"ISIC {args.year} is in {root}" + (" (compact copy: images and masks at 192x256)" if args.compact else ""))
 
 
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compact", action="store_true",
                    help="store images and masks at the models' input size (192x256), skip the superpixel files and "
                         "delete each archive once extracted: tens of MB instead of several GB, for Colab")
+    p.add_argument("--overwrite", action="store_true", help="let --compact replace a full copy in --data")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
 
