@@ -32,7 +32,8 @@ other = unsafe.split("\n", 1)[1] if sep else ""
 other = re.sub(r"^torch==.*?(?=^\S|\Z)", "", other, flags=re.M | re.S)
 header = f"""\
 # Exact versions of everything the book and the tests use: the stored chapter outputs were
-# made with these. scripts/setup.sh installs from here; refresh with scripts/lock.sh.
+# made with these, on Python {sys.version_info.major}.{sys.version_info.minor} (some pins need that Python or
+# newer). scripts/setup.sh installs from here; refresh with scripts/lock.sh.
 #
 # torch=={torch.group(1)} is locked by version only and installed first, on its own, by
 # scripts/setup.sh: its wheels differ by platform and accelerator (CPU, CUDA builds) and a
