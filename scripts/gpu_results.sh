@@ -22,6 +22,9 @@
 #   SKINSEG_DATA=.gpu/isic2017 RESULTS=$OUT bash scripts/gpu_results.sh     the next runs (results/README.md)
 #   PART=bench ...                    only the benchmark
 #   PART="bench sweep" BENCH_BUDGET=240 ...   the benchmark, then the variants in the time left
+#   SLICE_PROFILE=tiny SLICE_EXPERIMENTS=isic2017 SLICE_WORK_DIR=DIR ...   one profile for every run,
+#                         some experiments, another work folder (the CPU test of this script,
+#                         tests/test_gpu_results_script.py)
 #   COMPILE=auto ...      compile the training step (default off: on the H200, compiling took
 #                         about 30 s per run and made U-Net 1.36x and Attention U-Net 0.93x as
 #                         fast, which does not pay for itself in runs of a few minutes)
@@ -56,8 +59,9 @@ for part in $PART; do
             echo "variant from the sweep: ${EXPERIMENT_VARIANT:-none}"
         fi
         budget=${EXPERIMENT_BUDGET:-$(( $(left) - 60 ))}
-        python3 -m skinseg slice --data "$DATA" --archive "$RESULTS/slice.tgz" --work-dir /tmp/skinseg_slice \
+        python3 -m skinseg slice --data "$DATA" --archive "$RESULTS/slice.tgz" --work-dir "${SLICE_WORK_DIR:-/tmp/skinseg_slice}" \
             --time-budget "$budget" --compile "$COMPILE" --quiet \
+            ${SLICE_PROFILE:+--profile $SLICE_PROFILE} ${SLICE_EXPERIMENTS:+--experiments $SLICE_EXPERIMENTS} \
             ${EXPERIMENT_VARIANT:+--variant $EXPERIMENT_VARIANT} 2>&1 | tee "$RESULTS/slice.log" ;;
     sweep)
         budget=${SWEEP_BUDGET:-$(( $(left) - 60 ))}
