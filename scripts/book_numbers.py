@@ -8,10 +8,10 @@ and the benchmark files beside it (results/bench).
 """
 import sys
 
-from skinseg.bench_results import gate_cost, latest_bench
-from skinseg.compare import by_lesion_size, compare_tables, format_p, large_losses, seed_spread
 from skinseg.errors import SkinsegError
-from skinseg.results import EARLY_STOP, load_results
+from skinseg.lab.bench_results import gate_cost, latest_bench
+from skinseg.lab.results import EARLY_STOP, load_results
+from skinseg.lab.stats import by_lesion_size, compare_tables, format_p, large_losses, seed_spread
 
 
 def main(name: str) -> None:

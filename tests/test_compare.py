@@ -6,10 +6,10 @@ import pytest
 
 from scipy import stats
 
-from skinseg.compare import (by_lesion_size, compare_tables, endpoint_column, format_p, large_losses, seed_spread,
-                             seed_t_interval, two_level_bootstrap)
 from skinseg.errors import ConfigError
 from skinseg.evaluate import paired_comparison
+from skinseg.lab.stats import (by_lesion_size, compare_tables, endpoint_column, format_p, large_losses, seed_spread,
+                               seed_t_interval, two_level_bootstrap)
 
 
 def test_endpoints_name_their_columns():

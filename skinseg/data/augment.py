@@ -22,6 +22,9 @@ quarter turns (the eight symmetries of the square, as ``"d4"`` does).
 ``geometry = "stretch"`` keeps the earlier behaviour, rotations in normalised coordinates
 (quarter turns and small rotations distorted as described above), with which
 ``results/isic2017_16ep`` was trained.
+
+The settings come in as ``config``: the recipe's :class:`skinseg.config.AugmentConfig`, or
+anything with its fields.
 """
 from __future__ import annotations
 
@@ -30,14 +33,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..config import AugmentConfig
-
 
 def _uniform(n: int, amount: float, generator: torch.Generator, device) -> torch.Tensor:
     return (torch.rand(n, generator=generator, device=device) * 2 - 1) * amount
 
 
-def random_affine(n: int, config: AugmentConfig, generator: torch.Generator, device, *,
+def random_affine(n: int, config, generator: torch.Generator, device, *,
                   size: tuple[int, int]) -> torch.Tensor:
     """``(n, 2, 3)`` affine matrices in normalised coordinates (for ``F.affine_grid``) of random
     flips, turns, rotations, scalings and translations of images of ``size = (H, W)`` pixels.
@@ -77,7 +78,7 @@ def _hue_matrix(delta: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
 
-def colour_jitter(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+def colour_jitter(images: torch.Tensor, config, generator: torch.Generator) -> torch.Tensor:
     """Random brightness, contrast, saturation and hue. ``(B, 3, H, W)`` in [0, 1] -> same."""
     n, device = images.shape[0], images.device
     x = images
@@ -95,7 +96,7 @@ def colour_jitter(images: torch.Tensor, config: AugmentConfig, generator: torch.
     return x.clamp(0, 1)
 
 
-def augment_batch(images: torch.Tensor, masks: torch.Tensor, config: AugmentConfig,
+def augment_batch(images: torch.Tensor, masks: torch.Tensor, config,
                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment a batch.
 

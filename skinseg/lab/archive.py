@@ -4,13 +4,13 @@ The device machine returns only a few files per call, so a slice packs its exper
 folders into one ``.tgz``::
 
     manifest.json               what made the runs (below)
-    <experiment>/config.json    as written by skinseg.experiment, and every file of the new runs
+    <experiment>/config.json    as written by skinseg.lab.experiment, and every file of the new runs
     <experiment>/runs/... histories/... per_image/... psi/... predictions/...
 
 The manifest records ``format``, ``created`` (UTC), ``environment`` (hardware, torch, CUDA),
 ``budget_seconds``, ``seconds`` and per experiment its ``recipe``, ``profile`` name,
 ``label``, data ``protocol`` and ``data_hash``, ``evaluation`` protocol, ``runs`` and each run's
-``wall_seconds``. :func:`open_archive` reads one back; :mod:`skinseg.merge` adds it to the
+``wall_seconds``. :func:`open_archive` reads one back; :mod:`skinseg.lab.merge` adds it to the
 committed results.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .atomic import write_atomic
-from .errors import DataError
+from ..atomic import write_atomic
+from ..errors import DataError
 
 FORMAT = "skinseg-slice 1"
 MANIFEST = "manifest.json"

@@ -14,7 +14,7 @@ Which images: :func:`display_ids` picks, from the first seed's per-image IoU of 
 models, a superset of what the book and the README show (about 40 images, 3 to 4 MB); an
 experiment picks them on both endpoints, the raw prediction's IoU (primary) first, then the
 run's choice's (secondary). The predicted masks of both endpoints are in
-``predictions/<run>.npz`` (:meth:`skinseg.results.Results.predictions`).
+``predictions/<run>.npz`` (:meth:`skinseg.lab.results.Results.predictions`).
 """
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import write_atomic
-from .errors import DataError
+from ..atomic import write_npz_atomic
+from ..errors import DataError
+from ..models import MODELS
 
 FILE_NAME = "display.npz"
 # Quantiles of the U-Net's per-image IoU whose image is kept (position int(q * (n - 1))
@@ -101,7 +102,7 @@ def write_display(path, ids, images: np.ndarray, masks: np.ndarray) -> Path:
     path = Path(path)
     arrays = {"ids": np.array(ids), "images": images, "masks": np.packbits(masks.astype(bool), axis=-1),
               "shape": np.array(masks.shape)}
-    write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
+    write_npz_atomic(path, **arrays)
     return path
 
 
@@ -145,7 +146,7 @@ def store_display_of_run(out_dir, test, seed: int, psi_ids=(), folders=None) -> 
     prediction's IoU (``iou_raw``, the primary endpoint) and then of the run's choice (``iou``)."""
     folders = [Path(out_dir)] if folders is None else [Path(f) for f in folders]
     tables = [next((t for t in (f / "per_image" / f"{m}_seed{seed}.csv" for f in folders) if t.is_file()), None)
-              for m in ("unet", "attention_unet")]
+              for m in MODELS]
     if None in tables:
         return None
     unet, attention = (pd.read_csv(t, index_col="id") for t in tables)

@@ -20,7 +20,7 @@ share starts with the same weights (the Attention U-Net builds its gates after t
 layers). The pair differs only in the gates, which is what the difference is meant to measure;
 pairing removes the part of the seed-to-seed spread that the two runs share.
 
-Every comparison is made on one *endpoint* (:data:`skinseg.config.ENDPOINTS`): the primary
+Every comparison is made on one *endpoint* (:data:`skinseg.lab.endpoints.ENDPOINTS`): the primary
 one, fixed in the configuration before any test image is read, or the secondary per-run
 choice of test-time augmentation and post-processing.
 """
@@ -34,11 +34,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .config import ENDPOINTS
-from .errors import ConfigError
-from .evaluate import paired_comparison
+from ..errors import ConfigError
+from ..evaluate import paired_comparison
+from ..models import MODELS
+from .endpoints import ENDPOINTS
 
-MODEL_A, MODEL_B = "unet", "attention_unet"
+MODEL_A, MODEL_B = MODELS  # "unet", "attention_unet"
 
 
 def endpoint_column(metric: str, endpoint: str) -> str:
@@ -204,6 +205,6 @@ def by_lesion_size(tables, seeds, metric: str = "iou", endpoint: str = "raw", ed
 def seed_spread(runs: pd.DataFrame, column: str = "raw_mean_iou") -> pd.Series:
     """Per model, the largest minus the smallest ``column`` over its seeds (the spread that the
     seed alone makes), from a table with one row per run and ``model``, ``seed`` columns
-    (:attr:`skinseg.results.Results.runs`: ``raw_mean_iou`` is the primary endpoint,
+    (:attr:`skinseg.lab.results.Results.runs`: ``raw_mean_iou`` is the primary endpoint,
     ``mean_iou`` the run's choice, which adds the variant choice to the spread)."""
     return runs.groupby("model", sort=False)[column].agg(lambda v: v.max() - v.min())

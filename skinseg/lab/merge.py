@@ -2,12 +2,12 @@
 
     python -m skinseg merge slice.tgz --into results/isic2017
 
-The archive (:mod:`skinseg.archive`) may hold several experiments; the one merged is
+The archive (:mod:`skinseg.lab.archive`) may hold several experiments; the one merged is
 ``--experiment``, else the one named like the target folder (``--each-into results`` merges
 every one into ``results/<name>``).
 The merge is refused, in one line and before any file is written, when the runs are of
 another recipe, model width, evaluation protocol, data protocol or dataset (data hash) than
-the runs already in the folder (:func:`skinseg.experiment.folder_mismatch`), or when a run is
+the runs already in the folder (:func:`skinseg.lab.experiment.folder_mismatch`), or when a run is
 already there. Then the run files are copied (and, into a folder without finished runs, the
 archive's ``config.json`` and ``display.npz``), the manifest is
 kept as ``slices/<its UTC time>.json`` (which slice, on which hardware, brought which runs)
@@ -18,15 +18,16 @@ from __future__ import annotations
 import filecmp
 import json
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
 
+from ..atomic import write_bytes_atomic
+from ..errors import DataError
+from ..lock import output_lock
 from .archive import open_archive
-from .errors import DataError
 from .experiment import MODEL_NAMES, folder_mismatch, write_summary
-from .lock import output_lock
+from .provenance import write_json
 
 SUMMARY = "summary.json"  # never copied: computed again from every finished run
 CONFIG = "config.json"  # kept by a folder with finished runs (the archive's differs in date and hardware)
@@ -90,13 +91,10 @@ def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path,
                 if str(relative) != CONFIG and not filecmp.cmp(source / relative, target, shallow=False):
                     log(f"kept {target}: the archive's copy differs (a shared file is written once)")
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / relative, target)
+            write_bytes_atomic(target, (source / relative).read_bytes())
         slices = into / "slices"
-        slices.mkdir(exist_ok=True)
         stamp = manifest.get("created", "undated").replace(":", "").replace("+0000", "Z")
-        (slices / f"{stamp}.json").write_text(json.dumps({**manifest, "merged": {"experiment": name, "runs": runs}},
-                                                         indent=1))
+        write_json(slices / f"{stamp}.json", {**manifest, "merged": {"experiment": name, "runs": runs}})
         summary = write_summary(into)
     log(f"merged {len(runs)} run(s) of {name!r} from {archive} into {into}: {', '.join(runs)}; "
         f"{len(summary['seeds'])} of {len(summary['planned_seeds'])} seeds finished")
@@ -106,7 +104,7 @@ def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path,
 def merge_archive(archive: Path | str, into: Path | str, *, experiment: str | None = None,
                   log: Callable[[str], None] = print) -> dict:
     """Merge the runs of one experiment of ``archive`` into the results folder ``into`` (created
-    if missing) and return its new summary (:func:`skinseg.experiment.summarize_experiment`).
+    if missing) and return its new summary (:func:`skinseg.lab.experiment.summarize_experiment`).
 
     Raises :class:`MergeError` (a :class:`DataError`) when the merge is refused; no result file
     is written then.

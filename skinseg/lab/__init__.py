@@ -1,0 +1,12 @@
+"""How the book's numbers are made, on top of the core (:mod:`skinseg`).
+
+:mod:`~skinseg.lab.experiment` (both models, several seeds, every artifact), :mod:`~skinseg.lab.slice`,
+:mod:`~skinseg.lab.archive`, :mod:`~skinseg.lab.merge` and :mod:`~skinseg.lab.order` (GPU time in
+slices), :mod:`~skinseg.lab.sweep` and :mod:`~skinseg.lab.variants` (recipe variants on validation), :mod:`~skinseg.lab.external`
+(external test sets), :mod:`~skinseg.lab.endpoints` (the evaluation protocol),
+:mod:`~skinseg.lab.stats` (paired and two-level comparisons),
+:mod:`~skinseg.lab.results` and :mod:`~skinseg.lab.display` (reading the committed results),
+:mod:`~skinseg.lab.bench`, :mod:`~skinseg.lab.bench_results` and :mod:`~skinseg.lab.plan`
+(speed and run costs), :mod:`~skinseg.lab.provenance` and :mod:`~skinseg.lab.leakage`; and
+:mod:`~skinseg.lab.synthetic`, the SYNTHETIC images the tests and the CI run on.
+"""
