@@ -4,12 +4,13 @@ Each image is resized to the model's input exactly as training and evaluation re
 images (:func:`skinseg.data.isic.resize_image`), the lesion probabilities are computed
 there with the same test-time augmentation as ``evaluate``
 (:func:`skinseg.evaluate.predict_probabilities`), resized bilinearly back to the image's
-own size, and turned into a mask by :func:`skinseg.evaluate.binarize` (threshold 0.5, and
+own size (as a viewer shows it, :mod:`skinseg.images`), and turned into a mask by :func:`skinseg.evaluate.binarize` (threshold 0.5, and
 with ``postprocess`` the largest region with its holes filled). Into ``out_dir`` go:
 
 * ``<id>_mask.png``: the mask at the image's original size, 8-bit, 0 = background, 255 = lesion
   (so the folder can serve as the ``masks/`` of a generic layout, :mod:`skinseg.data.folders`);
-* ``<id>_overlay.png``: the image with the predicted lesion tinted and outlined;
+* ``<id>_overlay.png``: the image with the predicted lesion tinted and outlined (for an image
+  of more than :data:`skinseg.images.LARGE_PIXELS` pixels, at the reduced size it is decoded at);
 * ``<id>_psi.png`` (``psi=True``, Attention U-Net only): the image at the model's input size
   and the four gates' ψ maps over it, finest gate first;
 * ``predictions.csv``: one row per image (its file, size and predicted lesion fraction).
@@ -29,10 +30,11 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, model_from_state
 from .config import MODEL_LABELS
 from .data.folders import IMAGE_DIR, IMAGE_EXTENSIONS
-from .data.isic import open_image, resize_image
+from .data.isic import resize_image, resize_mask
 from .data.tensors import model_input
 from .errors import ConfigError, DataError
 from .evaluate import TTA, binarize, predict_probabilities
+from .images import read_image
 from .models import model_name
 from .plots import ATTENTION_COLOUR, UNET_COLOUR, mask_outline
 
@@ -151,17 +153,19 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
     with tqdm(total=len(files), desc="predict", unit="image", disable=not progress) as bar:
         for start in range(0, len(files), batch_size):
             batch = files[start:start + batch_size]
-            originals = [np.asarray(open_image(f), np.uint8) for f in batch]
+            decoded = [read_image(f) for f in batch]
+            originals = [np.asarray(im, np.uint8) for im, _ in decoded]
             inputs = np.stack([np.asarray(resize_image(Image.fromarray(o), image_size), np.uint8) for o in originals])
             prob = predict_probabilities(model, inputs, tta=tta, batch_size=batch_size, device=device)
             psis = _psi_maps(model, inputs, device) if psi else None
             for i, (path, original) in enumerate(zip(batch, originals)):
                 full = np.asarray(Image.fromarray(prob[i]).resize(original.shape[1::-1], Image.Resampling.BILINEAR))
                 mask = binarize(full[None], postprocess)[0]
-                row = {"id": path.stem, "image": str(path), "width": original.shape[1], "height": original.shape[0],
+                shown_w, shown_h = decoded[i][1]
+                row = {"id": path.stem, "image": str(path), "width": shown_w, "height": shown_h,
                        "predicted_fraction": float(mask.mean()),
                        "mask": f"{path.stem}_mask.png", "overlay": f"{path.stem}_overlay.png"}
-                Image.fromarray(mask * np.uint8(255)).save(out_dir / row["mask"])
+                Image.fromarray(resize_mask(mask, (shown_h, shown_w)) * np.uint8(255)).save(out_dir / row["mask"])
                 Image.fromarray(outlined(original, mask, MASK_COLOURS[name])).save(out_dir / row["overlay"])
                 if psis is not None:
                     row["psi"] = f"{path.stem}_psi.png"

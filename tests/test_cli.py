@@ -1,6 +1,7 @@
 """The command line, run as ``python -m skinseg`` in child processes (and, for most bad input,
 through its entry point :func:`skinseg.cli.main` in this process): help texts, bad input (one
 line on stderr, exit code 2, no traceback) and train -> evaluate -> compare end to end."""
+import hashlib
 import io
 import json
 import re
@@ -83,6 +84,15 @@ BAD_INPUTS = [
      ["{label_map_mask}/" + TRAIN_MASKS + "/ISIC_0000001_segmentation.png is not a binary mask", "{{0, 1, 2}}"]),
     ("grey_level_mask", TRAIN + ["{grey_level_mask}"],
      ["{grey_level_mask}/" + TRAIN_MASKS + "/ISIC_0000001_segmentation.png is not a binary mask", "{{0, 128, 255}}"]),
+    ("mixed_lesion_values", TRAIN + ["{mixed_lesion_values}"],
+     ["{mixed_lesion_values}/" + TRAIN_MASKS + "/ISIC_0000001_segmentation.png is not a binary mask", "{{0, 1, 255}}"]),
+    ("small_grey_lesion", TRAIN + ["{small_grey_lesion}"],
+     ["{small_grey_lesion}/" + TRAIN_MASKS + "/ISIC_0000001_segmentation.png is not a binary mask", "{{0, 128}}"]),
+    ("transparent_image", TRAIN + ["{transparent_image}"],
+     ["cannot read {transparent_image}/" + TRAIN_IMAGES + "/ISIC_0000004.png", "transparent pixels"]),
+    ("cmyk_image", TRAIN + ["{cmyk_image}"], ["cannot read {cmyk_image}/" + TRAIN_IMAGES + "/ISIC_0000004.jpg", "mode CMYK"]),
+    ("huge_image", TRAIN + ["{huge_image}"],
+     ["cannot read {huge_image}/" + TRAIN_IMAGES + "/ISIC_0000004.png", "169,000,000 pixels, more than 150,000,000"]),
     ("missing_table", ["compare", "{root}/a.csv", "{root}/b.csv"],
      ["per-image table {root}/a.csv does not exist", "python -m skinseg evaluate"]),
     # your own images (the pairing rules of skinseg.data.folders are tested in test_folders.py)
@@ -182,6 +192,23 @@ def _truncate(path: str, keep: int):
     return damage
 
 
+def _small_lesion(path: Path, value: int) -> None:
+    mask = np.zeros((64, 64), np.uint8)
+    mask[30:33, 30:33] = value
+    Image.fromarray(mask).save(path)
+
+
+def _replace_image(copy: Path, extension: str, image: Image.Image) -> None:
+    (copy / TRAIN_IMAGES / "ISIC_0000004.jpg").unlink()
+    image.save(copy / TRAIN_IMAGES / f"ISIC_0000004.{extension}")
+
+
+def _digests(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``, but for the cache and the downloads' folders."""
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*")
+            if p.is_file() and not p.relative_to(root).parts[0].startswith(("cache", "dl_"))}
+
+
 DAMAGES = {  # copies of the SYNTHETIC layout, each damaged in one way
     "image_without_mask": lambda c: (c / TRAIN_MASKS / "ISIC_0000003_segmentation.png").unlink(),
     "mask_without_image": lambda c: (c / TRAIN_IMAGES / "ISIC_0000005.jpg").unlink(),
@@ -193,6 +220,11 @@ DAMAGES = {  # copies of the SYNTHETIC layout, each damaged in one way
     "truncated_png": _truncate(f"{VAL_MASKS}/ISIC_0000009_segmentation.png", 60),
     "label_map_mask": _set_mask((0, 1, 2)),
     "grey_level_mask": _set_mask((0, 128, 255)),
+    "mixed_lesion_values": _set_mask((0, 1, 255)),
+    "small_grey_lesion": lambda c: _small_lesion(c / TRAIN_MASKS / "ISIC_0000001_segmentation.png", 128),
+    "transparent_image": lambda c: _replace_image(c, "png", Image.new("RGBA", (64, 64))),
+    "cmyk_image": lambda c: _replace_image(c, "jpg", Image.new("CMYK", (64, 64))),
+    "huge_image": lambda c: _replace_image(c, "png", Image.new("1", (13000, 13000))),
     "own_folder_without_masks": lambda c: [shutil.rmtree(p) if p.is_dir() else p.unlink() for p in list(c.iterdir())]
     + [(c / "images").mkdir()],
 }
@@ -275,16 +307,23 @@ def bad_runs(tmp_path_factory, layout_2017):
                                            env=child_env(root / "cache"), stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True) for name in sorted(IN_CHILD_PROCESSES)}
         try:
-            done = {name: _in_process(argv) for name, (argv, _, _) in cases.items() if name not in children}
+            done, changed = {}, {}
+            for name, (argv, _, _) in cases.items():
+                if name not in children:
+                    before = _digests(root)
+                    done[name] = _in_process(argv)
+                    after = _digests(root)
+                    changed[name] = sorted(p for p, digest in before.items() if after.get(p) != digest)
             for name, child in children.items():
                 out, err = child.communicate(timeout=300)
                 done[name] = (child.returncode, out, err)
+                changed[name] = []
         finally:
             for child in children.values():
                 if child.poll() is None:
                     child.kill()
                     child.wait()
-    return {name: (*done[name], expected, command) for name, (_, expected, command) in cases.items()}
+    return {name: (*done[name], expected, command, changed[name]) for name, (_, expected, command) in cases.items()}
 
 
 def test_the_bad_input_table_has_unique_names():
@@ -294,7 +333,9 @@ def test_the_bad_input_table_has_unique_names():
 
 @pytest.mark.parametrize("case", [name for name, _, _ in BAD_INPUTS])
 def test_bad_input_prints_one_line_and_exits_with_2(bad_runs, case):
-    returncode, out, err, expected, command = bad_runs[case]
+    """One line, exit 2, no traceback, and every file that was there before is byte-identical."""
+    returncode, out, err, expected, command, changed = bad_runs[case]
+    assert not changed, changed
     assert returncode == 2, (out, err)
     assert "Traceback" not in err
     lines = err.splitlines()
