@@ -16,6 +16,7 @@ from .cli_args import (OneLineParser, device, existing_file, image_side, nonnega
 from .config import COMPILE_MODES, PROFILES, VARIANTS, default_data_dir, get_profile, with_variants
 from .data.protocols import OFFICIAL, PROTOCOLS
 from .order import EXPERIMENTS
+from .atomic import write_text_atomic
 from .errors import ConfigError, SkinsegError
 
 
@@ -103,7 +104,13 @@ def cmd_evaluate(args) -> None:
     from .device import resolve_device
     from .evaluate import evaluate_model, summarize
     from .leakage import check_held_out
+    from .outputs import WRITTEN_BY, check_outputs, written_by
     from .predict import checkpoint_image_size
+    out, summary_path = Path(args.out), Path(args.out).with_suffix(".json")
+    data_root = Path(args.data)
+    check_outputs([out, summary_path], [args.checkpoint], overwrite=args.overwrite,
+                  own=[out, summary_path] if written_by(summary_path, "evaluate") else [],
+                  input_folders=[data_root, *data_root.glob("*/"), *data_root.glob("*/*/")])
     state = load_checkpoint(args.checkpoint)
     model = model_from_state(state, args.checkpoint, resolve_device(args.device))
     size = tuple(args.image_size) if args.image_size else checkpoint_image_size(state)
@@ -114,10 +121,11 @@ def cmd_evaluate(args) -> None:
     table = evaluate_model(model, data, tta=args.tta, postprocess=args.postprocess)
     summary = summarize(table)
     print(f"{data.source}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, float_format="%.6f")
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"source": data.source, "note": note, **summary}, indent=1))
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, table.to_csv(float_format="%.6f"))
+    write_text_atomic(summary_path, json.dumps({"source": data.source, "note": note, **summary,
+                                                WRITTEN_BY: "skinseg evaluate"}, indent=1))
+    print(f"wrote {out} and {summary_path}")
 
 
 def cmd_compare(args) -> None:
@@ -125,20 +133,27 @@ def cmd_compare(args) -> None:
 
     from .evaluate import paired_comparison
     from .errors import DataError
+    from .outputs import WRITTEN_BY, check_outputs, written_by
+    from .score_tables import score_column
+    if args.out:
+        check_outputs([args.out], [args.a, args.b], overwrite=args.overwrite,
+                      own=[args.out] if written_by(args.out, "compare") else [])
     tables = []
     for path in (args.a, args.b):
-        if not Path(path).is_file():
-            raise DataError(f"per-image table {path} does not exist (write one with 'python -m skinseg evaluate')")
-        table = pd.read_csv(path, index_col="id")
-        if args.metric not in table:
-            raise DataError(f"{path} has no column {args.metric!r}; it has {list(table.columns)}")
-        tables.append(table[args.metric])
+        tables.append(score_column(path, args.metric))
+    ids_a, ids_b = set(tables[0].index), set(tables[1].index)
+    if ids_a != ids_b:
+        only_a, only_b = sorted(ids_a - ids_b), sorted(ids_b - ids_a)
+        raise DataError(f"{args.a} and {args.b} score different images: {len(only_a)} only in {args.a}"
+                        f"{f' (e.g. {only_a[0]})' if only_a else ''}, {len(only_b)} only in {args.b}"
+                        f"{f' (e.g. {only_b[0]})' if only_b else ''}, {len(ids_a & ids_b)} in both; "
+                        "compare tables of the same images")
     result = paired_comparison(*tables, seed=args.seed)
     print(f"{args.metric}: A {result['mean_a']:.4f}, B {result['mean_b']:.4f}, B - A {result['mean_diff']:+.4f} "
           f"[95 % CI {result['ci_low']:+.4f}, {result['ci_high']:+.4f}], Wilcoxon p = {result['p_wilcoxon']:.3g}, "
           f"n = {result['n']} images (B better on {result['b_better']}, A on {result['a_better']})")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        write_text_atomic(Path(args.out), json.dumps({**result, WRITTEN_BY: "skinseg compare"}, indent=1))
         print(f"wrote {args.out}")
 
 
@@ -220,7 +235,7 @@ def cmd_predict(args) -> None:
     from .predict import predict
     table = predict(args.checkpoint, args.inputs, args.out, image_size=args.image_size, device=args.device,
                     tta=args.tta, postprocess=args.postprocess, psi=args.psi, batch_size=args.batch_size,
-                    progress=not args.quiet)
+                    progress=not args.quiet, overwrite=args.overwrite)
     kinds = f"{len(table)} masks, {len(table)} overlays" + (f", {len(table)} ψ pictures" if args.psi else "")
     print(f"wrote {kinds} and predictions.csv to {args.out}")
 
@@ -237,6 +252,9 @@ def cmd_info(args) -> None:
     splits = ("train", "val", "test")
     counts = ", ".join(f"{s} {len(split_pairs(Path(args.data), s, year, args.protocol))}" for s in splits)
     print(f"{dataset_label(Path(args.data), year, args.protocol)} in {args.data}: {counts}")
+
+
+OVERWRITE_HELP = "replace existing output files that another command (or you) wrote; inputs are never replaced"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=("none", "flip", "d4"), default="none")
     p.add_argument("--postprocess", action="store_true", help="keep the largest region, holes filled")
     p.add_argument("--out", type=output_file, default=Path("runs/evaluate/per_image.csv"))
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--device", type=device)
     p.set_defaults(func=cmd_evaluate)
 
@@ -296,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=("none", "flip", "d4"), default="none")
     p.add_argument("--postprocess", action="store_true", help="keep the largest region, holes filled")
     p.add_argument("--psi", action="store_true", help="Attention U-Net only: also a picture of the four gates' ψ maps")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--device", type=device)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -307,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="iou")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed")
     p.add_argument("--out", type=output_file, help="also write the result as JSON")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("experiment", help="both models x several seeds: every artifact the book shows")

@@ -34,11 +34,16 @@ from .data.isic import resize_image, resize_mask
 from .data.tensors import model_input
 from .errors import ConfigError, DataError
 from .evaluate import TTA, binarize, predict_probabilities
+from .atomic import write_text_atomic
+from .checks import check_paths
 from .images import read_image
+from .lock import output_lock
+from .outputs import check_outputs
 from .models import model_name
 from .plots import ATTENTION_COLOUR, UNET_COLOUR, mask_outline
 
 DEFAULT_IMAGE_SIZE = (192, 256)
+PREDICTIONS = "predictions.csv"
 MASK_COLOURS = {"unet": UNET_COLOUR, "attention_unet": ATTENTION_COLOUR}
 
 
@@ -55,15 +60,18 @@ def image_files(inputs) -> list[Path]:
     """The image files named by ``inputs`` (files, or folders whose image files are taken), in order.
 
     A folder contributes the files directly inside it with one of
-    :data:`~skinseg.data.folders.IMAGE_EXTENSIONS`, sorted by name, without hidden files and
-    ``*_superpixels`` images. Raises :class:`DataError` for a missing path, a file that is no
+    :data:`~skinseg.data.folders.IMAGE_EXTENSIONS`, sorted by name, without hidden files,
+    ``*_superpixels`` images and the outputs of an earlier ``predict`` into it (those its
+    ``predictions.csv`` lists). Raises :class:`DataError` for a missing path, a file that is no
     image, a folder without images, and two images with one stem (their outputs would collide).
     """
     files: list[Path] = []
     for path in map(Path, inputs):
         if path.is_dir():
+            outputs = set(_listed(earlier_predictions(path, refuse=False)))
             found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                           and p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.endswith("_superpixels"))
+                           and p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.lower().endswith("_superpixels")
+                           and p.name not in outputs)
             if not found:
                 hint = f"; did you mean {path / IMAGE_DIR}?" if (path / IMAGE_DIR).is_dir() else ""
                 raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}{hint}")
@@ -122,7 +130,7 @@ def psi_picture(image: np.ndarray, psis: list[np.ndarray], path: Path, title: st
 
 def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
                    tta: str = "none", postprocess: bool = False, psi: bool = False, batch_size: int = 8,
-                   device=None, progress: bool = True, checkpoint=None) -> pd.DataFrame:
+                   device=None, progress: bool = True, checkpoint=None, overwrite: bool = False) -> pd.DataFrame:
     """Predict a mask for every image file and write the files of the module docstring.
 
     Args:
@@ -132,9 +140,15 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
         tta, postprocess: as for ``evaluate`` (:func:`skinseg.evaluate.predict_probabilities`, :func:`binarize`).
         psi: also write the ψ picture (Attention U-Net only).
         checkpoint: the path the model was read from, to name it in errors.
+        overwrite: replace output files that ``predict`` did not write (never an input image).
 
-    Returns the table written to ``predictions.csv``, indexed by ``id`` (the file stem), with
-    columns ``image``, ``width``, ``height``, ``predicted_fraction`` (in [0, 1]), ``mask``,
+    ``out_dir`` is held (:func:`skinseg.lock.output_lock`) while it is written. The outputs of
+    earlier predictions into ``out_dir`` (those its ``predictions.csv`` lists) are replaced,
+    and that table keeps the rows of the images not predicted again. An output that is an input,
+    or that exists and was not written by ``predict``, is refused before any work (:mod:`skinseg.outputs`).
+
+    Returns the table of the images predicted now (``predictions.csv`` may hold more rows),
+    indexed by ``id`` (the file stem), with columns ``image``, ``width``, ``height``, ``predicted_fraction`` (in [0, 1]), ``mask``,
     ``overlay`` and, with ``psi``, ``psi``.
     """
     name = model_name(model)
@@ -147,8 +161,50 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
     if h % 16 or w % 16 or h <= 0 or w <= 0:
         raise ConfigError(f"image size must be two positive multiples of 16, got {tuple(image_size)}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = [Path(f) for f in files]
+    files = check_paths(files, "files")
+    with output_lock(out_dir):
+        earlier = earlier_predictions(out_dir, refuse=not overwrite)
+        names = [f"{f.stem}{end}" for f in files for end in ("_mask.png", "_overlay.png") + (("_psi.png",) if psi else ())]
+        own = [out_dir / n for n in _listed(earlier)] + ([out_dir / PREDICTIONS] if earlier is not None else [])
+        check_outputs([out_dir / PREDICTIONS] + [out_dir / n for n in names], files, own=own, overwrite=overwrite,
+                      input_folders={f.parent for f in files})
+        table = _predict_into(model, name, files, out_dir, image_size, tta, postprocess, psi, batch_size, device, progress)
+        kept = earlier.drop(index=table.index, errors="ignore") if earlier is not None else None
+        whole = pd.concat([kept, table]) if kept is not None and len(kept) else table
+        write_text_atomic(out_dir / PREDICTIONS, whole.sort_index().to_csv(float_format="%.6f"))
+    return table
+
+
+def earlier_predictions(out_dir: Path, refuse: bool = True) -> pd.DataFrame | None:
+    """The ``predictions.csv`` that ``predict`` wrote into ``out_dir`` earlier, or None if there is none.
+
+    A ``predictions.csv`` that ``predict`` did not write raises :class:`~skinseg.errors.ConfigError`
+    with ``refuse`` (it is not replaced), and counts as none without."""
+    path = Path(out_dir) / PREDICTIONS
+    if not path.exists():
+        return None
+    try:
+        table = pd.read_csv(path, index_col="id")
+        missing = {"image", "width", "height", "predicted_fraction", "mask", "overlay"} - set(table.columns)
+        if missing:
+            raise ValueError(f"no column {sorted(missing)[0]!r}")
+    except (ValueError, TypeError, KeyError, IndexError, OSError, pd.errors.ParserError) as err:
+        if refuse:
+            raise ConfigError(f"{path} exists and was not written by predict ({str(err).splitlines()[0]}): "
+                              "choose another --out, or add --overwrite to replace it") from None
+        return None
+    return table
+
+
+def _listed(table: pd.DataFrame | None) -> list[str]:
+    """The output file names a predictions table lists."""
+    if table is None:
+        return []
+    columns = [c for c in ("mask", "overlay", "psi") if c in table]
+    return [str(v) for c in columns for v in table[c].dropna()]
+
+
+def _predict_into(model, name, files, out_dir, image_size, tta, postprocess, psi, batch_size, device, progress):
     rows = []
     with tqdm(total=len(files), desc="predict", unit="image", disable=not progress) as bar:
         for start in range(0, len(files), batch_size):
@@ -173,9 +229,7 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
                                 f"{path.stem}: attention gates of the {MODEL_LABELS[name]}")
                 rows.append(row)
                 bar.update()
-    table = pd.DataFrame(rows).set_index("id")
-    table.to_csv(out_dir / "predictions.csv", float_format="%.6f")
-    return table
+    return pd.DataFrame(rows).set_index("id")
 
 
 def _psi_maps(model: nn.Module, images: np.ndarray, device) -> list[np.ndarray]:
@@ -196,7 +250,7 @@ def predict(checkpoint, inputs, out_dir, *, image_size: tuple[int, int] | None =
     (:func:`image_files`); ``image_size`` defaults to the checkpoint's (:func:`checkpoint_image_size`)."""
     from .device import resolve_device
 
-    files = image_files(inputs)
+    files = image_files(check_paths(inputs, "inputs"))
     state = load_checkpoint(checkpoint)
     size = tuple(image_size) if image_size else checkpoint_image_size(state)
     device = resolve_device(device)

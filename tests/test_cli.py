@@ -93,6 +93,15 @@ BAD_INPUTS = [
     ("cmyk_image", TRAIN + ["{cmyk_image}"], ["cannot read {cmyk_image}/" + TRAIN_IMAGES + "/ISIC_0000004.jpg", "mode CMYK"]),
     ("huge_image", TRAIN + ["{huge_image}"],
      ["cannot read {huge_image}/" + TRAIN_IMAGES + "/ISIC_0000004.png", "169,000,000 pixels, more than 150,000,000"]),
+    ("compare_no_common_ids", ["compare", "{tab_good}", "{tab_other_ids}"],
+     ["{tab_good} and {tab_other_ids} score different images: 3 only in {tab_good} (e.g. a)", "0 in both"]),
+    ("compare_no_id_column", ["compare", "{tab_good}", "{tab_no_id}"], ["{tab_no_id} has no column 'id'"]),
+    ("compare_text_in_scores", ["compare", "{tab_good}", "{tab_text}"],
+     ["{tab_text}: column 'iou' holds text, e.g. 'n/a' for id 'b'"]),
+    ("compare_duplicated_ids", ["compare", "{tab_good}", "{tab_twice}"], ["{tab_twice} has 1 duplicated id(s), e.g. 'a'"]),
+    ("compare_missing_score", ["compare", "{tab_good}", "{tab_nan}"],
+     ["{tab_nan}: column 'iou' has 1 missing or infinite score(s), e.g. for id 'c'"]),
+    ("compare_not_a_table", ["compare", "{tab_good}", "{empty_pt}"], ["cannot read per-image table {empty_pt}"]),
     ("missing_table", ["compare", "{root}/a.csv", "{root}/b.csv"],
      ["per-image table {root}/a.csv does not exist", "python -m skinseg evaluate"]),
     # your own images (the pairing rules of skinseg.data.folders are tested in test_folders.py)
@@ -104,6 +113,24 @@ BAD_INPUTS = [
      ["no images (.jpg", "in folder {layout}"]),
     ("predict_psi_on_unet", ["predict", "--checkpoint", "{run}/best.pt", "--psi", "--out", "{root}/predicted",
                              "{layout}/ISIC-2017_Test_v2_Data"], ["psi maps need an Attention U-Net, but {run}/best.pt holds a U-Net"]),
+    # outputs never replace inputs, nor files that another command wrote
+    ("evaluate_out_is_the_checkpoint", ["evaluate", "--checkpoint", "{run_c}/best.pt", "--data", "{layout}", "--out",
+                                        "{run_c}/best.pt"],
+     ["output {run_c}/best.pt is also an input of this command", "choose another --out"]),
+    ("evaluate_out_in_the_masks", EVALUATE + ["--out", "{layout}/ISIC-2017_Test_v2_Part1_GroundTruth/ISIC_0000012_segmentation.png"],
+     ["would be written into the input folder {layout}/ISIC-2017_Test_v2_Part1_GroundTruth"]),
+    ("evaluate_out_is_a_foreign_file", EVALUATE + ["--out", "{text_file}"],
+     ["{text_file} exists and was not written by this command", "--overwrite"]),
+    ("evaluate_table_is_its_summary", EVALUATE + ["--out", "{root}/scores.json"],
+     ["two outputs of this command are the same file {root}/scores.json"]),
+    ("compare_out_is_an_input", ["compare", "{text_file}", "{root}/b.csv", "--out", "{text_file}"],
+     ["output {text_file} is also an input of this command"]),
+    ("predict_into_its_images", ["predict", "--checkpoint", "{run}/best.pt", "--out", "{test_images}", "{test_images}"],
+     ["would be written into the input folder {test_images}"]),
+    ("predict_over_a_foreign_file", ["predict", "--checkpoint", "{run}/best.pt", "--out", "{foreign}", "{test_images}"],
+     ["{foreign}/ISIC_0000012_mask.png exists and was not written by this command", "--overwrite"]),
+    ("predict_over_a_foreign_table", ["predict", "--checkpoint", "{run}/best.pt", "--out", "{foreign_table}", "{test_images}"],
+     ["{foreign_table}/predictions.csv exists and was not written by predict", "--overwrite"]),
     ("external_not_name_folder", ["experiment", "--profile", "tiny", "--external", "ph2", "--data", "{layout}"],
      ["--external 'ph2': expected NAME=FOLDER"]),
     ("external_missing_folder", ["experiment", "--profile", "tiny", "--out", "{root}/ext", "--external",
@@ -289,7 +316,18 @@ def bad_runs(tmp_path_factory, layout_2017):
     fit(UNet(width=4), tiny.subset(slice(0, 4)), tiny.subset(slice(4, 8)), PROFILES["tiny"].replace(epochs=1),
         places["run"], progress=False, device="cpu")
     places.update(_files(root, places["run"]))
-    for copy in ("run_a", "run_b"):  # commands that would write into the run run at the same time
+    tables = {"tab_good": "id,iou\na,0.5\nb,0.6\nc,0.7\n", "tab_other_ids": "id,iou\nx,0.5\ny,0.6\nz,0.7\n",
+              "tab_no_id": "image,iou\na,0.5\nb,0.6\nc,0.7\n", "tab_text": "id,iou\na,0.5\nb,n/a\nc,0.7\n",
+              "tab_twice": "id,iou\na,0.5\na,0.6\nc,0.7\n", "tab_nan": "id,iou\na,0.5\nb,0.6\nc,\n"}
+    for name, text in tables.items():
+        places[name] = root / f"{name}.csv"
+        places[name].write_text(text)
+    places["test_images"] = Path(shutil.copytree(layout_2017 / "ISIC-2017_Test_v2_Data", root / "test_images"))
+    for folder, name in (("foreign", "ISIC_0000012_mask.png"), ("foreign_table", "predictions.csv")):
+        places[folder] = root / folder
+        places[folder].mkdir()
+        (places[folder] / name).write_text("the user's own file\n")
+    for copy in ("run_a", "run_b", "run_c"):  # commands that would write into the run run at the same time
         places[copy] = Path(shutil.copytree(places["run"], root / copy))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,6 +12,7 @@ from ..config import cache_dir as default_cache_dir
 from ..errors import DataError
 from .arrays import SegmentationData
 from .folders import FOLDERS, detect_layout, find_folder_pairs
+from ..checks import check_limit, check_size
 from .isic import SPLITS, read_pair
 from .protocols import OFFICIAL, check_protocol, dataset_label, origin, protocol_pairs
 
@@ -53,6 +54,7 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
     ``origin`` says where the images come from. The dataset folder itself is only read.
     """
     root = Path(root)
+    size, limit = check_size(size), check_limit(limit)
     year = year or detect_layout(root)
     pairs = split_pairs(root, split, year, protocol)
     if limit is not None:
