@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
 from .cli_args import (OneLineParser, device, existing_file, image_side, nonnegative_int, output_file,
                        output_folder, positive_float, positive_int, url, width)
-from .config import COMPILE_MODES, PROFILES, VARIANTS, default_data_dir, get_profile, with_variants
+from .config import COMPILE_MODES, PROFILES, VARIANTS, default_data_dir, get_profile, results_dir, with_variants
 from .data.protocols import OFFICIAL, PROTOCOLS
 from .order import EXPERIMENTS
 from .atomic import write_text_atomic
@@ -56,11 +57,17 @@ def _add_protocol_option(p: argparse.ArgumentParser) -> None:
                         "(the article's ISIC 2016 splits rebuilt from an ISIC 2017 folder; skinseg.data.protocols)")
 
 
+def _option(p: argparse.ArgumentParser, flag: str) -> argparse.Action:
+    return next(a for a in p._actions if flag in a.option_strings)
+
+
 def _add_run_options(p: argparse.ArgumentParser, out: Path, out_help: str, data_help: str) -> None:
     """What the experiment and the sweep share: data, protocol, output and checkpoint folders, a time budget."""
     p.add_argument("--data", type=Path, default=None, help=data_help)
     _add_protocol_option(p)
-    p.add_argument("--out", type=output_folder, default=out, help=out_help)
+    p.add_argument("--out", type=output_folder, default=None,
+                   help=f"{out_help} (default: $SKINSEG_RESULTS/{out.name}, else {out} of this repository)")
+    p.set_defaults(default_out=out.name)
     p.add_argument("--work-dir", type=output_folder, help="folder for checkpoints (default runs/<out name>)")
     p.add_argument("--time-budget", type=positive_float, metavar="SECONDS",
                    help="experiment: start only the whole runs whose expected time fits (the epochs stay the "
@@ -92,10 +99,18 @@ def cmd_train(args) -> None:
     model = build_model(args.model, profile.width)
     print(f"{args.model}, {profile.label()}: {len(train)} training images ({train.source}) and {len(val)} "
           f"validation images from {args.data}")
+    outputs = [Path(args.out) / name for name in (BEST, LAST, HISTORY)]
+    before = {p: p.stat().st_mtime_ns for p in outputs if p.exists()}
     history = fit(model, train, val, profile, args.out, seed=args.seed, resume=not args.no_resume, device=args.device)
     print(f"best epoch {history.best_epoch}: validation IoU {history.best_val_iou:.4f}")
-    for name in (BEST, LAST, HISTORY):
-        print(f"wrote {Path(args.out) / name}")
+    for path in outputs:  # only what this call wrote
+        if path.exists() and before.get(path) != path.stat().st_mtime_ns:
+            print(f"wrote {path}")
+        elif path.exists():
+            print(f"kept {path} (the run had already finished)")
+        else:
+            print(f"{path} is missing and was not written: the run had already finished; "
+                  "train it again with --no-resume", file=sys.stderr)
 
 
 def cmd_evaluate(args) -> None:
@@ -167,6 +182,7 @@ def cmd_experiment(args) -> None:
     from .experiment import run_experiment
     from .external import parse_external
     profile = _profile(args)  # a budget decides how many runs start, never the epochs
+    args.out = args.out or results_dir() / args.default_out
     run_experiment(args.data, args.out, profile, seeds=args.seeds, work_dir=args.work_dir, device=args.device,
                    progress=not args.quiet, time_budget=args.time_budget, protocol=args.protocol,
                    external=parse_external(args.external))
@@ -176,8 +192,16 @@ def cmd_slice(args) -> None:
     from .slice import run_slice
     if args.epochs is not None:
         raise ConfigError("slice trains every run for its profile's epochs; --epochs is not accepted")
+    profile = None  # each experiment's own recipe
+    if args.profile or os.environ.get("SKINSEG_PROFILE"):
+        profile = get_profile(args.profile)
+    else:
+        from .device import resolve_device
+        if resolve_device(args.device).type != "cuda":
+            profile = get_profile("smoke")
+            print("no --profile or $SKINSEG_PROFILE and no GPU: every experiment runs the smoke profile")
     run_slice(args.data, args.archive, time_budget=args.time_budget, work_dir=args.work_dir, committed=args.committed,
-              experiments=args.experiments, profile=get_profile(args.profile) if args.profile else None,
+              experiments=args.experiments, profile=profile,
               adjust=functools.partial(_adjust, args), device=args.device, progress=not args.quiet)
 
 
@@ -193,6 +217,7 @@ def cmd_merge(args) -> None:
 
 def cmd_sweep(args) -> None:
     from .sweep import run_sweep
+    args.out = args.out or results_dir() / args.default_out
     run_sweep(args.data, args.out, _budgeted_run_profile(args), args.variants, model=args.model, seed=args.seed,
               work_dir=args.work_dir, device=args.device, time_budget=args.time_budget, progress=not args.quiet,
               protocol=args.protocol)
@@ -353,8 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"only these of {', '.join(EXPERIMENTS)} (default: all, in the order of skinseg.order.SLICE_ORDER)")
     p.add_argument("--quiet", action="store_true")
     _add_profile_options(p)
-    _add_variant_option(p)
     p.set_defaults(func=cmd_slice)
+    _option(p, "--profile").help = ("one recipe for every experiment (default: $SKINSEG_PROFILE, else each "
+                                    "experiment's own on a GPU and smoke on a CPU)")
+    _add_variant_option(p)
 
     p = sub.add_parser("merge", help="add the finished runs of a slice archive to a results folder")
     p.add_argument("archive", type=Path, help="a .tgz written by 'python -m skinseg slice'")

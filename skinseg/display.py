@@ -23,6 +23,7 @@ import pandas as pd
 
 from .atomic import write_atomic
 from .errors import DataError
+from .result_files import read_table
 
 FILE_NAME = "display.npz"
 # Quantiles of the U-Net's per-image IoU whose image is kept (position int(q * (n - 1))
@@ -141,7 +142,7 @@ def store_display_of_run(out_dir, test, seed: int, psi_ids=(), folders=None) -> 
               for m in ("unet", "attention_unet")]
     if None in tables:
         return None
-    unet, attention = (pd.read_csv(t, index_col="id")["iou"] for t in tables)
+    unet, attention = (read_table(t)["iou"] for t in tables)
     return store_display(out_dir, test, unet, attention, psi_ids)
 
 

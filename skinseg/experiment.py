@@ -57,6 +57,7 @@ from .plan import RunCosts
 from .psi import flatten_levels
 from .results import finished_seeds
 from .train import BEST, fit, recipe_changes, training_recipe
+from .result_files import read_json
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet")
 N_PSI_IMAGES = 12
@@ -176,7 +177,7 @@ def folder_mismatch(folder: Path, config: dict) -> str | None:
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not any((folder / "runs").glob("*.json")):
         return None
-    return experiment_mismatch(json.loads((folder / "config.json").read_text()), config)
+    return experiment_mismatch(read_json(folder / "config.json"), config)
 
 
 def experiment_mismatch(stored: dict, new: dict) -> str | None:
@@ -216,9 +217,9 @@ def summarize_experiment(out_dir: Path) -> dict:
     first seed is complete.
     """
     out_dir = Path(out_dir)
-    config = json.loads((out_dir / "config.json").read_text())
+    config = read_json(out_dir / "config.json")
     seeds = finished_seeds(out_dir, MODEL_NAMES)
-    records = sorted((json.loads(p.read_text()) for p in (out_dir / "runs").glob("*.json")),
+    records = sorted((read_json(p) for p in (out_dir / "runs").glob("*.json")),
                      key=lambda r: (r["seed"], MODEL_NAMES.index(r["model"])))
     runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r.get("environment", config["environment"])["device"]}
             for r in records]

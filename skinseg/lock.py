@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+from .atomic import remove_stale_temporaries
 from .errors import FolderInUseError
 
 __all__ = ["LOCK_NAME", "output_lock", "locks_folder"]
@@ -79,6 +80,7 @@ def output_lock(folder: Path | str) -> Iterator[Path]:
             _held[key][1] += 1
         else:
             _held[key] = [_acquire(folder), 1]
+            remove_stale_temporaries(folder)  # left by a writer killed mid-write
     try:
         yield folder
     finally:

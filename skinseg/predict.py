@@ -34,7 +34,7 @@ from .data.isic import resize_image, resize_mask
 from .data.tensors import model_input
 from .errors import ConfigError, DataError
 from .evaluate import TTA, binarize, predict_probabilities
-from .atomic import write_text_atomic
+from .atomic import write_atomic, write_text_atomic
 from .checks import check_paths
 from .images import read_image
 from .lock import output_lock
@@ -221,8 +221,8 @@ def _predict_into(model, name, files, out_dir, image_size, tta, postprocess, psi
                 row = {"id": path.stem, "image": str(path), "width": shown_w, "height": shown_h,
                        "predicted_fraction": float(mask.mean()),
                        "mask": f"{path.stem}_mask.png", "overlay": f"{path.stem}_overlay.png"}
-                Image.fromarray(resize_mask(mask, (shown_h, shown_w)) * np.uint8(255)).save(out_dir / row["mask"])
-                Image.fromarray(outlined(original, mask, MASK_COLOURS[name])).save(out_dir / row["overlay"])
+                _save_png(out_dir / row["mask"], resize_mask(mask, (shown_h, shown_w)) * np.uint8(255))
+                _save_png(out_dir / row["overlay"], outlined(original, mask, MASK_COLOURS[name]))
                 if psis is not None:
                     row["psi"] = f"{path.stem}_psi.png"
                     psi_picture(inputs[i], [p[i] for p in psis], out_dir / row["psi"],
@@ -230,6 +230,11 @@ def _predict_into(model, name, files, out_dir, image_size, tta, postprocess, psi
                 rows.append(row)
                 bar.update()
     return pd.DataFrame(rows).set_index("id")
+
+
+def _save_png(path: Path, pixels: np.ndarray) -> None:
+    """Write ``pixels`` ((H, W) or (H, W, 3) uint8) as a PNG, atomically (a failed write names ``path``)."""
+    write_atomic(path, lambda f: Image.fromarray(pixels).save(f, format="PNG"))
 
 
 def _psi_maps(model: nn.Module, images: np.ndarray, device) -> list[np.ndarray]:

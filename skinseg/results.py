@@ -17,7 +17,6 @@ and figure comes from the files and nothing is copied by hand::
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +30,7 @@ from .config import results_dir
 from .errors import DataError
 from .psi import PsiMaps, load_psi
 from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display
+from .result_files import read_arrays, read_json, read_table
 
 MODEL_NAMES = ("unet", "attention_unet")
 # The test summaries of a run: the validation-selected variant ("test") and the raw prediction ("test_raw").
@@ -44,12 +44,7 @@ def finished_seeds(folder: Path, models=MODEL_NAMES) -> list[int]:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError(f"results file {path} is missing")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"results file {path} is not valid JSON ({err})") from None
+    return read_json(path)
 
 
 @dataclass(frozen=True)
@@ -212,10 +207,7 @@ class Results:
     def per_image(self, model: str, seed: int) -> pd.DataFrame:
         """Test metrics per image of one run, indexed by ``id``: ``iou``, ``dice`` (chosen variant),
         ``tp``, ``fp``, ``fn``, ``lesion_fraction``, ``predicted_fraction``, ``iou_raw``, ``dice_raw``."""
-        path = self.path / "per_image" / f"{model}_seed{seed}.csv"
-        if not path.is_file():
-            raise DataError(f"results file {path} is missing")
-        return pd.read_csv(path, index_col="id")
+        return read_table(self.path / "per_image" / f"{model}_seed{seed}.csv")
 
     def per_image_all(self) -> pd.DataFrame:
         """Every run's per-image table stacked, with ``model`` and ``seed`` columns (long format)."""
@@ -234,10 +226,10 @@ class Results:
     def predictions(self, model: str, seed: int | None = None) -> Predictions:
         """The predicted test masks of ``model`` (default: the first seed), unpacked."""
         path, seed = self._seed_of("predictions", model, seed)
-        with np.load(path) as z:
-            shape = tuple(int(v) for v in z["shape"])
-            masks = np.unpackbits(z["masks"], axis=-1)[..., :shape[-1]]
-            ids = [str(i) for i in z["ids"]]
+        z = read_arrays(path, ("shape", "masks", "ids"))
+        shape = tuple(int(v) for v in z["shape"])
+        masks = np.unpackbits(z["masks"], axis=-1)[..., :shape[-1]]
+        ids = [str(i) for i in z["ids"]]
         if masks.shape != shape:
             raise DataError(f"{path}: unpacked masks have shape {masks.shape}, expected {shape}")
         return Predictions(model, seed, ids, masks.astype(np.uint8))

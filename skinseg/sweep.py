@@ -17,7 +17,6 @@ end, ``recommended`` names the variant to carry into the experiment
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,6 +33,7 @@ from .lock import locks_folder
 from .models import MODELS, build_model
 from .plan import budgeted_profile
 from .train import BEST, fit
+from .result_files import read_json
 
 BASELINE = "baseline"
 
@@ -77,7 +77,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     # only the best epoch's validation images are scored at the end: no TTA views, no test set
     profile, plan = budgeted_profile(profile, time_budget, path, {"train": len(train), "val": len(val), "test": 0},
                                      len(names), device, models=(model,), log=log, evaluation_tta=("none",))
-    report = json.loads(path.read_text()) if path.exists() else {}
+    report = read_json(path) if path.exists() else {}
     done = report.get("variants", {})
     report = {"label": profile.label(), "profile": profile.to_dict(), "model": model, "seed": seed,
               "data": {"train": {"source": train.source, "n": len(train)}, "val": {"source": val.source, "n": len(val)}},

@@ -135,6 +135,9 @@ BAD_INPUTS = [
      ["--external 'ph2': expected NAME=FOLDER"]),
     ("external_missing_folder", ["experiment", "--profile", "tiny", "--out", "{root}/ext", "--external",
                                  "ph2={root}/nowhere", "--data", "{layout}"], ["no ISIC data found in {root}/nowhere"]),
+    # files skinseg wrote itself, damaged since
+    ("experiment_damaged_config", ["experiment", "--profile", "tiny", "--out", "{damaged_results}", "--data", "{layout}"],
+     ["results file {damaged_results}/config.json is damaged: not valid JSON"]),
     # checkpoints
     ("missing_checkpoint", ["evaluate", "--checkpoint", "{root}/missing.pt"],
      ["argument --checkpoint: expected an existing file, got '{root}/missing.pt' (no such file)"]),
@@ -322,6 +325,10 @@ def bad_runs(tmp_path_factory, layout_2017):
     for name, text in tables.items():
         places[name] = root / f"{name}.csv"
         places[name].write_text(text)
+    places["damaged_results"] = root / "damaged_results"
+    (places["damaged_results"] / "runs").mkdir(parents=True)
+    (places["damaged_results"] / "runs" / "unet_seed0.json").write_text('{"run": "unet_seed0"}')
+    (places["damaged_results"] / "config.json").write_text('{"label": "cut sho')
     places["test_images"] = Path(shutil.copytree(layout_2017 / "ISIC-2017_Test_v2_Data", root / "test_images"))
     for folder, name in (("foreign", "ISIC_0000012_mask.png"), ("foreign_table", "predictions.csv")):
         places[folder] = root / folder

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +66,12 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
     ids = [p[0] for p in pairs]
     cache_file = Path(cache_dir or default_cache_dir()) / f"{'' if year == FOLDERS else 'isic'}{year}_{split}_{size[0]}x{size[1]}_{_cache_key(pairs, size)}.npz"
     if cache and cache_file.exists():
-        with np.load(cache_file) as z:
-            if json.loads(str(z["ids"])) == ids:
-                return SegmentationData(z["images"], z["masks"], ids, source, where)
+        try:
+            with np.load(cache_file) as z:
+                if json.loads(str(z["ids"])) == ids:
+                    return SegmentationData(z["images"], z["masks"], ids, source, where)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # a truncated or damaged cache file (a killed write, a full disk) is built again below
     images = np.empty((len(pairs), *size, 3), np.uint8)
     masks = np.empty((len(pairs), *size), np.uint8)
     for i, (_, image_path, mask_path) in enumerate(pairs):
