@@ -36,7 +36,7 @@ from .errors import ConfigError, DataError
 from .evaluate import TTA, binarize, predict_probabilities
 from .atomic import write_atomic, write_text_atomic
 from .checks import check_paths
-from .images import read_image
+from .images import read_image, shown_size
 from .lock import output_lock
 from .outputs import check_outputs
 from .models import model_name
@@ -162,12 +162,20 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
         raise ConfigError(f"image size must be two positive multiples of 16, got {tuple(image_size)}")
     out_dir = Path(out_dir)
     files = check_paths(files, "files")
-    with output_lock(out_dir):
+    names = [f"{f.stem}{end}" for f in files for end in ("_mask.png", "_overlay.png") + (("_psi.png",) if psi else ())]
+
+    def check() -> pd.DataFrame | None:
         earlier = earlier_predictions(out_dir, refuse=not overwrite)
-        names = [f"{f.stem}{end}" for f in files for end in ("_mask.png", "_overlay.png") + (("_psi.png",) if psi else ())]
         own = [out_dir / n for n in _listed(earlier)] + ([out_dir / PREDICTIONS] if earlier is not None else [])
         check_outputs([out_dir / PREDICTIONS] + [out_dir / n for n in names], files, own=own, overwrite=overwrite,
                       input_folders={f.parent for f in files})
+        return earlier
+
+    check()  # before the folder is made, and again once it is held
+    for f in files:  # an unreadable or too large image is named before any work
+        shown_size(f)
+    with output_lock(out_dir):
+        earlier = check()
         table = _predict_into(model, name, files, out_dir, image_size, tta, postprocess, psi, batch_size, device, progress)
         kept = earlier.drop(index=table.index, errors="ignore") if earlier is not None else None
         whole = pd.concat([kept, table]) if kept is not None and len(kept) else table
@@ -190,7 +198,8 @@ def earlier_predictions(out_dir: Path, refuse: bool = True) -> pd.DataFrame | No
             raise ValueError(f"no column {sorted(missing)[0]!r}")
     except (ValueError, TypeError, KeyError, IndexError, OSError, pd.errors.ParserError) as err:
         if refuse:
-            raise ConfigError(f"{path} exists and was not written by predict ({str(err).splitlines()[0]}): "
+            detail = str(err).splitlines()[0] if isinstance(err, ValueError) and "column" in str(err) else "not its table"
+            raise ConfigError(f"{path} exists and was not written by predict ({detail}): "
                               "choose another --out, or add --overwrite to replace it") from None
         return None
     return table
