@@ -23,7 +23,7 @@ import pandas as pd
 
 from .atomic import write_atomic
 from .errors import DataError
-from .result_files import read_table
+from .result_files import read_arrays, read_table
 
 FILE_NAME = "display.npz"
 # Quantiles of the U-Net's per-image IoU whose image is kept (position int(q * (n - 1))
@@ -109,13 +109,15 @@ def load_display(path) -> DisplayImages:
     if not path.is_file():
         raise DataError(f"results file {path} is missing: these results keep no display images "
                         "(written by the experiment since it stores them; draw from local data instead)")
+    read_arrays(path, ())  # DataError naming a damaged file
     with np.load(path) as z:
         missing = {"ids", "images", "masks", "shape"} - set(z.files)
-        if missing:
-            raise DataError(f"{path} is not a display-images file: it lacks {sorted(missing)}")
-        shape = tuple(int(s) for s in z["shape"])
-        masks = np.unpackbits(z["masks"], axis=-1)[..., :shape[-1]].astype(bool)
-        images, ids = z["images"], [str(i) for i in z["ids"]]
+    if missing:
+        raise DataError(f"{path} is not a display-images file: it lacks {sorted(missing)}")
+    z = read_arrays(path, ("shape", "masks", "images", "ids"))
+    shape = tuple(int(s) for s in z["shape"])
+    masks = np.unpackbits(z["masks"], axis=-1)[..., :shape[-1]].astype(bool)
+    images, ids = z["images"], [str(i) for i in z["ids"]]
     if masks.shape != shape or images.shape[:3] != shape:
         raise DataError(f"{path}: images {images.shape} and masks {masks.shape} do not match the stored shape {shape}")
     return DisplayImages(ids, images, masks, str(path))

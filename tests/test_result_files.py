@@ -63,3 +63,14 @@ def test_a_damaged_run_json_or_per_image_table_is_named(tmp_path):
     npz.write_bytes(b"PK\x03\x04 cut")
     with pytest.raises(DataError, match=r"results file .*predictions\.npz is damaged"):
         read_arrays(npz, ("masks",))
+
+
+def test_a_damaged_display_file_is_named(tmp_path):
+    from skinseg.display import load_display
+    path = tmp_path / "display.npz"
+    np.savez(path, ids=np.array(["a"]), images=np.zeros((1, 4, 4, 3), np.uint8), masks=np.zeros((1, 4, 1), np.uint8),
+             shape=np.array([1, 4, 4]))
+    assert load_display(path).ids == ["a"]
+    path.write_bytes(path.read_bytes()[:90])
+    with pytest.raises(DataError, match=r"results file .*display\.npz is damaged"):
+        load_display(path)
