@@ -58,6 +58,7 @@ from .psi import flatten_levels
 from .results import finished_seeds
 from .train import BEST, fit, recipe_changes, training_recipe
 from .result_files import read_json
+from .run_errors import run_folder_hint
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet")
 N_PSI_IMAGES = 12
@@ -128,8 +129,9 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
         if epoch in psi_at:
             np.save(run_dir / f"psi_epoch{epoch:03d}.npy", _collect_psi(evaluated, psi_images, device))
 
-    history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
-                  progress=progress, on_epoch_end=snapshot)
+    with run_folder_hint(run_dir, "experiment"):
+        history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
+                      progress=progress, on_epoch_end=snapshot)
     train_seconds = sum(r["seconds"] for r in history.records)  # also right for a resumed run
     write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
 

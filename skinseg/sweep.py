@@ -34,6 +34,7 @@ from .models import MODELS, build_model
 from .plan import budgeted_profile
 from .train import BEST, fit
 from .result_files import read_json
+from .run_errors import run_folder_hint
 
 BASELINE = "baseline"
 
@@ -93,8 +94,9 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
         seed_everything(seed)
         run_dir = work_dir / name
         try:
-            history = fit(build_model(model, recipe.width), train, val, recipe, run_dir, seed=seed, device=device,
-                          progress=progress)
+            with run_folder_hint(run_dir, "sweep"):
+                history = fit(build_model(model, recipe.width), train, val, recipe, run_dir, seed=seed, device=device,
+                              progress=progress)
         except TrainingError as err:  # a lever that makes training diverge is a finding, not the end of the sweep
             report["variants"][name] = {"changes": changes, "epochs": recipe.epochs, "error": str(err)}
             write_json(path, report)

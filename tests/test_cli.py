@@ -154,6 +154,10 @@ BAD_INPUTS = [
      ["{mismatch_pt}: the 'model' weights do not match its arch (attention_unet of width 4)", "missing"]),
     ("other_architecture", ["train", "--profile", "tiny", "--model", "attention_unet", "--out", "{run_a}", "--data",
                             "{layout}"], ["{run_a}/last.pt holds a unet of width 4", "the model is a attention_unet of width 4"]),
+    ("experiment_run_of_another_recipe", ["experiment", "--profile", "tiny", "--epochs", "2", "--out", "{root}/exp_out",
+                                          "--work-dir", "{exp_work}", "--data", "{layout}"],
+     ["{exp_work}/unet_seed0/last.pt", "Delete {exp_work}/unet_seed0 to start this run again, or give experiment "
+      "another --work-dir"]),
     ("other_recipe", ["train", "--profile", "tiny", "--model", "unet", "--epochs", "3", "--out", "{run_b}", "--data", "{layout}"],
      ["{run_b}/last.pt was written by a run with another recipe (epochs 1 -> 3)", "--no-resume"]),
     # options
@@ -334,6 +338,8 @@ def bad_runs(tmp_path_factory, layout_2017):
         places[folder] = root / folder
         places[folder].mkdir()
         (places[folder] / name).write_text("the user's own file\n")
+    places["exp_work"] = root / "exp_work"
+    shutil.copytree(places["run"], places["exp_work"] / "unet_seed0")
     for copy in ("run_a", "run_b", "run_c"):  # commands that would write into the run run at the same time
         places[copy] = Path(shutil.copytree(places["run"], root / copy))
     with socket.socket() as s:
@@ -388,6 +394,8 @@ def test_bad_input_prints_one_line_and_exits_with_2(bad_runs, case):
     assert lines[0].startswith(f"skinseg {command}: error: " if command else "skinseg: error: ")
     for text in expected:
         assert text in lines[0], (text, lines[0])
+    if command in ("experiment", "sweep", "slice"):  # options of train only are never suggested
+        assert "--no-resume" not in lines[0], lines[0]
 
 
 def test_two_trainings_into_one_folder_the_second_is_refused(tmp_path, layout_2017):
