@@ -102,6 +102,9 @@ BAD_INPUTS = [
     ("compare_missing_score", ["compare", "{tab_good}", "{tab_nan}"],
      ["{tab_nan}: column 'iou' has 1 missing or infinite score(s), e.g. for id 'c'"]),
     ("compare_not_a_table", ["compare", "{tab_good}", "{empty_pt}"], ["cannot read per-image table {empty_pt}"]),
+    ("predict_huge_image", ["predict", "--checkpoint", "{run}/best.pt", "--out", "{root}/predicted_huge",
+                            "{huge_image}/" + TRAIN_IMAGES + "/ISIC_0000004.png"],
+     ["cannot read {huge_image}/" + TRAIN_IMAGES + "/ISIC_0000004.png", "more than 150,000,000"]),
     ("missing_table", ["compare", "{root}/a.csv", "{root}/b.csv"],
      ["per-image table {root}/a.csv does not exist", "python -m skinseg evaluate"]),
     # your own images (the pairing rules of skinseg.data.folders are tested in test_folders.py)

@@ -158,3 +158,10 @@ def test_predict_holds_its_output_folder(checkpoints, odd_folder, tmp_path):
         holder.kill()
         holder.wait()
     assert not (out / "predictions.csv").exists()
+
+
+def test_a_too_large_image_is_named_before_the_output_folder_is_made(checkpoints, tmp_path):
+    Image.new("1", (13000, 13000)).save(tmp_path / "huge.png")
+    with pytest.raises(DataError, match=r"huge\.png: 13000x13000 is 169,000,000 pixels, more than 150,000,000"):
+        predict(checkpoints["unet"], [tmp_path / "huge.png"], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
