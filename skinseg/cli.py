@@ -250,9 +250,17 @@ def cmd_bench(args) -> None:
 
 
 def cmd_synthetic(args) -> None:
+    from .data.isic import LAYOUTS
     from .data.synthetic import write_isic_layout
+    from .outputs import WRITTEN_BY, check_outputs, written_by
+    out = Path(args.out)
+    marker = out / ".skinseg-synthetic.json"  # says the folder's images are SYNTHETIC, to be replaced freely
+    folders = [out / name for split in LAYOUTS[args.year].values() for name in split]
+    check_outputs([f for f in folders if f.is_dir() and any(f.iterdir())], overwrite=args.overwrite,
+                  own=folders if written_by(marker, "synthetic") else [])
     root = write_isic_layout(args.out, args.year, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
                              layout=args.layout)
+    write_text_atomic(marker, json.dumps({WRITTEN_BY: "skinseg synthetic", "year": args.year}))
     print(f"wrote SYNTHETIC ISIC {args.year} layout ({args.layout}) to {root}")
 
 
@@ -413,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synthetic", help="write a SYNTHETIC dataset in an official ISIC layout (demo, tests)")
     p.add_argument("--out", type=output_folder, default=Path("data/synthetic"))
+    p.add_argument("--overwrite", action="store_true", help="replace the files of a folder that synthetic did not write "
+                   "(real images would be lost)")
     p.add_argument("--year", choices=("2016", "2017"), default="2017")
     p.add_argument("--n-train", type=positive_int, default=64)
     p.add_argument("--n-val", type=positive_int, default=16)

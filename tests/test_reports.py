@@ -84,3 +84,18 @@ def test_a_rerun_of_a_finished_training_says_what_it_wrote_and_what_is_missing(l
     out, err = capsys.readouterr()
     assert "wrote" not in out, out
     assert f"{tmp_path / 'run' / 'best.pt'} is missing and was not written" in err and "--no-resume" in err
+
+
+def test_synthetic_replaces_only_its_own_folder(tmp_path, capsys):
+    args = ["synthetic", "--n-train", "1", "--n-val", "1", "--n-test", "1", "--out"]
+    assert main(args + [str(tmp_path / "s")]) == 0
+    assert main(args + [str(tmp_path / "s")]) == 0  # its own folder again
+    real = tmp_path / "real" / "ISIC-2017_Training_Data"
+    real.mkdir(parents=True)
+    (real / "ISIC_0000000.jpg").write_bytes(b"a real photograph")
+    capsys.readouterr()
+    assert main(args + [str(tmp_path / "real")]) == 2
+    assert "exists and was not written by this command" in capsys.readouterr().err
+    assert (real / "ISIC_0000000.jpg").read_bytes() == b"a real photograph"
+    assert main(args + [str(tmp_path / "real"), "--overwrite"]) == 0
+    assert (real / "ISIC_0000000.jpg").read_bytes() != b"a real photograph"
