@@ -82,6 +82,16 @@ def pack_slice(folders: dict[str, Path], archive: Path, *, environment: dict, bu
     return manifest
 
 
+def is_slice_archive(path: Path) -> bool:
+    """Whether ``path`` is a ``.tgz`` that starts with a slice manifest (:func:`pack_slice` writes it first)."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            first = tar.next()
+            return first is not None and first.name == MANIFEST
+    except (tarfile.TarError, OSError, EOFError):
+        return False
+
+
 def open_archive(archive: Path, into: Path | None = None) -> tuple[dict, Path]:
     """Extract ``archive`` (safely: no absolute paths, links or ``..``) into ``into`` (default a
     new temporary folder); returns ``(manifest, folder)``.

@@ -189,9 +189,13 @@ def cmd_experiment(args) -> None:
 
 
 def cmd_slice(args) -> None:
+    from .archive import is_slice_archive
+    from .outputs import check_outputs
     from .slice import run_slice
     if args.epochs is not None:
         raise ConfigError("slice trains every run for its profile's epochs; --epochs is not accepted")
+    check_outputs([args.archive], overwrite=args.overwrite,
+                  own=[args.archive] if is_slice_archive(args.archive) else [])
     profile = None  # each experiment's own recipe
     if args.profile or os.environ.get("SKINSEG_PROFILE"):
         profile = get_profile(args.profile)
@@ -376,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None, help=data_help + "; every experiment reads it, the replica "
                    "through its protocol")
     p.add_argument("--archive", type=output_file, required=True, help="the .tgz to write (runs and manifest)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --archive file that slice did not write")
     p.add_argument("--time-budget", type=positive_float, metavar="SECONDS",
                    help="start a run only if its expected time fits what is left (default: run them all)")
     p.add_argument("--work-dir", type=output_folder, default=Path("runs/slice"),

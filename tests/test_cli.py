@@ -107,6 +107,8 @@ BAD_INPUTS = [
      ["cannot read {huge_image}/" + TRAIN_IMAGES + "/ISIC_0000004.png", "more than 150,000,000"]),
     ("synthetic_over_real_images", ["synthetic", "--out", "{layout}"],
      ["{layout}/ISIC-2017_Training_Data exists and was not written by this command", "--overwrite"]),
+    ("slice_archive_over_a_foreign_file", ["slice", "--profile", "tiny", "--archive", "{text_file}", "--data", "{layout}"],
+     ["{text_file} exists and was not written by this command", "--overwrite"]),
     ("missing_table", ["compare", "{root}/a.csv", "{root}/b.csv"],
      ["per-image table {root}/a.csv does not exist", "python -m skinseg evaluate"]),
     # your own images (the pairing rules of skinseg.data.folders are tested in test_folders.py)
