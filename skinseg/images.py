@@ -38,6 +38,7 @@ def _open(source, name) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": read without it
             im = Image.open(source)
     except Image.DecompressionBombError:
         raise DataError(f"cannot read {name}: more than {MAX_PIXELS:,} pixels (the limit for an image)") from None
@@ -64,7 +65,6 @@ def decode(source: Path | BinaryIO, name: Path | str | None = None, *, reduce: b
     try:
         with im:
             w, h = im.size
-            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap W and H
             scale = 1
             while reduce and w * h / scale ** 2 > LARGE_PIXELS:
                 scale *= 2
@@ -72,7 +72,10 @@ def decode(source: Path | BinaryIO, name: Path | str | None = None, *, reduce: b
                 im.draft(im.mode, (-(-w // scale), -(-h // scale)))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": read without it
                 im.load()
+                # read after loading: a PNG may keep its EXIF after the pixels
+                turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap W and H
                 oriented = ImageOps.exif_transpose(im)
             if oriented is im:
                 oriented = im.copy()
@@ -177,7 +180,8 @@ def binary_mask(values: np.ndarray, path: Path | str) -> np.ndarray:
 def shown_size(path: Path | str) -> tuple[int, int]:
     """``(W, H)`` of an image file as a viewer shows it (EXIF orientation applied), without decoding it."""
     im = _open(path, path)
-    with im:
+    with im, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data"
         w, h = im.size
         return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
 

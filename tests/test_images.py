@@ -149,3 +149,16 @@ def test_the_official_layout_matches_mask_extensions_in_any_case_and_skips_hidde
     assert [p[0] for p in after] == [p[0] for p in before]
     assert dict((i, m) for i, _, m in after)["ISIC_0000001"] == upper
     assert len(load_split(layout_copy, "train", (64, 64), cache=False)) == len(before)
+
+
+def test_corrupt_exif_is_read_without_it_and_without_a_warning(tmp_path):
+    import io
+    import warnings
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 6), (10, 20, 30)).save(buffer, "JPEG", exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+    (tmp_path / "a.jpg").write_bytes(buffer.getvalue())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image, shown = images.read_image(tmp_path / "a.jpg")
+        assert images.shown_size(tmp_path / "a.jpg") == (8, 6)
+    assert image.size == shown == (8, 6)
