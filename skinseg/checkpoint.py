@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .atomic import write_atomic
+from .device import resolve_device
 from .errors import CheckpointError, ConfigError
 from .models import MODELS, build_model, model_name
 
@@ -150,4 +151,4 @@ def model_from_state(state: dict, path: Path | str = "checkpoint", device="cpu",
     key = weights if weights in state else "model"
     check_weights(state, model, path, keys=(key,))
     model.load_state_dict(state[key])
-    return model.to(device).eval()
+    return (model.to(resolve_device(device)) if device is not None else model).eval()  # ConfigError for a bad device

@@ -71,6 +71,23 @@ def check_paths(paths, name: str) -> list[Path]:
         raise ConfigError(f"{name} must be a list of paths, got {type(paths).__name__}") from None
 
 
+def check_positive_int(value, name: str) -> int:
+    """An integer of at least 1 (not a bool)."""
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be an integer of at least 1, got {value!r}")
+    return int(value)
+
+
+def check_model(model, name: str = "model"):
+    """A torch module (a U-Net or Attention U-Net), not a path or a checkpoint dictionary."""
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        hint = " (load one with skinseg.checkpoint.load_model(path))" if isinstance(model, (str, Path, dict)) else ""
+        raise ConfigError(f"{name} must be a torch model, got {type(model).__name__}{hint}")
+    return model
+
+
 def check_choice(value, choices, name: str):
     """``value`` if it is one of ``choices``."""
     if not isinstance(value, str) or value not in choices:
@@ -78,4 +95,5 @@ def check_choice(value, choices, name: str):
     return value
 
 
-__all__ = ["check_choice", "check_images", "check_limit", "check_masks", "check_paths", "check_size"]
+__all__ = ["check_choice", "check_images", "check_limit", "check_masks", "check_model", "check_paths",
+           "check_positive_int", "check_size"]

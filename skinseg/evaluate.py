@@ -11,7 +11,7 @@ from torch import nn
 from .data.arrays import SegmentationData
 from .data.tensors import model_input
 from .device import autocast_dtype, resolve_device
-from .checks import check_images
+from .checks import check_images, check_model, check_positive_int
 from .errors import ConfigError, DataError
 from .metrics import confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
 
@@ -55,7 +55,9 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
     image passed through the model once however many variants use it (``none``, ``flip`` and
     ``d4`` together cost 8 passes, not 11). Returns ``{tta: (N, H, W) float32 in [0, 1]}``,
     the same numbers as one call per variant."""
+    check_model(model)
     check_images(images)
+    check_positive_int(batch_size, "batch_size")
     ttas = list(dict.fromkeys([ttas] if isinstance(ttas, str) else ttas))
     unknown = [t for t in ttas if t not in TTA]
     if unknown:
@@ -194,6 +196,9 @@ def paired_comparison(a, b, *, n_boot: int = 10_000, seed: int = 0, confidence: 
     ``p_wilcoxon``, and ``b_better`` / ``a_better``: how many images each model wins.
     """
     a, b = paired_scores(a, b)
+    check_positive_int(n_boot, "n_boot")
+    if not isinstance(confidence, float) or not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be a number between 0 and 1 (0.95 for 95 %), got {confidence!r}")
     diff = b - a
     rng = np.random.default_rng(seed)
     boot = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(1)

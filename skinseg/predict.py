@@ -35,7 +35,7 @@ from .data.tensors import model_input
 from .errors import ConfigError, DataError
 from .evaluate import TTA, binarize, predict_probabilities
 from .atomic import write_atomic, write_text_atomic
-from .checks import check_paths
+from .checks import check_model, check_paths, check_positive_int
 from .images import read_image, shown_size
 from .lock import output_lock
 from .outputs import check_outputs
@@ -151,7 +151,8 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
     indexed by ``id`` (the file stem), with columns ``image``, ``width``, ``height``, ``predicted_fraction`` (in [0, 1]), ``mask``,
     ``overlay`` and, with ``psi``, ``psi``.
     """
-    name = model_name(model)
+    name = model_name(check_model(model))
+    check_positive_int(batch_size, "batch_size")
     if psi and not getattr(model, "has_attention", False):
         holds = f"{checkpoint} holds a {MODEL_LABELS[name]}" if checkpoint else f"the model is a {MODEL_LABELS[name]} ({name})"
         raise ConfigError(f"psi maps need an Attention U-Net, but {holds}")

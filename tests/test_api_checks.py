@@ -91,3 +91,18 @@ def test_paired_comparison_refuses_what_cannot_be_paired(a, b, message):
     with pytest.raises(SkinsegError) as info:
         paired_comparison(a, b)
     assert message in str(info.value)
+
+
+def test_models_batch_sizes_devices_and_bootstrap_settings_are_checked(checkpoint, tmp_path):
+    model = load_model(checkpoint)
+    images = make_synthetic(2, (32, 32), seed=5).images
+    with pytest.raises(ConfigError, match=r"model must be a torch model, got str \(load one with"):
+        predict_probabilities(str(checkpoint), images)
+    with pytest.raises(ConfigError, match="batch_size must be an integer of at least 1, got 0"):
+        predict_probabilities(model, images, batch_size=0, device="cpu")
+    with pytest.raises(ConfigError, match="device must be cpu, cuda, cuda:N or mps, got 'tpu'"):
+        load_model(checkpoint, device="tpu")
+    with pytest.raises(ConfigError, match="confidence must be a number between 0 and 1"):
+        paired_comparison([0.1, 0.2, 0.3], [0.2, 0.3, 0.5], confidence=95.0)
+    with pytest.raises(ConfigError, match="n_boot must be an integer of at least 1, got 0"):
+        paired_comparison([0.1, 0.2, 0.3], [0.2, 0.3, 0.5], n_boot=0)
