@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Produces the GPU artifacts the book shows, on a CUDA machine, within one device call. $PART
 # lists what to run, in order (default "experiment"):
-#   experiment  $RESULTS/slice.tgz: the next whole runs of skinseg.order.SLICE_ORDER that are not yet
+#   experiment  $RESULTS/slice.tgz: the next whole runs of skinseg.lab.order.SLICE_ORDER that are not yet
 #               in results/ (the ISIC 2016 replica and ISIC 2017 experiments, our recipe and the
 #               article's), each started only if its expected time fits what is left of
 #               $EXPERIMENT_BUDGET seconds (default: the time left, less a minute for packing);
 #               every run trains its profile's epochs. One archive with a manifest; merge it with
 #               'python -m skinseg merge' (results/README.md).
-#               $EXPERIMENT_VARIANT names variants of the recipe (skinseg.config.VARIANTS), or is
+#               $EXPERIMENT_VARIANT names variants of the recipe (skinseg.lab.variants.VARIANTS), or is
 #               "sweep": the variant the sweep earlier in this call recommends, if any (runs of
 #               another recipe are refused when merged into the plain recipe's results)
 #   sweep       $RESULTS/sweep.tgz: the recipe variants on the validation set (U-Net, seed 0),
 #               as many epochs as fit $SWEEP_BUDGET seconds (default: what is left, less a minute);
-#               $SWEEP_VARIANTS names some of skinseg.config.VARIANTS (default: all)
+#               $SWEEP_VARIANTS names some of skinseg.lab.variants.VARIANTS (default: all)
 #   bench       $RESULTS/bench_gpu.json: the training-step benchmark, plain step and batch sizes first,
 #               and $RESULTS/bench_gpu_ops.json: each model's plain step operator by operator;
 #               $BENCH_BUDGET seconds (default: what is left)
@@ -22,6 +22,9 @@
 #   SKINSEG_DATA=.gpu/isic2017 RESULTS=$OUT bash scripts/gpu_results.sh     the next runs (results/README.md)
 #   PART=bench ...                    only the benchmark
 #   PART="bench sweep" BENCH_BUDGET=240 ...   the benchmark, then the variants in the time left
+#   SLICE_PROFILE=tiny SLICE_EXPERIMENTS=isic2017 SLICE_WORK_DIR=DIR ...   one profile for every run,
+#                         some experiments, another work folder (the CPU test of this script,
+#                         tests/test_gpu_results_script.py)
 #   COMPILE=auto ...      compile the training step (default off: on the H200, compiling took
 #                         about 30 s per run and made U-Net 1.36x and Attention U-Net 0.93x as
 #                         fast, which does not pay for itself in runs of a few minutes)
@@ -56,8 +59,9 @@ for part in $PART; do
             echo "variant from the sweep: ${EXPERIMENT_VARIANT:-none}"
         fi
         budget=${EXPERIMENT_BUDGET:-$(( $(left) - 60 ))}
-        python3 -m skinseg slice --data "$DATA" --archive "$RESULTS/slice.tgz" --work-dir /tmp/skinseg_slice \
+        python3 -m skinseg slice --data "$DATA" --archive "$RESULTS/slice.tgz" --work-dir "${SLICE_WORK_DIR:-/tmp/skinseg_slice}" \
             --time-budget "$budget" --compile "$COMPILE" --quiet \
+            ${SLICE_PROFILE:+--profile $SLICE_PROFILE} ${SLICE_EXPERIMENTS:+--experiments $SLICE_EXPERIMENTS} \
             ${EXPERIMENT_VARIANT:+--variant $EXPERIMENT_VARIANT} 2>&1 | tee "$RESULTS/slice.log" ;;
     sweep)
         budget=${SWEEP_BUDGET:-$(( $(left) - 60 ))}

@@ -13,10 +13,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from skinseg.config import results_dir  # noqa: E402
 from skinseg.errors import DataError  # noqa: E402
+from skinseg.lab.results import CONVERGED, EARLY_STOP, load_results  # noqa: E402
+from skinseg.paths import results_dir  # noqa: E402
 from skinseg.plots import ATTENTION_COLOUR, TRUTH_COLOUR, UNET_COLOUR, outline_legend, show_with_outlines  # noqa: E402
-from skinseg.results import CONVERGED, EARLY_STOP, load_results  # noqa: E402
 
 try:
     results = load_results(CONVERGED)

@@ -1,8 +1,8 @@
-"""Adds ``display.npz`` (skinseg.display) to a results folder written before the experiment stored it.
+"""Adds ``display.npz`` (skinseg.lab.display) to a results folder written before the experiment stored it.
 
     .venv/bin/python scripts/store_display_images.py results/isic2017_16ep --data ../shared/data/isic2017
 
-It reads the pixels of exactly the test images that :func:`skinseg.display.display_ids`
+It reads the pixels of exactly the test images that :func:`skinseg.lab.display.display_ids`
 picks from the folder's first-seed per-image tables and ψ file, from the data the runs were
 tested on, and checks that the stored ground truth gives back the runs' per-image IoU.
 """
@@ -14,10 +14,10 @@ import numpy as np
 
 from skinseg.data import load_split
 from skinseg.data.protocols import OFFICIAL
-from skinseg.display import load_display, store_display
 from skinseg.errors import SkinsegError
+from skinseg.lab.display import load_display, store_display
+from skinseg.lab.results import load_results
 from skinseg.metrics import iou_per_image
-from skinseg.results import load_results
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("results", type=Path)

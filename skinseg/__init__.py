@@ -1,6 +1,22 @@
 """skinseg: U-Net and Attention U-Net for skin-lesion segmentation, and the library behind the book.
 
-Modules, one job each: :mod:`~skinseg.models`, :mod:`~skinseg.losses`, :mod:`~skinseg.metrics`,
-:mod:`~skinseg.data`, :mod:`~skinseg.train`, :mod:`~skinseg.evaluate`, :mod:`~skinseg.config`.
+Two layers:
+
+* the core, what a reader uses: :mod:`~skinseg.models`, :mod:`~skinseg.data` (reading,
+  augmentation, the splits), :mod:`~skinseg.losses`, :mod:`~skinseg.metrics`,
+  :mod:`~skinseg.step` and :mod:`~skinseg.train` (one step and the loop),
+  :mod:`~skinseg.checkpoint`, :mod:`~skinseg.evaluate`, :mod:`~skinseg.psi`,
+  :mod:`~skinseg.predict`, :mod:`~skinseg.plots`, :mod:`~skinseg.widgets`,
+  :mod:`~skinseg.config` (the recipes), :mod:`~skinseg.paths` (where data and results are
+  looked for), :mod:`~skinseg.images` (images and masks read as a viewer shows them) and the
+  helpers :mod:`~skinseg.device`, :mod:`~skinseg.atomic`, :mod:`~skinseg.lock`,
+  :mod:`~skinseg.errors`, :mod:`~skinseg.checks` (arguments checked at the public functions),
+  :mod:`~skinseg.outputs` (an output never replaces an input) and :mod:`~skinseg.score_tables`
+  (the per-image tables ``compare`` reads);
+* :mod:`skinseg.lab`, how the book's numbers are made: experiments, slices and merges,
+  sweeps, benchmarks and run costs, statistics, provenance and the leakage guard, and
+  the readers of the committed results. The lab imports the core, never the reverse.
+
+The front ends, :mod:`~skinseg.cli` (``python -m skinseg``) and :mod:`~skinseg.colab`, use both.
 """
 __version__ = "0.1.0"

@@ -1,5 +1,10 @@
 """Atomic file writes: a uniquely named temporary file in the target's folder, renamed over it.
 
+Every file the library writes goes through :func:`write_atomic`: text and JSON
+(:func:`write_text_atomic`), CSV tables (``write_text_atomic(path, frame.to_csv())``), numpy
+archives (:func:`write_npz_atomic`), images (:func:`write_image_atomic`) and checkpoints
+(:func:`skinseg.checkpoint.save_atomic`).
+
 Two writers never share a temporary file (its name holds the process id and a random
 part), a crash leaves either the old file or the new one (never half a file), and the
 result gets the usual mode of new files (``0o666`` less the umask), like every other output.
@@ -14,7 +19,8 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-__all__ = ["remove_stale_temporaries", "temporary_path", "write_atomic", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["remove_stale_temporaries", "temporary_path", "write_atomic", "write_bytes_atomic", "write_image_atomic",
+           "write_npz_atomic", "write_text_atomic"]
 
 
 def temporary_path(path: Path) -> Path:
@@ -82,3 +88,21 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_npz_atomic(path: Path, compressed: bool = True, **arrays) -> None:
+    """``numpy.savez_compressed`` (or, with ``compressed=False``, ``numpy.savez``) of ``arrays`` to ``path``."""
+    import numpy as np
+
+    save = np.savez_compressed if compressed else np.savez
+    write_atomic(path, lambda f: save(f, **arrays))
+
+
+def write_image_atomic(path: Path, image, **options) -> None:
+    """Save the PIL ``image`` to ``path`` in the format its suffix names (``.png``, ``.jpg``), with PIL's ``options``."""
+    from PIL import Image
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in Image.registered_extensions():
+        raise ValueError(f"{path}: no image format is known for the suffix {suffix!r}")
+    write_atomic(path, lambda f: image.save(f, format=Image.registered_extensions()[suffix], **options))

@@ -1,9 +1,7 @@
 """Checkpoints: written atomically, loaded with ``weights_only=True``, checked against the model."""
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -27,42 +25,6 @@ def save_atomic(obj, path: Path) -> None:
     mode of every other output (:mod:`skinseg.atomic`).
     """
     write_atomic(path, lambda f: torch.save(obj, f))
-
-
-class BackgroundWriter:
-    """Runs file writes in one background thread, so that training goes on while they happen.
-
-    :meth:`submit` takes a list of ``(write, path)`` pairs, where ``write(path)`` writes one
-    file (atomically, e.g. with :func:`save_atomic`); they run in order. A new submission
-    first waits for the previous one, so at most one batch of writes is in flight, and
-    :meth:`wait` (call it before returning) waits for the last and re-raises its error as a
-    :class:`CheckpointError`. What is submitted must not change afterwards: pass copies.
-    """
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._error: tuple[Path, BaseException] | None = None
-
-    def submit(self, writes: list[tuple[Callable[[Path], None], Path]]) -> None:
-        self.wait()
-        self._thread = threading.Thread(target=self._run, args=(writes,), name="skinseg-checkpoint")
-        self._thread.start()
-
-    def _run(self, writes) -> None:
-        for write, path in writes:
-            try:
-                write(path)
-            except BaseException as err:  # noqa: BLE001 - handed to the training thread by wait()
-                self._error = (Path(path), err)
-                return
-
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            (path, err), self._error = self._error, None
-            raise CheckpointError(f"could not write {path}: {type(err).__name__}: {err}") from err
 
 
 def _first_line(err: BaseException) -> str:

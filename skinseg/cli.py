@@ -12,13 +12,15 @@ import os
 import sys
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .cli_args import (OneLineParser, device, existing_file, image_side, nonnegative_int, output_file,
                        output_folder, positive_float, positive_int, url, width)
-from .config import COMPILE_MODES, PROFILES, VARIANTS, default_data_dir, get_profile, results_dir, with_variants
+from .config import COMPILE_MODES, MODEL_LABELS, PROFILES, get_profile
 from .data.protocols import OFFICIAL, PROTOCOLS
-from .order import EXPERIMENTS
-from .atomic import write_text_atomic
 from .errors import ConfigError, SkinsegError
+from .lab.order import EXPERIMENTS
+from .lab.variants import VARIANTS, with_variants
+from .paths import default_data_dir, results_dir
 
 
 def _adjust(args, profile):
@@ -47,7 +49,7 @@ def _add_profile_options(p: argparse.ArgumentParser) -> None:
 def _add_variant_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", nargs="+", choices=list(VARIANTS), metavar="NAME",
                    help=f"train with the changes of these variants of the recipe, among {', '.join(VARIANTS)} "
-                        "(skinseg.config.VARIANTS; 'python -m skinseg sweep' recommends one); --epochs, "
+                        "(skinseg.lab.variants.VARIANTS; 'python -m skinseg sweep' recommends one); --epochs, "
                         "--batch-size and the like still override them")
 
 
@@ -78,7 +80,8 @@ def _add_run_options(p: argparse.ArgumentParser, out: Path, out_help: str, data_
 
 def cmd_download(args) -> None:
     from .data.download import download_dataset
-    root = download_dataset(args.year, args.data, base_url=args.base_url, progress=not args.quiet, compact=args.compact)
+    root = download_dataset(args.year, args.data, base_url=args.base_url, progress=not args.quiet, compact=args.compact,
+                            overwrite=args.overwrite)
     print(f"ISIC {args.year} is in {root}" + (" (compact copy: images and masks at 192x256)" if args.compact else ""))
 
 
@@ -94,6 +97,8 @@ def cmd_train(args) -> None:
     # torch is imported only now, so that bad data is reported at once
     from .device import seed_everything
     from .models import build_model
+    from .lab.leakage import training_record
+    from .lock import output_lock
     from .train import BEST, HISTORY, LAST, fit
     seed_everything(args.seed)
     model = build_model(args.model, profile.width)
@@ -101,7 +106,9 @@ def cmd_train(args) -> None:
           f"validation images from {args.data}")
     outputs = [Path(args.out) / name for name in (BEST, LAST, HISTORY)]
     before = {p: p.stat().st_mtime_ns for p in outputs if p.exists()}
-    history = fit(model, train, val, profile, args.out, seed=args.seed, resume=not args.no_resume, device=args.device)
+    with output_lock(args.out):
+        history = fit(model, train, val, profile, args.out, seed=args.seed, resume=not args.no_resume,
+                      device=args.device, trained_on=training_record(train))
     print(f"best epoch {history.best_epoch}: validation IoU {history.best_val_iou:.4f}")
     for path in outputs:  # only what this call wrote
         if path.exists() and before.get(path) != path.stat().st_mtime_ns:
@@ -118,7 +125,7 @@ def cmd_evaluate(args) -> None:
     from .data import load_split
     from .device import resolve_device
     from .evaluate import evaluate_model, summarize
-    from .leakage import check_held_out
+    from .lab.leakage import check_held_out
     from .outputs import WRITTEN_BY, check_outputs, written_by
     from .predict import checkpoint_image_size
     out, summary_path = Path(args.out), Path(args.out).with_suffix(".json")
@@ -168,7 +175,7 @@ def cmd_compare(args) -> None:
           f"[95 % CI {result['ci_low']:+.4f}, {result['ci_high']:+.4f}], Wilcoxon p = {result['p_wilcoxon']:.3g}, "
           f"n = {result['n']} images (B better on {result['b_better']}, A on {result['a_better']})")
     if args.out:
-        write_text_atomic(Path(args.out), json.dumps({**result, WRITTEN_BY: "skinseg compare"}, indent=1))
+        write_text_atomic(args.out, json.dumps({**result, WRITTEN_BY: "skinseg compare"}, indent=1))
         print(f"wrote {args.out}")
 
 
@@ -179,8 +186,8 @@ def _budgeted_run_profile(args):
 
 
 def cmd_experiment(args) -> None:
-    from .experiment import run_experiment
-    from .external import parse_external
+    from .lab.experiment import run_experiment
+    from .lab.external import parse_external
     profile = _profile(args)  # a budget decides how many runs start, never the epochs
     args.out = args.out or results_dir() / args.default_out
     run_experiment(args.data, args.out, profile, seeds=args.seeds, work_dir=args.work_dir, device=args.device,
@@ -189,9 +196,9 @@ def cmd_experiment(args) -> None:
 
 
 def cmd_slice(args) -> None:
-    from .archive import is_slice_archive
+    from .lab.archive import is_slice_archive
+    from .lab.slice import run_slice
     from .outputs import check_outputs
-    from .slice import run_slice
     if args.epochs is not None:
         raise ConfigError("slice trains every run for its profile's epochs; --epochs is not accepted")
     check_outputs([args.archive], overwrite=args.overwrite,
@@ -210,7 +217,7 @@ def cmd_slice(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    from .merge import merge_archive, merge_each
+    from .lab.merge import merge_archive, merge_each
     if (args.into is None) == (args.each_into is None):
         raise ConfigError("give either --into FOLDER (one experiment) or --each-into RESULTS (all of them)")
     if args.each_into is not None:
@@ -220,7 +227,7 @@ def cmd_merge(args) -> None:
 
 
 def cmd_sweep(args) -> None:
-    from .sweep import run_sweep
+    from .lab.sweep import run_sweep
     args.out = args.out or results_dir() / args.default_out
     run_sweep(args.data, args.out, _budgeted_run_profile(args), args.variants, model=args.model, seed=args.seed,
               work_dir=args.work_dir, device=args.device, time_budget=args.time_budget, progress=not args.quiet,
@@ -228,26 +235,26 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import default_settings, run_benchmark
+    from .lab.bench import default_settings, run_benchmark
     from .device import resolve_device
     profile = _profile(args)
     device = resolve_device(args.device)
     settings = default_settings(device, profile, batch_sizes=tuple(args.batch_sizes),
                                 compile_batch_sizes=tuple(args.compile_batch_sizes))
     if args.ops:  # first: a few seconds, and what a run cut short should not lose
-        from .bench import run_operator_profiles
+        from .lab.bench import run_operator_profiles
         run_operator_profiles(profile, device, settings, out_path=args.out.with_name(args.out.stem + "_ops.json"))
     report = run_benchmark(profile, device, settings, out_path=args.out, steps=args.steps, repeats=args.repeats)
     if args.book:
-        from .bench import time_book_tests
+        from .lab.bench import time_book_tests
         report["book_tests"] = time_book_tests()
         print(f"pytest --nbval book: {report['book_tests']['seconds']:.0f} s ({report['book_tests']['summary']})")
-        Path(args.out).write_text(json.dumps(report, indent=1))
+        write_text_atomic(args.out, json.dumps(report, indent=1))
     print(f"wrote {args.out}")
     import pandas as pd
 
-    from .bench_results import latest_bench, speedup_table
-    from .results import report_frame
+    from .lab.bench_results import latest_bench, speedup_table
+    from .lab.results import report_frame
     table = speedup_table(latest_bench(report_frame(report, args.out.name)))  # DataError if every setting failed
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(f"\n{report['label']}: each model against its plain step\n" + table.round(2).to_string())
@@ -255,7 +262,7 @@ def cmd_bench(args) -> None:
 
 def cmd_synthetic(args) -> None:
     from .data.isic import LAYOUTS
-    from .data.synthetic import write_isic_layout
+    from .lab.synthetic import write_isic_layout
     from .outputs import WRITTEN_BY, check_outputs, written_by
     out = Path(args.out)
     marker = out / ".skinseg-synthetic.json"  # says the folder's images are SYNTHETIC, to be replaced freely
@@ -307,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compact", action="store_true",
                    help="store images and masks at the models' input size (192x256), skip the superpixel files and "
                         "delete each archive once extracted: tens of MB instead of several GB, for Colab")
+    p.add_argument("--overwrite", action="store_true", help="let --compact replace a full copy in --data")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
 
@@ -316,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("train", help="train one model (resumes from OUT/last.pt)")
-    p.add_argument("--model", choices=("unet", "attention_unet"), default="unet")
+    p.add_argument("--model", choices=tuple(MODEL_LABELS), default="unet")
     p.add_argument("--data", type=Path, default=None, help=data_help)
     _add_protocol_option(p)
     p.add_argument("--out", type=output_folder, default=Path("runs/train"), help="folder for checkpoints and history.json")
@@ -388,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--committed", type=Path, help="the results folder whose finished runs are skipped "
                    "(default: results/ of this repository)")
     p.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), metavar="NAME",
-                   help=f"only these of {', '.join(EXPERIMENTS)} (default: all, in the order of skinseg.order.SLICE_ORDER)")
+                   help=f"only these of {', '.join(EXPERIMENTS)} (default: all, in the order of skinseg.lab.order.SLICE_ORDER)")
     p.add_argument("--quiet", action="store_true")
     _add_profile_options(p)
     p.set_defaults(func=cmd_slice)
@@ -406,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="compare recipe variants on the validation set (never the test set)")
     _add_run_options(p, Path("results/sweep"), "folder for sweep.json", data_help)
-    p.add_argument("--model", choices=("unet", "attention_unet"), default="unet")
+    p.add_argument("--model", choices=tuple(MODEL_LABELS), default="unet")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="NAME",
                    help=f"among {', '.join(VARIANTS)} (default: all; baseline is always included)")

@@ -15,6 +15,9 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .config import INPUT_MULTIPLE, check_image_size
+from .errors import ConfigError
+
 __all__ = ["OneLineParser", "bounded_int", "device", "existing_file", "image_side", "nonnegative_int",
            "output_file", "output_folder", "positive_float", "positive_int", "url", "width"]
 
@@ -76,9 +79,13 @@ def positive_float(text: str) -> float:
 def image_side(text: str) -> int:
     """An image height or width: a positive multiple of 16 (the networks halve it four times)."""
     value = _int(text)
-    if value < 16 or value % 16 or value > MAX_IMAGE_SIDE:
-        raise argparse.ArgumentTypeError(f"expected a multiple of 16 from 16 to {MAX_IMAGE_SIDE} "
-                                         f"(the networks halve it four times), got {text!r}")
+    try:
+        check_image_size((value, value))
+    except ConfigError:
+        value = 0
+    if not 0 < value <= MAX_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(f"expected a multiple of {INPUT_MULTIPLE} from {INPUT_MULTIPLE} to "
+                                         f"{MAX_IMAGE_SIDE} (the networks halve it four times), got {text!r}")
     return value
 
 
@@ -124,7 +131,6 @@ def device(text: str) -> str:
     if not re.fullmatch(r"cuda(:\d+)?|mps", text):
         raise argparse.ArgumentTypeError(f"device must be cpu, cuda, cuda:N or mps, got {text!r}")
     from .device import resolve_device
-    from .errors import ConfigError
     try:
         resolve_device(text)
     except ConfigError as err:

@@ -20,12 +20,19 @@ from typing import Callable
 import torch
 
 from .config import Profile
-from .data.download import ARCHIVES, download_dataset
+from .data.download import ARCHIVES, completed, download_dataset, probe
 from .device import describe
 
 LOCAL_ROOT = Path("/content/data")
 DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the reader's Google Drive
 DRIVE_FOLDER = "skinseg"  # the folder on the Drive that holds the kept copies
+IMAGES = {"2017": 2750, "2016": 1279}  # images (with their masks) in all of a year's archives
+# CPU seconds per image of the local work of a compact copy (reading, checking, decoding, writing;
+# everything but the network), measured with SYNTHETIC archives of the official sizes by
+# scripts/bench_data_prep.py (results/bench_cpu/data_prep_after.json, "cpu"): the time on one free
+# core, which other work on the machine does not change as it changes wall-clock seconds; the two
+# decoding processes take less where two cores are free.
+COMPACT_SECONDS_PER_IMAGE = 0.1056
 
 
 def _mount_drive() -> None:
@@ -35,8 +42,36 @@ def _mount_drive() -> None:
 
 
 def is_complete(root: Path, year: str = "2017") -> bool:
-    """Whether ``root`` holds a finished compact download of ``year`` (every archive's marker)."""
-    return all((Path(root) / "archives" / f"{a.filename}.compact").is_file() for a in ARCHIVES[str(year)])
+    """Whether ``root`` holds a finished compact download of ``year`` (every archive's marker, and the files it lists)."""
+    return completed(root, year, compact=True)
+
+
+def _minutes(seconds: float) -> str:
+    return f"about {seconds / 60:.0f} min" if seconds >= 90 else f"about {seconds:.0f} s"
+
+
+def announce(year: str = "2017", base_url: str | None = None, seconds: float = 3.0) -> str:
+    """One line that says, before a download starts, how much ISIC ``year`` downloads and how long it
+    will take: the archives' sizes as the server announces them, the transfer rate measured now over
+    about ``seconds`` (reading the start of the largest archive, which is not kept), and the local work
+    at :data:`COMPACT_SECONDS_PER_IMAGE`."""
+    year = str(year)
+    urls = [a.url if base_url is None else f"{base_url.rstrip('/')}/{a.filename}" for a in ARCHIVES[year]]
+    sizes = [probe(url)[0] for url in urls]
+    known = [s for s in sizes if s is not None]
+    total = sum(known)
+    largest = urls[sizes.index(max(known))] if known else urls[0]
+    rate = probe(largest, seconds)[1]
+    local = IMAGES[year] * COMPACT_SECONDS_PER_IMAGE
+    size_text = f"{total / 1e9:.1f} GB" if total >= 1e8 else f"{total / 1e6:.1f} MB"
+    head = (f"ISIC {year}: {size_text} to download ({len(urls)} archives"
+            + (f", {len(urls) - len(known)} of unknown size" if len(known) < len(urls) else "") + ")")
+    work = (f"then {_minutes(local)} to make the compact copy of {IMAGES[year]} images "
+            f"(at most {COMPACT_SECONDS_PER_IMAGE:.2f} s per image, measured as CPU time)")
+    if rate is None:
+        return f"{head}; the transfer rate could not be measured; {work}"
+    return (f"{head}: at {rate / 1e6:.0f} MB/s, measured now, {_minutes(total / rate)}, {work}; "
+            f"{_minutes(total / rate + local)} in all")
 
 
 def prepare(year: str = "2017", *, drive: bool = False, local_root: Path | str = LOCAL_ROOT,
@@ -69,6 +104,8 @@ def prepare(year: str = "2017", *, drive: bool = False, local_root: Path | str =
             log(f"ISIC {year}: the compact copy kept on the Drive is used ({kept}); nothing is downloaded")
             os.environ["SKINSEG_DATA"] = str(kept)
             return kept
+        log(announce(year, base_url) + (". A copy kept on the Drive (drive=True) saves this in every later session"
+                                        if not drive else ""))
         download_dataset(year, local, compact=True, base_url=base_url)
     if drive and not is_complete(kept, year):
         partial = kept.with_name(kept.name + ".partial")
@@ -84,18 +121,18 @@ def prepare(year: str = "2017", *, drive: bool = False, local_root: Path | str =
 def training_estimate(profile: Profile, sizes: dict[str, int], device: torch.device | str,
                       models=("unet", "attention_unet"), measure=None) -> dict:
     """Seconds that :func:`skinseg.train.fit` will take for each of ``models`` with ``profile``,
-    from a training step measured on ``device`` now (:func:`skinseg.plan.cost_model`: the
+    from a training step measured on ``device`` now (:func:`skinseg.lab.plan.cost_model`: the
     training images at the measured rate, validation after every epoch, compiling).
 
     Args:
         sizes: the number of ``train`` and ``val`` images the cells train and validate on.
-        measure: as for :func:`~skinseg.plan.cost_model` (default: a real measurement).
+        measure: as for :func:`~skinseg.lab.plan.cost_model` (default: a real measurement).
 
     Returns:
         ``{"seconds": {model: s}, "images_per_s": {model: rate}, "text": "about 6 min on this
         Tesla T4 ..."}``.
     """
-    from .plan import cost_model, measure_training_step
+    from .lab.plan import cost_model, measure_training_step
 
     device = torch.device(device)
     if measure is None:  # a few steps: enough for minutes-scale advice, cheap before a training cell
@@ -113,4 +150,5 @@ def training_estimate(profile: Profile, sizes: dict[str, int], device: torch.dev
     return {"seconds": seconds, "images_per_s": rates, "text": text}
 
 
-__all__ = ["DRIVE_FOLDER", "DRIVE_ROOT", "LOCAL_ROOT", "is_complete", "prepare", "training_estimate"]
+__all__ = ["COMPACT_SECONDS_PER_IMAGE", "DRIVE_FOLDER", "DRIVE_ROOT", "IMAGES", "LOCAL_ROOT", "announce", "is_complete",
+           "prepare", "training_estimate"]

@@ -43,6 +43,11 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """The mixed-precision context of a forward pass: ``dtype`` (from :func:`autocast_dtype`), or fp32 for ``None``."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def describe(device: torch.device) -> str:
     """A human-readable name of the hardware, for labelling results."""
     if device.type == "cuda":

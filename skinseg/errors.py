@@ -31,7 +31,7 @@ class TrainingError(SkinsegError):
 
 
 class LeakageError(SkinsegError):
-    """A model would be scored on images it was trained on, or may have been (see :mod:`skinseg.leakage`)."""
+    """A model would be scored on images it was trained on, or may have been (see :mod:`skinseg.lab.leakage`)."""
 
 
 class FolderInUseError(SkinsegError):

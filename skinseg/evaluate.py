@@ -2,6 +2,8 @@
 per-image metrics, and the paired comparison of two models on the same images."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
@@ -10,8 +12,8 @@ from torch import nn
 
 from .data.arrays import SegmentationData
 from .data.tensors import model_input
-from .device import autocast_dtype, resolve_device
 from .checks import check_images, check_model, check_positive_int
+from .device import autocast, autocast_dtype, resolve_device
 from .errors import ConfigError, DataError
 from .metrics import confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
 
@@ -21,6 +23,31 @@ TTA = {
     "flip": [(0, False), (0, True)],
     "d4": [(k, f) for k in range(4) for f in (False, True)],
 }
+
+
+@dataclass(frozen=True)
+class EvalSetting:
+    """How probabilities become a mask: a test-time augmentation (a :data:`TTA` name) and, with
+    ``postprocess``, the largest region with its holes filled. Result files name it by its
+    :attr:`label`, such as ``"none"`` or ``"d4+post"``; :meth:`parse` reads a label back."""
+
+    tta: str = "none"
+    postprocess: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tta not in TTA:
+            raise ConfigError(f"tta must be one of {sorted(TTA)}, got {self.tta!r}")
+
+    @property
+    def label(self) -> str:
+        return self.tta + ("+post" if self.postprocess else "")
+
+    @classmethod
+    def parse(cls, label: str) -> "EvalSetting":
+        tta, plus, post = label.partition("+")
+        if plus and post != "post":
+            raise ConfigError(f"an evaluation setting is a TTA name, optionally with '+post', got {label!r}")
+        return cls(tta, bool(plus))
 
 
 def _apply(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
@@ -71,7 +98,7 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
         x = model_input(images[i:i + batch_size], device)
         probs = {}
         for k, flip in views:
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with autocast(device, dtype):
                 logits = model(_apply(x, k, flip).contiguous())
             probs[k, flip] = _undo(torch.sigmoid(logits.float()), k, flip)
         for t in ttas:
@@ -121,27 +148,25 @@ def evaluate_model(model: nn.Module, data: SegmentationData, *, tta: str = "none
     return score_masks(binarize(prob, postprocess), data)
 
 
-def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: str, *, batch_size: int = 32,
+def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
                     device=None) -> pd.DataFrame:
     """Per-image metrics at both endpoints of an experiment's run.
 
-    ``chosen`` is a run's validation choice such as ``"none"``, ``"flip"`` or ``"d4+post"`` (a
-    :data:`TTA` name, ``+post`` for post-processing). Returns the :func:`score_masks` table of
+    ``chosen`` is a run's validation choice (an :class:`EvalSetting`). Returns the :func:`score_masks` table of
     that setting plus ``iou_raw`` and ``dice_raw`` of the raw prediction (no TTA, no
     post-processing): the columns of an experiment's ``per_image/<run>.csv``.
     """
     return evaluate_endpoints(model, data, chosen, batch_size=batch_size, device=device)[0]
 
 
-def evaluate_endpoints(model: nn.Module, data: SegmentationData, chosen: str, *, batch_size: int = 32,
+def evaluate_endpoints(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
                        device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """``(table, raw, masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks` table of
     the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``. The raw
     and the chosen variant share their views (:func:`predict_variants`)."""
-    tta, post = chosen.split("+")[0], chosen.endswith("+post")
-    probs = predict_variants(model, data.images, ("none", tta), batch_size=batch_size, device=device)
+    probs = predict_variants(model, data.images, ("none", chosen.tta), batch_size=batch_size, device=device)
     raw = score_masks(binarize(probs["none"]), data)
-    masks = binarize(probs[tta], post)
+    masks = binarize(probs[chosen.tta], chosen.postprocess)
     table = score_masks(masks, data)
     table["iou_raw"], table["dice_raw"] = raw["iou"], raw["dice"]
     return table, raw, masks

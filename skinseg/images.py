@@ -52,12 +52,15 @@ def _open(source, name) -> Image.Image:
     return im
 
 
-def decode(source: Path | BinaryIO, name: Path | str | None = None, *, reduce: bool = True) -> tuple[Image.Image, tuple[int, int]]:
+def decode(source: Path | BinaryIO, name: Path | str | None = None, *, reduce: bool = True,
+           draft: tuple[int, int] | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """Decode an image file (a path, or an open binary file named ``name`` in messages) as a viewer shows it.
 
     Returns ``(image, (W, H))``: the decoded, oriented image in its stored mode and the size a
     viewer shows (after orientation, before any reduction). With ``reduce``, an image of more
-    than :data:`LARGE_PIXELS` pixels comes back smaller (see the module docstring).
+    than :data:`LARGE_PIXELS` pixels comes back smaller (see the module docstring). ``draft``,
+    ``(W, H)`` as shown, lets a JPEG be decoded at the smallest DCT scale that is at least
+    that large (the compact copy of a download decodes so).
     Raises :class:`DataError` naming the file for a corrupt, truncated or too large image.
     """
     name = name or source
@@ -68,8 +71,15 @@ def decode(source: Path | BinaryIO, name: Path | str | None = None, *, reduce: b
             scale = 1
             while reduce and w * h / scale ** 2 > LARGE_PIXELS:
                 scale *= 2
-            if scale > 1 and im.format == "JPEG":
-                im.draft(im.mode, (-(-w // scale), -(-h // scale)))
+            target = (-(-w // scale), -(-h // scale)) if scale > 1 else None
+            if draft is not None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data"
+                    turned_first = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+                wanted = draft[::-1] if turned_first else tuple(draft)
+                target = wanted if target is None or wanted[0] * wanted[1] < target[0] * target[1] else target
+            if target is not None and im.format == "JPEG":
+                im.draft(im.mode, target)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": read without it

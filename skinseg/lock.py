@@ -1,4 +1,4 @@
-"""One writer per output folder: an exclusive ``fcntl.flock`` on ``<folder>/.skinseg.lock``.
+"""One writer per output folder: an exclusive :class:`filelock.FileLock` on ``<folder>/.skinseg.lock``.
 
 Usage::
 
@@ -6,7 +6,7 @@ Usage::
         ...                               # write into runs/att
 
     @locks_folder("out_dir")              # the same, for the folder a function's argument names
-    def fit(model, ..., out_dir=None): ...
+    def run_experiment(data_root, out_dir, ...): ...
 
 The operating system releases the lock when the holder exits, however it exits (even
 ``kill -9``), so a stale lock file never blocks a later run. The holder's PID is written
@@ -16,13 +16,14 @@ re-entrant: an experiment that holds its folder may call functions that lock it 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import inspect
 import os
 import threading
 from pathlib import Path
 from typing import Iterator
+
+from filelock import FileLock, Timeout
 
 from .atomic import remove_stale_temporaries
 from .errors import FolderInUseError
@@ -31,7 +32,7 @@ __all__ = ["LOCK_NAME", "output_lock", "locks_folder"]
 
 LOCK_NAME = ".skinseg.lock"
 
-_held: dict[Path, list] = {}  # folder -> [file descriptor, depth], for this process
+_held: dict[Path, list] = {}  # folder -> [FileLock, depth], for this process
 _guard = threading.Lock()
 
 
@@ -43,26 +44,18 @@ def _holder(lock_file: Path) -> str:
     return f"PID {pid}" if pid.isdigit() else "a process that is just starting"
 
 
-def _acquire(folder: Path) -> int:
+def _acquire(folder: Path) -> FileLock:
     lock_file = folder / LOCK_NAME
-    while True:
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise FolderInUseError(f"output folder {folder} is in use by another skinseg process "
-                                   f"({_holder(lock_file)}, lock file {lock_file}); wait for it to "
-                                   f"finish or choose another output folder") from None
-        try:  # the previous holder may have removed the file between our open and our lock
-            same = os.fstat(fd).st_ino == os.stat(lock_file).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            return fd
-        os.close(fd)
+    lock = FileLock(lock_file, thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise FolderInUseError(f"output folder {folder} is in use by another skinseg process "
+                               f"({_holder(lock_file)}, lock file {lock_file}); wait for it to "
+                               f"finish or choose another output folder") from None
+    with contextlib.suppress(OSError):  # where the system forbids writing a locked file, the PID goes unnamed
+        lock_file.write_text(f"{os.getpid()}\n")
+    return lock
 
 
 @contextlib.contextmanager
@@ -89,9 +82,9 @@ def output_lock(folder: Path | str) -> Iterator[Path]:
             entry[1] -= 1
             if entry[1] == 0:
                 del _held[key]
-                # removed while still locked, so that no other process can be waiting on this file
-                (key / LOCK_NAME).unlink(missing_ok=True)
-                os.close(entry[0])
+                with contextlib.suppress(OSError):  # removed while still held: no stale file is left behind
+                    (key / LOCK_NAME).unlink(missing_ok=True)
+                entry[0].release()
 
 
 def locks_folder(argument: str):

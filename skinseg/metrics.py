@@ -23,14 +23,17 @@ def confusion_counts(pred, target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Returns: three int64 arrays of shape ``(N,)``.
     """
+    tp, fp, fn = device_counts(pred, target).cpu().numpy()
+    return tp, fp, fn
+
+
+def device_counts(pred, target) -> torch.Tensor:
+    """:func:`confusion_counts` as one ``(3, N)`` int64 tensor left where ``pred`` is (no copy to the CPU)."""
     p = torch.as_tensor(pred).bool().flatten(1)
     t = torch.as_tensor(target).bool().flatten(1)
     if p.shape != t.shape:
         raise ValueError(f"pred {tuple(p.shape)} and target {tuple(t.shape)} must have the same shape")
-    tp = (p & t).sum(1)
-    fp = (p & ~t).sum(1)
-    fn = (~p & t).sum(1)
-    return tp.cpu().numpy(), fp.cpu().numpy(), fn.cpu().numpy()
+    return torch.stack([(p & t).sum(1), (p & ~t).sum(1), (~p & t).sum(1)])
 
 
 def iou_from_counts(tp, fp, fn) -> np.ndarray:

@@ -20,6 +20,14 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
+def draw_outline(image: np.ndarray, mask: np.ndarray, colour: str, thickness: int = 1) -> np.ndarray:
+    """Paint the outline of the ``(H, W)`` {0, 1} ``mask``, ``thickness`` dilations wide, in ``colour``
+    onto the ``(H, W, 3)`` uint8 ``image`` (in place); returns ``image``."""
+    edge = ndimage.binary_dilation(mask_outline(mask), iterations=thickness)
+    image[edge] = np.round(np.array(plt.matplotlib.colors.to_rgb(colour)) * 255).astype(np.uint8)
+    return image
+
+
 def show_with_outlines(ax, image: np.ndarray, outlines: dict[str, tuple[np.ndarray, str]] | None = None,
                        title: str | None = None) -> None:
     """Draw an ``(H, W, 3)`` uint8 image with coloured outlines of masks.
@@ -28,8 +36,7 @@ def show_with_outlines(ax, image: np.ndarray, outlines: dict[str, tuple[np.ndarr
     """
     shown = image.copy()
     for mask, colour in (outlines or {}).values():
-        edge = ndimage.binary_dilation(mask_outline(mask))
-        shown[edge] = (np.array(plt.matplotlib.colors.to_rgb(colour)) * 255).astype(np.uint8)
+        draw_outline(shown, mask, colour)
     ax.imshow(shown)
     ax.set_axis_off()
     if title:

@@ -23,24 +23,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from scipy import ndimage
 from torch import nn
 from tqdm.auto import tqdm
 
+from .atomic import write_image_atomic, write_text_atomic
 from .checkpoint import load_checkpoint, model_from_state
-from .config import MODEL_LABELS
+from .config import MODEL_LABELS, check_image_size
 from .data.folders import IMAGE_DIR, IMAGE_EXTENSIONS
 from .data.isic import resize_image, resize_mask
-from .data.tensors import model_input
+from .device import resolve_device
 from .errors import ConfigError, DataError
 from .evaluate import TTA, binarize, predict_probabilities
-from .atomic import write_atomic, write_text_atomic
 from .checks import check_model, check_paths, check_positive_int
 from .images import read_image, shown_size
 from .lock import output_lock
-from .outputs import check_outputs
 from .models import model_name
-from .plots import ATTENTION_COLOUR, UNET_COLOUR, mask_outline
+from .outputs import check_outputs
+from .plots import ATTENTION_COLOUR, UNET_COLOUR, draw_outline
+from .psi import overlay, psi_maps
 
 DEFAULT_IMAGE_SIZE = (192, 256)
 PREDICTIONS = "predictions.csv"
@@ -101,9 +101,7 @@ def outlined(image: np.ndarray, mask: np.ndarray, colour: str, tint: float = 0.3
     shown = image.astype(np.float32)
     inside = mask.astype(bool)
     shown[inside] = (1 - tint) * shown[inside] + tint * rgb
-    edge = ndimage.binary_dilation(mask_outline(mask), iterations=max(1, round(min(mask.shape) / 150)))
-    shown[edge] = rgb
-    return np.round(shown).astype(np.uint8)
+    return draw_outline(np.round(shown).astype(np.uint8), mask, colour, max(1, round(min(mask.shape) / 150)))
 
 
 def psi_picture(image: np.ndarray, psis: list[np.ndarray], path: Path, title: str) -> None:
@@ -111,8 +109,6 @@ def psi_picture(image: np.ndarray, psis: list[np.ndarray], path: Path, title: st
     gate's ψ map (``(H / 2**k, W / 2**k)`` in [0, 1], finest first) drawn over it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from .psi import overlay
 
     fig = Figure(figsize=(2.4 * (1 + len(psis)), 2.4 * image.shape[0] / image.shape[1] + 0.6))
     FigureCanvasAgg(fig)
@@ -158,9 +154,7 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
         raise ConfigError(f"psi maps need an Attention U-Net, but {holds}")
     if tta not in TTA:
         raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
-    h, w = image_size
-    if h % 16 or w % 16 or h <= 0 or w <= 0:
-        raise ConfigError(f"image size must be two positive multiples of 16, got {tuple(image_size)}")
+    check_image_size(image_size, "image size")
     out_dir = Path(out_dir)
     files = check_paths(files, "files")
     names = [f"{f.stem}{end}" for f in files for end in ("_mask.png", "_overlay.png") + (("_psi.png",) if psi else ())]
@@ -223,7 +217,7 @@ def _predict_into(model, name, files, out_dir, image_size, tta, postprocess, psi
             originals = [np.asarray(im, np.uint8) for im, _ in decoded]
             inputs = np.stack([np.asarray(resize_image(Image.fromarray(o), image_size), np.uint8) for o in originals])
             prob = predict_probabilities(model, inputs, tta=tta, batch_size=batch_size, device=device)
-            psis = _psi_maps(model, inputs, device) if psi else None
+            psis = psi_maps(model, inputs, resolve_device(device)) if psi else None
             for i, (path, original) in enumerate(zip(batch, originals)):
                 full = np.asarray(Image.fromarray(prob[i]).resize(original.shape[1::-1], Image.Resampling.BILINEAR))
                 mask = binarize(full[None], postprocess)[0]
@@ -231,8 +225,9 @@ def _predict_into(model, name, files, out_dir, image_size, tta, postprocess, psi
                 row = {"id": path.stem, "image": str(path), "width": shown_w, "height": shown_h,
                        "predicted_fraction": float(mask.mean()),
                        "mask": f"{path.stem}_mask.png", "overlay": f"{path.stem}_overlay.png"}
-                _save_png(out_dir / row["mask"], resize_mask(mask, (shown_h, shown_w)) * np.uint8(255))
-                _save_png(out_dir / row["overlay"], outlined(original, mask, MASK_COLOURS[name]))
+                mask_pixels = resize_mask(mask, (shown_h, shown_w)) * np.uint8(255)
+                write_image_atomic(out_dir / row["mask"], Image.fromarray(mask_pixels))
+                write_image_atomic(out_dir / row["overlay"], Image.fromarray(outlined(original, mask, MASK_COLOURS[name])))
                 if psis is not None:
                     row["psi"] = f"{path.stem}_psi.png"
                     psi_picture(inputs[i], [p[i] for p in psis], out_dir / row["psi"],
@@ -242,29 +237,10 @@ def _predict_into(model, name, files, out_dir, image_size, tta, postprocess, psi
     return pd.DataFrame(rows).set_index("id")
 
 
-def _save_png(path: Path, pixels: np.ndarray) -> None:
-    """Write ``pixels`` ((H, W) or (H, W, 3) uint8) as a PNG, atomically (a failed write names ``path``)."""
-    write_atomic(path, lambda f: Image.fromarray(pixels).save(f, format="PNG"))
-
-
-def _psi_maps(model: nn.Module, images: np.ndarray, device) -> list[np.ndarray]:
-    """The four gates' ψ of ``(N, H, W, 3)`` uint8 images: arrays ``(N, H / 2**k, W / 2**k)`` in [0, 1]."""
-    import torch
-
-    from .device import resolve_device
-
-    device = resolve_device(device)
-    with torch.no_grad():
-        _, psis = model.eval().to(device).forward_with_attention(model_input(images, device))
-    return [p[:, 0].float().cpu().numpy() for p in psis]
-
-
 def predict(checkpoint, inputs, out_dir, *, image_size: tuple[int, int] | None = None, device=None,
             **kwargs) -> pd.DataFrame:
     """:func:`predict_images` with the model of ``checkpoint`` on the images named by ``inputs``
     (:func:`image_files`); ``image_size`` defaults to the checkpoint's (:func:`checkpoint_image_size`)."""
-    from .device import resolve_device
-
     files = image_files(check_paths(inputs, "inputs"))
     state = load_checkpoint(checkpoint)
     size = tuple(image_size) if image_size else checkpoint_image_size(state)

@@ -1,6 +1,6 @@
 """The attention maps ψ of a trained Attention U-Net, as the experiment stores them.
 
-:func:`skinseg.experiment.run_experiment` keeps, for the first seed, the four gates' ψ maps
+:func:`skinseg.lab.experiment.run_experiment` keeps, for the first seed, the four gates' ψ maps
 of a few fixed test images at several epochs in ``psi/<run>.npz``:
 
 * ``epochs``: ``(E,)`` int, the epochs at which the maps were taken;
@@ -48,6 +48,18 @@ def unflatten_levels(flat: np.ndarray, image_size: tuple[int, int], n_levels: in
     values = flat.astype(np.float32) / 255 if flat.dtype == np.uint8 else flat.astype(np.float32)
     bounds = np.cumsum([0] + sizes)
     return [values[..., a:b].reshape(*flat.shape[:-1], *shape) for a, b, shape in zip(bounds[:-1], bounds[1:], shapes)]
+
+
+def psi_maps(model, images: np.ndarray, device) -> list[np.ndarray]:
+    """The gates' ψ of ``(N, H, W, 3)`` uint8 images under an Attention U-Net: one
+    ``(N, H / 2**k, W / 2**k)`` float array in [0, 1] per level ``k``, finest first."""
+    import torch
+
+    from .data.tensors import model_input
+
+    with torch.no_grad():
+        _, psis = model.eval().to(device).forward_with_attention(model_input(images, device))
+    return [p[:, 0].float().cpu().numpy() for p in psis]
 
 
 def flatten_levels(levels: list[np.ndarray]) -> np.ndarray:
@@ -169,7 +181,7 @@ def overlay(image: np.ndarray, psi: np.ndarray, opacity: float = 0.6, cmap: str 
     """
     import matplotlib
 
-    from .plots import TRUTH_COLOUR, mask_outline
+    from .plots import TRUTH_COLOUR, draw_outline
 
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must lie in [0, 1], got {opacity}")
@@ -180,8 +192,7 @@ def overlay(image: np.ndarray, psi: np.ndarray, opacity: float = 0.6, cmap: str 
     shown = (1 - opacity) * image.astype(np.float32) / 255 + opacity * colours
     rgb = np.round(shown * 255).astype(np.uint8)
     if mask is not None:
-        edge = ndimage.binary_dilation(mask_outline(mask))
-        rgb[edge] = np.round(np.array(matplotlib.colors.to_rgb(outline_colour or TRUTH_COLOUR)) * 255).astype(np.uint8)
+        draw_outline(rgb, mask, outline_colour or TRUTH_COLOUR)
     return rgb
 
 
@@ -245,4 +256,4 @@ def psi_statistics(maps: PsiMaps, masks: np.ndarray, rim_width: int = 16, low: f
 
 
 __all__ = ["N_LEVELS", "PsiMaps", "flatten_levels", "lesion_auc", "level_shapes", "load_psi", "overlay",
-           "psi_statistics", "unflatten_levels", "upsample_to"]
+           "psi_maps", "psi_statistics", "unflatten_levels", "upsample_to"]

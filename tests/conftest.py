@@ -25,7 +25,7 @@ import pytest
 import torch
 from PIL import Image
 
-from skinseg.data.synthetic import write_isic_layout
+from skinseg.lab.synthetic import write_isic_layout
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (64, 64)

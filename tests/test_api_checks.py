@@ -8,7 +8,7 @@ import pytest
 from skinseg.checkpoint import load_model
 from skinseg.config import PROFILES
 from skinseg.data import SegmentationData, load_split
-from skinseg.data.synthetic import make_synthetic
+from skinseg.lab.synthetic import make_synthetic
 from skinseg.errors import ConfigError, DataError, SkinsegError
 from skinseg.evaluate import paired_comparison, predict_probabilities
 from skinseg.models import UNet

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from skinseg.bench import (Setting, bench_setting, default_settings, launch_floor, operator_profile, run_benchmark, run_operator_profiles,
-                           training_flops_per_image)
 from skinseg.config import PROFILES
+from skinseg.lab.bench import (Setting, bench_setting, default_settings, launch_floor, operator_profile, run_benchmark, run_operator_profiles,
+                           training_flops_per_image)
 from skinseg.models import build_model
 
 
@@ -138,7 +138,7 @@ def test_the_launch_floor_runs_the_same_operators_on_a_two_channel_network():
 def test_flops_are_counted_on_meta_as_on_real_tensors():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from skinseg.bench import attention_flops_overhead, training_flops_per_image
+    from skinseg.lab.bench import attention_flops_overhead, training_flops_per_image
     from skinseg.models import build_model
 
     model = build_model("attention_unet", 4)

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinseg.bench_results import PLAIN_GPU, latest_bench, setting_label, speedup_table
 from skinseg.errors import DataError
-from skinseg.results import load_bench
+from skinseg.lab.bench_results import PLAIN_GPU, latest_bench, setting_label, speedup_table
+from skinseg.lab.results import load_bench
 
 from conftest import run_cli
 
@@ -19,21 +19,20 @@ COMMITTED = Path(__file__).resolve().parents[1] / "results" / "bench"
 
 def _result(model, ips, batch=16, amp="bf16", cl=True, compile=False, mode="default", **extra):
     return {"model": model, "batch_size": batch, "amp": amp, "channels_last": cl, "compile": compile,
-            "compile_mode": mode, "images_per_s": ips, "step_ms": 1000 * batch / ips,
+            "compile_mode": mode, "compile_gates": False, "images_per_s": ips, "step_ms": 1000 * batch / ips,
             "model_step_ms": 900 * batch / ips, "pipeline_fraction": 0.1, **extra}
 
 
 def _failed(model, error, **setting):
     """A setting that raised: run_benchmark stores the setting and the error, no timings."""
     return {key: _result(model, 1, **setting)[key] for key in ("model", "batch_size", "amp", "channels_last",
-                                                                 "compile", "compile_mode")} | {"error": error}
+                                                                 "compile", "compile_mode", "compile_gates")} | {"error": error}
 
 
-def _write(folder, name, results, device="NVIDIA H200", torch="2.11.0+cu130", date=None):
+def _write(folder, name, results, device="NVIDIA H200", torch="2.11.0+cu130", date=""):
     report = {"device": device, "device_type": "cuda", "torch": torch, "matmul_peak_flops": 7.9e14,
-              "training_flops_per_image": {"unet": 2.9e11, "attention_unet": 3.0e11}, "results": results}
-    if date is not None:
-        report["date"] = date
+              "training_flops_per_image": {"unet": 2.9e11, "attention_unet": 3.0e11}, "results": results,
+              "date": date}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(json.dumps(report))
 
@@ -48,7 +47,7 @@ def test_setting_labels_name_precision_layout_compile_mode_and_batch():
 
 def test_latest_bench_keeps_the_newest_device_and_the_newest_row_of_each_setting(tmp_path):
     folder = tmp_path / "bench"
-    _write(folder, "a_old.json", [_result("unet", 600), _result("attention_unet", 500)])  # no date: oldest
+    _write(folder, "a_old.json", [_result("unet", 600), _result("attention_unet", 500)])  # no date recorded: oldest
     _write(folder, "b_h100.json", [_result("unet", 400)], device="NVIDIA H100 80GB HBM3", date="2026-12-01T10:00:00+00:00")
     _write(folder, "c_new.json", [_result("unet", 700), _result("unet", 650, batch=32),
                                   _failed("attention_unet", "RuntimeError: boom", compile=True)],

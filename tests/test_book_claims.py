@@ -14,12 +14,14 @@ import pandas as pd
 import pytest
 
 
-from skinseg.bench_results import latest_bench, speedup_table
-from skinseg.results import load_bench, load_results
-from skinseg.config import PRIMARY_ENDPOINT, PROFILES, default_data_dir
+from skinseg.config import PROFILES
 from skinseg.data.loading import split_pairs
 from skinseg.data.protocols import replica_counts
 from skinseg.errors import DataError
+from skinseg.lab.bench_results import latest_bench, speedup_table
+from skinseg.lab.endpoints import PRIMARY_ENDPOINT
+from skinseg.lab.results import load_bench, load_results
+from skinseg.paths import default_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN, COMPILED = "bf16 + channels_last, batch 16", "bf16 + channels_last + compiled, batch 16"
@@ -112,7 +114,7 @@ def test_speed_claims(speeds):
 
 
 def test_the_gates_flop_overhead_is_one_figure_everywhere():
-    from skinseg.bench import attention_flops_overhead
+    from skinseg.lab.bench import attention_flops_overhead
 
     figure = f"{100 * attention_flops_overhead():.1f} %"
     texts = {name: prose(name) for name in ("03", "05", "07")}

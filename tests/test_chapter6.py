@@ -13,7 +13,7 @@ import nbclient
 import pytest
 
 from skinseg.config import PROFILES
-from skinseg.experiment import MODEL_NAMES, run_experiment, write_summary
+from skinseg.lab.experiment import MODEL_NAMES, run_experiment, write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = ROOT / "book" / "06_test_comparison.md"

@@ -24,8 +24,8 @@ from PIL import Image
 
 from skinseg.cli import build_parser, main
 from skinseg.config import PROFILES
-from skinseg.data.synthetic import make_synthetic
 from skinseg.device import seed_everything
+from skinseg.lab.synthetic import make_synthetic
 from skinseg.lock import LOCK_NAME
 from skinseg.models import UNet
 from skinseg.train import fit
@@ -166,7 +166,7 @@ BAD_INPUTS = [
      ["{exp_work}/unet_seed0/last.pt", "Delete {exp_work}/unet_seed0 to start this run again, or give experiment "
       "another --work-dir"]),
     ("other_recipe", ["train", "--profile", "tiny", "--model", "unet", "--epochs", "3", "--out", "{run_b}", "--data", "{layout}"],
-     ["{run_b}/last.pt was written by a run with another recipe (epochs 1 -> 3)", "--no-resume"]),
+     ["{run_b}/last.pt was written by a run with another recipe (epochs 1 -> 3; training_images None -> ", "--no-resume"]),
     # options
     ("width_zero", ["train", "--width", "0"], ["argument --width: expected an integer from 1 to 512, got '0'"]),
     ("width_absurd", ["train", "--width", "100000"], ["argument --width: expected an integer from 1 to 512, got '100000'"]),

@@ -1,6 +1,7 @@
 """The Colab helpers: data downloaded once (kept on a Drive if asked) and training cells that
 say what they will cost. The download itself is tested in test_download.py; here it is
 replaced by a stand-in that writes a SYNTHETIC compact copy and the markers of a finished one."""
+import json
 import os
 import re
 from pathlib import Path
@@ -11,7 +12,7 @@ from skinseg import colab
 from skinseg.config import PROFILES
 from skinseg.data import load_split
 from skinseg.data.download import ARCHIVES
-from skinseg.data.synthetic import write_isic_layout
+from skinseg.lab.synthetic import write_isic_layout
 from skinseg.lock import LOCK_NAME
 
 
@@ -23,12 +24,16 @@ def downloads(monkeypatch):
         calls.append(Path(root))
         write_isic_layout(root, year, n_train=2, n_val=1, n_test=1, size=(32, 32))
         (root / "archives").mkdir(parents=True, exist_ok=True)
-        for archive in ARCHIVES[year]:
-            (root / "archives" / f"{archive.filename}.compact").write_text("done\n")
+        for archive in ARCHIVES[year]:  # markers as download_dataset writes them: the files each archive gave
+            folder = root / archive.filename.removesuffix(".zip")
+            files = sorted(str(p.relative_to(root)) for p in folder.iterdir())
+            (root / "archives" / f"{archive.filename}.compact").write_text(json.dumps({"kind": "compact",
+                                                                                       "files": files}))
         (root / LOCK_NAME).write_text("")  # what skinseg.lock leaves; a Drive copy must not carry it
         return root
 
     monkeypatch.setattr(colab, "download_dataset", fake_download)
+    monkeypatch.setattr(colab, "announce", lambda year, base_url: f"ISIC {year}: what it downloads")
     monkeypatch.setenv("SKINSEG_DATA", "")  # so that the prepare() below cannot leak its value to later tests
     monkeypatch.delenv("SKINSEG_DATA")
     return calls
@@ -77,6 +82,38 @@ def test_a_complete_local_copy_is_used_and_kept_on_the_drive(downloads, tmp_path
     drive.mkdir()  # mounted
     assert colab.prepare(drive=True, local_root=tmp_path / "s", drive_root=drive, log=lambda *_: None) == local
     assert len(downloads) == 1 and colab.is_complete(drive / colab.DRIVE_FOLDER / "isic2017")
+
+
+def test_a_copy_whose_files_are_gone_is_not_complete(downloads, tmp_path):
+    root = colab.prepare(local_root=tmp_path / "s", log=lambda *_: None)
+    next((root / "ISIC-2017_Test_v2_Data").glob("*.jpg")).unlink()
+    assert not colab.is_complete(root)
+    colab.prepare(local_root=tmp_path / "s", log=lambda *_: None)
+    assert len(downloads) == 2 and colab.is_complete(root)
+
+
+def test_the_wait_is_said_before_the_download_starts(tmp_path, monkeypatch):
+    from conftest import serve
+
+    sizes = {a.filename: 1000 * (k + 1) for k, a in enumerate(ARCHIVES["2017"])}
+    said = []
+    monkeypatch.setattr(colab, "download_dataset", lambda *a, **k: said.append("download started"))
+    with serve({name: b"x" * n for name, n in sizes.items()}) as server:
+        monkeypatch.setattr(colab, "is_complete", lambda root, year="2017": False)
+        colab.prepare(local_root=tmp_path, base_url=server.url, log=said.append)
+    total = sum(sizes.values())
+    assert said[-1] == "download started" and len(said) == 2
+    m = re.match(rf"ISIC 2017: {total / 1e6:.1f} MB to download \(6 archives\): at \d+ MB/s, measured now, about "
+                 rf"\d+ s, then about (\d+) min to make the compact copy of 2750 images \(at most (\d\.\d\d) s per image", said[0])
+    assert m, said[0]
+    assert float(m.group(2)) == pytest.approx(colab.COMPACT_SECONDS_PER_IMAGE, abs=0.005)
+    assert int(m.group(1)) == round(2750 * colab.COMPACT_SECONDS_PER_IMAGE / 60)
+    assert "Drive" in said[0]
+
+
+def test_the_stated_local_rate_is_the_benchmarks():
+    bench = json.loads((Path(__file__).resolve().parents[1] / "results" / "bench_cpu" / "data_prep_after.json").read_text())
+    assert colab.COMPACT_SECONDS_PER_IMAGE == bench["seconds_per_image"]["cpu"]
 
 
 def test_a_partial_drive_copy_is_not_used(downloads, tmp_path):
@@ -160,3 +197,10 @@ def test_the_colab_cell_installs_and_prepares_the_compact_copy_only_on_colab(nee
     # the Drive copy is opt-in; the data is the compact ISIC 2017, fetched only where it is read
     assert prepared == ([("2017", False)] if needs_data else [])
     assert folders == ["/content/skinseg/book"]
+
+
+def test_chapter_0_states_the_benchmarks_rate():
+    text = " ".join((Path(__file__).resolve().parents[1] / "book" / "00_introduction.md").read_text().split())
+    rate = colab.COMPACT_SECONDS_PER_IMAGE
+    assert f"at most about {round(colab.IMAGES['2017'] * rate / 60)} minutes to make the compact copy" in text
+    assert f"({rate:.2f} CPU seconds per image" in text and "2,750 images" in text

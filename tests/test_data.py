@@ -10,14 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from skinseg.config import NO_AUGMENT, AugmentConfig, default_data_dir
+from skinseg.config import NO_AUGMENT, AugmentConfig
 from skinseg.data import SegmentationData, detect_year, find_pairs, load_dataset, load_split, read_pair
 from skinseg.data.augment import augment_batch
 from skinseg.data.isic import LAYOUTS
 from skinseg.data.loading import split_pairs
 from skinseg.data.splits import isic2016_validation_ids
-from skinseg.data.synthetic import make_synthetic
 from skinseg.errors import DataError
+from skinseg.lab.synthetic import make_synthetic
+from skinseg.paths import default_data_dir
 
 from conftest import write_striped_mask
 

@@ -1,4 +1,4 @@
-"""The test images stored with the results (skinseg.display): selection, file round trip,
+"""The test images stored with the results (skinseg.lab.display): selection, file round trip,
 errors, the experiment writing them, and the committed 16-epoch results drawing without data."""
 from pathlib import Path
 
@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from skinseg.config import PROFILES
-from skinseg.data.synthetic import make_synthetic
-from skinseg.display import QUANTILES, display_ids, load_display, store_display, write_display
 from skinseg.errors import DataError
-from skinseg.experiment import run_experiment
+from skinseg.lab.display import QUANTILES, display_ids, load_display, store_display, write_display
+from skinseg.lab.experiment import run_experiment
+from skinseg.lab.results import load_results
+from skinseg.lab.synthetic import make_synthetic
 from skinseg.metrics import iou_per_image
-from skinseg.results import load_results
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "results" / "isic2017_16ep"

@@ -4,6 +4,7 @@ members), each healed by running again, and the compact copy."""
 from __future__ import annotations
 
 import hashlib
+import json
 import io
 import re
 import shutil
@@ -17,8 +18,8 @@ from PIL import Image
 
 from skinseg.data import download as dl
 from skinseg.data import load_split
-from skinseg.data.synthetic import write_isic_layout
 from skinseg.errors import DataError, DownloadError
+from skinseg.lab.synthetic import write_isic_layout
 
 from conftest import damage_zip, make_zip, serve
 
@@ -398,3 +399,177 @@ def test_official_table():
     for year, archives in dl.ARCHIVES.items():
         for a in archives:
             assert a.url == f"https://isic-challenge-data.s3.amazonaws.com/{year}/{a.filename}"
+
+# ----------------------------------------------------------------------------- decoding: draft mode, workers, CRCs
+
+
+def _photo(w: int, h: int, seed: int) -> bytes:
+    """A SYNTHETIC w x h photo with a hard-edged dark lesion and pixel noise, as JPEG quality 95."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    lesion = ((xx - w / 2) / (w / 4)) ** 2 + ((yy - h / 2) / (h / 3)) ** 2 < 1
+    image = np.where(lesion[..., None], [110, 70, 55], [215, 170, 150]) + rng.integers(-18, 19, (h, w, 1))
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_draft_decoding_stays_within_the_stated_difference_from_a_full_decode():
+    from skinseg.data.compact import decode_image
+    from skinseg.data.isic import open_image, resize_image
+
+    data = _photo(3008, 2000, seed=0)  # decoded at 1/4: 752x500, the smallest scale >= 2 x 256x192
+    fast = np.asarray(decode_image(data, (192, 256), "photo.jpg"), dtype=int)
+    full = np.asarray(resize_image(open_image(io.BytesIO(data)), (192, 256)), dtype=int)
+    diff = np.abs(fast - full)
+    assert fast.shape == (192, 256, 3) and diff.any()  # draft mode was used: not the full decode
+    assert diff.mean() < 1 and diff.max() <= 40  # the bound stated in skinseg.data.compact
+
+
+def test_the_workers_give_the_same_files_in_the_same_order_as_one(tmp_path, official_layout):
+    archives = _archives_of(official_layout)
+    zip_path = tmp_path / "ISIC-2017_Training_Data.zip"
+    zip_path.write_bytes(archives[zip_path.name])
+    one = dl.compact_extract(zip_path, tmp_path / "one", progress=False, workers=1)
+    two = dl.compact_extract(zip_path, tmp_path / "two", progress=False, workers=2)
+    assert [p.relative_to(tmp_path / "one") for p in one] == [p.relative_to(tmp_path / "two") for p in two]
+    assert _tree(tmp_path / "one") == _tree(tmp_path / "two") and len(one) == 6  # 5 images and the metadata
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_damaged_member_is_named_and_nothing_is_written(tmp_path, archives_2017, workers):
+    name = NAMES_2017[0]
+    zip_path = tmp_path / name
+    zip_path.write_bytes(damage_zip(archives_2017[name]))
+    first = zipfile.ZipFile(zip_path).namelist()[0]
+    target = tmp_path / "root"
+    target.mkdir()
+    with pytest.raises(DownloadError, match=rf"{re.escape(name)} is not a valid zip archive \(its member "
+                                            rf"'{re.escape(first)}' fails its CRC check\); nothing was extracted"):
+        dl.compact_extract(zip_path, target, progress=False, workers=workers)
+    assert list(target.iterdir()) == []
+
+
+def test_the_compact_copy_reads_each_archive_once(server, tmp_path, official_layout, monkeypatch):
+    server.files.update(_archives_of(official_layout))
+    monkeypatch.setattr(dl, "check_zip", lambda *a: pytest.fail("a separate pass over the archive"))
+    monkeypatch.setattr(zipfile.ZipFile, "testzip", lambda *a: pytest.fail("a separate pass over the archive"))
+    assert dl.completed(_download(server, tmp_path / "c", compact=True), "2017", compact=True)
+
+# ----------------------------------------------------------------------------- state checked, never trusted
+
+
+def _cli(args, capsys) -> tuple[int, str]:
+    from skinseg.cli import main
+
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return code, err
+
+
+def _cli_ok(args) -> int:
+    from skinseg.cli import main
+
+    return main([str(a) for a in args])
+
+
+def _everything(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_compact_never_replaces_a_full_copy_without_overwrite(served_2017, tmp_path, capsys):
+    root = _download(served_2017, tmp_path / "isic2017")
+    marker = json.loads((root / "archives" / f"{NAMES_2017[0]}.extracted").read_text())
+    assert marker["kind"] == "full" and marker["archive_bytes"] == len(served_2017.files[NAMES_2017[0]])
+    assert all((root / f).is_file() for f in marker["files"]) and marker["bytes"] > 0
+    before = _everything(root)
+    code, err = _cli(["download", "--compact", "--data", root, "--base-url", served_2017.url, "--quiet"], capsys)
+    assert code == 2 and "holds a full-resolution copy of ISIC 2017" in err and "--overwrite" in err
+    assert _everything(root) == before  # one line, exit 2, no traceback, the folder byte-identical
+    code = _cli_ok(["download", "--compact", "--overwrite", "--data", root, "--base-url", served_2017.url, "--quiet"])
+    assert code == 0 and dl.completed(root, "2017", compact=True) and not dl.completed(root, "2017", compact=False)
+    assert not list((root / "archives").glob("*.extracted"))
+
+
+def test_a_full_copy_extracted_by_hand_is_not_replaced_either(tmp_path, server, official_layout):
+    root = Path(shutil.copytree(official_layout, tmp_path / "by_hand"))  # no markers, no archives
+    server.files.update(_archives_of(official_layout))
+    before = _everything(root)
+    with pytest.raises(DownloadError, match=r"holds a full-resolution copy.*at 1022x767"):
+        _download(server, root, compact=True)
+    assert _everything(root) == before
+
+
+def test_a_marker_whose_files_are_gone_or_that_is_not_ours_is_redone(served_2017, tmp_path):
+    root = _download(served_2017, tmp_path / "isic2017")
+    gone = next((root / "ISIC-2017_Validation_Data").glob("*.jpg"))
+    gone.unlink()
+    (root / "archives" / f"{NAMES_2017[0]}.extracted").write_text("{}")  # a marker made by hand
+    n_requests = len(served_2017.requests)
+    _download(served_2017, root)
+    assert gone.is_file() and dl.completed(root, "2017", compact=False)
+    assert len(served_2017.requests) == n_requests  # the archives are kept: nothing downloaded again
+
+
+@pytest.mark.parametrize("member", ["archives/ISIC-2017_Training_Data.zip.extracted", "elsewhere/ISIC_0000000.jpg",
+                                    "ISIC_0000000.jpg"], ids=["fakes a marker", "another folder", "no folder"])
+def test_an_archive_with_another_layout_is_refused_with_a_command_that_works(served_2017, tmp_path, archives_2017,
+                                                                             capsys, member):
+    name = NAMES_2017[0]
+    served_2017.files[name] = make_zip({member: b"{}", "ISIC-2017_Training_Data/x.csv": b"a"})
+    root = tmp_path / "isic2017"
+    code, err = _cli(["download", "--data", root, "--base-url", served_2017.url, "--quiet"], capsys)
+    assert code == 2 and f"its member {member!r} is outside ISIC-2017_Training_Data/" in err
+    assert not (root / "archives" / f"{name}.extracted").exists() and not (root / "archives" / name).exists()
+    assert not (root / "ISIC-2017_Training_Data").exists() and not (root / "elsewhere").exists()
+    command = re.search(r"run again: python -m skinseg (.*)$", err.strip()).group(1).split()
+    served_2017.files[name] = archives_2017[name]  # the official archive: the command given heals the folder
+    (root / "archives" / name).write_bytes(archives_2017[name])
+    assert command[-2:] == ["--base-url", served_2017.url] and _cli_ok([*command, "--quiet"]) == 0
+    assert dl.completed(root, "2017", compact=False)
+
+
+def test_an_archive_put_there_by_hand_is_never_deleted(served_2017, tmp_path, archives_2017):
+    root = tmp_path / "isic2017"
+    bad = make_zip({"somewhere/else.txt": b"mine"})
+    (root / "archives").mkdir(parents=True)
+    (root / "archives" / NAMES_2017[0]).write_bytes(bad)
+    with pytest.raises(DownloadError, match=r"Replace .* with the official archive and run again: python -m skinseg"):
+        _download(served_2017, root, compact=True)
+    assert (root / "archives" / NAMES_2017[0]).read_bytes() == bad
+
+
+def test_an_archive_that_expands_too_far_is_refused(served_2017, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dl, "EXPANSION_SLACK", 0)
+    name = NAMES_2017[0]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ISIC-2017_Training_Data/a.csv", b"\0" * (4 << 20))
+    served_2017.files[name] = buf.getvalue()  # about 4 kB that would expand to 4 MB
+    root = tmp_path / "isic2017"
+    code, err = _cli(["download", "--data", root, "--base-url", served_2017.url, "--quiet"], capsys)
+    assert code == 2 and "would expand to 4 MB, more than 20 times its size" in err and "zip bomb" in err
+    assert not (root / "ISIC-2017_Training_Data").exists()
+
+
+def test_the_servers_size_and_etag_are_recorded_and_checked_on_resume(served_2017, tmp_path, archives_2017):
+    name = NAMES_2017[0]
+    old, new = archives_2017[name], archives_2017[NAMES_2017[2]]
+    assert len(old) != len(new)
+    served_2017.files[name], served_2017.etags[name] = old, '"same"'
+    served_2017.truncate.add(name)
+    dest = tmp_path / name
+    with pytest.raises(DownloadError, match="truncated"):
+        dl.download_file(f"{served_2017.url}/{name}", dest, progress=False)
+    assert json.loads((tmp_path / f"{name}.part.json").read_text())["bytes"] == len(old)
+    served_2017.truncate.clear()
+    served_2017.files[name] = new  # another file under the same ETag: its size gives it away
+    dl.download_file(f"{served_2017.url}/{name}", dest, progress=False)
+    assert [r for _, r in served_2017.requests[-2:]] == [f"bytes={len(old) // 2}-", None]
+    assert dest.read_bytes() == new
+    assert json.loads((tmp_path / f"{name}.json").read_text()) == {"url": f"{served_2017.url}/{name}",
+                                                                   "bytes": len(new), "etag": '"same"'}
+    dest.write_bytes(new[:-1] + b"\0\0")  # a finished download whose size no longer matches the server's
+    dl.download_file(f"{served_2017.url}/{name}", dest, progress=False)
+    assert dest.read_bytes() == new and served_2017.requests[-1] == (name, None)

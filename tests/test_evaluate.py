@@ -9,7 +9,7 @@ from torch import nn
 from skinseg.data import SegmentationData
 from skinseg.data.tensors import normalize
 from skinseg.errors import ConfigError
-from skinseg.evaluate import (TTA, binarize, evaluate_chosen, evaluate_endpoints, evaluate_model,
+from skinseg.evaluate import (TTA, EvalSetting, binarize, evaluate_chosen, evaluate_endpoints, evaluate_model,
                               largest_component_filled, paired_comparison, predict_probabilities, predict_variants,
                               score_masks, summarize)
 from skinseg.metrics import dice_per_image, iou_per_image
@@ -161,7 +161,7 @@ def test_evaluate_chosen_scores_both_endpoints_from_shared_views():
     data.masks[:, 8:24, 8:24] = 1
     model = AttentionUNet(width=4)
     passes = _count_passes(model)
-    table, raw, masks = evaluate_endpoints(model, data, "flip+post", batch_size=2, device="cpu")
+    table, raw, masks = evaluate_endpoints(model, data, EvalSetting("flip", True), batch_size=2, device="cpu")
     assert len(passes) == 2 * 2  # the raw view is one of flip's two: 2 views in each of 2 batches
     flip = binarize(predict_probabilities(model, data.images, tta="flip", batch_size=2, device="cpu"), True)
     np.testing.assert_array_equal(masks, flip)
@@ -170,7 +170,7 @@ def test_evaluate_chosen_scores_both_endpoints_from_shared_views():
     pd.testing.assert_frame_equal(table[expected.columns], expected)
     np.testing.assert_array_equal(table["iou_raw"], raw["iou"])
     np.testing.assert_array_equal(table["dice_raw"], raw["dice"])
-    pd.testing.assert_frame_equal(evaluate_chosen(model, data, "flip+post", batch_size=2, device="cpu"), table)
+    pd.testing.assert_frame_equal(evaluate_chosen(model, data, EvalSetting.parse("flip+post"), batch_size=2, device="cpu"), table)
 
 
 def test_paired_comparison_of_a_consistent_shift():
@@ -212,3 +212,12 @@ def test_paired_comparison_aligns_series_and_checks_shapes():
         paired_comparison(np.ones(5), np.ones(4))
     with pytest.raises(ValueError, match="paired"):
         paired_comparison([0.5], [0.6])
+
+
+def test_an_evaluation_setting_reads_back_its_label():
+    for setting in (EvalSetting(), EvalSetting("flip"), EvalSetting("d4", True)):
+        assert EvalSetting.parse(setting.label) == setting
+    assert EvalSetting("d4", True).label == "d4+post" and EvalSetting().label == "none"
+    for bad in ("d8", "flip+blur", "flip+post+post", ""):
+        with pytest.raises(ConfigError):
+            EvalSetting.parse(bad)

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinseg.config import PROFILES, with_variants
+from skinseg.config import PROFILES
 from skinseg.data import load_dataset
 from skinseg.data.splits import isic2016_validation_ids
 from skinseg.errors import ConfigError
-from skinseg.experiment import MODEL_NAMES, psi_epochs, psi_image_indices, run_experiment
+from skinseg.lab.experiment import MODEL_NAMES, psi_epochs, psi_image_indices, run_experiment
+from skinseg.lab.variants import with_variants
 from skinseg.metrics import iou_per_image
 
 RUNS = [f"{m}_seed0" for m in MODEL_NAMES]

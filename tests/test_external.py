@@ -1,5 +1,5 @@
 """External test sets: every finished run is scored on them, nothing is selected on them, and
-:func:`skinseg.external.external_table` tabulates them."""
+:func:`skinseg.lab.external.external_table` tabulates them."""
 from __future__ import annotations
 
 import json
@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from skinseg.compare import compare_tables, read_tables
 from skinseg.config import PROFILES
 from skinseg.data import load_split
 from skinseg.data.folders import write_folders
-from skinseg.data.synthetic import make_synthetic
 from skinseg.errors import ConfigError, LeakageError
-from skinseg.experiment import MODEL_NAMES, run_experiment
-from skinseg.external import ExternalSets, external_differences, external_summary, external_table, parse_external
-from skinseg.results import finished_seeds
+from skinseg.lab.experiment import MODEL_NAMES, run_experiment
+from skinseg.lab.external import ExternalSets, external_differences, external_summary, external_table, parse_external
+from skinseg.lab.results import finished_seeds
+from skinseg.lab.stats import compare_tables, read_tables
+from skinseg.lab.synthetic import make_synthetic
 PROFILE = PROFILES["tiny"].replace(epochs=1)
 
 

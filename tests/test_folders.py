@@ -14,9 +14,9 @@ from skinseg.cli import main
 from skinseg.config import PROFILES
 from skinseg.data import detect_layout, find_folder_pairs, find_pairs, load_split
 from skinseg.data.folders import FOLDERS, MASK_SUFFIXES, describe_folder, write_folders
-from skinseg.data.synthetic import make_synthetic
 from skinseg.device import seed_everything
 from skinseg.errors import DataError
+from skinseg.lab.synthetic import make_synthetic
 from skinseg.models import AttentionUNet
 from skinseg.train import fit
 

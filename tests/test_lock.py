@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,3 +87,21 @@ def test_atomic_writes_use_the_usual_mode_and_leave_nothing_behind(tmp_path):
     for written in (path, tmp_path / "sub" / "last.pt"):  # like every other output, not mkstemp's 0600
         assert stat.S_IMODE(written.stat().st_mode) == 0o644
     assert sorted(p.name for p in path.parent.iterdir()) == ["a.json", "last.pt"]
+
+
+def test_images_and_numpy_archives_go_through_the_atomic_writer(tmp_path):
+    from PIL import Image
+
+    from skinseg.atomic import write_image_atomic, write_npz_atomic
+
+    mask = np.zeros((4, 6), np.uint8)
+    mask[1:3, 2:5] = 255
+    write_image_atomic(tmp_path / "out" / "m.png", Image.fromarray(mask))
+    write_npz_atomic(tmp_path / "out" / "a.npz", ids=np.array(["x"]), masks=mask)
+    write_npz_atomic(tmp_path / "out" / "b.npz", False, masks=mask)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "m.png")), mask)
+    for name in ("a.npz", "b.npz"):
+        assert np.array_equal(np.load(tmp_path / "out" / name)["masks"], mask)
+    with pytest.raises(ValueError, match=r"m\.xyz: no image format is known for the suffix '\.xyz'"):
+        write_image_atomic(tmp_path / "out" / "m.xyz", Image.fromarray(mask))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.npz", "b.npz", "m.png"]

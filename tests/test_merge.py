@@ -9,16 +9,16 @@ import tarfile
 import numpy as np
 import pytest
 
-from skinseg.archive import MANIFEST, open_archive
 from skinseg.cli import main
 from skinseg.config import PROFILES
-from skinseg.data.synthetic import write_isic_layout
-from skinseg.display import load_display
 from skinseg.errors import DataError
-from skinseg.experiment import MODEL_NAMES, run_experiment
-from skinseg.merge import MergeError, merge_archive
-from skinseg.order import EXPERIMENTS, SLICE_ORDER
-from skinseg.slice import run_slice, slice_order
+from skinseg.lab.archive import MANIFEST, open_archive
+from skinseg.lab.display import load_display
+from skinseg.lab.experiment import MODEL_NAMES, run_experiment
+from skinseg.lab.merge import MergeError, merge_archive
+from skinseg.lab.order import EXPERIMENTS, SLICE_ORDER
+from skinseg.lab.slice import run_slice, slice_order
+from skinseg.lab.synthetic import write_isic_layout
 
 from conftest import SIZE
 

@@ -139,3 +139,13 @@ def test_build_model_by_name_and_unknown_name():
     with pytest.raises(ConfigError, match="attention_unet.*unet|unet.*attention_unet") as info:
         build_model("vnet", 4)
     assert "vnet" in str(info.value)
+
+
+def test_one_model_pair_and_one_input_multiple():
+    """The torch-free copies of two facts agree with the models: the model names (config's labels,
+    used by the command line before torch is imported) and the input multiple (four poolings)."""
+    from skinseg.config import INPUT_MULTIPLE, MODEL_LABELS
+    from skinseg.models import MODELS
+    from skinseg.models.unet import STRIDE
+
+    assert list(MODEL_LABELS) == list(MODELS) and INPUT_MULTIPLE == STRIDE

@@ -19,7 +19,7 @@ import nbclient
 import pytest
 
 from skinseg.config import PROFILES
-from skinseg.data.synthetic import write_isic_layout
+from skinseg.lab.synthetic import write_isic_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-import skinseg.plan as plan_module
+import skinseg.lab.plan as plan_module
 from skinseg.config import PROFILES
 from skinseg.data import load_dataset
 from skinseg.errors import ConfigError
-from skinseg.experiment import run_experiment
-from skinseg.plan import RunCosts, cost_model, describe_plan, measure_training_step, plan_epochs
+from skinseg.lab.experiment import run_experiment
+from skinseg.lab.plan import RunCosts, cost_model, describe_plan, measure_training_step, plan_epochs
 
 SIZES = {"train": 2000, "val": 150, "test": 600}
 CPU = torch.device("cpu")

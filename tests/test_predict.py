@@ -12,10 +12,10 @@ from skinseg.cli import main
 from skinseg.config import PROFILES
 from skinseg.data import load_split
 from skinseg.data.folders import write_folders
-from skinseg.data.synthetic import make_synthetic
 from skinseg.device import seed_everything
 from skinseg.errors import ConfigError, DataError
 from skinseg.evaluate import binarize, predict_probabilities
+from skinseg.lab.synthetic import make_synthetic
 from skinseg.models import AttentionUNet, UNet
 from skinseg.predict import checkpoint_image_size, image_files, predict, predict_images
 from skinseg.train import fit

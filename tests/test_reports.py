@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from skinseg import experiment, slice as slice_module, sweep
+from skinseg.lab import experiment, slice as slice_module, sweep
 from skinseg.atomic import write_atomic, write_bytes_atomic
 from skinseg.cli import main
 from skinseg.lock import output_lock

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from skinseg.compare import read_tables
+from skinseg.lab.stats import read_tables
 from skinseg.data import load_split
 from skinseg.errors import DataError
-from skinseg.experiment import folder_mismatch, write_summary
-from skinseg.result_files import read_arrays, read_json, read_table
+from skinseg.lab.experiment import folder_mismatch, write_summary
+from skinseg.lab.result_files import read_arrays, read_json, read_table
 
 
 def test_a_truncated_cache_file_is_built_again(layout_2017, tmp_path):
@@ -66,7 +66,7 @@ def test_a_damaged_run_json_or_per_image_table_is_named(tmp_path):
 
 
 def test_a_damaged_display_file_is_named(tmp_path):
-    from skinseg.display import load_display
+    from skinseg.lab.display import load_display
     path = tmp_path / "display.npz"
     np.savez(path, ids=np.array(["a"]), images=np.zeros((1, 4, 4, 3), np.uint8), masks=np.zeros((1, 4, 1), np.uint8),
              shape=np.array([1, 4, 4]))

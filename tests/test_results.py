@@ -1,4 +1,4 @@
-"""Tests of skinseg.results: on the committed GPU results and on a tiny experiment run here."""
+"""Tests of skinseg.lab.results: on the committed GPU results and on a tiny experiment run here."""
 from __future__ import annotations
 
 import json
@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinseg.bench import run_benchmark
 from skinseg.config import get_profile
 from skinseg.data import load_split
-from skinseg.data.synthetic import write_isic_layout
 from skinseg.errors import DataError
 from skinseg.evaluate import score_masks, summarize
-from skinseg.experiment import run_experiment
-from skinseg.results import Results, load_bench, load_results
+from skinseg.lab.bench import run_benchmark
+from skinseg.lab.experiment import run_experiment
+from skinseg.lab.results import Results, load_bench, load_results
+from skinseg.lab.synthetic import write_isic_layout
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results"
 MODELS = ["unet", "attention_unet"]

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinseg.data.synthetic import make_synthetic, write_isic_layout
 from skinseg.errors import ConfigError
+from skinseg.lab.synthetic import make_synthetic, write_isic_layout
 
 SMALL = (32, 48)
 
@@ -158,7 +158,7 @@ def test_write_isic_layout_bad_arguments(tmp_path, kwargs):
 def test_official_layout_has_original_sizes_superpixels_and_metadata(tmp_path):
     from skinseg.data import load_split
     from skinseg.data.isic import find_pairs
-    from skinseg.data.synthetic import ORIGINAL_SIZES
+    from skinseg.lab.synthetic import ORIGINAL_SIZES
 
     root = write_isic_layout(tmp_path / "official", "2017", n_train=6, n_val=1, n_test=2, seed=2, layout="official")
     folder = root / "ISIC-2017_Training_Data"

@@ -15,12 +15,13 @@ import pytest
 import torch
 from torch import nn
 
+import skinseg.step as step_module
 import skinseg.train as train_module
-from skinseg.checkpoint import BackgroundWriter, check_architecture, load_checkpoint, load_model, save_atomic
+from skinseg.checkpoint import check_architecture, load_checkpoint, load_model, save_atomic
 from skinseg.config import NO_AUGMENT, PROFILES
-from skinseg.data.synthetic import make_synthetic
 from skinseg.device import seed_everything
 from skinseg.errors import CheckpointError, ConfigError, TrainingError
+from skinseg.lab.synthetic import make_synthetic
 from skinseg.losses import bce_dice_loss
 from skinseg.metrics import dice_per_image
 from skinseg.models import AttentionUNet, UNet, build_model
@@ -92,7 +93,7 @@ def test_checkpoints_history_and_load_model(trained_dir, tiny_data):
 _KILLED_RUN = textwrap.dedent("""
     import sys, time
     from skinseg.config import PROFILES
-    from skinseg.data.synthetic import make_synthetic
+    from skinseg.lab.synthetic import make_synthetic
     from skinseg.device import seed_everything
     from skinseg.models import build_model
     from skinseg.train import fit
@@ -255,65 +256,6 @@ def test_save_atomic_replaces_and_leaves_no_temporary_files(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["x.pt"]
 
 
-def test_background_writer_writes_in_order_and_waits(tmp_path):
-    order = []
-
-    def slow_write(path):
-        time.sleep(0.2)
-        order.append(path.name)
-        path.write_text("x")
-
-    writer = BackgroundWriter()
-    writer.submit([(slow_write, tmp_path / "a"), (lambda p: (order.append(p.name), p.write_text("y")), tmp_path / "b")])
-    writer.submit([(lambda p: (order.append(p.name), p.write_text("z")), tmp_path / "c")])  # waits for a, b first
-    writer.wait()
-    assert order == ["a", "b", "c"]
-    assert [(tmp_path / n).read_text() for n in "abc"] == ["x", "y", "z"]
-
-
-def test_background_writer_reports_a_failed_write_with_its_path(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    writer = BackgroundWriter()
-    writer.submit([(lambda p: save_atomic({"a": torch.ones(1)}, p), blocker / "last.pt")])
-    with pytest.raises(CheckpointError, match=r"could not write .*file/last\.pt"):
-        writer.wait()
-    writer.wait()  # the error is reported once
-
-
-def test_checkpoint_writes_hold_copies_of_the_state(tmp_path):
-    """The background write must not see the weights change under it: what ``last.pt`` and
-    ``best.pt`` hold is the state when the epoch ended, even if training changes it meanwhile."""
-    model = build_model("unet", 4)
-    optimizer = train_module.build_optimizer(model, 1e-3, 0.0, torch.device("cpu"))
-    model(torch.rand(2, 3, 32, 32)).mean().backward()
-    optimizer.step()
-    step = train_module.TrainStep(model, optimizer, bce_dice_loss, torch.device("cpu"))
-    ema = ExponentialMovingAverage(model, 0.9)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    exp_avg = {k: v["exp_avg"].clone() for k, v in optimizer.state_dict()["state"].items()}
-    history = History(records=[{"epoch": 1}], best_epoch=1, best_val_iou=0.5)
-    recipe = train_module.training_recipe(PROFILES["tiny"], seed=0)
-    writes = train_module._checkpoint_writes(tmp_path, model, ema, optimizer, step, 1, 0.5, history, recipe)
-    with torch.no_grad():  # "the next epoch" changes everything before the files are written
-        for p in model.parameters():
-            p.add_(1.0)
-        for v in optimizer.state.values():
-            v["exp_avg"].add_(1.0)
-    history.records.append({"epoch": 2})
-    for write, path in writes:
-        write(path)
-    last = load_checkpoint(tmp_path / LAST)
-    assert all(torch.equal(last["model"][k], v) for k, v in before.items())
-    assert all(torch.equal(last["optimizer"]["state"][k]["exp_avg"], v) for k, v in exp_avg.items())
-    assert last["history"]["records"] == [{"epoch": 1}]
-    assert last["recipe"] == recipe
-    assert History.load(tmp_path / HISTORY).records == [{"epoch": 1}]
-    best = load_checkpoint(tmp_path / BEST)
-    assert best["val_iou"] == 0.5
-    assert all(torch.equal(best["model"][k], v) for k, v in last["ema"].items())  # the evaluated (EMA) weights
-
-
 # ----------------------------------------------------------------------------- schedule and EMA
 
 
@@ -398,7 +340,7 @@ def _one_step(monkeypatch, compile_fn, **options):
     torch.manual_seed(0)
     model = build_model("unet", 4)
     cpu = torch.device("cpu")
-    step = train_module.TrainStep(model, train_module.build_optimizer(model, 1e-3, 0.0, cpu), bce_dice_loss, cpu,
+    step = step_module.TrainStep(model, step_module.build_optimizer(model, 1e-3, 0.0, cpu), bce_dice_loss, cpu,
                                   **options)
     x, y = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.ones(2, 1, 32, 32)
     return step, float(step.update(x, y)[0])
@@ -470,8 +412,8 @@ def test_a_training_step_never_waits_for_the_gpu():
     device = torch.device("cuda")
     torch.manual_seed(0)
     model = build_model("attention_unet", 4).to(device)
-    optimizer = train_module.build_optimizer(model, 1e-3, 0.0, device)
-    step = train_module.TrainStep(model, optimizer, bce_dice_loss, device, PROFILES["full"].augment, compile="off")
+    optimizer = step_module.build_optimizer(model, 1e-3, 0.0, device)
+    step = step_module.TrainStep(model, optimizer, bce_dice_loss, device, PROFILES["full"].augment, compile="off")
     ema = ExponentialMovingAverage(model, 0.99)
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, device=device)
     masks = (torch.rand(8, 1, 32, 32, device=device) > 0.5).to(torch.uint8)

@@ -12,11 +12,10 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from skinseg.experiment import _collect_psi
 from skinseg.models import AttentionUNet
 from skinseg.plots import mask_outline
-from skinseg.psi import (PsiMaps, flatten_levels, lesion_auc, level_shapes, load_psi, overlay, psi_statistics,
-                         unflatten_levels, upsample_to)
+from skinseg.psi import (PsiMaps, flatten_levels, lesion_auc, level_shapes, load_psi, overlay, psi_maps,
+                         psi_statistics, unflatten_levels, upsample_to)
 from skinseg.widgets import PsiInspector
 
 SIZE = (32, 48)
@@ -80,7 +79,7 @@ def test_load_psi_reads_what_the_experiment_writes_from_a_model(tmp_path):
     torch.manual_seed(0)
     model = AttentionUNet(width=4).eval()
     images = np.random.default_rng(2).integers(0, 256, (3, *SIZE, 3), dtype=np.uint8)
-    stored = np.stack([_collect_psi(model, images, "cpu")] * 2)  # two "epochs" of the experiment's writer
+    stored = np.stack([flatten_levels(psi_maps(model, images, "cpu"))] * 2)  # two "epochs", as the experiment writes them
     assert stored.shape == (2, 3, sum(h * w for h, w in level_shapes(SIZE))) and stored.dtype == np.uint8
     np.savez_compressed(tmp_path / "run.npz", epochs=np.array([1, 2]), ids=np.array(["x", "y", "z"]), psi=stored,
                         image_size=np.array(SIZE))

@@ -1,5 +1,5 @@
-"""Data: ISIC readers, a generic images/ + masks/ reader, the in-memory arrays, augmentation,
-synthetic data and the downloader."""
+"""Data: ISIC readers, a generic images/ + masks/ reader, the in-memory arrays, augmentation
+and the downloader (synthetic test data: :mod:`skinseg.lab.synthetic`)."""
 from .arrays import SegmentationData
 from .folders import detect_layout, find_folder_pairs
 from .isic import LAYOUTS, detect_year, find_pairs, read_pair

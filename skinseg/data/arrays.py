@@ -21,7 +21,7 @@ class SegmentationData:
             ``"ISIC 2017 test"`` or ``"SYNTHETIC lesions (seed 0)"``; plots and tables print it.
         origin: where the images were read from, ``{"protocol", "dataset", "split", "folder"}``
             (:func:`skinseg.data.protocols.origin`); empty for data made in memory. A
-            checkpoint records its training data's origin, and :mod:`skinseg.leakage` checks it.
+            checkpoint records its training data's origin, and :mod:`skinseg.lab.leakage` checks it.
     """
 
     images: np.ndarray

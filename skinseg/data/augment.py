@@ -10,6 +10,9 @@ it back to 192x256, by 4/3 along one axis and 3/4 along the other. The shared IS
 is already stretched from its original aspect, and lesions have no preferred orientation
 or shape, so this is a plausible augmentation, but it is not a rotation: whether it helps
 is a question for the validation set (the sweep variant ``no_quarter_turns``).
+
+The settings come in as ``config``: the recipe's :class:`skinseg.config.AugmentConfig`, or
+anything with its fields.
 """
 from __future__ import annotations
 
@@ -18,14 +21,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..config import AugmentConfig
-
 
 def _uniform(n: int, amount: float, generator: torch.Generator, device) -> torch.Tensor:
     return (torch.rand(n, generator=generator, device=device) * 2 - 1) * amount
 
 
-def random_affine(n: int, config: AugmentConfig, generator: torch.Generator, device) -> torch.Tensor:
+def random_affine(n: int, config, generator: torch.Generator, device) -> torch.Tensor:
     """``(n, 2, 3)`` affine matrices in normalised coordinates (for ``F.affine_grid``)."""
     angle = torch.deg2rad(_uniform(n, config.rotate, generator, device))
     if config.rot90:
@@ -52,7 +53,7 @@ def _hue_matrix(delta: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
 
-def colour_jitter(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+def colour_jitter(images: torch.Tensor, config, generator: torch.Generator) -> torch.Tensor:
     """Random brightness, contrast, saturation and hue. ``(B, 3, H, W)`` in [0, 1] -> same."""
     n, device = images.shape[0], images.device
     x = images
@@ -70,7 +71,7 @@ def colour_jitter(images: torch.Tensor, config: AugmentConfig, generator: torch.
     return x.clamp(0, 1)
 
 
-def augment_batch(images: torch.Tensor, masks: torch.Tensor, config: AugmentConfig,
+def augment_batch(images: torch.Tensor, masks: torch.Tensor, config,
                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment a batch.
 

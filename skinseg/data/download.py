@@ -12,18 +12,24 @@ Usage::
 
 Downloads stream to ``<name>.part`` files and resume after an interruption (HTTP ``Range``
 with ``If-Range``, so that a file changed on the server is fetched afresh rather than
-spliced). Before a download is renamed into place it is checked against the size and
-SHA-256 of :data:`ARCHIVES` where those are known, and otherwise the zip archive is tested
-member by member; a damaged file is deleted, so that running again heals. Extraction
-refuses members that would land outside the target folder, goes into a temporary folder,
-and is moved into place only when every member was written. A marker file per archive
-makes a second call skip finished work, and the data folder is locked while a download
-runs (:mod:`skinseg.lock`). Without internet, put the archives by hand into
+spliced). No size or hash of the official archives is published, so the server's
+Content-Length and ETag are recorded on the first request (``<name>.json``) and checked on
+every resume and every later call. Before a download is renamed into place it is checked
+against the size and SHA-256 of :data:`ARCHIVES` where those are known, and otherwise its
+zip directory is read; every member's CRC-32 is checked as extraction reads it, and a
+damaged file is deleted, so that running again heals. Extraction refuses members that would
+land outside the archive's own folder and archives that would expand past
+:data:`MAX_EXPANSION` times their size, goes into a temporary folder, and is moved into
+place only when every member was written. A marker per archive (JSON: full or compact copy,
+size, the files written, the archive's bytes and ETag) makes a second call skip finished
+work once the files it lists are found; the data folder is locked while a download runs
+(:mod:`skinseg.lock`). A compact copy never replaces a full one without ``overwrite``. Without internet, put the archives by hand into
 ``root/"archives"`` and call again; ``base_url`` points the downloader at a mirror instead
 of the official bucket.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -32,6 +38,7 @@ import shutil
 import socket
 import stat
 import tempfile
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -40,20 +47,24 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomic
 from ..errors import DataError, DownloadError
 from ..lock import output_lock
-from .isic import IMAGE_EXTENSIONS, LAYOUTS, MASK_SUFFIX, find_pairs, open_image, read_mask, resize_image, resize_mask
+from .compact import DamagedArchive, compact_members, kept
+from .isic import LAYOUTS, find_pairs
 
-__all__ = ["Archive", "ARCHIVES", "COMPACT_SIZE", "check_zip", "download_file", "safe_extract", "compact_extract",
-           "download_dataset"]
+__all__ = ["Archive", "ARCHIVES", "COMPACT_SIZE", "MAX_EXPANSION", "check_zip", "check_zip_directory", "completed",
+           "download_file", "probe", "safe_extract", "compact_extract", "download_dataset"]
 
 COMPACT_SIZE = (192, 256)  # (H, W): the models' input, and the size of the book's shared copy
-COMPACT_JPEG_QUALITY = 90
+# An archive may expand to at most this many times its own size plus EXPANSION_SLACK bytes. The
+# official archives hold JPEGs and PNGs, which deflate hardly at all (about 1x); a zip bomb
+# expands hundreds of times.
+MAX_EXPANSION, EXPANSION_SLACK = 20, 100 << 20
+_IGNORED_PREFIX = "__MACOSX/"  # resource forks that macOS zip tools add; never extracted
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,17 @@ def check_zip(path: Path, name: str | None = None) -> None:
         raise DownloadError(f"{name} is damaged: its member {bad!r} fails its CRC check")
 
 
+def check_zip_directory(path: Path, name: str | None = None) -> None:
+    """Raise :class:`DownloadError` unless ``path`` ends in a readable zip directory (a truncated
+    download does not). Reads only the directory: the members' CRCs are checked as they are extracted."""
+    name = name or Path(path).name
+    try:
+        with zipfile.ZipFile(path) as zf:
+            zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
+        raise DownloadError(f"{name} is not a complete zip archive ({e})") from None
+
+
 def _verified(path: Path, size: int | None, sha256: str | None, verify, name: str) -> str | None:
     """Why ``path`` (called ``name``) fails its checks (size, SHA-256 where known, else ``verify``), or None."""
     got = path.stat().st_size
@@ -138,6 +160,19 @@ def _verified(path: Path, size: int | None, sha256: str | None, verify, name: st
 def _sidecar(part: Path) -> Path:
     """Where the validators (ETag, Last-Modified) of a partial download are kept."""
     return part.with_name(part.name + ".json")
+
+
+def _record(dest: Path) -> Path:
+    """Where a finished download keeps what the server said of it: url, bytes, ETag, Last-Modified."""
+    return dest.with_name(dest.name + ".json")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _discard(part: Path) -> None:
@@ -169,14 +204,16 @@ def download_file(url: str, dest: Path, *, size: int | None = None, sha256: str 
                   verify=None, progress: bool = True, timeout: float = 30.0, chunk_size: int = 1 << 20) -> Path:
     """Download ``url`` to ``dest``, resuming a partial ``dest.part`` and verifying it.
 
-    The bytes go to ``<dest>.part``, with the server's ETag or Last-Modified kept beside it
-    (``<dest>.part.json``); a leftover ``.part`` is resumed with an HTTP ``Range`` request
-    carrying that validator as ``If-Range``, so a server whose file changed sends it whole
-    and the download restarts from zero (as it does when the server ignores the range). The
-    file is renamed to ``dest`` only after its size and SHA-256 match ``size`` / ``sha256``
-    (where given), or, when no SHA-256 is known, ``verify(path, name)`` (e.g. :func:`check_zip`)
-    passes. An existing ``dest`` that passes the same checks is returned as is; one that
-    fails them is downloaded again.
+    The bytes go to ``<dest>.part``, with the server's Content-Length, ETag and Last-Modified
+    kept beside it (``<dest>.part.json``); a leftover ``.part`` is resumed with an HTTP
+    ``Range`` request carrying that validator as ``If-Range``, so a server whose file changed
+    sends it whole and the download restarts from zero (as it does when the server ignores
+    the range, or answers another ETag or total size than recorded). The file is renamed to
+    ``dest`` only after its size and SHA-256 match ``size`` / ``sha256`` (where given) and the
+    recorded Content-Length, and ``verify(path, name)`` (e.g. :func:`check_zip_directory`)
+    passes where no SHA-256 is known; the record moves to ``<dest>.json``. An existing
+    ``dest`` that passes the same checks (its record's size included) is returned as is; one
+    that fails them is downloaded again.
 
     Raises:
         DownloadError: offline or unreachable server, HTTP error, truncated transfer (the
@@ -185,9 +222,12 @@ def download_file(url: str, dest: Path, *, size: int | None = None, sha256: str 
     """
     dest = Path(dest)
     if dest.is_file():
-        if _verified(dest, size, sha256, verify, dest.name) is None:
+        recorded = _read_json(_record(dest)).get("bytes")
+        if (recorded is None or recorded == dest.stat().st_size) and _verified(dest, size, sha256, verify,
+                                                                                dest.name) is None:
             return dest
         dest.unlink()  # a stale or damaged copy: download it afresh
+        _record(dest).unlink(missing_ok=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_suffix(dest.suffix + ".part")
     offset = part.stat().st_size if part.is_file() else 0
@@ -200,13 +240,35 @@ def download_file(url: str, dest: Path, *, size: int | None = None, sha256: str 
     if size is not None and got < size:
         raise DownloadError(f"{part.name} is truncated: got {got} bytes, expected {size}; "
                             f"run again to resume the download")
-    problem = _verified(part, size, sha256, verify, dest.name)
+    recorded = _read_json(_sidecar(part)).get("bytes")
+    problem = (f"{dest.name} has {got} bytes, but the server announced {recorded}"
+               if recorded is not None and got != recorded else _verified(part, size, sha256, verify, dest.name))
     if problem is not None:
         _discard(part)
         raise DownloadError(f"{problem}; deleted it, run again to download it afresh")
     os.replace(part, dest)
-    _sidecar(part).unlink(missing_ok=True)
+    if _sidecar(part).is_file():
+        os.replace(_sidecar(part), _record(dest))
     return dest
+
+
+def probe(url: str, seconds: float = 0.0, timeout: float = 30.0) -> tuple[int | None, float | None]:
+    """What the server announces for ``url``: its size in bytes (Content-Length, None if not sent),
+    and with ``seconds > 0`` the transfer rate in bytes/s measured by reading for about that long
+    (nothing is kept). Raises :class:`DownloadError` as :func:`download_file` does."""
+    with _open(url, 0, timeout, Path(PurePosixPath(url).name)) as resp:
+        length = resp.headers.get("Content-Length")
+        size = int(length) if length is not None and length.isdigit() else None
+        if seconds <= 0:
+            return size, None
+        got, start = 0, time.perf_counter()
+        try:
+            while (elapsed := time.perf_counter() - start) < seconds and (chunk := resp.read(1 << 16)):
+                got += len(chunk)
+        except (HTTPException, OSError, socket.timeout) as e:
+            raise DownloadError(f"{url}: transfer interrupted ({e})") from e
+        elapsed = time.perf_counter() - start
+    return size, got / elapsed if got and elapsed > 0 else None
 
 
 def _validator(headers) -> dict:
@@ -217,10 +279,7 @@ def _stream(url: str, dest: Path, part: Path, offset: int, progress: bool,
             timeout: float, chunk_size: int) -> None:
     stored = {}
     if offset:
-        try:
-            stored = json.loads(_sidecar(part).read_text())
-        except (OSError, ValueError):
-            stored = {}
+        stored = _read_json(_sidecar(part))
         if stored.get("url") not in (None, url):  # a .part of another address: not ours to continue
             _discard(part)
             return _stream(url, dest, part, 0, progress, timeout, chunk_size)
@@ -245,10 +304,13 @@ def _stream(url: str, dest: Path, part: Path, offset: int, progress: bool,
                 raise DownloadError(f"server answered a bad Content-Range for {url}: "
                                     f"{resp.headers.get('Content-Range')!r}")
             total = int(m.group(2)) if m.group(2) != "*" else None
+            if stored.get("bytes") is not None and total is not None and total != stored["bytes"]:
+                _discard(part)  # another size than the first answer announced: the file changed
+                return _stream(url, dest, part, 0, progress, timeout, chunk_size)
         else:  # 200: the whole file (no range asked, the range ignored, or the file changed)
             offset = 0
             total = int(length) if length is not None else None
-            write_text_atomic(_sidecar(part), json.dumps({"url": url, **_validator(resp.headers)}))
+            write_text_atomic(_sidecar(part), json.dumps({"url": url, "bytes": total, **_validator(resp.headers)}))
         got = offset
         with open(part, "ab" if offset else "wb") as f, tqdm(
                 total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
@@ -291,7 +353,23 @@ def _move_into_place(source: Path, target: Path) -> None:
             os.replace(entry, there)
 
 
-def _unpack(zip_path: Path, target: Path, write_members) -> list[Path]:
+def _check_members(zip_path: Path, infos: list[zipfile.ZipInfo], root: Path, folder: str | None) -> None:
+    """Refuse unsafe members, members outside ``folder`` and an archive that expands too far."""
+    for info in infos:
+        if _bad_member(info, root):
+            raise DownloadError(f"{zip_path} contains an unsafe member {info.filename!r} "
+                                f"(absolute path, '..' or symlink); nothing was extracted")
+        if folder is not None and not info.filename.startswith(f"{folder}/"):
+            raise DownloadError(f"{zip_path} does not have the official layout: its member {info.filename!r} is "
+                                f"outside {folder}/; nothing was extracted")
+    expanded = sum(i.file_size for i in infos)
+    limit = MAX_EXPANSION * zip_path.stat().st_size + EXPANSION_SLACK
+    if expanded > limit:
+        raise DownloadError(f"{zip_path} would expand to {expanded / 1e6:.0f} MB, more than {MAX_EXPANSION} times "
+                            f"its size ({limit / 1e6:.0f} MB); refused as a possible zip bomb, nothing was extracted")
+
+
+def _unpack(zip_path: Path, target: Path, write_members, folder: str | None) -> list[Path]:
     """Check every member of ``zip_path``, let ``write_members(zf, infos, tmp)`` write them into a
     temporary folder inside ``target``, and move the result into place; returns the paths written."""
     zip_path, target = Path(zip_path), Path(target)
@@ -299,84 +377,140 @@ def _unpack(zip_path: Path, target: Path, write_members) -> list[Path]:
         raise DownloadError(f"archive {zip_path} does not exist")
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            infos = zf.infolist()
-            root = target.resolve()
-            for info in infos:
-                if _bad_member(info, root):
-                    raise DownloadError(f"{zip_path} contains an unsafe member {info.filename!r} "
-                                        f"(absolute path, '..' or symlink); nothing was extracted")
+            infos = [i for i in zf.infolist() if not i.filename.startswith(_IGNORED_PREFIX)]
+            _check_members(zip_path, infos, target.resolve(), folder)
             target.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=target, prefix=f".extracting-{zip_path.name}-"))
             try:
-                written = write_members(zf, infos, tmp)
+                written = write_members(zf, [i for i in infos if not i.is_dir()], tmp)
                 _move_into_place(tmp, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+    except DamagedArchive as e:
+        raise DamagedArchive(f"{zip_path} is not a valid zip archive (its member {e.member!r} fails its CRC check); "
+                             f"nothing was extracted. Delete it and run again to download it afresh", e.member) from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as e:
-        raise DownloadError(f"{zip_path} is not a valid zip archive ({e}); nothing was extracted. Delete it "
-                            f"and run again to download it afresh") from e
+        member = re.search(r"Bad CRC-32 for file '(.*)'", str(e))
+        raise DamagedArchive(f"{zip_path} is not a valid zip archive ({e}); nothing was extracted. Delete it "
+                             f"and run again to download it afresh", member.group(1) if member else None) from None
     return [target / p for p in written]
 
 
-def safe_extract(zip_path: Path, target: Path) -> list[Path]:
+def safe_extract(zip_path: Path, target: Path, folder: str | None = None) -> list[Path]:
     """Extract ``zip_path`` into ``target`` and return the paths of the extracted files.
 
     Every member is checked first: absolute paths, ``..`` components and symlinks are
-    refused. The members are written into a temporary folder inside ``target`` and moved
-    into place only when all were written, so a damaged member leaves ``target`` as it was.
+    refused, and with ``folder`` every member must lie in ``target/folder`` (as in the official
+    archives); an archive that would expand past :data:`MAX_EXPANSION` times its size is
+    refused. Each member's CRC is checked as it is written. The members are written into a
+    temporary folder inside ``target`` and moved into place only when all were written, so a
+    damaged member leaves ``target`` as it was.
 
     Raises:
         DownloadError: naming the archive and the offending member, or a corrupt archive.
     """
     def write(zf, infos, tmp):
-        zf.extractall(tmp)
-        return [i.filename for i in infos if not i.is_dir()]
-    return _unpack(zip_path, target, write)
+        for info in infos:
+            zf.extract(info, tmp)
+        return [i.filename for i in infos]
+    return _unpack(zip_path, target, write, folder)
 
 
-def _is_mask(name: str) -> bool:
-    return name.endswith(tuple(MASK_SUFFIX.values()))
+def _write_output(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def compact_extract(zip_path: Path, target: Path, size: tuple[int, int] = COMPACT_SIZE,
-                    progress: bool = True) -> list[Path]:
+                    progress: bool = True, folder: str | None = None, workers: int | None = None) -> list[Path]:
     """Extract ``zip_path`` into ``target`` as a compact copy, at the models' input size.
 
-    Images (``X.jpg``) are resized to ``size = (H, W)`` as :func:`~skinseg.data.isic.read_pair`
-    resizes them and stored as JPEG (quality 90); masks (``X_segmentation.png``) are
-    checked (:func:`~skinseg.data.isic.binary_mask`), resized the same way and stored as 0/255
-    PNGs; ``*_superpixels.png`` files are skipped and other files (metadata) kept as they
-    are. Folder names and ids stay the official ones, so every reader of the full copy reads
-    this one. Members are decoded straight from the archive, without extracting it first,
-    and moved into place only when all succeeded (as in :func:`safe_extract`).
+    Images (``X.jpg``) are resized to ``size = (H, W)`` (JPEGs decoded in draft mode, then
+    area-averaged as :func:`~skinseg.data.isic.resize_image` does; see
+    :mod:`skinseg.data.compact` for the measured difference) and stored as JPEG (quality 90);
+    masks (``X_segmentation.png``) are checked (:func:`~skinseg.data.isic.binary_mask`),
+    resized as :func:`~skinseg.data.isic.resize_mask` does and stored as 0/255 PNGs;
+    ``*_superpixels.png`` files are skipped and other files (metadata) kept as they are. Folder
+    names and ids stay the official ones, so every reader of the full copy reads this one.
+    Members are decoded straight from the archive by ``workers`` processes (default: the
+    cores, at most 4; the output is the same for any number), each member's CRC checked as it
+    is read, and moved into place only when all succeeded (as in :func:`safe_extract`, whose
+    ``folder`` check applies too).
 
     Raises:
-        DownloadError: an unsafe member or a corrupt archive.
+        DownloadError: an unsafe member, a damaged member (named) or a corrupt archive.
         DataError: an image or mask that cannot be decoded or is not binary, naming the member.
     """
     def write(zf, infos, tmp):
-        written = []
-        files = [i for i in infos if not i.is_dir()]
-        for info in tqdm(files, desc=f"compact {zip_path.name}", unit="file", disable=not progress):
-            name = PurePosixPath(info.filename)
-            if name.stem.endswith("_superpixels"):
+        names = [i.filename for i in infos if kept(i.filename)]
+        outputs = compact_members(zip_path, names, size, workers)
+        for name, data in tqdm(zip(names, outputs), total=len(names), desc=f"compact {Path(zip_path).name}",
+                               unit="file", disable=not progress):
+            _write_output(tmp / name, data)
+        return names
+    return _unpack(zip_path, target, write, folder)
+
+# ----------------------------------------------------------------------------- markers: what a folder holds
+
+
+def _marker(archive_dir: Path, filename: str, compact: bool) -> Path:
+    return archive_dir / f"{filename}.{'compact' if compact else 'extracted'}"
+
+
+def _marker_holds(path: Path, root: Path) -> bool:
+    """Whether marker ``path`` is one this module wrote and every file it lists is in ``root``.
+
+    A marker of an older version (a line of text) holds while its archive's folder is not empty."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        made = json.loads(text)
+    except ValueError:
+        folder = root / path.name.rsplit(".zip.", 1)[0]
+        return text.startswith(path.name.rsplit(".", 1)[0]) and folder.is_dir() and any(folder.iterdir())
+    kind = "compact" if path.suffix == ".compact" else "full"
+    files = made.get("files") if isinstance(made, dict) else None
+    return (made.get("kind") == kind and isinstance(files, list) and bool(files)
+            and all(isinstance(f, str) and (root / f).is_file() for f in files))
+
+
+def completed(root: Path, year: str, compact: bool) -> bool:
+    """Whether ``root`` holds every archive of ISIC ``year`` as a full (``compact=False``) or compact copy,
+    by markers whose listed files are all there."""
+    archive_dir = Path(root) / "archives"
+    return all(_marker_holds(_marker(archive_dir, a.filename, compact), Path(root)) for a in ARCHIVES[str(year)])
+
+
+def _write_marker(path: Path, compact: bool, size, files: list[Path], root: Path, zip_path: Path) -> None:
+    record = _read_json(_record(zip_path))
+    made = {"kind": "compact" if compact else "full", "archive": zip_path.name,
+            "archive_bytes": zip_path.stat().st_size, "etag": record.get("etag"),
+            "size_hw": list(size) if compact else None,
+            "bytes": sum(f.stat().st_size for f in files),
+            "files": sorted(str(f.relative_to(root)) for f in files)}
+    write_text_atomic(path, json.dumps(made, indent=0) + "\n")
+
+
+def _full_copy(root: Path, year: str, size: tuple[int, int]) -> str | None:
+    """What shows that ``root`` holds full-resolution data of ``year`` (a full marker or a large image), or None."""
+    archive_dir = root / "archives"
+    for archive in ARCHIVES[year]:
+        if _marker(archive_dir, archive.filename, False).is_file():
+            return f"the marker {archive_dir / (archive.filename + '.extracted')} of a full download"
+    for images, _ in LAYOUTS[year].values():
+        found = sorted((root / images).iterdir()) if (root / images).is_dir() else []
+        for path in (p for p in found if p.suffix.lower() in (".jpg", ".jpeg")):
+            try:
+                with Image.open(path) as im:
+                    if im.size != (size[1], size[0]):
+                        return f"{path} at {im.size[0]}x{im.size[1]}"
+            except Image.DecompressionBombError:
+                return f"{path}, an image too large to be a compact copy"
+            except (OSError, SyntaxError):
                 continue
-            out = tmp / name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            label = f"{zip_path.name}:{info.filename}"
-            with zf.open(info) as f:
-                if _is_mask(name.name):
-                    Image.fromarray(resize_mask(read_mask(f, label), size) * np.uint8(255)).save(out, format="PNG")
-                elif name.suffix.lower() in IMAGE_EXTENSIONS:
-                    image = resize_image(open_image(f, "RGB", label), size)
-                    fmt = "PNG" if name.suffix.lower() == ".png" else "JPEG"
-                    image.save(out, format=fmt, quality=COMPACT_JPEG_QUALITY)
-                else:
-                    with open(out, "wb") as o:
-                        shutil.copyfileobj(f, o)
-            written.append(info.filename)
-        return written
-    return _unpack(zip_path, target, write)
+    return None
 
 
 def _check_pairs(root: Path, year: str) -> None:
@@ -388,48 +522,96 @@ def _check_pairs(root: Path, year: str) -> None:
             raise DownloadError(f"the archives of ISIC {year} were extracted into {root}, but: {e}") from None
 
 
+def _delete_archive(zip_path: Path) -> None:
+    zip_path.unlink(missing_ok=True)
+    _record(zip_path).unlink(missing_ok=True)
+
+
+def _fetch_and_extract(archive: Archive, url: str, root: Path, extract, progress: bool,
+                       again: str) -> tuple[Path, list[Path], bool]:
+    """Download ``archive`` into ``root/"archives"`` (unless there) and ``extract(zip, root, folder=...)`` it.
+
+    A damaged archive found in place is deleted and downloaded afresh; one that arrived damaged,
+    or that is not the official archive, is deleted (never one put there by hand) and refused
+    with the command ``again``. Returns the zip's path, the files written and whether the zip
+    was put there by hand."""
+    dest = root / "archives" / archive.filename
+    by_hand = dest.is_file() and not _record(dest).is_file()
+    fresh = not dest.is_file()
+    zip_path = download_file(url, dest, size=archive.size, sha256=archive.sha256, verify=check_zip_directory,
+                             progress=progress)
+    try:
+        return zip_path, extract(zip_path, root, folder=archive.filename.removesuffix(".zip")), by_hand
+    except DamagedArchive as e:
+        _delete_archive(zip_path)  # damaged: never worth keeping
+        if not fresh:  # found in place: the next download is fresh, so this recurses once at most
+            return _fetch_and_extract(archive, url, root, extract, progress, again)
+        what = f"its member {e.member!r} fails its CRC check" if e.member else "a member is corrupt"
+        raise DownloadError(f"{archive.filename} is damaged: {what}; nothing was extracted; "
+                            f"deleted it, run again to download it afresh: {again}") from None
+    except DownloadError as e:
+        if by_hand:
+            raise DownloadError(f"{e}. Replace {zip_path} with the official archive and run again: {again}") from None
+        _delete_archive(zip_path)
+        raise DownloadError(f"{e}. Deleted it; the server at {url} does not serve the official archive: put "
+                            f"the official one into {dest.parent}/ and run again: {again}") from None
+
+
 def download_dataset(year: str, root: Path, *, base_url: str | None = None, progress: bool = True,
                      keep_archives: bool | None = None, compact: bool = False,
-                     size: tuple[int, int] = COMPACT_SIZE) -> Path:
+                     size: tuple[int, int] = COMPACT_SIZE, overwrite: bool = False,
+                     workers: int | None = None) -> Path:
     """Download and extract all task-1 archives of ISIC ``year`` ("2016" or "2017") into ``root``.
 
     Archives go to ``root/"archives"``; each one is checked (:func:`download_file` with
-    :func:`check_zip`) and extracted into ``root`` (giving e.g. ``root/"ISIC-2017_Training_Data"``),
-    and a marker ``archives/<name>.extracted`` is written, so a second call skips finished
-    work. With ``compact=True`` each archive is stored as a compact copy instead
-    (:func:`compact_extract`: images and masks at ``size``, no superpixels; marker
-    ``<name>.compact``), which suits Colab. ``keep_archives`` (default: keep them, except
-    with ``compact``) deletes each zip once it is extracted. ``base_url`` replaces the URL
-    prefix (everything before the file name), for mirrors and tests. ``root`` is locked
-    while this runs (:mod:`skinseg.lock`). At the end every split is checked to pair
-    images with masks. Returns ``root``.
+    :func:`check_zip_directory`, then every member's CRC as it is extracted) and extracted into
+    ``root`` (giving e.g. ``root/"ISIC-2017_Training_Data"``), and a marker
+    ``archives/<name>.extracted`` records what was made, so a second call skips finished work
+    (a marker whose files are missing is redone). With ``compact=True`` each archive is stored
+    as a compact copy instead (:func:`compact_extract`: images and masks at ``size``, no
+    superpixels; marker ``<name>.compact``), which suits Colab; on a folder that holds a full
+    copy it is refused unless ``overwrite``. ``keep_archives`` (default: keep them, except
+    with ``compact``) deletes each zip this function downloaded once it is extracted (an
+    archive put there by hand is kept). ``base_url`` replaces the URL prefix (everything
+    before the file name), for mirrors and tests. ``workers``: decoding processes of the
+    compact copy. ``root`` is locked while this runs (:mod:`skinseg.lock`). At the end every
+    split is checked to pair images with masks. Returns ``root``.
+
+    Raises:
+        DownloadError: one line naming the archive or folder and what to do.
     """
     year = str(year)
     if year not in ARCHIVES:
         raise DownloadError(f"unknown ISIC year {year!r}; valid years: {', '.join(sorted(ARCHIVES))}")
     root = Path(root)
     keep_archives = not compact if keep_archives is None else keep_archives
-    kind = "compact" if compact else "extracted"
+    again = (f"python -m skinseg download --year {year} --data {root}" + (" --compact" if compact else "")
+             + (f" --base-url {base_url}" if base_url else ""))
     with output_lock(root):
         for stale in root.glob(".extracting-*"):  # left by a killed run; nobody else holds the folder
             shutil.rmtree(stale, ignore_errors=True)
         archive_dir = root / "archives"
+        if compact and not completed(root, year, True) and (full := _full_copy(root, year, size)) is not None:
+            if not overwrite:
+                raise DownloadError(f"{root} holds a full-resolution copy of ISIC {year} ({full}); a compact copy "
+                                    f"would replace its images and delete its archives. Use another folder, "
+                                    f"or add --overwrite to replace it")
+            for archive in ARCHIVES[year]:
+                _marker(archive_dir, archive.filename, False).unlink(missing_ok=True)
         archive_dir.mkdir(parents=True, exist_ok=True)
         for archive in ARCHIVES[year]:
-            marker = archive_dir / f"{archive.filename}.{kind}"
-            if marker.is_file():
+            marker = _marker(archive_dir, archive.filename, compact)
+            if _marker_holds(marker, root):
                 continue
+            marker.unlink(missing_ok=True)
             url = archive.url if base_url is None else f"{base_url.rstrip('/')}/{archive.filename}"
-            zip_path = download_file(url, archive_dir / archive.filename, size=archive.size,
-                                     sha256=archive.sha256, verify=check_zip, progress=progress)
-            if compact:
-                compact_extract(zip_path, root, size, progress=progress)
-                note = f"{archive.filename} stored into {root} as a compact copy at {size[0]}x{size[1]} (H x W)\n"
-            else:
-                safe_extract(zip_path, root)
-                note = f"{archive.filename} extracted into {root}\n"
-            write_text_atomic(marker, note)
-            if not keep_archives:
-                zip_path.unlink()
+            extract = (functools.partial(compact_extract, size=size, progress=progress, workers=workers) if compact
+                       else safe_extract)
+            zip_path, written, by_hand = _fetch_and_extract(archive, url, root, extract, progress, again)
+            other = _marker(archive_dir, archive.filename, not compact)
+            _write_marker(marker, compact, size, written, root, zip_path)
+            other.unlink(missing_ok=True)  # the files it listed were just replaced
+            if not keep_archives and not by_hand:
+                _delete_archive(zip_path)
         _check_pairs(root, year)
     return root

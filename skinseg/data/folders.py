@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomic import write_image_atomic
 from ..errors import DataError
 from ..images import shown_size
 from .arrays import SegmentationData
@@ -195,8 +196,8 @@ def write_folders(root, data: SegmentationData, split: str | None = None, *, siz
             h, w = size
             picture = picture.resize((w, h), Image.Resampling.BILINEAR)
             outline = outline.resize((w, h), Image.Resampling.NEAREST)
-        picture.save(base / IMAGE_DIR / f"{image_id}.{image_format}", quality=95)
-        outline.save(base / MASK_DIR / f"{image_id}{mask_suffix}.{mask_format}")
+        write_image_atomic(base / IMAGE_DIR / f"{image_id}.{image_format}", picture, quality=95)
+        write_image_atomic(base / MASK_DIR / f"{image_id}{mask_suffix}.{mask_format}", outline)
     return base
 
 

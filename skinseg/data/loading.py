@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_atomic
-from ..config import cache_dir as default_cache_dir
+from ..atomic import write_npz_atomic
 from ..errors import DataError
+from ..paths import cache_dir as default_cache_dir
 from .arrays import SegmentationData
 from .folders import FOLDERS, detect_layout, find_folder_pairs
 from ..checks import check_limit, check_size
@@ -78,7 +78,7 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
         images[i], masks[i] = read_pair(image_path, mask_path, size)
     if cache:
         try:
-            write_atomic(cache_file, lambda f: np.savez(f, images=images, masks=masks, ids=np.array(json.dumps(ids))))
+            write_npz_atomic(cache_file, False, images=images, masks=masks, ids=np.array(json.dumps(ids)))
         except OSError:
             pass  # a read-only home still works, only without the cache
     return SegmentationData(images, masks, ids, source, where)

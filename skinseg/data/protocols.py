@@ -13,7 +13,7 @@
     is found when the split is read, so the protocol works on this project's copy and on an
     official download alike. The 2016 training ids present are split by the same fixed 4:1
     rule, the 2016 test ids present are the test set. Every one of these images is an ISIC
-    2017 training image: :mod:`skinseg.leakage` refuses to score a model trained on ISIC 2017
+    2017 training image: :mod:`skinseg.lab.leakage` refuses to score a model trained on ISIC 2017
     training data on them.
 
 Each split also gets an *origin* (:func:`origin`): the protocol, the data set, the split and

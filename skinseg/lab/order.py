@@ -1,7 +1,7 @@
 """The book's experiments and the one order in which GPU slices add their runs.
 
-Each experiment fills ``results/<name>``; :mod:`skinseg.slice` runs the next runs of
-:data:`SLICE_ORDER` that fit a slice, and :mod:`skinseg.merge` adds them to the committed
+Each experiment fills ``results/<name>``; :mod:`skinseg.lab.slice` runs the next runs of
+:data:`SLICE_ORDER` that fit a slice, and :mod:`skinseg.lab.merge` adds them to the committed
 results. Nothing here imports torch, so the command line can list the names at once.
 """
 from __future__ import annotations

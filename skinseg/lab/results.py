@@ -1,9 +1,9 @@
-"""Reading an experiment's results folder (written by :func:`skinseg.experiment.run_experiment`).
+"""Reading an experiment's results folder (written by :func:`skinseg.lab.experiment.run_experiment`).
 
 The chapters read the committed GPU results through this module only, so that every table
 and figure comes from the files and nothing is copied by hand::
 
-    from skinseg.results import load_results
+    from skinseg.lab.results import load_results
     res = load_results()                 # results/isic2017 of this repository (converged runs)
     old = load_results("isic2017_16ep")  # the 16-epoch runs, kept as a lesson
     res.runs                             # one row per (model, seed)
@@ -24,15 +24,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import DataError
+from ..models import MODELS
+from ..paths import results_dir
+from ..psi import PsiMaps, load_psi
 from .bench_results import setting_label
-from .compare import compare_tables
-from .config import results_dir
-from .errors import DataError
-from .psi import PsiMaps, load_psi
 from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display
 from .result_files import read_arrays, read_json, read_table
+from .stats import compare_tables
 
-MODEL_NAMES = ("unet", "attention_unet")
+MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet"): U-Net first
 # The test summaries of a run: the validation-selected variant ("test") and the raw prediction ("test_raw").
 SUMMARY_KEYS = ("mean_iou", "mean_dice", "thresholded_jaccard", "pooled_iou", "pooled_dice")
 
@@ -101,7 +102,7 @@ class Results:
                             "(not yet run on a GPU; see results/README.md)")
         self.config = _read_json(self.path / "config.json")
         self.summary = _read_json(self.path / "summary.json")
-        self.models = list(self.config.get("models", MODEL_NAMES))
+        self.models = list(self.config["models"])
         self.planned_seeds = [int(s) for s in self.config["seeds"]]
         self._comparisons: dict[tuple[str, str], dict] = {}
         self.seeds = finished_seeds(self.path, self.models)
@@ -126,16 +127,16 @@ class Results:
     def device(self) -> str:
         """The hardware the finished runs ran on, for labels (for example ``"NVIDIA H200"``; runs
         merged from slices on different machines name each, joined by " and ")."""
-        return " and ".join(self.summary.get("devices") or [self.config["environment"]["device"]])
+        return " and ".join(self.summary["devices"])
 
     @property
     def primary_endpoint(self) -> str:
-        """The endpoint the comparison is judged on (:data:`skinseg.config.PRIMARY_ENDPOINT` for
-        results written since it was fixed; ``"chosen"`` for older ones)."""
-        return self.summary.get("primary_endpoint", "chosen")
+        """The endpoint the comparison is judged on, as the experiment's configuration fixed it
+        (:data:`skinseg.lab.endpoints.PRIMARY_ENDPOINT`; ``"chosen"`` for the 16-epoch experiment, run before)."""
+        return self.config["evaluation"]["primary_endpoint"]
 
     def comparison(self, metric: str = "iou", endpoint: str | None = None) -> dict:
-        """Attention U-Net minus U-Net on the finished seeds (:func:`skinseg.compare.compare_tables`:
+        """Attention U-Net minus U-Net on the finished seeds (:func:`skinseg.lab.stats.compare_tables`:
         ``per_seed``, ``seed_averaged``, ``two_level``), computed from the per-image tables, on
         ``endpoint`` (default: :attr:`primary_endpoint`)."""
         key = (metric, endpoint or self.primary_endpoint)
@@ -241,7 +242,7 @@ class Results:
 
     @cached_property
     def display(self) -> DisplayImages:
-        """The stored test images the results show (``display.npz``, :mod:`skinseg.display`)."""
+        """The stored test images the results show (``display.npz``, :mod:`skinseg.lab.display`)."""
         return load_display(self.path / DISPLAY_FILE)
 
     def display_image(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +276,7 @@ def results_path(name: Path | str | None = None) -> Path:
 
 def load_results(name: Path | str | None = None) -> Results:
     """Open an experiment's results folder: a name in ``results/`` of this repository (found by
-    :func:`skinseg.config.results_dir`), such as :data:`CONVERGED` (the default) or
+    :func:`skinseg.paths.results_dir`), such as :data:`CONVERGED` (the default) or
     :data:`EARLY_STOP`, or a path.
 
     Raises :class:`DataError` naming the folder when it does not exist or holds no finished runs.
@@ -284,18 +285,17 @@ def load_results(name: Path | str | None = None) -> Results:
 
 
 def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
-    """Every ``*.json`` written by :func:`skinseg.bench.run_benchmark` in ``folder`` (default
+    """Every ``*.json`` written by :func:`skinseg.lab.bench.run_benchmark` in ``folder`` (default
     ``results/bench``), one row per measured setting; operator profiles (``*_ops.json``) are
     left out.
 
     Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``,
-    ``compile_mode``, ``compile_gates``; files written before the last two were measured get
-    ``"default"`` and ``False``) and its ``setting`` label
-    (:func:`skinseg.bench_results.setting_label`), ``images_per_s``, ``step_ms``,
+    ``compile_mode``, ``compile_gates``) and its ``setting`` label
+    (:func:`skinseg.lab.bench_results.setting_label`), ``images_per_s``, ``step_ms``,
     ``model_step_ms``, ``pipeline_fraction``, ``compile_seconds``, ``compiled``, ``tflops``,
     ``peak_fraction`` (of that file's measured matmul peak), ``error`` where a setting failed
     (else missing), and per file ``device``, ``device_type``, ``torch``, ``matmul_peak_tflops``, ``date`` (ISO
-    time of the run; empty for files written before it was recorded) and ``file``.
+    time of the run; empty where it was not recorded) and ``file``.
     """
     folder = Path(folder) if folder is not None else results_dir() / "bench"
     files = sorted(f for f in folder.glob("*.json") if not f.name.endswith("_ops.json"))
@@ -305,11 +305,9 @@ def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
 
 
 def report_frame(report: dict, file: str = "") -> pd.DataFrame:
-    """One benchmark report (the dict :func:`skinseg.bench.run_benchmark` returns) as the rows
+    """One benchmark report (the dict :func:`skinseg.lab.bench.run_benchmark` returns) as the rows
     :func:`load_bench` gives for its file, named ``file``."""
     frame = pd.DataFrame(report["results"])
-    frame["compile_mode"] = frame["compile_mode"].fillna("default") if "compile_mode" in frame else "default"
-    frame["compile_gates"] = frame["compile_gates"].fillna(False).astype(bool) if "compile_gates" in frame else False
     if "error" not in frame:
         frame["error"] = None
     frame["setting"] = [setting_label(r.amp, r.channels_last, r.compile, r.compile_mode, r.batch_size, r.compile_gates)
@@ -317,6 +315,6 @@ def report_frame(report: dict, file: str = "") -> pd.DataFrame:
     frame["device"], frame["torch"] = report["device"], report["torch"]
     frame["device_type"] = report["device_type"]
     frame["matmul_peak_tflops"] = report["matmul_peak_flops"] / 1e12
-    frame["date"] = report.get("date", "")
+    frame["date"] = report["date"]
     frame["file"] = file
     return frame

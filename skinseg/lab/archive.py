@@ -4,14 +4,15 @@ The device machine returns only a few files per call, so a slice packs its exper
 folders into one ``.tgz``::
 
     manifest.json               what made the runs (below)
-    <experiment>/config.json    as written by skinseg.experiment, and every file of the new runs
+    <experiment>/config.json    as written by skinseg.lab.experiment, and every file of the new runs
     <experiment>/runs/... histories/... per_image/... psi/... predictions/...
 
 The manifest records ``format``, ``created`` (UTC), ``environment`` (hardware, torch, CUDA),
 ``budget_seconds``, ``seconds`` and per experiment its ``recipe``, ``profile`` name,
 ``label``, data ``protocol`` and ``data_hash``, ``evaluation`` protocol, ``runs`` and each run's
 ``wall_seconds``, and ``files``: the sha256 of every other file of the archive, so that
-:func:`open_archive` can tell a file changed or lost after packing. :func:`open_archive` reads one back; :mod:`skinseg.merge` adds it to the
+:func:`open_archive` can tell a file changed or lost after packing. :func:`open_archive` reads one back;
+:mod:`skinseg.lab.merge` adds it to the
 committed results.
 """
 from __future__ import annotations
@@ -24,8 +25,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .atomic import write_atomic
-from .errors import DataError
+from ..atomic import write_atomic
+from ..errors import DataError
 
 FORMAT = "skinseg-slice 2"  # 2: the manifest holds every file's sha256
 MANIFEST = "manifest.json"

@@ -2,14 +2,14 @@
 
     python -m skinseg merge slice.tgz --into results/isic2017
 
-The archive (:mod:`skinseg.archive`) may hold several experiments; the one merged is
+The archive (:mod:`skinseg.lab.archive`) may hold several experiments; the one merged is
 ``--experiment``, else the one named like the target folder (``--each-into results`` merges
 every one into ``results/<name>``).
 The merge is refused, in one line and before any file is written, when the runs are of
 another recipe, model width, evaluation protocol, data protocol or dataset (data hash) than
-the runs already in the folder (:func:`skinseg.experiment.folder_mismatch`), or when a run is
+the runs already in the folder (:func:`skinseg.lab.experiment.folder_mismatch`), or when a run is
 already there, and when any file of the archive differs from the sha256 its manifest recorded
-(:func:`skinseg.archive.open_archive`) or a JSON or CSV file of the experiment cannot be read.
+(:func:`skinseg.lab.archive.open_archive`) or a JSON or CSV file of the experiment cannot be read.
 Then the run files are staged in a hidden folder of the target and renamed into place (and,
 into a folder without finished runs, the archive's ``config.json`` and ``display.npz``), the manifest is
 kept as ``slices/<its UTC time>_<its hash>.json`` (which slice, on which hardware, brought which runs)
@@ -27,10 +27,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from ..atomic import write_bytes_atomic
+from ..errors import DataError
+from ..lock import output_lock
 from .archive import open_archive
-from .errors import DataError
 from .experiment import MODEL_NAMES, folder_mismatch, write_summary
-from .lock import output_lock
+from .provenance import write_json
 
 STAGE_PREFIX = ".merge-"  # the hidden folder a merge stages its files in
 SUMMARY = "summary.json"  # never copied: computed again from every finished run
@@ -110,7 +112,7 @@ def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path,
         fresh = not any((into / "runs").glob("*.json"))
         # files of unfinished runs (a run cut off by the call's end) are left out
         copied = [f for f in files if (_run_of(f) in runs) or (_run_of(f) is None and str(f) != SUMMARY)]
-        record = json.dumps({**manifest, "merged": {"experiment": name, "runs": runs}}, indent=1)
+        record = {**manifest, "merged": {"experiment": name, "runs": runs}}
         stamp = manifest.get("created", "undated").replace(":", "").replace("+0000", "Z")
         # keyed by the manifest's own hash too: two slices made in the same second keep two records
         record_name = Path("slices") / f"{stamp}_{hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]}.json"
@@ -126,11 +128,9 @@ def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path,
                     if str(relative) != CONFIG and not filecmp.cmp(source / relative, target, shallow=False):
                         log(f"kept {target}: the archive's copy differs (a shared file is written once)")
                     continue
-                (stage / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source / relative, stage / relative)
+                write_bytes_atomic(stage / relative, (source / relative).read_bytes())
                 moves.append(relative)
-            (stage / record_name).parent.mkdir(parents=True, exist_ok=True)
-            (stage / record_name).write_text(record)
+            write_json(stage / record_name, record)
             for relative in sorted(moves, key=lambda r: _run_of(r) is not None and r.parts[0] == "runs") + [record_name]:
                 (into / relative).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(stage / relative, into / relative)  # runs/<run>.json last: it marks a run finished
@@ -145,7 +145,7 @@ def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path,
 def merge_archive(archive: Path | str, into: Path | str, *, experiment: str | None = None,
                   log: Callable[[str], None] = print) -> dict:
     """Merge the runs of one experiment of ``archive`` into the results folder ``into`` (created
-    if missing) and return its new summary (:func:`skinseg.experiment.summarize_experiment`).
+    if missing) and return its new summary (:func:`skinseg.lab.experiment.summarize_experiment`).
 
     Raises :class:`MergeError` (a :class:`DataError`) when the merge is refused; no result file
     is written then.

@@ -9,7 +9,7 @@ import contextlib
 from pathlib import Path
 from typing import Iterator
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 _TRAIN_HINT = "Use another output folder, or resume=False (--no-resume) to start again"
 

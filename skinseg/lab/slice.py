@@ -1,14 +1,14 @@
-"""One GPU slice: the next whole runs of :data:`skinseg.order.SLICE_ORDER` that fit the time left,
+"""One GPU slice: the next whole runs of :data:`skinseg.lab.order.SLICE_ORDER` that fit the time left,
 packed into one archive::
 
     python -m skinseg slice --archive $OUT/slice.tgz --time-budget 780
 
 Runs already in the committed results (``results/<experiment>``, the folder the checkout
 carries) are skipped, so each slice continues where the last one stopped. Each run starts
-only if its expected cost (:class:`skinseg.plan.RunCosts`) fits the time left; the first that
+only if its expected cost (:class:`skinseg.lab.plan.RunCosts`) fits the time left; the first that
 does not fit ends the slice, so the order is kept. The new runs are written to
 ``work_dir/results/<experiment>`` (emptied first: an earlier slice's runs there were packed
-already) and packed with a manifest (:mod:`skinseg.archive`);
+already) and packed with a manifest (:mod:`skinseg.lab.archive`);
 ``python -m skinseg merge`` adds them to the committed results.
 """
 from __future__ import annotations
@@ -18,13 +18,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..config import Profile, get_profile
+from ..device import resolve_device
+from ..errors import ConfigError
+from ..paths import results_dir
 from .archive import pack_slice
-from .config import Profile, get_profile, results_dir
-from .device import resolve_device
-from .errors import ConfigError
-from .experiment import MODEL_NAMES, ExperimentRunner, budget_allows, environment, folder_mismatch, write_summary
+from .experiment import MODEL_NAMES, ExperimentRunner, budget_allows, folder_mismatch, write_summary
 from .order import EXPERIMENTS, SLICE_ORDER
 from .plan import RunCosts
+from .provenance import environment
 
 
 def slice_order(experiments=None) -> list[tuple[str, int, str]]:
@@ -49,14 +51,14 @@ def run_slice(data_root, archive: Path, *, time_budget: float | None = None, wor
             packed) and ``checkpoints/<experiment>`` (kept: a run an earlier slice began
             resumes there, one it finished and did not merge is only evaluated again).
         committed: the results folder that holds the experiments' finished runs (default
-            :func:`skinseg.config.results_dir`); its runs are skipped and, on the same hardware,
+            :func:`skinseg.paths.results_dir`); its runs are skipped and, on the same hardware,
             give the expected cost of a run.
-        experiments: only these of :data:`skinseg.order.EXPERIMENTS` (default all).
+        experiments: only these of :data:`skinseg.lab.order.EXPERIMENTS` (default all).
         profile: one profile for every experiment instead of each one's own (for checks on a CPU:
             its outputs are labelled as a smoke run).
         adjust: applied to each experiment's profile (a compile setting, variants of the recipe;
             a changed recipe cannot be merged into committed runs of the plain one).
-        run_cost: ``(experiment, model) -> seconds`` instead of :class:`~skinseg.plan.RunCosts`.
+        run_cost: ``(experiment, model) -> seconds`` instead of :class:`~skinseg.lab.plan.RunCosts`.
         clock: seconds, for the time left (tests pass one that follows ``run_cost``).
 
     Returns the archive's manifest.

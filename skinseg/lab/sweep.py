@@ -1,5 +1,5 @@
 """Measuring the levers of the recipe on the validation set: one model, one seed, one run
-per variant (:data:`skinseg.config.VARIANTS`), each compared image by image with the baseline.
+per variant (:data:`skinseg.lab.variants.VARIANTS`), each compared image by image with the baseline.
 
 Only the training and validation splits are loaded: choosing a recipe must never look at
 the test set. With 150 validation images and one seed a difference of a few thousandths
@@ -21,20 +21,22 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .checkpoint import load_model
-from .config import VARIANTS, Profile, check_variant_names, with_variants
-from .data import load_split
-from .data.protocols import OFFICIAL
-from .device import resolve_device, seed_everything
-from .errors import ConfigError, TrainingError
-from .evaluate import binarize, paired_comparison, predict_probabilities, score_masks
-from .experiment import environment, write_json
-from .lock import locks_folder
-from .models import MODELS, build_model
+from ..checkpoint import load_model
+from ..config import Profile
+from ..data import load_split
+from ..data.protocols import OFFICIAL
+from ..device import resolve_device, seed_everything
+from ..errors import ConfigError, TrainingError
+from ..evaluate import binarize, paired_comparison, predict_probabilities, score_masks
+from ..lock import locks_folder, output_lock
+from ..models import MODELS, build_model
+from ..train import BEST, fit
+from .leakage import training_record
 from .plan import budgeted_profile
-from .train import BEST, fit
+from .provenance import environment, write_json
 from .result_files import read_json
 from .run_errors import run_folder_hint
+from .variants import VARIANTS, check_variant_names, with_variants
 
 BASELINE = "baseline"
 
@@ -57,10 +59,10 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     """Train ``model`` once per variant of ``profile`` and compare the variants on validation.
 
     Args:
-        variants: names from :data:`skinseg.config.VARIANTS` (default: all); ``"baseline"`` is
+        variants: names from :data:`skinseg.lab.variants.VARIANTS` (default: all); ``"baseline"`` is
             always included, first, because every variant is compared with it.
         time_budget: seconds for all variants together; the number of epochs is then planned
-            by :func:`skinseg.plan.budgeted_profile` (stored in ``sweep.json`` and reused when
+            by :func:`skinseg.lab.plan.budgeted_profile` (stored in ``sweep.json`` and reused when
             run again).
 
     Returns what is written to ``out_dir/sweep.json``.
@@ -94,9 +96,9 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
         seed_everything(seed)
         run_dir = work_dir / name
         try:
-            with run_folder_hint(run_dir, "sweep"):
+            with output_lock(run_dir), run_folder_hint(run_dir, "sweep"):
                 history = fit(build_model(model, recipe.width), train, val, recipe, run_dir, seed=seed, device=device,
-                              progress=progress)
+                              progress=progress, trained_on=training_record(train))
         except TrainingError as err:  # a lever that makes training diverge is a finding, not the end of the sweep
             report["variants"][name] = {"changes": changes, "epochs": recipe.epochs, "error": str(err)}
             write_json(path, report)

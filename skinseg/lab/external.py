@@ -8,13 +8,13 @@ transfer. An experiment names them (``run_experiment(..., external={"ph2": "data
 in the generic layout (:mod:`skinseg.data.folders`) or an ISIC layout. Every finished run is
 scored on each with its validation-selected weights and its validation-chosen setting; nothing
 read from an external set chooses an epoch, a setting or a model. A set that holds training
-images of the experiment is refused (:mod:`skinseg.leakage`). Under the experiment's folder::
+images of the experiment is refused (:mod:`skinseg.lab.leakage`). Under the experiment's folder::
 
     external/<name>/dataset.json         the folder, its source label, image count and data hash
     external/<name>/runs/<run>.json      the run's scores on it (``test_raw``, ``test``, as runs/<run>.json)
     external/<name>/per_image/<run>.csv  per-image table, the columns of per_image/<run>.csv
 
-so that :func:`skinseg.compare.read_tables` and :func:`skinseg.results.finished_seeds` read an
+so that :func:`skinseg.lab.stats.read_tables` and :func:`skinseg.lab.results.finished_seeds` read an
 external set as they read the experiment's own test set. :func:`external_table` tabulates the
 runs, :func:`external_summary` the models over seeds, :func:`external_differences` the paired
 difference between the models.
@@ -27,11 +27,14 @@ from typing import Callable
 
 import pandas as pd
 
-from .config import PRIMARY_ENDPOINT, Profile
-from .data.arrays import SegmentationData
-from .errors import ConfigError, LeakageError
-from .evaluate import evaluate_endpoints, summarize
+from ..atomic import write_text_atomic
+from ..config import Profile
+from ..data.arrays import SegmentationData
+from ..errors import ConfigError, LeakageError
+from ..evaluate import EvalSetting, evaluate_endpoints, summarize
+from .endpoints import PRIMARY_ENDPOINT
 from .leakage import check_held_out, training_record
+from .provenance import data_fingerprint, write_json
 from .result_files import read_json, read_table
 
 EXTERNAL = "external"
@@ -59,14 +62,13 @@ class ExternalSets:
         sets: ``{name: folder}``; each folder's ``test`` split is read at the profile's image
             size, limited to ``profile.max_test`` images as the experiment's own test set is.
         train: the experiment's training split; a set that is not held out from it
-            (:func:`skinseg.leakage.check_held_out`) raises :class:`LeakageError`. Each run's
+            (:func:`skinseg.lab.leakage.check_held_out`) raises :class:`LeakageError`. Each run's
             checkpoint is checked again before it is scored.
     """
 
     def __init__(self, sets: dict[str, Path] | None, profile: Profile, device, log: Callable[[str], None] = print,
                  train: SegmentationData | None = None):
-        from .data import load_split
-        from .experiment import data_fingerprint
+        from ..data import load_split
 
         self.profile, self.device, self.log = profile, device, log
         self.folders = dict(sets or {})
@@ -87,7 +89,7 @@ class ExternalSets:
         return self.described
 
     def _check(self, trained_on: dict | None, name: str, model: str) -> None:
-        """:func:`~skinseg.leakage.check_held_out` of set ``name``, its error naming the set."""
+        """:func:`~skinseg.lab.leakage.check_held_out` of set ``name``, its error naming the set."""
         try:
             check_held_out(trained_on, self.data[name], model=model)
         except LeakageError as err:
@@ -96,9 +98,8 @@ class ExternalSets:
     def score_finished(self, out_dir, work_dir) -> None:
         """Score every finished run of ``out_dir`` (``runs/<run>.json``) not yet scored on a set, with
         the checkpoint ``work_dir/<run>/best.pt`` and the run's ``chosen`` setting."""
-        from .checkpoint import load_checkpoint, model_from_state
-        from .experiment import write_json
-        from .train import BEST
+        from ..checkpoint import load_checkpoint, model_from_state
+        from ..train import BEST
 
         out_dir, work_dir = Path(out_dir), Path(work_dir)
         described = self.described
@@ -120,13 +121,12 @@ class ExternalSets:
                 state = load_checkpoint(checkpoint)
                 self._check(state.get("trained_on"), name, f"checkpoint {checkpoint}")
                 model = model_from_state(state, checkpoint, self.device)
-                table, raw, _ = evaluate_endpoints(model, data, run["chosen"], batch_size=self.profile.eval_batch_size,
+                table, raw, _ = evaluate_endpoints(model, data, EvalSetting.parse(run["chosen"]), batch_size=self.profile.eval_batch_size,
                                                    device=self.device)
                 write_json(folder / "runs" / f"{run['run']}.json",
                            {"run": run["run"], "model": run["model"], "seed": run["seed"], "chosen": run["chosen"],
                             "test_raw": summarize(raw), "test": summarize(table)})
-                (folder / "per_image").mkdir(parents=True, exist_ok=True)
-                table.to_csv(folder / "per_image" / f"{run['run']}.csv", float_format="%.6f")
+                write_text_atomic(folder / "per_image" / f"{run['run']}.csv", table.to_csv(float_format="%.6f"))
                 self.log(f"{run['run']} on external set {name} ({len(data)} images): "
                          f"mean IoU {table['iou_raw'].mean():.4f} raw, {table['iou'].mean():.4f} ({run['chosen']})")
 
@@ -139,7 +139,7 @@ def external_table(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
     ``mean_dice``, ``own_test_iou`` and ``change`` (= ``mean_iou - own_test_iou``); empty (with
     these columns) when no external set has been scored.
     """
-    from .compare import endpoint_column
+    from .stats import endpoint_column
 
     folder = Path(folder)
     rows = []
@@ -175,9 +175,9 @@ def external_summary(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
 def external_differences(folder, metric: str = "iou", endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
     """Attention U-Net minus U-Net on each external set, over the seeds with both models scored:
     one row per set with ``seeds``, ``n``, ``mean_diff``, ``ci_low``, ``ci_high`` (the 95 %
-    two-level bootstrap over seeds and images, :func:`skinseg.compare.two_level_bootstrap`),
+    two-level bootstrap over seeds and images, :func:`skinseg.lab.stats.two_level_bootstrap`),
     ``b_better`` and ``a_better`` (images won, on the seed-averaged scores)."""
-    from .compare import compare_tables, read_tables
+    from .stats import compare_tables, read_tables
     from .results import finished_seeds
 
     rows = []

@@ -23,9 +23,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .data.arrays import SegmentationData
-from .data.isic import LAYOUTS
-from .errors import LeakageError
+from ..data.arrays import SegmentationData
+from ..data.isic import LAYOUTS
+from ..errors import LeakageError
 
 HELD_OUT = ("val", "test")
 TRAINING_FOLDERS = {splits["train"][0] for splits in LAYOUTS.values()}
@@ -78,15 +78,13 @@ def check_held_out(trained_on: dict | None, data: SegmentationData, model: str =
                            f"from the same folder {where['folder']} under another split rule, so it may have "
                            f"been trained on them. Score it on a held-out split of {trained_on['protocol']!r} "
                            "data, or train it on this protocol")
-    # records written before origins named their data set can only be told apart by protocol
-    key = "dataset" if "dataset" in trained_on and "dataset" in where else "protocol"
-    if trained_on.get(key) != where.get(key):
+    if trained_on["dataset"] != where["dataset"]:
         return f"cross-data-set score: trained on {trained_on['source']}, scored on {data.source}"
     return f"held-out score: trained on {trained_on['source']}, scored on {data.source}"
 
 
 def check_checkpoint(path: Path | str, data: SegmentationData) -> str:
     """:func:`check_held_out` for the model in the checkpoint at ``path`` (the note, or a :class:`LeakageError`)."""
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     return check_held_out(load_checkpoint(path).get("trained_on"), data, model=f"checkpoint {path}")

@@ -40,8 +40,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from skinseg.data.arrays import SegmentationData
-from skinseg.errors import ConfigError
+from ..atomic import write_image_atomic, write_text_atomic
+from ..config import check_image_size
+from ..data.arrays import SegmentationData
+from ..data.isic import LAYOUTS, MASK_SUFFIX
+from ..errors import ConfigError
 
 __all__ = ["LAYOUT_KINDS", "ORIGINAL_SIZES", "make_synthetic", "write_isic_layout"]
 
@@ -60,8 +63,6 @@ _DARK_BROWN = np.array([82, 52, 38], dtype=np.float32)
 _BLUE_GREY = np.array([112, 116, 138], dtype=np.float32)
 _HAIR = np.array([38, 28, 24], dtype=np.float32)
 
-# Largest m * n * k of one matrix product in _Canvas.field (OpenBLAS threads above 262144).
-_BLAS_BAND = 131072
 # Angles at which a lesion's border radius is tabulated.
 _ANGLES = 2048
 # (height, width) of the images of an "official" layout, in turn: sizes that occur in the
@@ -81,19 +82,6 @@ def _check_int(name: str, value, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
-
-
-def _check_size(size) -> tuple[int, int]:
-    expected = "a pair (height, width) of integers, each >= 16 and divisible by 16"
-    try:
-        height, width = size
-    except (TypeError, ValueError):
-        raise ConfigError(f"size must be {expected}, got {size!r}") from None
-    for value in (height, width):
-        if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-                or value < 16 or value % 16):
-            raise ConfigError(f"size must be {expected}, got {size!r}")
-    return int(height), int(width)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -129,15 +117,7 @@ class _Canvas:
                                    np.ascontiguousarray(_smooth_matrix(self.width, key[1]).T))
         ry, rxt = self._matrices[key]
         grid = rng.standard_normal((channels, key[0] + 2, key[1] + 2)).astype(np.float32)
-        rows = ry[None] @ grid
-        # The (H, K) @ (K, W) products go in bands of rows small enough that BLAS stays
-        # on one thread: threaded BLAS on such small products is slower, and far slower
-        # when other processes keep the cores busy.
-        out = np.empty((channels, self.height, self.width), np.float32)
-        step = max(1, _BLAS_BAND // (self.width * rxt.shape[0]))
-        for c in range(channels):
-            for y in range(0, self.height, step):
-                np.matmul(rows[c, y:y + step], rxt, out=out[c, y:y + step])
+        out = np.einsum("hk,ckw->chw", ry, grid @ rxt)  # numpy's own loop: threaded BLAS is slower on products this small
         out -= out.mean(axis=(1, 2), keepdims=True)
         out /= out.std(axis=(1, 2), keepdims=True) + 1e-6
         return out
@@ -160,19 +140,6 @@ def _stamp(canvas: _Canvas, target: np.ndarray, ys: np.ndarray, xs: np.ndarray, 
 
 # --------------------------------------------------------------------------- one image
 
-def _fast_atan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``arctan2(y, x)`` to within 2e-5 rad, several times faster than numpy's."""
-    ax, ay = np.abs(x), np.abs(y)
-    big = np.maximum(ax, ay)
-    a = np.minimum(ax, ay) / np.maximum(big, np.float32(1e-12))
-    s = a * a
-    r = a * (np.float32(0.99986601) + s * (np.float32(-0.33029950) + s * (np.float32(0.18014100)
-             + s * (np.float32(-0.08513300) + s * np.float32(0.02083510)))))
-    r = np.where(ay > ax, np.float32(np.pi / 2) - r, r)
-    r = np.where(x < 0, np.float32(np.pi) - r, r)
-    return np.where(y < 0, -r, r)
-
-
 def _lesion(canvas: _Canvas, rng: np.random.Generator):
     """The blob, as ``(mask, depth, inside, centre)``.
 
@@ -194,7 +161,7 @@ def _lesion(canvas: _Canvas, rng: np.random.Generator):
     cos, sin = np.float32(math.cos(angle) * aspect), np.float32(math.sin(angle) * aspect)
     v = dy * cos - dx * sin
     rho = np.sqrt(u * u + v * v)
-    theta = _fast_atan2(v, u)
+    theta = np.arctan2(v, u)
 
     # Radius modulated by a few random harmonics: coarse lobes plus a fine ragged edge,
     # tabulated over 2048 angles and looked up per pixel.
@@ -336,7 +303,7 @@ def make_synthetic(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) ->
         ConfigError: ``n``, ``size`` or ``seed`` is not valid.
     """
     n = _check_int("n", n, 1)
-    height, width = _check_size(size)
+    height, width = check_image_size(size, "size")
     seed = _check_int("seed", seed, 0)
     canvas = _Canvas(height, width)
     images = np.empty((n, height, width, 3), np.uint8)
@@ -345,22 +312,6 @@ def make_synthetic(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) ->
         images[i], masks[i] = _draw(canvas, child)
     return SegmentationData(images, masks, [f"synth_{i:04d}" for i in range(n)],
                             f"SYNTHETIC lesions (seed {seed})")
-
-
-# (split name, data folder, ground-truth folder, mask suffix) for each year.
-_LAYOUTS = {
-    "2017": [
-        ("train", "ISIC-2017_Training_Data", "ISIC-2017_Training_Part1_GroundTruth", "_segmentation"),
-        ("val", "ISIC-2017_Validation_Data", "ISIC-2017_Validation_Part1_GroundTruth", "_segmentation"),
-        ("test", "ISIC-2017_Test_v2_Data", "ISIC-2017_Test_v2_Part1_GroundTruth", "_segmentation"),
-    ],
-    "2016": [
-        ("train", "ISBI2016_ISIC_Part1_Training_Data", "ISBI2016_ISIC_Part1_Training_GroundTruth",
-         "_Segmentation"),
-        ("test", "ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth",
-         "_Segmentation"),
-    ],
-}
 
 
 def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4, n_test: int = 4,
@@ -414,17 +365,16 @@ def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4
     from PIL import Image
 
     year = str(year)
-    if year not in _LAYOUTS:
+    if year not in LAYOUTS:
         raise ConfigError(f"year must be '2016' or '2017', got {year!r}")
     if layout not in LAYOUT_KINDS:
         raise ConfigError(f"layout must be one of {LAYOUT_KINDS}, got {layout!r}")
-    counts = {"train": _check_int("n_train", n_train, 1), "test": _check_int("n_test", n_test, 1)}
-    if year == "2017":
-        counts["val"] = _check_int("n_val", n_val, 1)
-    size = _check_size(size)
+    asked = {"train": n_train, "val": n_val, "test": n_test}
+    counts = {split: _check_int(f"n_{split}", asked[split], 1) for split in LAYOUTS[year]}
+    size = check_image_size(size, "size")
     seed = _check_int("seed", seed, 0)
     official = layout == "official"
-    total = sum(counts[split] for split, *_ in _LAYOUTS[year])
+    total = sum(counts.values())
     children = np.random.SeedSequence(seed).spawn(total)
     canvases: dict[tuple[int, int], _Canvas] = {}
 
@@ -436,22 +386,23 @@ def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4
 
     root = Path(root)
     start = 0
-    for split, data_dir, truth_dir, suffix in _LAYOUTS[year]:
+    for split, (data_dir, truth_dir) in LAYOUTS[year].items():
         (root / data_dir).mkdir(parents=True, exist_ok=True)
         (root / truth_dir).mkdir(parents=True, exist_ok=True)
         stems = []
         for k in range(start, start + counts[split]):
             stem = f"ISIC_{12000 + 13 * k:07d}" if official else f"ISIC_{k:07d}"
             image, mask = pair(k)
-            Image.fromarray(image, "RGB").save(root / data_dir / f"{stem}.jpg", quality=95)
-            Image.fromarray(mask * np.uint8(255), "L").save(root / truth_dir / f"{stem}{suffix}.png")
+            write_image_atomic(root / data_dir / f"{stem}.jpg", Image.fromarray(image, "RGB"), quality=95)
+            write_image_atomic(root / truth_dir / f"{stem}{MASK_SUFFIX[year]}", Image.fromarray(mask * np.uint8(255), "L"))
             if year == "2017" and (official or k == start):
-                Image.fromarray(_superpixels(image.shape[:2], k), "RGB").save(root / data_dir / f"{stem}_superpixels.png")
+                write_image_atomic(root / data_dir / f"{stem}_superpixels.png",
+                                   Image.fromarray(_superpixels(image.shape[:2], k), "RGB"))
             stems.append(stem)
         if year == "2017" and official:
             rng = np.random.default_rng([seed, start])
             rows = [f"{stem},{5 * int(rng.integers(4, 17))},{rng.choice(['female', 'male'])}" for stem in stems]
-            (root / data_dir / f"{data_dir}_metadata.csv").write_text("\n".join(["image_id,age_approximate,sex", *rows]) + "\n")
+            write_text_atomic(root / data_dir / f"{data_dir}_metadata.csv", "\n".join(["image_id,age_approximate,sex", *rows]) + "\n")
         start += counts[split]
     return root
 

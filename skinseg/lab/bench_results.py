@@ -1,10 +1,10 @@
-"""Tables from benchmark results (the rows :func:`skinseg.results.load_bench` reads).
+"""Tables from benchmark results (the rows :func:`skinseg.lab.results.load_bench` reads).
 
 A benchmark folder collects files from several calls, perhaps on several machines. Timings
 are comparable only when they come from the same hardware and software, so the tables here
 take one device and torch version at a time::
 
-    frame = load_bench()              # skinseg.results: every file in results/bench, one row per setting
+    frame = load_bench()              # skinseg.lab.results: every file in results/bench, one row per setting
     latest = latest_bench(frame)      # the newest file's device and torch, newest row per setting
     speedup_table(latest)             # both models side by side, against their plain step
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .config import MODEL_LABELS
-from .errors import DataError
+from ..config import MODEL_LABELS
+from ..errors import DataError
 
-# The columns that identify one benchmarked setting (skinseg.bench.Setting).
+# The columns that identify one benchmarked setting (skinseg.lab.bench.Setting).
 SETTING_KEYS = ("model", "batch_size", "amp", "channels_last", "compile", "compile_mode", "compile_gates")
 # The step every speed-up is measured against: what fit() does on a GPU without compiling.
 PLAIN_GPU = {"amp": "bf16", "channels_last": True, "compile": False, "compile_gates": False, "batch_size": 16}

@@ -10,7 +10,7 @@ comparison is Attention U-Net (B) minus U-Net (A), image by image:
   that its interval also covers the randomness of training, which the per-image interval of
   fixed trained networks cannot see.
 
-Every comparison is made on one *endpoint* (:data:`skinseg.config.ENDPOINTS`): the primary
+Every comparison is made on one *endpoint* (:data:`skinseg.lab.endpoints.ENDPOINTS`): the primary
 one, fixed in the configuration before any test image is read, or the secondary per-run
 choice of test-time augmentation and post-processing.
 """
@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import ENDPOINTS
-from .errors import ConfigError
-from .evaluate import paired_comparison
+from ..errors import ConfigError
+from ..evaluate import paired_comparison
+from ..models import MODELS
+from .endpoints import ENDPOINTS
 from .result_files import read_table
 
-MODEL_A, MODEL_B = "unet", "attention_unet"
+MODEL_A, MODEL_B = MODELS  # "unet", "attention_unet"
 
 
 def endpoint_column(metric: str, endpoint: str) -> str:

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import write_atomic
-from .errors import DataError
+from ..atomic import write_npz_atomic
+from ..errors import DataError
+from ..models import MODELS
 from .result_files import read_arrays, read_table
 
 FILE_NAME = "display.npz"
@@ -99,7 +100,7 @@ def write_display(path, ids, images: np.ndarray, masks: np.ndarray) -> Path:
     path = Path(path)
     arrays = {"ids": np.array(ids), "images": images, "masks": np.packbits(masks.astype(bool), axis=-1),
               "shape": np.array(masks.shape)}
-    write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
+    write_npz_atomic(path, **arrays)
     return path
 
 
@@ -141,7 +142,7 @@ def store_display_of_run(out_dir, test, seed: int, psi_ids=(), folders=None) -> 
     (nothing written) until both tables exist."""
     folders = [Path(out_dir)] if folders is None else [Path(f) for f in folders]
     tables = [next((t for t in (f / "per_image" / f"{m}_seed{seed}.csv" for f in folders) if t.is_file()), None)
-              for m in ("unet", "attention_unet")]
+              for m in MODELS]
     if None in tables:
         return None
     unet, attention = (read_table(t)["iou"] for t in tables)

@@ -4,8 +4,8 @@ A budget never decides how long a run of the experiment trains: every run trains
 profile's epochs. It decides which *whole runs* start: :class:`RunCosts` says how long one run
 of a model takes on this device (the measured wall time of an earlier run of it on the same
 hardware, else an estimate from a measured training step), and a run starts only if that fits
-the time left. :data:`skinseg.order.SLICE_ORDER` is the one order in which a GPU slice adds runs
-(:mod:`skinseg.slice`).
+the time left. :data:`skinseg.lab.order.SLICE_ORDER` is the one order in which a GPU slice adds runs
+(:mod:`skinseg.lab.slice`).
 
 For the recipe sweep, which compares variants on the validation set only, :func:`plan_epochs`
 still chooses the number of epochs that fits a budget. Both use one cost model
@@ -32,11 +32,12 @@ from typing import Callable
 
 import torch
 
+from ..config import Profile
+from ..device import describe
+from ..errors import ConfigError
+from ..models import MODELS
+from ..step import compile_enabled
 from .bench import Setting, bench_setting
-from .config import Profile
-from .device import describe
-from .errors import ConfigError
-from .train import compile_enabled
 
 INFERENCE_SPEEDUP = 2.0  # conservative: inference runs about 3x the images/s of a training step
 RUN_SECONDS = 8.0  # per run: warm-up epoch, loading the best weights, post-processing, writing files
@@ -76,7 +77,7 @@ def cost_model(model_name: str, profile: Profile, sizes: dict[str, int], device:
 
 
 def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], runs_per_model: int,
-                device: torch.device, models=("unet", "attention_unet"),
+                device: torch.device, models=tuple(MODELS),
                 measure: Callable[[str, Profile, torch.device], dict] | None = None) -> dict:
     """The largest number of epochs with which ``runs_per_model`` runs of every model (one per seed,
     say) fit ``budget_seconds``.
@@ -106,7 +107,7 @@ def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], 
 
 
 def budgeted_profile(profile: Profile, budget_seconds: float | None, json_path: Path, sizes: dict[str, int],
-                     runs_per_model: int, device: torch.device, models=("unet", "attention_unet"),
+                     runs_per_model: int, device: torch.device, models=tuple(MODELS),
                      log: Callable[[str], None] = print, evaluation_tta: tuple[str, ...] | None = None
                      ) -> tuple[Profile, dict | None]:
     """``(profile, plan)`` for a run that may have a time budget.

@@ -8,8 +8,8 @@ again, and an interrupted run resumes from its last checkpoint.
 
 Every run trains the profile's epochs; a time budget only decides how many whole runs a
 call starts, in a fixed order, so that runs accumulate over several calls (or several GPU
-slices, packed by :mod:`skinseg.archive` and merged by :mod:`skinseg.merge`). The test set is
-scored on two endpoints (:data:`skinseg.config.ENDPOINTS`): the primary one, fixed in the
+slices, packed by :mod:`skinseg.lab.archive` and merged by :mod:`skinseg.lab.merge`). The test set is
+scored on two endpoints (:data:`skinseg.lab.endpoints.ENDPOINTS`): the primary one, fixed in the
 configuration and the same for both models, and each run's own validation choice.
 
 ``out_dir`` layout::
@@ -20,47 +20,43 @@ configuration and the same for both models, and each run's own validation choice
     per_image/<run>.csv  test metrics keyed by image id (iou, dice: the run's choice; iou_raw, dice_raw: raw)
     psi/<run>.npz      ψ maps of fixed test images at several epochs (first seed, uint8)
     predictions/<run>.npz  predicted test masks (first seed, bit-packed)
-    display.npz        pixels and ground truth of the test images shown (first seed; skinseg.display)
+    display.npz        pixels and ground truth of the test images shown (first seed; skinseg.lab.display)
     summary.json       computed from the finished runs: mean ± sd and paired comparisons per endpoint
-    external/<name>/   scores of every finished run on an external test set (skinseg.external)
+    external/<name>/   scores of every finished run on an external test set (skinseg.lab.external)
 """
 from __future__ import annotations
 
-import datetime
-import hashlib
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
-from . import __version__
-from .atomic import write_text_atomic
-from .checkpoint import load_model
-from .compare import compare_tables, read_tables
-from .config import PRIMARY_ENDPOINT, Profile
-from .data import SegmentationData, load_dataset
-from .data.protocols import OFFICIAL
-from .data.tensors import model_input
-from .device import describe, resolve_device, seed_everything
+from ..atomic import write_atomic, write_npz_atomic, write_text_atomic
+from ..checkpoint import load_model
+from ..config import Profile
+from ..data import SegmentationData, load_dataset
+from ..data.protocols import OFFICIAL
+from ..device import resolve_device, seed_everything
+from ..errors import ConfigError
+from ..evaluate import EvalSetting, binarize, evaluate_endpoints, predict_variants, score_masks, summarize
+from ..lock import locks_folder, output_lock
+from ..models import build_model
+from ..psi import flatten_levels, psi_maps
+from ..train import BEST, fit, recipe_changes, training_recipe
 from .display import store_display_of_run
-from .errors import ConfigError
-from .evaluate import binarize, evaluate_endpoints, predict_variants, score_masks, summarize
+from .endpoints import evaluation_protocol
 from .external import ExternalSets
-from .lock import locks_folder
-from .models import MODELS, build_model
+from .leakage import training_record
 from .plan import RunCosts
-from .psi import flatten_levels
-from .results import finished_seeds
-from .train import BEST, fit, recipe_changes, training_recipe
+from .provenance import data_fingerprint, environment, write_json
 from .result_files import read_json
+from .results import MODEL_NAMES, finished_seeds
 from .run_errors import run_folder_hint
+from .stats import compare_tables, read_tables
 
-MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet")
 N_PSI_IMAGES = 12
 
 
@@ -73,44 +69,6 @@ def psi_image_indices(test: SegmentationData, n: int = N_PSI_IMAGES) -> np.ndarr
     """``n`` fixed test images spread evenly over the range of lesion sizes."""
     order = np.argsort(test.lesion_fraction, kind="stable")
     return order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
-
-
-def environment(device: torch.device) -> dict:
-    """The hardware and software a result came from."""
-    return {"device": describe(device), "device_type": device.type, "torch": torch.__version__,
-            "cuda": torch.version.cuda, "python": platform.python_version(), "skinseg": __version__,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically (a temporary file renamed over ``path``)."""
-    write_text_atomic(path, json.dumps(obj, indent=1))
-
-
-def _collect_psi(model, images: np.ndarray, device) -> np.ndarray:
-    """ψ maps of ``images`` flattened level by level into one uint8 vector per image (see :mod:`skinseg.psi`)."""
-    with torch.no_grad():
-        _, psis = model.eval().forward_with_attention(model_input(images, device))
-    return flatten_levels([p[:, 0].float().cpu().numpy() for p in psis])
-
-
-def data_fingerprint(data: dict[str, SegmentationData]) -> str:
-    """SHA-256 (first 16 hex digits) of every split's ids, images and masks as loaded: two calls
-    trained and tested on the same pixels have the same fingerprint, whatever folder they read."""
-    h = hashlib.sha256()
-    for split in sorted(data):
-        d = data[split]
-        h.update(f"{split}|{len(d)}|{'|'.join(d.ids)}|{d.images.shape}".encode())
-        h.update(np.ascontiguousarray(d.images).data)
-        h.update(np.ascontiguousarray(d.masks).data)
-    return h.hexdigest()[:16]
-
-
-def evaluation_protocol(profile: Profile) -> dict:
-    """How a run is scored: the primary endpoint (fixed in :mod:`skinseg.config`) and the
-    candidates of the secondary, per-run choice."""
-    return {"primary_endpoint": PRIMARY_ENDPOINT, "threshold": 0.5, "tta": list(profile.tta),
-            "postprocess": profile.postprocess}
 
 
 def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profile: Profile, out_dir: Path,
@@ -127,42 +85,39 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
 
     def snapshot(epoch: int, evaluated) -> None:
         if epoch in psi_at:
-            np.save(run_dir / f"psi_epoch{epoch:03d}.npy", _collect_psi(evaluated, psi_images, device))
+            psi = flatten_levels(psi_maps(evaluated, psi_images, device))
+            write_atomic(run_dir / f"psi_epoch{epoch:03d}.npy", lambda f: np.save(f, psi))
 
-    with run_folder_hint(run_dir, "experiment"):
+    with output_lock(run_dir), run_folder_hint(run_dir, "experiment"):
         history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
-                      progress=progress, on_epoch_end=snapshot)
+                      progress=progress, on_epoch_end=snapshot, trained_on=training_record(data["train"]))
     train_seconds = sum(r["seconds"] for r in history.records)  # also right for a resumed run
     write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
 
     evaluation_started = time.perf_counter()
     best = load_model(run_dir / BEST, device)
-    validation = {}
     val_probs = predict_variants(best, data["val"].images, profile.tta, batch_size=profile.eval_batch_size, device=device)
-    for tta, prob in val_probs.items():
-        for post in ((False, True) if profile.postprocess else (False,)):
-            validation[f"{tta}{'+post' if post else ''}"] = summarize(score_masks(binarize(prob, post), data["val"]))
-    chosen = max(validation, key=lambda k: validation[k]["mean_iou"])
+    settings = [EvalSetting(tta, post) for tta in val_probs for post in ((False, True) if profile.postprocess else (False,))]
+    validation = {s.label: summarize(score_masks(binarize(val_probs[s.tta], s.postprocess), data["val"]))
+                  for s in settings}
+    chosen = EvalSetting.parse(max(validation, key=lambda k: validation[k]["mean_iou"]))
 
     # the test set is read from here on: the primary endpoint (raw) and the run's own choice
     table, raw, masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
                                            device=device)
-    (out_dir / "per_image").mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_dir / "per_image" / f"{run}.csv", float_format="%.6f")
+    write_text_atomic(out_dir / "per_image" / f"{run}.csv", table.to_csv(float_format="%.6f"))
 
     if keep_details:
-        (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out_dir / "predictions" / f"{run}.npz", ids=np.array(data["test"].ids),
+        write_npz_atomic(out_dir / "predictions" / f"{run}.npz", ids=np.array(data["test"].ids),
                             masks=np.packbits(masks, axis=-1), shape=np.array(masks.shape))
         if psi_at:
             epochs = sorted(e for e in psi_at if (run_dir / f"psi_epoch{e:03d}.npy").exists())
-            (out_dir / "psi").mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(out_dir / "psi" / f"{run}.npz", epochs=np.array(epochs),
+            write_npz_atomic(out_dir / "psi" / f"{run}.npz", epochs=np.array(epochs),
                                 ids=np.array([data["test"].ids[i] for i in psi_index]),
                                 psi=np.stack([np.load(run_dir / f"psi_epoch{e:03d}.npy") for e in epochs]),
                                 image_size=np.array(profile.image_size))
     summary = {"run": run, "model": model_name, "seed": seed, "best_epoch": history.best_epoch,
-               "best_val_iou": history.best_val_iou, "validation": validation, "chosen": chosen,
+               "best_val_iou": history.best_val_iou, "validation": validation, "chosen": chosen.label,
                "test_raw": summarize(raw), "test": summarize(table), "train_seconds": train_seconds,
                "evaluation_seconds": time.perf_counter() - evaluation_started,
                "wall_seconds": time.perf_counter() - started, "epochs": profile.epochs,
@@ -185,22 +140,22 @@ def folder_mismatch(folder: Path, config: dict) -> str | None:
 def experiment_mismatch(stored: dict, new: dict) -> str | None:
     """What makes the runs described by the ``config.json`` dict ``new`` unfit to join those of
     ``stored`` (another recipe, model width, evaluation protocol, data protocol or dataset), or
-    ``None``. A field that ``stored`` lacks (written before it was recorded) is not compared."""
-    changed = recipe_changes(stored.get("recipe", stored["profile"]), new["recipe"])
+    ``None``."""
+    changed = recipe_changes(stored["recipe"], new["recipe"])
     if changed:
         return f"another recipe ({'; '.join(changed)})"
-    old_width, new_width = stored["profile"].get("width"), new["profile"].get("width")
-    if old_width is not None and old_width != new_width:
+    old_width, new_width = stored["profile"]["width"], new["profile"]["width"]
+    if old_width != new_width:
         return f"another model width ({old_width} -> {new_width})"
     for key, what in (("protocol", "another data protocol"), ("data_hash", "another dataset (data hash)")):
-        if key in stored and stored.get(key) != new.get(key):
-            return f"{what} ({stored.get(key)} -> {new.get(key)})"
-    old, now = stored.get("evaluation", {}), new.get("evaluation", {})
-    if old and old.get("primary_endpoint") != now.get("primary_endpoint"):
-        return f"another primary endpoint ({old.get('primary_endpoint')} -> {now.get('primary_endpoint')})"
+        if stored[key] != new[key]:
+            return f"{what} ({stored[key]} -> {new[key]})"
+    old, now = stored["evaluation"], new["evaluation"]
+    if old["primary_endpoint"] != now["primary_endpoint"]:
+        return f"another primary endpoint ({old['primary_endpoint']} -> {now['primary_endpoint']})"
     for key in ("tta", "postprocess"):  # the candidates of each run's own choice
-        if key in old and old[key] != now.get(key):
-            return f"another evaluation protocol ({key} {old[key]!r} -> {now.get(key)!r})"
+        if old[key] != now[key]:
+            return f"another evaluation protocol ({key} {old[key]!r} -> {now[key]!r})"
     return None
 
 
@@ -223,7 +178,7 @@ def summarize_experiment(out_dir: Path) -> dict:
     seeds = finished_seeds(out_dir, MODEL_NAMES)
     records = sorted((read_json(p) for p in (out_dir / "runs").glob("*.json")),
                      key=lambda r: (r["seed"], MODEL_NAMES.index(r["model"])))
-    runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r.get("environment", config["environment"])["device"]}
+    runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r["environment"]["device"]}
             for r in records]
     complete = [r for r in runs if r["seed"] in seeds]
     tables = read_tables(out_dir, seeds, MODEL_NAMES)  # per-image, of the complete seeds
@@ -239,7 +194,7 @@ def summarize_experiment(out_dir: Path) -> dict:
                 for k in ("mean_iou", "mean_dice", "thresholded_jaccard") for s in ("mean", "std")}
         if seeds:
             comparison[endpoint] = {metric: compare_tables(tables, seeds, metric, endpoint) for metric in ("iou", "dice")}
-    return {"label": config["label"], "primary_endpoint": config.get("evaluation", {}).get("primary_endpoint", "chosen"),
+    return {"label": config["label"], "primary_endpoint": config["evaluation"]["primary_endpoint"],
             "seeds": seeds, "planned_seeds": config["seeds"], "devices": sorted({r["device"] for r in complete}),
             "runs": runs, "mean_sd": mean_sd, "comparison": comparison}
 
@@ -263,7 +218,7 @@ class ExperimentRunner:
             (:class:`ConfigError`, :func:`folder_mismatch`).
         seeds: the experiment's planned seeds (default: the profile's); the first keeps the
             predictions and ψ maps.
-        external: ``{name: folder}`` of external test sets (:mod:`skinseg.external`): every
+        external: ``{name: folder}`` of external test sets (:mod:`skinseg.lab.external`): every
             finished run is scored on them; they never select anything.
         committed: results folders holding earlier runs of the same experiment that ``out_dir``
             does not (a slice's committed results): the display images of the first seed are
@@ -342,7 +297,7 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
 
     Every run trains the profile's epochs. With ``time_budget`` (seconds for this call) a run
     starts only if its estimated cost fits the time left, ``run_cost(model_name)`` in seconds
-    (default :class:`skinseg.plan.RunCosts`: the wall time of an earlier run of that model on the
+    (default :class:`skinseg.lab.plan.RunCosts`: the wall time of an earlier run of that model on the
     same hardware, else a measured training step); the first run that does not fit ends the
     call, so runs always accumulate in order, whole. A later call adds the rest. ``external``
     (``{name: folder}``) names external test sets, on which every finished run is also scored.

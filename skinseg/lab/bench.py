@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 
 import itertools
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -23,11 +22,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import COMPILE_MODES, AugmentConfig, Profile
-from .device import describe, resolve_device
-from .losses import build_loss
-from .models import build_model
-from .train import TrainStep, build_optimizer
+from ..config import COMPILE_MODES, AugmentConfig, Profile
+from ..device import describe, resolve_device
+from ..losses import build_loss
+from ..models import MODELS, build_model
+from ..step import TrainStep, build_optimizer
+from .provenance import write_json
 
 
 @dataclass(frozen=True)
@@ -228,8 +228,7 @@ def run_operator_profiles(profile: Profile, device=None, settings: list[Setting]
         for op in ops["operators"][:8]:
             log(f"  {op['ms_per_step']:7.2f} ms {100 * op['share']:5.1f} %  {op['name']} {str(op['input_shapes'])[:70]}")
     if out_path is not None:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_path).write_text(json.dumps(report, indent=1))
+        write_json(out_path, report)
         log(f"wrote {out_path}")
     return report
 
@@ -246,7 +245,7 @@ def time_book_tests(root: Path | str = ".") -> dict:
     return {"seconds": time.perf_counter() - t0, "returncode": result.returncode, "summary": lines[-1]}
 
 
-def default_settings(device: torch.device, profile: Profile, models=("unet", "attention_unet"),
+def default_settings(device: torch.device, profile: Profile, models=tuple(MODELS),
                      batch_sizes=(16, 32, 64), compile_batch_sizes=(16,)) -> list[Setting]:
     """The grid on a GPU, most telling settings first, so that a run cut short keeps them:
 
@@ -307,6 +306,5 @@ def run_benchmark(profile: Profile, device=None, settings: list[Setting] | None 
                 + (f"  compile {r['compile_seconds']:.0f} s" if s.compile or s.compile_gates else ""))
         report["results"].append(r)
         if out_path is not None:
-            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(out_path).write_text(json.dumps(report, indent=1))
+            write_json(out_path, report)
     return report

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from ..errors import DataError
 
 _HINT = "restore it (git checkout, or the slice archive it came from) or delete its run and run it again"
 

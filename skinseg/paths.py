@@ -1,0 +1,50 @@
+"""Where skinseg looks for the data, the committed results and its cache.
+
+Environment variables override the defaults:
+
+* ``SKINSEG_DATA``: the dataset folder (default: see :func:`default_data_dir`);
+* ``SKINSEG_RESULTS``: the committed results folder (default: see :func:`results_dir`);
+* ``SKINSEG_CACHE``: where decoded arrays are cached (default ``~/.cache/skinseg``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """Where the ISIC data is looked for.
+
+    ``$SKINSEG_DATA`` if set; else the first ``shared/data/isic2017`` found beside the current
+    folder or one of its parents (the layout of this project's CI); else ``./data/isic2017``,
+    where ``python -m skinseg download`` puts it.
+    """
+    env = os.environ.get("SKINSEG_DATA")
+    if env:
+        return Path(env).expanduser()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "shared" / "data" / "isic2017"
+        if candidate.is_dir():
+            return candidate
+    return Path("data") / "isic2017"
+
+
+def results_dir() -> Path:
+    """The committed results folder: ``$SKINSEG_RESULTS``, else the first ``results/`` beside the
+    current folder or one of its parents (chapters run from ``book/``) that holds a ``README.md``
+    (this repository's does; an experiment's folder inside it, such as ``isic2017``, may not
+    exist yet)."""
+    env = os.environ.get("SKINSEG_RESULTS")
+    if env:
+        return Path(env).expanduser()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "results" / "README.md").is_file():
+            return folder / "results"
+    return Path("results")
+
+
+def cache_dir() -> Path:
+    """Where decoded, resized uint8 arrays are cached: ``$SKINSEG_CACHE`` or ``~/.cache/skinseg``."""
+    return Path(os.environ.get("SKINSEG_CACHE", Path.home() / ".cache" / "skinseg")).expanduser()
