@@ -12,16 +12,32 @@ from torch import nn
 
 from .data.arrays import SegmentationData
 from .data.tensors import model_input
+from .checks import check_images, check_model, check_positive_int
 from .device import autocast, autocast_dtype, resolve_device
-from .errors import ConfigError
-from .metrics import confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
+from .errors import ConfigError, DataError
+from .metrics import BOUNDARY_TOLERANCE, boundary_scores, confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
 
-# Each TTA variant lists (k quarter-turns, flip left-right) pairs of the dihedral group.
+# The per-image scores also kept for the raw prediction, as "<column>_raw".
+RAW_COLUMNS = ("iou", "dice", "hd95", "boundary_f")
+
+# Each TTA variant lists (k quarter-turns, flip left-right) pairs of the dihedral group, for a
+# square image. On a non-square image "d4" keeps the views that fit its frame (tta_views).
 TTA = {
     "none": [(0, False)],
     "flip": [(0, False), (0, True)],
     "d4": [(k, f) for k in range(4) for f in (False, True)],
 }
+
+
+def tta_views(tta: str, height: int, width: int) -> list[tuple[int, bool]]:
+    """The ``(k quarter turns, flip left-right)`` views of the variant ``tta`` for an image of
+    ``height x width`` pixels: :data:`TTA`, except that on a non-square image only the turns by 0°
+    and 180° are kept, the ones training draws there (:mod:`skinseg.data.augment`). ``"d4"`` is
+    then the 4 symmetries of a rectangle (identity, left-right and up-down flips, half turn), on
+    a square image the 8 of the square."""
+    if tta not in TTA:
+        raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
+    return [(k, f) for k, f in TTA[tta] if height == width or k % 2 == 0]
 
 
 @dataclass(frozen=True)
@@ -65,9 +81,10 @@ def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: str = "n
 
     Args:
         model: a trained model (put in eval mode here).
-        images: ``(N, H, W, 3)`` uint8.
-        tta: ``"none"``, ``"flip"`` (left-right) or ``"d4"`` (all 8 flips and quarter turns);
-            the probabilities of the variants are averaged.
+        images: ``(N, H, W, 3)`` uint8, values 0..255 (float images are refused, :func:`skinseg.checks.check_images`).
+        tta: ``"none"``, ``"flip"`` (left-right) or ``"d4"`` (the symmetries training sees: all 8
+            flips and quarter turns of a square image, the 4 flips and half turns of a non-square
+            one, :func:`tta_views`); the probabilities of the views are averaged.
 
     Returns: ``(N, H, W)`` float32 in [0, 1].
     """
@@ -79,16 +96,20 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
                      device=None) -> dict[str, np.ndarray]:
     """:func:`predict_probabilities` for several ``ttas`` at once, each flip or quarter turn of an
     image passed through the model once however many variants use it (``none``, ``flip`` and
-    ``d4`` together cost 8 passes, not 11). Returns ``{tta: (N, H, W) float32 in [0, 1]}``,
-    the same numbers as one call per variant."""
-    ttas = list(dict.fromkeys(ttas))
+    ``d4`` together cost 8 passes on a square image, not 11; 4 on a non-square one). Returns
+    ``{tta: (N, H, W) float32 in [0, 1]}``, the same numbers as one call per variant."""
+    check_model(model)
+    check_images(images)
+    check_positive_int(batch_size, "batch_size")
+    ttas = list(dict.fromkeys([ttas] if isinstance(ttas, str) else ttas))
     unknown = [t for t in ttas if t not in TTA]
     if unknown:
         raise ConfigError(f"tta must be one of {sorted(TTA)}, got {unknown[0]!r}")
     device = resolve_device(device)
     model.eval().to(device)
     dtype = autocast_dtype(device)
-    views = list(dict.fromkeys(v for t in ttas for v in TTA[t]))
+    views_of = {t: tta_views(t, *images.shape[1:3]) for t in ttas}
+    views = list(dict.fromkeys(v for t in ttas for v in views_of[t]))
     out = {t: np.empty(images.shape[:3], np.float32) for t in ttas}
     for i in range(0, len(images), batch_size):
         x = model_input(images[i:i + batch_size], device)
@@ -99,9 +120,9 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
             probs[k, flip] = _undo(torch.sigmoid(logits.float()), k, flip)
         for t in ttas:
             prob = torch.zeros(x.shape[0], 1, *x.shape[2:], device=device)
-            for view in TTA[t]:  # summed in the variant's own order, as one call per variant does
+            for view in views_of[t]:  # summed in the variant's own order, as one call per variant does
                 prob += probs[view]
-            out[t][i:i + batch_size] = (prob / len(TTA[t]))[:, 0].cpu().numpy()
+            out[t][i:i + batch_size] = (prob / len(views_of[t]))[:, 0].cpu().numpy()
     return out
 
 
@@ -125,16 +146,24 @@ def binarize(probabilities: np.ndarray, postprocess: bool = False) -> np.ndarray
     return masks
 
 
-def score_masks(pred: np.ndarray, data: SegmentationData) -> pd.DataFrame:
+def score_masks(pred: np.ndarray, data: SegmentationData, *, boundary: bool = True) -> pd.DataFrame:
     """Per-image scores of predicted masks against ``data``'s ground truth.
 
     Returns a DataFrame indexed by image ``id`` with columns ``iou``, ``dice``, ``tp``,
-    ``fp``, ``fn``, ``lesion_fraction`` (of the ground truth) and ``predicted_fraction``.
+    ``fp``, ``fn``, ``lesion_fraction`` (of the ground truth), ``predicted_fraction``, and the
+    boundary scores of :func:`skinseg.metrics.boundary_scores`: ``hd95`` (pixels, lower is
+    better) and ``boundary_f`` (at :data:`~skinseg.metrics.BOUNDARY_TOLERANCE` = 2 pixels).
+    Results written before the boundary scores existed lack the last two columns, and so does
+    the table of ``boundary=False`` (which saves their 3 to 6 ms per image where only the
+    summaries of :func:`summarize` are needed, as in choosing a variant on validation).
     """
     tp, fp, fn = confusion_counts(pred, data.masks)
-    return pd.DataFrame({"id": data.ids, "iou": iou_from_counts(tp, fp, fn), "dice": dice_from_counts(tp, fp, fn),
-                         "tp": tp, "fp": fp, "fn": fn, "lesion_fraction": data.lesion_fraction,
-                         "predicted_fraction": pred.reshape(len(pred), -1).mean(1)}).set_index("id")
+    table = pd.DataFrame({"id": data.ids, "iou": iou_from_counts(tp, fp, fn), "dice": dice_from_counts(tp, fp, fn),
+                          "tp": tp, "fp": fp, "fn": fn, "lesion_fraction": data.lesion_fraction,
+                          "predicted_fraction": pred.reshape(len(pred), -1).mean(1)}).set_index("id")
+    if boundary:
+        table["hd95"], table["boundary_f"] = boundary_scores(pred, data.masks, tolerance=BOUNDARY_TOLERANCE)
+    return table
 
 
 def evaluate_model(model: nn.Module, data: SegmentationData, *, tta: str = "none", postprocess: bool = False,
@@ -149,28 +178,63 @@ def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: EvalSettin
     """Per-image metrics at both endpoints of an experiment's run.
 
     ``chosen`` is a run's validation choice (an :class:`EvalSetting`). Returns the :func:`score_masks` table of
-    that setting plus ``iou_raw`` and ``dice_raw`` of the raw prediction (no TTA, no
+    that setting plus ``iou_raw``, ``dice_raw``, ``hd95_raw`` and ``boundary_f_raw`` of the raw prediction (no TTA, no
     post-processing): the columns of an experiment's ``per_image/<run>.csv``.
     """
     return evaluate_endpoints(model, data, chosen, batch_size=batch_size, device=device)[0]
 
 
 def evaluate_endpoints(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
-                       device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """``(table, raw, masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks` table of
-    the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``. The raw
-    and the chosen variant share their views (:func:`predict_variants`)."""
+                       device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    """``(table, raw, masks, raw_masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks`
+    table of the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``
+    (the secondary endpoint) and raw (the primary endpoint). The raw and the chosen variant share
+    their views (:func:`predict_variants`)."""
     probs = predict_variants(model, data.images, ("none", chosen.tta), batch_size=batch_size, device=device)
-    raw = score_masks(binarize(probs["none"]), data)
+    raw_masks = binarize(probs["none"])
+    raw = score_masks(raw_masks, data)
     masks = binarize(probs[chosen.tta], chosen.postprocess)
     table = score_masks(masks, data)
-    table["iou_raw"], table["dice_raw"] = raw["iou"], raw["dice"]
-    return table, raw, masks
+    for column in RAW_COLUMNS:
+        table[f"{column}_raw"] = raw[column]
+    return table, raw, masks, raw_masks
 
 
 def summarize(per_image: pd.DataFrame) -> dict[str, float]:
     """Mean IoU and Dice over images, thresholded Jaccard and pooled scores of a per-image table."""
     return summarize_counts(per_image["tp"], per_image["fp"], per_image["fn"])
+
+
+def paired_scores(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` as paired float64 score vectors (Series aligned on their index), or a
+    :class:`~skinseg.errors.DataError` naming the fault: no common ids, duplicated ids, text, NaN,
+    another length or shape, fewer than two pairs."""
+    if isinstance(a, pd.Series) != isinstance(b, pd.Series):
+        raise DataError("a and b must both be pandas Series (paired by their index) or both arrays (paired by order)")
+    if isinstance(a, pd.Series):
+        for label, s in (("a", a), ("b", b)):
+            twice = s.index[s.index.duplicated()]
+            if len(twice):
+                raise DataError(f"{label} has {len(twice)} duplicated id(s), e.g. {twice[0]!r}: one score per image")
+        if not len(a.index.intersection(b.index)):
+            raise DataError(f"a and b have no image id in common (a: {len(a)} ids, e.g. {a.index[0] if len(a) else None!r}; "
+                            f"b: {len(b)} ids, e.g. {b.index[0] if len(b) else None!r})")
+        a, b = a.align(b, join="inner")
+    arrays = []
+    for label, s in (("a", a), ("b", b)):
+        try:
+            arrays.append(np.asarray(s, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise DataError(f"{label} must hold numbers, got {np.asarray(s).dtype} values such as "
+                            f"{np.asarray(s).ravel()[:1].tolist()}") from None
+    a, b = arrays
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise DataError(f"a and b must be paired 1-d score arrays of equal length >= 2, got {a.shape} and {b.shape}")
+    for label, s in (("a", a), ("b", b)):
+        if not np.isfinite(s).all():
+            raise DataError(f"{label} has {int((~np.isfinite(s)).sum())} missing or infinite score(s) (NaN or inf), "
+                            f"e.g. at position {int(np.flatnonzero(~np.isfinite(s))[0])}")
+    return a, b
 
 
 def paired_comparison(a, b, *, n_boot: int = 10_000, seed: int = 0, confidence: float = 0.95) -> dict[str, float]:
@@ -184,11 +248,10 @@ def paired_comparison(a, b, *, n_boot: int = 10_000, seed: int = 0, confidence: 
     ``ci_low``/``ci_high`` (resampling images), the two-sided Wilcoxon signed-rank
     ``p_wilcoxon``, and ``b_better`` / ``a_better``: how many images each model wins.
     """
-    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
-        a, b = a.align(b, join="inner")
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
-        raise ValueError(f"a and b must be paired 1-d score arrays of equal length >= 2, got {a.shape} and {b.shape}")
+    a, b = paired_scores(a, b)
+    check_positive_int(n_boot, "n_boot")
+    if not isinstance(confidence, float) or not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be a number between 0 and 1 (0.95 for 95 %), got {confidence!r}")
     diff = b - a
     rng = np.random.default_rng(seed)
     boot = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(1)

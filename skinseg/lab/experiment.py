@@ -19,7 +19,9 @@ configuration and the same for both models, and each run's own validation choice
     histories/<run>.json
     per_image/<run>.csv  test metrics keyed by image id (iou, dice: the run's choice; iou_raw, dice_raw: raw)
     psi/<run>.npz      ψ maps of fixed test images at several epochs (first seed, uint8)
-    predictions/<run>.npz  predicted test masks (first seed, bit-packed)
+    predictions/<run>.npz  predicted test masks (first seed, bit-packed): masks_raw, the primary endpoint,
+                       and masks_chosen, the run's choice (secondary), named by chosen; older files
+                       hold only masks, the run's choice (skinseg.lab.results.Results.predictions)
     display.npz        pixels and ground truth of the test images shown (first seed; skinseg.lab.display)
     summary.json       computed from the finished runs: mean ± sd and paired comparisons per endpoint
     external/<name>/   scores of every finished run on an external test set (skinseg.lab.external)
@@ -52,7 +54,9 @@ from .external import ExternalSets
 from .leakage import training_record
 from .plan import RunCosts
 from .provenance import data_fingerprint, environment, write_json
+from .result_files import read_json
 from .results import MODEL_NAMES, finished_seeds
+from .run_errors import run_folder_hint
 from .stats import compare_tables, read_tables
 
 N_PSI_IMAGES = 12
@@ -86,7 +90,7 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
             psi = flatten_levels(psi_maps(evaluated, psi_images, device))
             write_atomic(run_dir / f"psi_epoch{epoch:03d}.npy", lambda f: np.save(f, psi))
 
-    with output_lock(run_dir):
+    with output_lock(run_dir), run_folder_hint(run_dir, "experiment"):
         history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
                       progress=progress, on_epoch_end=snapshot, trained_on=training_record(data["train"]))
     train_seconds = sum(r["seconds"] for r in history.records)  # also right for a resumed run
@@ -96,18 +100,19 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     best = load_model(run_dir / BEST, device)
     val_probs = predict_variants(best, data["val"].images, profile.tta, batch_size=profile.eval_batch_size, device=device)
     settings = [EvalSetting(tta, post) for tta in val_probs for post in ((False, True) if profile.postprocess else (False,))]
-    validation = {s.label: summarize(score_masks(binarize(val_probs[s.tta], s.postprocess), data["val"]))
+    validation = {s.label: summarize(score_masks(binarize(val_probs[s.tta], s.postprocess), data["val"], boundary=False))
                   for s in settings}
     chosen = EvalSetting.parse(max(validation, key=lambda k: validation[k]["mean_iou"]))
 
     # the test set is read from here on: the primary endpoint (raw) and the run's own choice
-    table, raw, masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
-                                           device=device)
+    table, raw, masks, raw_masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
+                                                      device=device)
     write_text_atomic(out_dir / "per_image" / f"{run}.csv", table.to_csv(float_format="%.6f"))
 
     if keep_details:
         write_npz_atomic(out_dir / "predictions" / f"{run}.npz", ids=np.array(data["test"].ids),
-                            masks=np.packbits(masks, axis=-1), shape=np.array(masks.shape))
+                         masks_raw=np.packbits(raw_masks, axis=-1), masks_chosen=np.packbits(masks, axis=-1),
+                         chosen=np.array(chosen.label), shape=np.array(masks.shape))
         if psi_at:
             epochs = sorted(e for e in psi_at if (run_dir / f"psi_epoch{e:03d}.npy").exists())
             write_npz_atomic(out_dir / "psi" / f"{run}.npz", epochs=np.array(epochs),
@@ -132,7 +137,7 @@ def folder_mismatch(folder: Path, config: dict) -> str | None:
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not any((folder / "runs").glob("*.json")):
         return None
-    return experiment_mismatch(json.loads((folder / "config.json").read_text()), config)
+    return experiment_mismatch(read_json(folder / "config.json"), config)
 
 
 def experiment_mismatch(stored: dict, new: dict) -> str | None:
@@ -172,9 +177,9 @@ def summarize_experiment(out_dir: Path) -> dict:
     first seed is complete.
     """
     out_dir = Path(out_dir)
-    config = json.loads((out_dir / "config.json").read_text())
+    config = read_json(out_dir / "config.json")
     seeds = finished_seeds(out_dir, MODEL_NAMES)
-    records = sorted((json.loads(p.read_text()) for p in (out_dir / "runs").glob("*.json")),
+    records = sorted((read_json(p) for p in (out_dir / "runs").glob("*.json")),
                      key=lambda r: (r["seed"], MODEL_NAMES.index(r["model"])))
     runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r["environment"]["device"]}
             for r in records]
