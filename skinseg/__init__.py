@@ -17,6 +17,7 @@ Two layers:
   sweeps, benchmarks and run costs, statistics, provenance and the leakage guard, and
   the readers of the committed results. The lab imports the core, never the reverse.
 
-The front ends, :mod:`~skinseg.cli` (``python -m skinseg``) and :mod:`~skinseg.colab`, use both.
+The command line, :mod:`~skinseg.cli` (``python -m skinseg``), uses both. :mod:`~skinseg.colab`, the
+chapters' first cell on Colab, is core: it only downloads the data.
 """
 __version__ = "0.1.0"

@@ -6,22 +6,16 @@ models' 192x256 input, each archive deleted once extracted and checked). With
 ``drive=True`` the copy is also kept on the reader's Google Drive, so that a later session
 reads it from there instead of downloading several GB again.
 
-:func:`training_estimate` measures one training step on the device and says how long
-:func:`skinseg.train.fit` will take with a profile, before a cell starts training.
+How long a training cell will take is said by :func:`skinseg.lab.plan.training_estimate`.
 """
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 from pathlib import Path
 from typing import Callable
 
-import torch
-
-from .config import Profile
 from .data.download import ARCHIVES, completed, download_dataset, probe
-from .device import describe
 
 LOCAL_ROOT = Path("/content/data")
 DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the reader's Google Drive
@@ -118,37 +112,5 @@ def prepare(year: str = "2017", *, drive: bool = False, local_root: Path | str =
     return local
 
 
-def training_estimate(profile: Profile, sizes: dict[str, int], device: torch.device | str,
-                      models=("unet", "attention_unet"), measure=None) -> dict:
-    """Seconds that :func:`skinseg.train.fit` will take for each of ``models`` with ``profile``,
-    from a training step measured on ``device`` now (:func:`skinseg.lab.plan.cost_model`: the
-    training images at the measured rate, validation after every epoch, compiling).
-
-    Args:
-        sizes: the number of ``train`` and ``val`` images the cells train and validate on.
-        measure: as for :func:`~skinseg.lab.plan.cost_model` (default: a real measurement).
-
-    Returns:
-        ``{"seconds": {model: s}, "images_per_s": {model: rate}, "text": "about 6 min on this
-        Tesla T4 ..."}``.
-    """
-    from .lab.plan import cost_model, measure_training_step
-
-    device = torch.device(device)
-    if measure is None:  # a few steps: enough for minutes-scale advice, cheap before a training cell
-        measure = functools.partial(measure_training_step, steps=4, repeats=1)
-    seconds, rates = {}, {}
-    for name in models:
-        cost = cost_model(name, profile, {"train": sizes["train"], "val": sizes["val"], "test": 0}, device, measure)
-        seconds[name] = profile.epochs * cost["epoch_seconds"] + cost["compile_seconds"]
-        rates[name] = cost["images_per_s"]
-    total = sum(seconds.values())
-    when = f"about {total / 60:.0f} min" if total >= 90 else f"about {total:.0f} s"
-    text = (f"{when} on this {describe(device)} for {' and '.join(models)} ({profile.label()}, "
-            f"{profile.epochs} epochs of {sizes['train']} images; measured: "
-            + ", ".join(f"{n} {r:.0f} img/s" for n, r in rates.items()) + ")")
-    return {"seconds": seconds, "images_per_s": rates, "text": text}
-
-
 __all__ = ["COMPACT_SECONDS_PER_IMAGE", "DRIVE_FOLDER", "DRIVE_ROOT", "IMAGES", "LOCAL_ROOT", "announce", "is_complete",
-           "prepare", "training_estimate"]
+           "prepare"]

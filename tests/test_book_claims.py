@@ -45,6 +45,132 @@ def speeds():
     return bench, speedup_table(bench)
 
 
+# --- chapters 04 and 05: losses, metrics, borders and the training loop --------------------------
+
+ARTICLE_UNET_IOU, ARTICLE_UNET_DICE = 0.7377556, 0.8498270  # printed in the source article
+
+
+def test_the_article_loss_is_pooled_and_the_book_loss_per_image():
+    import torch
+
+    from skinseg.losses import pooled_dice_loss, soft_dice_loss
+
+    text = prose("04")
+    assert "flattens the whole batch into one vector (`inputs.view(-1)`)" in text
+    assert PROFILES["article"].loss == "dice_pooled" and PROFILES["full"].loss == "bce_dice"
+    pair = torch.zeros(2, 1, 32, 32)
+    pair[0, :, 4:28, 4:28], pair[1, :, 14:18, 14:18] = 1, 1
+    guess = 8 * (2 * pair - 1)
+    guess[1] = -8
+    assert f"its {int(pair[1].sum())} pixels sit beside {int(pair[0].sum())} well-predicted ones" in text
+    assert 0.45 < soft_dice_loss(guess, pair).item() < 0.5 and pooled_dice_loss(guess, pair).item() < 0.02
+
+
+def test_the_article_unet_pair_breaks_the_jensen_bound():
+    from skinseg.metrics import dice_from_iou
+
+    text = prose("04").replace("**", "")
+    bound = dice_from_iou(ARTICLE_UNET_IOU)
+    assert f"{100 * ARTICLE_UNET_IOU:.5f} % IoU and {100 * ARTICLE_UNET_DICE:.5f} % Dice" in text
+    assert f"The U-Net's reported Dice lies {ARTICLE_UNET_DICE - bound:.4f} above the bound" in text
+    assert f"which would give exactly {100 * bound:.3f} %" in text
+    assert f"breaks this bound ({100 * bound:.3f} %)" in text and ARTICLE_UNET_DICE > bound
+    # the Attention U-Net's 74.7 % and 85.2 %: even the extremes of the rounding keep it below the bound
+    assert "The Attention U-Net's rounded pair lies below its bound" in text and dice_from_iou(0.7465) > 0.8525
+
+
+def test_the_summary_range_of_chapter_4(results):
+    test = results.run("unet", results.seeds[0])["test"]
+    values = [test[k] for k in ("mean_iou", "mean_dice", "thresholded_jaccard", "pooled_iou", "pooled_dice")]
+    assert f"five summaries between {min(values):.3f} and {max(values):.3f}" in prose("04")
+
+
+def test_the_stored_masks_of_chapter_4_are_the_secondary_endpoint(results):
+    text = prose("04")
+    run = results.run("unet", results.seeds[0])
+    assert results.mask_endpoints("unet") == ["chosen"] and run["chosen"] != "none"
+    assert f"only of the variant each run chose on validation (here `{run['chosen']}`)" in text
+    assert f"stored the ground truth of {len(results.display.ids)} test images" in text
+    assert f"On those {len(results.display.ids)} we can compute" in text
+
+
+def test_gate_cost_of_chapter_5(speeds):
+    from skinseg.lab.bench_results import gate_cost
+
+    bench, _ = speeds
+    cost = gate_cost(bench)
+    sentence = (f"make a training step {100 * cost['step_time_change']:.0f} % longer ({cost['unet_step_ms']:.1f} → "
+                f"{cost['attention_step_ms']:.1f} ms), which is {-100 * cost['throughput_change']:.1f} % fewer images")
+    text = prose("05")
+    assert text.count(sentence) == 2  # section 5.8 and the summary
+    assert f"$1/{1 + cost['step_time_change']:.3f} = {1 + cost['throughput_change']:.3f}$" in text
+    assert "about 20 % time" not in text and "20 % slower" not in text
+
+
+def test_recipe_weight_decay_and_ema_of_chapter_5(results):
+    import numpy as np
+
+    from skinseg.train import learning_rate
+
+    text, recipe, full = prose("05"), results.config["profile"], PROFILES["full"]
+    keys = ["loss", "optimizer", "lr", "weight_decay", "schedule", "warmup_epochs", "ema_decay", "batch_size"]
+    assert "In these settings they differ only in the number of epochs" in text
+    assert all(recipe[k] == getattr(full, k) for k in keys) and recipe["epochs"] != full.epochs
+    assert "geometry" not in recipe["augment"] and full.augment.geometry == "rigid"  # "the augmentation differs too"
+    steps = results.config["data"]["train"]["n"] // recipe["batch_size"]
+    total = steps * recipe["epochs"]
+    rates = np.array([learning_rate(s, total, steps, recipe["lr"], recipe["schedule"]) for s in range(total)])
+    shrink = 1 - np.prod(1 - rates * recipe["weight_decay"])
+    assert "A hundredth of a per cent over the 16-epoch run" in text and 0.8e-4 < shrink < 1.2e-4
+    assert f"at $\\lambda = 10^{{-4}}$" in text and recipe["weight_decay"] == 1e-4
+    window = 1 / (1 - recipe["ema_decay"])
+    assert f"not the {window:.0f}-step average the decay names" in text
+    t = np.arange(1, total + 1)
+    reached = t[np.argmax(np.minimum(recipe["ema_decay"], (1 + t) / (10 + t)) >= recipe["ema_decay"])]
+    assert "the ramp lasted until the last two epochs" in text and recipe["epochs"] - 2 <= reached / steps < recipe["epochs"] - 1
+    assert "EMA (decay 0.995" in text and recipe["ema_decay"] == 0.995
+
+
+def test_the_training_curves_of_chapter_5(results):
+    h, runs = results.histories, results.runs
+    text = prose("05")
+    last = h[h.epoch == h.epoch.max()].set_index(["model", "seed"])
+    before = {k: h[h.epoch == h.epoch.max() - k].set_index(["model", "seed"]) for k in (1, 4)}
+    assert "Every run reached its best validation IoU in its last or next-to-last epoch" in text
+    assert (runs.best_epoch >= runs.epochs - 1).all()
+    gain = last.val_dice - before[4].val_dice
+    step = last.val_iou - before[1].val_iou
+    gap = last.train_dice - last.val_dice
+    assert f"validation Dice still gained {gain.min():.3f} to {gain.max():.3f}" in text
+    assert f"validation IoU moved by {step.min():+.4f} to {step.max():+.4f}".replace("-", "−") in text
+    assert f"training Dice lies {gap.min():.3f} to {gap.max():.3f} above validation Dice" in text
+    for phrase in ("stopped early, still improving", "it stopped early", "still improving"):
+        assert phrase not in text, phrase
+
+
+def test_lesion_sizes_behind_the_gap_of_chapter_5(results):
+    import numpy as np
+
+    from skinseg.data import load_split
+    from skinseg.lab.stats import SIZE_EDGES, by_lesion_size
+
+    data = default_data_dir()
+    if not (data / "ISIC-2017_Training_Data").is_dir():
+        pytest.skip(f"the shared ISIC 2017 copy is not at {data}")
+    sizes = {s: load_split(data, s, (192, 256)).lesion_fraction for s in ("train", "val")}
+    assert (f"the median lesion covers {100 * np.median(sizes['val']):.1f} % of a validation image against "
+            f"{100 * np.median(sizes['train']):.1f} % of a training image") in prose("05")
+    tables = {(m, s): results.per_image(m, s) for m in results.models for s in results.seeds}
+    by_size = by_lesion_size(tables, results.seeds, metric="dice", endpoint="raw")
+    share = {s: pd.cut(pd.Series(f), list(SIZE_EDGES), include_lowest=True).value_counts(normalize=True, sort=False).to_numpy()
+             for s, f in sizes.items()}
+    assert "the validation mix would score as well as the training mix or slightly better" in prose("05")
+    for model in results.models:
+        expected = {s: float((share[s] * by_size[model].to_numpy()).sum()) for s in share}
+        assert expected["val"] >= expected["train"] - 0.001, (model, expected)
+    assert by_size.loc[by_size.index[0], "unet"] >= by_size["unet"].max() - 0.01  # "the smallest not the worst"
+
+
 def test_epochs_and_hardware_of_the_experiment(results):
     epochs, device = results.config["profile"]["epochs"], results.device
     assert f"allowed {epochs} epochs per run" in prose("00")

@@ -12,6 +12,7 @@ from skinseg import colab
 from skinseg.config import PROFILES
 from skinseg.data import load_split
 from skinseg.data.download import ARCHIVES
+from skinseg.lab import plan
 from skinseg.lab.synthetic import write_isic_layout
 from skinseg.lock import LOCK_NAME
 
@@ -130,7 +131,7 @@ def test_training_estimate_from_a_measured_step():
     def measure(model_name, profile, device):
         return {"images_per_s": {"unet": 80.0, "attention_unet": 64.0}[model_name], "compile_seconds": 0.0}
 
-    estimate = colab.training_estimate(profile, {"train": 2000, "val": 150}, "cpu", measure=measure)
+    estimate = plan.training_estimate(profile, {"train": 2000, "val": 150}, "cpu", measure=measure)
     unet = profile.epochs * (2000 / 80 + 150 / (2 * 80))
     assert estimate["seconds"]["unet"] == pytest.approx(unet)
     assert estimate["images_per_s"] == {"unet": 80.0, "attention_unet": 64.0}

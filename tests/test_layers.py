@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "skinseg"
-# The front ends may call the lab: the command line runs its commands, and the Colab cell
-# estimates a chapter's training time with its cost model.
-ENTRY_POINTS = {"skinseg.cli", "skinseg.__main__", "skinseg.colab"}
+# The command line may call the lab: it runs its commands.
+ENTRY_POINTS = {"skinseg.cli", "skinseg.__main__"}
 
 
 def module_name(path: Path) -> str:

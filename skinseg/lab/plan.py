@@ -25,6 +25,7 @@ run's ``runs/<run>.json`` records its real wall time).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -196,3 +197,33 @@ class RunCosts:
                      f"{self.profile.epochs} epochs on {self.device_name} (no earlier run to go by)")
         m = self.models[model_name]
         return self.profile.epochs * m["epoch_seconds"] + m["run_seconds"]
+
+
+def training_estimate(profile: Profile, sizes: dict[str, int], device: torch.device | str,
+                      models=("unet", "attention_unet"), measure=None) -> dict:
+    """Seconds that :func:`skinseg.train.fit` will take for each of ``models`` with ``profile``,
+    from a training step measured on ``device`` now (:func:`cost_model`: the
+    training images at the measured rate, validation after every epoch, compiling).
+
+    Args:
+        sizes: the number of ``train`` and ``val`` images the cells train and validate on.
+        measure: as for :func:`cost_model` (default: a real measurement).
+
+    Returns:
+        ``{"seconds": {model: s}, "images_per_s": {model: rate}, "text": "about 6 min on this
+        Tesla T4 ..."}``.
+    """
+    device = torch.device(device)
+    if measure is None:  # a few steps: enough for minutes-scale advice, cheap before a training cell
+        measure = functools.partial(measure_training_step, steps=4, repeats=1)
+    seconds, rates = {}, {}
+    for name in models:
+        cost = cost_model(name, profile, {"train": sizes["train"], "val": sizes["val"], "test": 0}, device, measure)
+        seconds[name] = profile.epochs * cost["epoch_seconds"] + cost["compile_seconds"]
+        rates[name] = cost["images_per_s"]
+    total = sum(seconds.values())
+    when = f"about {total / 60:.0f} min" if total >= 90 else f"about {total:.0f} s"
+    text = (f"{when} on this {describe(device)} for {' and '.join(models)} ({profile.label()}, "
+            f"{profile.epochs} epochs of {sizes['train']} images; measured: "
+            + ", ".join(f"{n} {r:.0f} img/s" for n, r in rates.items()) + ")")
+    return {"seconds": seconds, "images_per_s": rates, "text": text}
