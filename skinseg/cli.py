@@ -131,6 +131,7 @@ def cmd_evaluate(args) -> None:
 def cmd_compare(args) -> None:
     import pandas as pd
 
+    from .lab.stats import format_p
     from .evaluate import paired_comparison
     from .errors import DataError
     tables = []
@@ -143,7 +144,7 @@ def cmd_compare(args) -> None:
         tables.append(table[args.metric])
     result = paired_comparison(*tables, seed=args.seed)
     print(f"{args.metric}: A {result['mean_a']:.4f}, B {result['mean_b']:.4f}, B - A {result['mean_diff']:+.4f} "
-          f"[95 % CI {result['ci_low']:+.4f}, {result['ci_high']:+.4f}], Wilcoxon p = {result['p_wilcoxon']:.3g}, "
+          f"[95 % CI {result['ci_low']:+.4f}, {result['ci_high']:+.4f}], Wilcoxon {format_p(result['p_wilcoxon'])}, "
           f"n = {result['n']} images (B better on {result['b_better']}, A on {result['a_better']})")
     if args.out:
         write_text_atomic(args.out, json.dumps(result, indent=1))

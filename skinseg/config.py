@@ -21,11 +21,16 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 
 
+GEOMETRIES = ("rigid", "stretch")
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Random augmentation, applied on the device to image and mask alike (see :mod:`skinseg.data.augment`).
 
     Angles in degrees; ``scale`` and the colour strengths are relative amounts (0 = off).
+    ``geometry``: ``"rigid"`` (rotations in pixels, quarter turns only on square images) or
+    ``"stretch"`` (rotations in normalised coordinates, as ``results/isic2017_16ep`` was trained).
     """
 
     flips: bool = True
@@ -37,6 +42,11 @@ class AugmentConfig:
     contrast: float = 0.20
     saturation: float = 0.20
     hue: float = 0.03
+    geometry: str = "rigid"
+
+    def __post_init__(self) -> None:
+        if self.geometry not in GEOMETRIES:
+            raise ConfigError(f"augment geometry must be one of {GEOMETRIES}, got {self.geometry!r}")
 
 
 NO_AUGMENT = AugmentConfig(False, False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)

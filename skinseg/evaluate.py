@@ -14,14 +14,29 @@ from .data.arrays import SegmentationData
 from .data.tensors import model_input
 from .device import autocast, autocast_dtype, resolve_device
 from .errors import ConfigError
-from .metrics import confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
+from .metrics import BOUNDARY_TOLERANCE, boundary_scores, confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
 
-# Each TTA variant lists (k quarter-turns, flip left-right) pairs of the dihedral group.
+# The per-image scores also kept for the raw prediction, as "<column>_raw".
+RAW_COLUMNS = ("iou", "dice", "hd95", "boundary_f")
+
+# Each TTA variant lists (k quarter-turns, flip left-right) pairs of the dihedral group, for a
+# square image. On a non-square image "d4" keeps the views that fit its frame (tta_views).
 TTA = {
     "none": [(0, False)],
     "flip": [(0, False), (0, True)],
     "d4": [(k, f) for k in range(4) for f in (False, True)],
 }
+
+
+def tta_views(tta: str, height: int, width: int) -> list[tuple[int, bool]]:
+    """The ``(k quarter turns, flip left-right)`` views of the variant ``tta`` for an image of
+    ``height x width`` pixels: :data:`TTA`, except that on a non-square image only the turns by 0°
+    and 180° are kept, the ones training draws there (:mod:`skinseg.data.augment`). ``"d4"`` is
+    then the 4 symmetries of a rectangle (identity, left-right and up-down flips, half turn), on
+    a square image the 8 of the square."""
+    if tta not in TTA:
+        raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
+    return [(k, f) for k, f in TTA[tta] if height == width or k % 2 == 0]
 
 
 @dataclass(frozen=True)
@@ -66,8 +81,9 @@ def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: str = "n
     Args:
         model: a trained model (put in eval mode here).
         images: ``(N, H, W, 3)`` uint8.
-        tta: ``"none"``, ``"flip"`` (left-right) or ``"d4"`` (all 8 flips and quarter turns);
-            the probabilities of the variants are averaged.
+        tta: ``"none"``, ``"flip"`` (left-right) or ``"d4"`` (the symmetries training sees: all 8
+            flips and quarter turns of a square image, the 4 flips and half turns of a non-square
+            one, :func:`tta_views`); the probabilities of the views are averaged.
 
     Returns: ``(N, H, W)`` float32 in [0, 1].
     """
@@ -79,8 +95,8 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
                      device=None) -> dict[str, np.ndarray]:
     """:func:`predict_probabilities` for several ``ttas`` at once, each flip or quarter turn of an
     image passed through the model once however many variants use it (``none``, ``flip`` and
-    ``d4`` together cost 8 passes, not 11). Returns ``{tta: (N, H, W) float32 in [0, 1]}``,
-    the same numbers as one call per variant."""
+    ``d4`` together cost 8 passes on a square image, not 11; 4 on a non-square one). Returns
+    ``{tta: (N, H, W) float32 in [0, 1]}``, the same numbers as one call per variant."""
     ttas = list(dict.fromkeys(ttas))
     unknown = [t for t in ttas if t not in TTA]
     if unknown:
@@ -88,7 +104,8 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
     device = resolve_device(device)
     model.eval().to(device)
     dtype = autocast_dtype(device)
-    views = list(dict.fromkeys(v for t in ttas for v in TTA[t]))
+    views_of = {t: tta_views(t, *images.shape[1:3]) for t in ttas}
+    views = list(dict.fromkeys(v for t in ttas for v in views_of[t]))
     out = {t: np.empty(images.shape[:3], np.float32) for t in ttas}
     for i in range(0, len(images), batch_size):
         x = model_input(images[i:i + batch_size], device)
@@ -99,9 +116,9 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
             probs[k, flip] = _undo(torch.sigmoid(logits.float()), k, flip)
         for t in ttas:
             prob = torch.zeros(x.shape[0], 1, *x.shape[2:], device=device)
-            for view in TTA[t]:  # summed in the variant's own order, as one call per variant does
+            for view in views_of[t]:  # summed in the variant's own order, as one call per variant does
                 prob += probs[view]
-            out[t][i:i + batch_size] = (prob / len(TTA[t]))[:, 0].cpu().numpy()
+            out[t][i:i + batch_size] = (prob / len(views_of[t]))[:, 0].cpu().numpy()
     return out
 
 
@@ -125,16 +142,24 @@ def binarize(probabilities: np.ndarray, postprocess: bool = False) -> np.ndarray
     return masks
 
 
-def score_masks(pred: np.ndarray, data: SegmentationData) -> pd.DataFrame:
+def score_masks(pred: np.ndarray, data: SegmentationData, *, boundary: bool = True) -> pd.DataFrame:
     """Per-image scores of predicted masks against ``data``'s ground truth.
 
     Returns a DataFrame indexed by image ``id`` with columns ``iou``, ``dice``, ``tp``,
-    ``fp``, ``fn``, ``lesion_fraction`` (of the ground truth) and ``predicted_fraction``.
+    ``fp``, ``fn``, ``lesion_fraction`` (of the ground truth), ``predicted_fraction``, and the
+    boundary scores of :func:`skinseg.metrics.boundary_scores`: ``hd95`` (pixels, lower is
+    better) and ``boundary_f`` (at :data:`~skinseg.metrics.BOUNDARY_TOLERANCE` = 2 pixels).
+    Results written before the boundary scores existed lack the last two columns, and so does
+    the table of ``boundary=False`` (which saves their 3 to 6 ms per image where only the
+    summaries of :func:`summarize` are needed, as in choosing a variant on validation).
     """
     tp, fp, fn = confusion_counts(pred, data.masks)
-    return pd.DataFrame({"id": data.ids, "iou": iou_from_counts(tp, fp, fn), "dice": dice_from_counts(tp, fp, fn),
-                         "tp": tp, "fp": fp, "fn": fn, "lesion_fraction": data.lesion_fraction,
-                         "predicted_fraction": pred.reshape(len(pred), -1).mean(1)}).set_index("id")
+    table = pd.DataFrame({"id": data.ids, "iou": iou_from_counts(tp, fp, fn), "dice": dice_from_counts(tp, fp, fn),
+                          "tp": tp, "fp": fp, "fn": fn, "lesion_fraction": data.lesion_fraction,
+                          "predicted_fraction": pred.reshape(len(pred), -1).mean(1)}).set_index("id")
+    if boundary:
+        table["hd95"], table["boundary_f"] = boundary_scores(pred, data.masks, tolerance=BOUNDARY_TOLERANCE)
+    return table
 
 
 def evaluate_model(model: nn.Module, data: SegmentationData, *, tta: str = "none", postprocess: bool = False,
@@ -149,23 +174,26 @@ def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: EvalSettin
     """Per-image metrics at both endpoints of an experiment's run.
 
     ``chosen`` is a run's validation choice (an :class:`EvalSetting`). Returns the :func:`score_masks` table of
-    that setting plus ``iou_raw`` and ``dice_raw`` of the raw prediction (no TTA, no
+    that setting plus ``iou_raw``, ``dice_raw``, ``hd95_raw`` and ``boundary_f_raw`` of the raw prediction (no TTA, no
     post-processing): the columns of an experiment's ``per_image/<run>.csv``.
     """
     return evaluate_endpoints(model, data, chosen, batch_size=batch_size, device=device)[0]
 
 
 def evaluate_endpoints(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
-                       device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """``(table, raw, masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks` table of
-    the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``. The raw
-    and the chosen variant share their views (:func:`predict_variants`)."""
+                       device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    """``(table, raw, masks, raw_masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks`
+    table of the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``
+    (the secondary endpoint) and raw (the primary endpoint). The raw and the chosen variant share
+    their views (:func:`predict_variants`)."""
     probs = predict_variants(model, data.images, ("none", chosen.tta), batch_size=batch_size, device=device)
-    raw = score_masks(binarize(probs["none"]), data)
+    raw_masks = binarize(probs["none"])
+    raw = score_masks(raw_masks, data)
     masks = binarize(probs[chosen.tta], chosen.postprocess)
     table = score_masks(masks, data)
-    table["iou_raw"], table["dice_raw"] = raw["iou"], raw["dice"]
-    return table, raw, masks
+    for column in RAW_COLUMNS:
+        table[f"{column}_raw"] = raw[column]
+    return table, raw, masks, raw_masks
 
 
 def summarize(per_image: pd.DataFrame) -> dict[str, float]:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from skinseg.errors import DataError
-from skinseg.lab.bench_results import PLAIN_GPU, latest_bench, setting_label, speedup_table
+from skinseg.lab.bench_results import PLAIN_GPU, gate_cost, latest_bench, setting_label, speedup_table
 from skinseg.lab.results import load_bench
 
 from conftest import run_cli
@@ -122,3 +122,15 @@ def test_bench_command_prints_the_table(tmp_path):
     row = next(line for line in result.stdout.splitlines() if line.startswith("fp32, batch 4"))
     assert len(row.split()) == 3 + 7  # the label's three words and seven numbers
     assert json.loads(out.read_text())["date"]
+
+
+def test_gate_cost_tells_step_time_from_throughput(tmp_path):
+    _write(tmp_path, "x.json", [_result("unet", 700), _result("attention_unet", 560),
+                                _result("unet", 1050, compile=True)])
+    cost = gate_cost(latest_bench(load_bench(tmp_path)))
+    assert cost["unet_step_ms"] == pytest.approx(1000 * 16 / 700)
+    assert cost["step_time_change"] == pytest.approx(0.25)  # 700 / 560: a step a quarter longer ...
+    assert cost["throughput_change"] == pytest.approx(-0.20)  # ... is a fifth fewer images per second
+    _write(tmp_path / "one", "x.json", [_result("unet", 700)])
+    with pytest.raises(DataError, match="lacks a step of both models"):
+        gate_cost(latest_bench(load_bench(tmp_path / "one")))

@@ -401,10 +401,13 @@ def test_synthetic_train_evaluate_compare_end_to_end(tmp_path):
     out = cli("compare", "eval/a.csv", "eval/b.csv", "--out", "eval/c.json")
     assert _written(out) == ["eval/c.json"]
     assert out.startswith("iou: A ") and "n = 4 images" in out
+    assert re.search(r"Wilcoxon p = \d\.\de[+-]\d\d,", out)  # scientific notation, never 0.0000
+    out = cli("compare", "eval/a.csv", "eval/b.csv", "--metric", "hd95")  # the boundary metric is a column too
+    assert out.startswith("hd95: A ")
     result = json.loads((tmp_path / "eval" / "c.json").read_text())
     b = pd.read_csv(tmp_path / "eval" / "b.csv", index_col="id")
     assert result["n"] == 4 and result["mean_diff"] == pytest.approx((b["iou"] - a["iou"]).mean(), abs=1e-5)
 
     # a metric the tables lack is a clear error too
-    bad = run_cli(["compare", "eval/a.csv", "eval/b.csv", "--metric", "hd95"], tmp_path, cache)
-    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1 and "no column 'hd95'" in bad.stderr
+    bad = run_cli(["compare", "eval/a.csv", "eval/b.csv", "--metric", "hd99"], tmp_path, cache)
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1 and "no column 'hd99'" in bad.stderr

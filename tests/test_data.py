@@ -16,7 +16,7 @@ from skinseg.data.augment import augment_batch
 from skinseg.data.isic import LAYOUTS
 from skinseg.data.loading import split_pairs
 from skinseg.data.splits import isic2016_validation_ids
-from skinseg.errors import DataError
+from skinseg.errors import ConfigError, DataError
 from skinseg.lab.synthetic import make_synthetic
 from skinseg.paths import default_data_dir
 
@@ -355,6 +355,55 @@ def test_same_generator_seed_gives_same_augmentation():
     c = augment_batch(images, masks, AugmentConfig(), torch.Generator().manual_seed(8))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], c[0])
+
+
+GEOMETRY_ONLY = dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+
+
+def _disk(n, height, width, radius):
+    yy, xx = np.mgrid[:height, :width]
+    disk = ((yy - (height - 1) / 2) ** 2 + (xx - (width - 1) / 2) ** 2 <= radius ** 2).astype(np.float32)
+    return torch.from_numpy(disk).expand(n, 1, height, width).clone()
+
+
+def _axis_ratio(mask: torch.Tensor) -> float:
+    """Longest over shortest axis of the ellipse with the mask's second moments (1 for a disk)."""
+    ys, xs = np.nonzero(mask.numpy())
+    eig = np.linalg.eigvalsh(np.cov(np.stack([ys, xs]).astype(float)))
+    return float(np.sqrt(eig[-1] / eig[0]))
+
+
+def test_rotations_of_a_non_square_image_keep_a_disk_a_disk():
+    masks = _disk(16, 96, 128, 30)
+    images = masks.expand(-1, 3, -1, -1).clone()
+    rotate = dict(flips=False, rot90=False, rotate=15.0, scale=0.0, translate=0.0, **GEOMETRY_ONLY)
+    _, rigid = augment_batch(images, masks, AugmentConfig(**rotate), torch.Generator().manual_seed(0))
+    _, stretched = augment_batch(images, masks, AugmentConfig(**rotate, geometry="stretch"),
+                                 torch.Generator().manual_seed(0))
+    assert max(_axis_ratio(m[0]) for m in rigid) < 1.03  # a disk stays a disk
+    assert abs(rigid.sum((1, 2, 3)) / masks.sum((1, 2, 3)) - 1).max() < 0.02  # of the same area
+    assert max(_axis_ratio(m[0]) for m in stretched) > 1.08  # in normalised coordinates it is sheared
+    assert set(rigid.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_quarter_turns_fit_the_frame():
+    config = AugmentConfig(flips=False, rot90=True, rotate=0.0, scale=0.0, translate=0.0, **GEOMETRY_ONLY)
+    images = torch.rand(16, 3, 12, 20, generator=torch.Generator().manual_seed(0))
+    masks = (images[:, :1] > 0.5).float()
+    out, out_masks = augment_batch(images, masks, config, torch.Generator().manual_seed(1))
+    turns = set()
+    for i in range(16):  # a non-square image turns by 0 or 180 degrees only, exactly
+        k = next(k for k in (0, 2) if torch.allclose(out[i], images[i].rot90(k, (-2, -1)), atol=1e-5))
+        assert torch.equal(out_masks[i], masks[i].rot90(k, (-2, -1)))
+        turns.add(k)
+    assert turns == {0, 2}
+    square = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    out, _ = augment_batch(square, (square[:, :1] > 0.5).float(), config, torch.Generator().manual_seed(1))
+    turns = {next(k for k in range(4) if torch.allclose(out[i], square[i].rot90(k, (-2, -1)), atol=1e-5))
+             for i in range(16)}
+    assert turns == {0, 1, 2, 3}  # a square one by any quarter turn
+    with pytest.raises(ConfigError, match="geometry"):
+        AugmentConfig(geometry="normalised")
 
 
 def test_no_augment_changes_nothing():

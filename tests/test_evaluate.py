@@ -9,10 +9,10 @@ from torch import nn
 from skinseg.data import SegmentationData
 from skinseg.data.tensors import normalize
 from skinseg.errors import ConfigError
-from skinseg.evaluate import (TTA, EvalSetting, binarize, evaluate_chosen, evaluate_endpoints, evaluate_model,
+from skinseg.evaluate import (TTA, EvalSetting, _apply, _undo, binarize, evaluate_chosen, evaluate_endpoints, evaluate_model,
                               largest_component_filled, paired_comparison, predict_probabilities, predict_variants,
-                              score_masks, summarize)
-from skinseg.metrics import dice_per_image, iou_per_image
+                              score_masks, summarize, tta_views)
+from skinseg.metrics import boundary_scores, dice_per_image, iou_per_image
 from skinseg.models import AttentionUNet, build_model
 
 
@@ -61,6 +61,22 @@ def test_tta_of_an_equivariant_model_changes_nothing():
     x = normalize(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
     with torch.no_grad():
         np.testing.assert_allclose(plain, torch.sigmoid(model(x))[:, 0].numpy(), atol=1e-6)
+
+
+def test_tta_views_are_the_symmetries_training_sees_and_invert_exactly():
+    assert tta_views("d4", 32, 32) == TTA["d4"] and len(TTA["d4"]) == 8
+    assert tta_views("d4", 32, 48) == [(0, False), (0, True), (2, False), (2, True)]  # flips and the half turn
+    assert tta_views("flip", 32, 48) == TTA["flip"]
+    x = torch.rand(2, 3, 32, 48)
+    for k, flip in tta_views("d4", 32, 48):
+        assert _apply(x, k, flip).shape == x.shape  # each view fits the frame
+        assert torch.equal(_undo(_apply(x, k, flip), k, flip), x)
+    for k, flip in TTA["d4"]:
+        square = x[..., :32]
+        assert torch.equal(_undo(_apply(square, k, flip), k, flip), square)
+    model, images = Pointwise(), _images(2, 32, 48)
+    np.testing.assert_allclose(predict_probabilities(model, images, tta="d4", device="cpu"),
+                               predict_probabilities(model, images, tta="none", device="cpu"), atol=1e-6)
 
 
 def test_tta_averages_over_the_transformed_predictions():
@@ -119,7 +135,12 @@ def test_score_masks_table():
     pred = (rng.random((4, 16, 16)) < 0.3).astype(np.uint8)
     table = score_masks(pred, data)
     assert list(table.index) == ["a", "b", "c", "d"] and table.index.name == "id"
-    assert list(table.columns) == ["iou", "dice", "tp", "fp", "fn", "lesion_fraction", "predicted_fraction"]
+    assert list(table.columns) == ["iou", "dice", "tp", "fp", "fn", "lesion_fraction", "predicted_fraction",
+                                   "hd95", "boundary_f"]  # the first seven as in committed results
+    hd95, boundary_f = boundary_scores(pred, truth)
+    np.testing.assert_array_equal(table["hd95"], hd95)
+    np.testing.assert_array_equal(table["boundary_f"], boundary_f)
+    pd.testing.assert_frame_equal(score_masks(pred, data, boundary=False), table.iloc[:, :7])
     np.testing.assert_allclose(table["iou"], iou_per_image(pred, truth))
     np.testing.assert_allclose(table["dice"], dice_per_image(pred, truth))
     np.testing.assert_allclose(table["lesion_fraction"], truth.reshape(4, -1).mean(1))
@@ -150,7 +171,7 @@ def test_shared_views_give_the_numbers_of_one_call_per_variant():
     images = _images(5, 32, 48)
     passes = _count_passes(model)
     shared = predict_variants(model, images, ("none", "flip", "d4", "flip"), batch_size=2, device="cpu")
-    assert len(passes) == 8 * 3  # each of the 8 distinct views once per batch of 2 (3 batches), not 11 * 3
+    assert len(passes) == 4 * 3  # each of the 4 distinct views of a 32x48 image once per batch of 2 (3 batches)
     assert list(shared) == ["none", "flip", "d4"]
     for tta, prob in shared.items():
         np.testing.assert_array_equal(prob, predict_probabilities(model, images, tta=tta, batch_size=2, device="cpu"))
@@ -161,14 +182,17 @@ def test_evaluate_chosen_scores_both_endpoints_from_shared_views():
     data.masks[:, 8:24, 8:24] = 1
     model = AttentionUNet(width=4)
     passes = _count_passes(model)
-    table, raw, masks = evaluate_endpoints(model, data, EvalSetting("flip", True), batch_size=2, device="cpu")
+    table, raw, masks, raw_masks = evaluate_endpoints(model, data, EvalSetting("flip", True), batch_size=2, device="cpu")
     assert len(passes) == 2 * 2  # the raw view is one of flip's two: 2 views in each of 2 batches
     flip = binarize(predict_probabilities(model, data.images, tta="flip", batch_size=2, device="cpu"), True)
     np.testing.assert_array_equal(masks, flip)
     expected = score_masks(flip, data)
     pd.testing.assert_frame_equal(raw, evaluate_model(model, data, batch_size=2, device="cpu"))
+    np.testing.assert_array_equal(raw_masks, binarize(predict_probabilities(model, data.images, device="cpu")))
+    pd.testing.assert_frame_equal(raw, score_masks(raw_masks, data))
     pd.testing.assert_frame_equal(table[expected.columns], expected)
-    np.testing.assert_array_equal(table["iou_raw"], raw["iou"])
+    for column in ("iou", "dice", "hd95", "boundary_f"):
+        np.testing.assert_array_equal(table[f"{column}_raw"], raw[column])
     np.testing.assert_array_equal(table["dice_raw"], raw["dice"])
     pd.testing.assert_frame_equal(evaluate_chosen(model, data, EvalSetting.parse("flip+post"), batch_size=2, device="cpu"), table)
 

@@ -10,7 +10,9 @@ from skinseg.config import PROFILES
 from skinseg.data import load_dataset
 from skinseg.data.splits import isic2016_validation_ids
 from skinseg.errors import ConfigError
+from skinseg.lab.display import display_ids
 from skinseg.lab.experiment import MODEL_NAMES, psi_epochs, psi_image_indices, run_experiment
+from skinseg.lab.results import load_results
 from skinseg.lab.variants import with_variants
 from skinseg.metrics import iou_per_image
 
@@ -58,14 +60,34 @@ def _check_outputs(out, summary, data, profile):
         assert record["test_raw"]["mean_iou"] == pytest.approx(table["iou_raw"].mean(), abs=1e-5)
         np.testing.assert_allclose(table["lesion_fraction"], test.lesion_fraction, atol=1e-6)
 
-        # the stored masks are the ones that were scored
+        assert {"hd95", "boundary_f", "hd95_raw", "boundary_f_raw"} <= set(table.columns)
+
+        # the stored masks of both endpoints are the ones that were scored
         with np.load(out / "predictions" / f"{run}.npz") as z:
             shape = tuple(z["shape"])
             assert shape == (len(test), *profile.image_size)
-            assert list(z["ids"]) == test.ids
-            masks = np.unpackbits(z["masks"], axis=-1, count=shape[-1])
+            assert list(z["ids"]) == test.ids and str(z["chosen"]) == record["chosen"]
+            masks = np.unpackbits(z["masks_chosen"], axis=-1, count=shape[-1])
+            raw_masks = np.unpackbits(z["masks_raw"], axis=-1, count=shape[-1])
         np.testing.assert_allclose(table["iou"], iou_per_image(masks, test.masks), atol=1e-6)
+        np.testing.assert_allclose(table["iou_raw"], iou_per_image(raw_masks, test.masks), atol=1e-6)
         np.testing.assert_allclose(table["predicted_fraction"], masks.reshape(len(test), -1).mean(1), atol=1e-6)
+        results = load_results(out)
+        model = run.rsplit("_seed", 1)[0]
+        assert results.mask_endpoints(model) == ["raw", "chosen"]
+        raw = results.predictions(model, endpoint="raw")
+        np.testing.assert_array_equal(raw.masks, raw_masks)
+        assert raw.describe() == "raw prediction (primary endpoint)"
+        chosen = results.predictions(model, endpoint="chosen")
+        np.testing.assert_array_equal(chosen.masks, masks)
+        assert chosen.describe() == f"{record['chosen']}, the run's choice (secondary endpoint)"
+
+    # the displayed images include the picks on the raw prediction's IoU, the primary endpoint
+    tables = [pd.read_csv(out / "per_image" / f"{r}.csv", index_col="id") for r in RUNS]
+    shown = load_results(out).display.ids
+    raw_picks = display_ids(tables[0].iou_raw, tables[1].iou_raw, [test.ids[i] for i in psi_image_indices(test)])
+    assert shown[:len(raw_picks)] == raw_picks
+    assert set(display_ids(tables[0].iou, tables[1].iou)) <= set(shown)
 
     with np.load(out / "psi" / "attention_unet_seed0.npz") as z:
         h, w = profile.image_size
@@ -96,6 +118,7 @@ def _check_outputs(out, summary, data, profile):
         assert iou["seed_averaged"]["mean_diff"] == pytest.approx((attention - unet).mean(), abs=1e-5)
         assert iou["per_seed"]["0"]["median_diff"] == pytest.approx((attention - unet).median(), abs=1e-5)
         assert iou["two_level"]["mean_diff"] == pytest.approx(iou["seed_averaged"]["mean_diff"])
+        assert iou["seed_t"]["n_seeds"] == 1 and iou["seed_t"]["ci_low"] is None  # one seed: no t-interval
 
 
 def test_experiment_on_isic2017_layout_and_rerun_skips(layout_2017, tmp_path):
@@ -115,15 +138,15 @@ def test_experiment_on_isic2017_layout_and_rerun_skips(layout_2017, tmp_path):
 
 
 def test_experiment_on_isic2016_layout_uses_the_fixed_split(layout_2016, tmp_path):
-    profile = with_variants(PROFILES["tiny"], ["no_quarter_turns"])  # a variant is recorded with the results
+    profile = with_variants(PROFILES["tiny"], ["stretch_geometry"])  # a variant is recorded with the results
     summary, _ = _run(layout_2016, tmp_path, profile)
     data = load_dataset(layout_2016, profile.image_size)
     assert len(data["train"]) == 16 and len(data["val"]) == 4 and len(data["test"]) == 4
     assert set(data["val"].ids) == isic2016_validation_ids(data["train"].ids + data["val"].ids)
     _check_outputs(tmp_path / "out", summary, data, profile)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert config["profile"]["variants"] == ["no_quarter_turns"] and config["profile"]["augment"]["rot90"] is False
-    assert summary["label"] == "CPU SMOKE RUN (profile 'tiny' + no_quarter_turns, not a real result)"
+    assert config["profile"]["variants"] == ["stretch_geometry"] and config["profile"]["augment"]["geometry"] == "stretch"
+    assert summary["label"] == "CPU SMOKE RUN (profile 'tiny' + stretch_geometry, not a real result)"
     assert config["data"]["val"]["source"].startswith("ISIC 2016 val")
     assert config["data"]["test"]["source"].startswith("ISIC 2016 test")
 

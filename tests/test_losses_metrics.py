@@ -163,3 +163,76 @@ def test_pooled_and_per_image_scores_differ_on_a_large_and_a_small_lesion():
     assert s["pooled_dice"] == pytest.approx(200 / 202) and pooled_dice(tp, fp, fn) == pytest.approx(200 / 202)
     assert s["thresholded_jaccard"] == pytest.approx(0.5)
     assert s["n"] == 2
+
+
+# ----------------------------------------------------------------------------- boundary metrics
+
+from scipy.spatial.distance import cdist, directed_hausdorff  # noqa: E402
+
+from skinseg.metrics import boundary_pixels, boundary_scores, hd95_per_image  # noqa: E402
+
+
+def _blobs(rng, n, shape=(24, 32)):
+    """Random masks of one or a few rectangles with ragged edges."""
+    masks = np.zeros((n, *shape), bool)
+    for m in masks:
+        for _ in range(rng.integers(1, 4)):
+            r, c = rng.integers(0, shape[0] - 4), rng.integers(0, shape[1] - 4)
+            m[r:r + rng.integers(3, 12), c:c + rng.integers(3, 14)] = True
+        m ^= rng.random(shape) < 0.03
+    return masks
+
+
+def _reference(p, t, tolerance=2.0):
+    """Brute force: all pairwise distances between the two boundaries' pixel coordinates."""
+    bp = np.argwhere(p & ~_eroded(p))
+    bt = np.argwhere(t & ~_eroded(t))
+    d = cdist(bp, bt)
+    to_t, to_p = d.min(1), d.min(0)
+    hd95 = max(np.percentile(to_t, 95), np.percentile(to_p, 95))
+    precision, recall = np.mean(to_t <= tolerance), np.mean(to_p <= tolerance)
+    f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return hd95, f, max(directed_hausdorff(bp, bt)[0], directed_hausdorff(bt, bp)[0])
+
+
+def _eroded(m):
+    """Erosion by the 4-neighbour cross, the outside of the image counting as background."""
+    padded = np.pad(m, 1)
+    return (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+
+
+def test_boundary_scores_match_brute_force_pairwise_distances():
+    rng = np.random.default_rng(0)
+    pred, target = _blobs(rng, 40), _blobs(rng, 40)
+    hd, bf = boundary_scores(pred, target)
+    hd100, _ = boundary_scores(pred, target, percentile=100)
+    for i in range(40):
+        ref_hd95, ref_f, ref_hausdorff = _reference(pred[i], target[i])
+        assert hd[i] == pytest.approx(ref_hd95, abs=1e-9)
+        assert bf[i] == pytest.approx(ref_f, abs=1e-12)
+        assert hd100[i] == pytest.approx(ref_hausdorff, abs=1e-9)  # scipy's directed_hausdorff, both ways
+    assert np.all(hd <= hd100) and np.all((0 <= bf) & (bf <= 1))
+
+
+def test_boundary_of_a_square_and_a_shifted_copy():
+    a = np.zeros((1, 20, 20), bool)
+    a[0, 5:15, 5:15] = True
+    assert boundary_pixels(a[0]).sum() == 36  # a 10 x 10 square's outline, an interior of 8 x 8 removed
+    b = np.roll(a, 3, axis=2)  # moved 3 px to the right: every boundary pixel is at most 3 px off
+    hd, bf = boundary_scores(a, b)
+    assert hd[0] == pytest.approx(3.0) and 0 < bf[0] < 1
+    hd_same, bf_same = boundary_scores(a, a)
+    assert hd_same[0] == 0.0 and bf_same[0] == 1.0
+    assert boundary_scores(a, b, tolerance=3.0)[1][0] == 1.0
+
+
+def test_boundary_scores_of_empty_masks():
+    empty, square = np.zeros((1, 12, 16), bool), np.zeros((1, 12, 16), bool)
+    square[0, 2:6, 3:9] = True
+    hd, bf = boundary_scores(np.concatenate([empty, empty, square]), np.concatenate([empty, square, empty]))
+    diagonal = math.hypot(11, 15)
+    np.testing.assert_allclose(hd, [0.0, diagonal, diagonal])
+    np.testing.assert_array_equal(bf, [1.0, 0.0, 0.0])
+    assert hd95_per_image(torch.as_tensor(square[:, None]), square[:, None])[0] == 0.0  # (N, 1, H, W) tensors
+    with pytest.raises(ValueError):
+        boundary_scores(square, square[:, :6])

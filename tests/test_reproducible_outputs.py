@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from skinseg.config import default_data_dir
+from skinseg.paths import default_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = ["book/05_training.ipynb", "book/08_your_own_images.ipynb"]

@@ -10,7 +10,7 @@ import pytest
 
 from skinseg.config import get_profile
 from skinseg.data import load_split
-from skinseg.errors import DataError
+from skinseg.errors import ConfigError, DataError
 from skinseg.evaluate import score_masks, summarize
 from skinseg.lab.bench import run_benchmark
 from skinseg.lab.experiment import run_experiment
@@ -79,7 +79,8 @@ def test_committed_validation_table_marks_one_chosen_variant_per_run(committed):
 
 def test_committed_predictions_unpack_to_the_stored_shape_and_fractions(committed):
     for model in MODELS:
-        pred = committed.predictions(model)
+        pred = committed.predictions(model, endpoint="chosen")
+        assert pred.endpoint == "chosen" and pred.variant == committed.run(model, 0)["chosen"]
         assert pred.seed == 0 and pred.masks.shape == (600, 192, 256) and pred.masks.dtype == np.uint8
         assert set(np.unique(pred.masks)) == {0, 1}
         table = committed.per_image(model, 0)
@@ -87,10 +88,16 @@ def test_committed_predictions_unpack_to_the_stored_shape_and_fractions(committe
         # the stored per-image predicted fraction is the mean of exactly these masks
         np.testing.assert_allclose(pred.masks.reshape(600, -1).mean(1), table.predicted_fraction, atol=1e-6)
         np.testing.assert_array_equal(pred.mask("test_0002"), pred.masks[1])
+        # these results keep the run's choice only (d4, flip+post), not the raw prediction
+        assert committed.mask_endpoints(model) == ["chosen"]
+        with pytest.raises(DataError, match="keeps only the masks of the run's choice"):
+            committed.predictions(model, endpoint="raw")
     with pytest.raises(KeyError):
-        committed.predictions("unet").mask("no_such_id")
+        committed.predictions("unet", endpoint="chosen").mask("no_such_id")
     with pytest.raises(DataError, match="first seed"):
-        committed.predictions("unet", seed=1)
+        committed.predictions("unet", seed=1, endpoint="chosen")
+    with pytest.raises(ConfigError, match="endpoint must be one of"):
+        committed.predictions("unet", endpoint="best")
 
 
 def test_committed_psi_maps_split_into_four_levels(committed):
@@ -179,14 +186,14 @@ def test_tiny_results_reproduce_what_run_experiment_returned(tiny):
 def test_tiny_predictions_score_like_the_per_image_tables(tiny):
     res, _, test, profile = tiny
     for model in MODELS:
-        pred = res.predictions(model)
+        pred = res.predictions(model, endpoint="chosen")
         assert pred.masks.shape == (profile.max_test, *profile.image_size) and pred.ids == test.ids
         table = res.per_image(model, 0)
         rescored = score_masks(pred.masks, test)
         np.testing.assert_allclose(rescored.iou, table.iou, atol=1e-5)
         np.testing.assert_array_equal(rescored.tp, table.tp)
     with pytest.raises(DataError):
-        res.predictions("unet", seed=1)  # details are kept for the first seed only
+        res.predictions("unet", seed=1, endpoint="raw")  # details are kept for the first seed only
     maps = res.psi()
     assert maps.levels[0].shape[1:] == (len(maps.ids), *profile.image_size)
     with pytest.raises(DataError):

@@ -84,17 +84,17 @@ def test_every_variant_is_a_valid_profile():
 
 def test_variants_combine_setting_by_setting_and_are_named_in_the_label():
     full = PROFILES["full"]
-    both = with_variants(full, ["higher_lr", "no_quarter_turns", "higher_lr", "baseline"])
-    assert both.lr == 3e-3 and both.augment == AugmentConfig(rot90=False) and both.epochs == full.epochs
-    assert both.variants == ("higher_lr", "no_quarter_turns")
-    assert both.label() == "full GPU recipe + higher_lr + no_quarter_turns"
+    both = with_variants(full, ["higher_lr", "stretch_geometry", "higher_lr", "baseline"])
+    assert both.lr == 3e-3 and both.augment == AugmentConfig(geometry="stretch") and both.epochs == full.epochs
+    assert both.variants == ("higher_lr", "stretch_geometry")
+    assert both.label() == "full GPU recipe + higher_lr + stretch_geometry"
     assert with_variants(PROFILES["tiny"], ["no_ema"]).label() == (
         "CPU SMOKE RUN (profile 'tiny' + no_ema, not a real result)")
     # an augmentation variant changes only its own settings of the profile's augmentation
-    light = with_variants(full.replace(augment=AugmentConfig(flips=False)), ["light_augment", "no_quarter_turns"])
-    assert light.augment == AugmentConfig(flips=False, rot90=False, rotate=0.0, scale=0.0, translate=0.0,
-                                          contrast=0.0, saturation=0.0, hue=0.0)
-    assert variant_settings(["no_quarter_turns", "batch_32"]) == {"augment.rot90": False, "batch_size": 32}
+    light = with_variants(full.replace(augment=AugmentConfig(flips=False)), ["light_augment", "stretch_geometry"])
+    assert light.augment == AugmentConfig(flips=False, rotate=0.0, scale=0.0, translate=0.0,
+                                          contrast=0.0, saturation=0.0, hue=0.0, geometry="stretch")
+    assert variant_settings(["stretch_geometry", "batch_32"]) == {"augment.geometry": "stretch", "batch_size": 32}
 
 
 def test_variants_that_set_the_same_setting_or_unknown_names_are_refused():

@@ -2,14 +2,26 @@
 
 Everything is batched torch code (no torchvision), so it runs on the GPU next to the
 model and the CPU never becomes the bottleneck. One ``grid_sample`` applies all the
-geometry (flips, 90° turns, a small rotation, scaling and translation); colour jitter
+geometry (flips, turns, a small rotation, scaling and translation); colour jitter
 (brightness, contrast, saturation, hue) touches the image only.
 
-Rotations act in normalised coordinates, so a 90° turn of a 192x256 image also stretches
-it back to 192x256, by 4/3 along one axis and 3/4 along the other. The shared ISIC copy
-is already stretched from its original aspect, and lesions have no preferred orientation
-or shape, so this is a plausible augmentation, but it is not a rotation: whether it helps
-is a question for the validation set (the sweep variant ``no_quarter_turns``).
+The geometry is rigid in pixels (``AugmentConfig.geometry = "rigid"``, the default): a
+rotation turns the image as a photograph turns, whatever its aspect ratio, so a round lesion
+stays round. ``F.affine_grid`` works in normalised coordinates, in which the width and the
+height both span [-1, 1]; a rotation there stretches a 192x256 image (a quarter turn by 4/3
+along one axis and 3/4 along the other, a 15° turn into a shear). :func:`random_affine`
+therefore conjugates the rotation with the image's aspect ratio. The corners a small
+rotation uncovers are filled by reflection, identically in image and mask.
+
+Quarter turns: a 90° turn of a non-square image does not fit in its own frame. On a
+non-square image ``rot90`` therefore draws from the turns that do fit, 0° and 180°; with the
+flips these are the four symmetries of a rectangle, and the test-time augmentation ``"d4"``
+(:mod:`skinseg.evaluate`) uses the same four views there. On a square image it draws all four
+quarter turns (the eight symmetries of the square, as ``"d4"`` does).
+
+``geometry = "stretch"`` keeps the earlier behaviour, rotations in normalised coordinates
+(quarter turns and small rotations distorted as described above), with which
+``results/isic2017_16ep`` was trained.
 
 The settings come in as ``config``: the recipe's :class:`skinseg.config.AugmentConfig`, or
 anything with its fields.
@@ -26,14 +38,27 @@ def _uniform(n: int, amount: float, generator: torch.Generator, device) -> torch
     return (torch.rand(n, generator=generator, device=device) * 2 - 1) * amount
 
 
-def random_affine(n: int, config, generator: torch.Generator, device) -> torch.Tensor:
-    """``(n, 2, 3)`` affine matrices in normalised coordinates (for ``F.affine_grid``)."""
+def random_affine(n: int, config, generator: torch.Generator, device, *,
+                  size: tuple[int, int]) -> torch.Tensor:
+    """``(n, 2, 3)`` affine matrices in normalised coordinates (for ``F.affine_grid``) of random
+    flips, turns, rotations, scalings and translations of images of ``size = (H, W)`` pixels.
+
+    With ``config.geometry == "rigid"`` the rotation is rigid in pixels (``D^-1 R D`` with
+    ``D = diag(W, H)``) and quarter turns are 0° or 180° unless ``H == W``; with ``"stretch"``
+    the rotation acts on the normalised coordinates (see the module docstring).
+    """
+    height, width = size
+    rigid = config.geometry == "rigid"
     angle = torch.deg2rad(_uniform(n, config.rotate, generator, device))
     if config.rot90:
-        angle = angle + torch.randint(0, 4, (n,), generator=generator, device=device) * (math.pi / 2)
+        turns = torch.randint(0, 4, (n,), generator=generator, device=device)
+        if rigid and height != width:
+            turns = 2 * (turns % 2)  # a quarter turn would not fit the frame: 0 or 180 degrees
+        angle = angle + turns * (math.pi / 2)
     scale = 1 + _uniform(n, config.scale, generator, device)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    aspect = width / height if rigid else 1.0
+    theta = torch.stack([torch.stack([cos, -sin / aspect], 1), torch.stack([sin * aspect, cos], 1)], 1)
     if config.flips:
         flip = torch.where(torch.rand(n, 2, generator=generator, device=device) < 0.5, -1.0, 1.0)
         theta = theta * flip[:, None, :]
@@ -81,12 +106,13 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, config,
         generator: a ``torch.Generator`` on the images' device; the same state gives the
             same augmentation.
 
-    Returns: augmented ``(images, masks)`` with the same shapes; masks stay in {0, 1}.
+    Returns: augmented ``(images, masks)`` with the same shapes; masks stay in {0, 1}. The
+    geometry is rigid in pixels (``config.geometry``, module docstring).
     """
     n = images.shape[0]
     geometric = config.flips or config.rot90 or config.rotate or config.scale or config.translate
     if geometric:
-        theta = random_affine(n, config, generator, images.device).to(images.dtype)
+        theta = random_affine(n, config, generator, images.device, size=tuple(images.shape[-2:])).to(images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         both = torch.cat([images, masks.to(images.dtype)], 1)
         both = F.grid_sample(both, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -79,3 +79,21 @@ def speedup_table(frame: pd.DataFrame, plain: dict | None = None) -> pd.DataFram
     speed = table[["U-Net img/s", "Attention U-Net img/s"]].mean(axis=1)
     order = pd.DataFrame({"plain": ~is_plain, "batch": first.batch_size, "speed": speed})
     return table.loc[order.sort_values(["plain", "batch", "speed"]).index]
+
+
+def gate_cost(frame: pd.DataFrame, plain: dict | None = None) -> dict[str, float]:
+    """What the gates cost in the ``plain`` setting (default as :func:`speedup_table`) of one
+    device's rows (:func:`latest_bench`): ``unet_step_ms``, ``attention_step_ms``,
+    ``step_time_change`` (Attention / U-Net step time - 1: +0.24 is a step 24 % longer) and
+    ``throughput_change`` (Attention / U-Net images/s - 1: its mirror, -0.19 for +0.24).
+    A longer time and a lower throughput are different numbers: 1 / 1.24 = 0.81."""
+    if plain is None:
+        plain = PLAIN_GPU if (frame.device_type == "cuda").all() else PLAIN_CPU
+    rows = frame[(frame[list(plain)] == pd.Series(plain)).all(axis=1)].drop_duplicates("model", keep="last")
+    rows = rows.set_index("model")
+    if not {"unet", "attention_unet"} <= set(rows.index):
+        raise DataError(f"the benchmark lacks a step of both models in the setting {plain}")
+    unet, attention = rows.loc["unet"], rows.loc["attention_unet"]
+    return {"unet_step_ms": float(unet.step_ms), "attention_step_ms": float(attention.step_ms),
+            "step_time_change": float(attention.step_ms / unet.step_ms - 1),
+            "throughput_change": float(attention.images_per_s / unet.images_per_s - 1)}

@@ -11,7 +11,10 @@ because the experiment also keeps the pixels of the images it expects to be show
   (:func:`numpy.packbits`), and ``shape``: ``(3,)`` int, ``(N, H, W)``.
 
 Which images: :func:`display_ids` picks, from the first seed's per-image IoU of both
-models, a superset of what the book and the README show (about 40 images, 3 to 4 MB).
+models, a superset of what the book and the README show (about 40 images, 3 to 4 MB); an
+experiment picks them on both endpoints, the raw prediction's IoU (primary) first, then the
+run's choice's (secondary). The predicted masks of both endpoints are in
+``predictions/<run>.npz`` (:meth:`skinseg.lab.results.Results.predictions`).
 """
 from __future__ import annotations
 
@@ -124,7 +127,10 @@ def load_display(path) -> DisplayImages:
 def store_display(out_dir, test, unet_iou: pd.Series, attention_iou: pd.Series, psi_ids=()) -> Path:
     """Pick :func:`display_ids` and write their pixels from ``test`` (a
     :class:`~skinseg.data.SegmentationData` holding them) to ``out_dir/display.npz``."""
-    ids = display_ids(unet_iou, attention_iou, psi_ids)
+    return _store_ids(out_dir, test, display_ids(unet_iou, attention_iou, psi_ids))
+
+
+def _store_ids(out_dir, test, ids) -> Path:
     missing = [i for i in ids if i not in test.ids]
     if missing:
         raise DataError(f"{test.source} lacks test image {missing[0]!r} that the results name")
@@ -136,14 +142,17 @@ def store_display_of_run(out_dir, test, seed: int, psi_ids=(), folders=None) -> 
     """:func:`store_display` for an experiment folder, from the ``per_image/<model>_seed<seed>.csv``
     tables of both models, each taken from the first of ``folders`` (default ``[out_dir]``; a
     slice adds the committed results, which may hold a run of that seed) that has it; ``None``
-    (nothing written) until both tables exist."""
+    (nothing written) until both tables exist. The images are :func:`display_ids` of the raw
+    prediction's IoU (``iou_raw``, the primary endpoint) and then of the run's choice (``iou``)."""
     folders = [Path(out_dir)] if folders is None else [Path(f) for f in folders]
     tables = [next((t for t in (f / "per_image" / f"{m}_seed{seed}.csv" for f in folders) if t.is_file()), None)
               for m in MODELS]
     if None in tables:
         return None
-    unet, attention = (pd.read_csv(t, index_col="id")["iou"] for t in tables)
-    return store_display(out_dir, test, unet, attention, psi_ids)
+    unet, attention = (pd.read_csv(t, index_col="id") for t in tables)
+    ids = [i for column in ("iou_raw", "iou") if column in unet and column in attention
+           for i in display_ids(unet[column], attention[column], psi_ids)]
+    return _store_ids(out_dir, test, list(dict.fromkeys(ids)))
 
 
 __all__ = ["DisplayImages", "FILE_NAME", "display_ids", "load_display", "store_display", "store_display_of_run",

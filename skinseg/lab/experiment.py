@@ -19,7 +19,9 @@ configuration and the same for both models, and each run's own validation choice
     histories/<run>.json
     per_image/<run>.csv  test metrics keyed by image id (iou, dice: the run's choice; iou_raw, dice_raw: raw)
     psi/<run>.npz      ψ maps of fixed test images at several epochs (first seed, uint8)
-    predictions/<run>.npz  predicted test masks (first seed, bit-packed)
+    predictions/<run>.npz  predicted test masks (first seed, bit-packed): masks_raw, the primary endpoint,
+                       and masks_chosen, the run's choice (secondary), named by chosen; older files
+                       hold only masks, the run's choice (skinseg.lab.results.Results.predictions)
     display.npz        pixels and ground truth of the test images shown (first seed; skinseg.lab.display)
     summary.json       computed from the finished runs: mean ± sd and paired comparisons per endpoint
     external/<name>/   scores of every finished run on an external test set (skinseg.lab.external)
@@ -96,18 +98,19 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     best = load_model(run_dir / BEST, device)
     val_probs = predict_variants(best, data["val"].images, profile.tta, batch_size=profile.eval_batch_size, device=device)
     settings = [EvalSetting(tta, post) for tta in val_probs for post in ((False, True) if profile.postprocess else (False,))]
-    validation = {s.label: summarize(score_masks(binarize(val_probs[s.tta], s.postprocess), data["val"]))
+    validation = {s.label: summarize(score_masks(binarize(val_probs[s.tta], s.postprocess), data["val"], boundary=False))
                   for s in settings}
     chosen = EvalSetting.parse(max(validation, key=lambda k: validation[k]["mean_iou"]))
 
     # the test set is read from here on: the primary endpoint (raw) and the run's own choice
-    table, raw, masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
-                                           device=device)
+    table, raw, masks, raw_masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
+                                                      device=device)
     write_text_atomic(out_dir / "per_image" / f"{run}.csv", table.to_csv(float_format="%.6f"))
 
     if keep_details:
         write_npz_atomic(out_dir / "predictions" / f"{run}.npz", ids=np.array(data["test"].ids),
-                            masks=np.packbits(masks, axis=-1), shape=np.array(masks.shape))
+                         masks_raw=np.packbits(raw_masks, axis=-1), masks_chosen=np.packbits(masks, axis=-1),
+                         chosen=np.array(chosen.label), shape=np.array(masks.shape))
         if psi_at:
             epochs = sorted(e for e in psi_at if (run_dir / f"psi_epoch{e:03d}.npy").exists())
             write_npz_atomic(out_dir / "psi" / f"{run}.npz", epochs=np.array(epochs),

@@ -121,7 +121,7 @@ class ExternalSets:
                 state = load_checkpoint(checkpoint)
                 self._check(state.get("trained_on"), name, f"checkpoint {checkpoint}")
                 model = model_from_state(state, checkpoint, self.device)
-                table, raw, _ = evaluate_endpoints(model, data, EvalSetting.parse(run["chosen"]), batch_size=self.profile.eval_batch_size,
+                table, raw, *_ = evaluate_endpoints(model, data, EvalSetting.parse(run["chosen"]), batch_size=self.profile.eval_batch_size,
                                                    device=self.device)
                 write_json(folder / "runs" / f"{run['run']}.json",
                            {"run": run["run"], "model": run["model"], "seed": run["seed"], "chosen": run["chosen"],

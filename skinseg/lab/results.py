@@ -9,7 +9,7 @@ and figure comes from the files and nothing is copied by hand::
     res.runs                             # one row per (model, seed)
     res.histories                        # one row per (model, seed, epoch)
     res.per_image("unet", 0)             # test metrics per image of one run
-    res.predictions("unet").masks        # (600, 192, 256) uint8 test masks of the first seed
+    res.predictions("unet", endpoint="raw").masks  # (600, 192, 256) uint8 test masks of the first seed
     res.psi()                            # the Attention U-Net's stored attention maps (skinseg.psi)
     res.display_image("test_0458")       # a shown test image and its ground truth, stored with the results
     res.bench()                          # the training-step benchmark, one row per setting (load_bench)
@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..models import MODELS
 from ..paths import results_dir
 from ..psi import PsiMaps, load_psi
 from .bench_results import setting_label
 from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display
+from .endpoints import ENDPOINTS
 from .stats import compare_tables
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet"): U-Net first
@@ -60,14 +61,25 @@ class Predictions:
     Attributes:
         model, seed: the run.
         ids: ``N`` test image ids, in the order of ``masks``.
-        masks: ``(N, H, W)`` uint8 in {0, 1} (1 = lesion), after the run's chosen
-            test-time augmentation and post-processing.
+        masks: ``(N, H, W)`` uint8 in {0, 1} (1 = lesion) at ``endpoint``.
+        endpoint: ``"raw"`` (the primary endpoint: threshold 0.5, no test-time augmentation,
+            no post-processing) or ``"chosen"`` (the secondary: the run's validation choice).
+        variant: the TTA/post-processing variant the masks come from (``"none"`` for raw).
     """
 
     model: str
     seed: int
     ids: list[str]
     masks: np.ndarray
+    endpoint: str = "chosen"
+    variant: str = ""
+
+    def describe(self) -> str:
+        """What the masks are, for figure titles and captions: ``"raw prediction (primary
+        endpoint)"`` or ``"d4+post, the run's choice (secondary endpoint)"``."""
+        if self.endpoint == "raw":
+            return "raw prediction (primary endpoint)"
+        return f"{self.variant}, the run's choice (secondary endpoint)"
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -142,7 +154,7 @@ class Results:
 
     def comparison(self, metric: str = "iou", endpoint: str | None = None) -> dict:
         """Attention U-Net minus U-Net on the finished seeds (:func:`skinseg.lab.stats.compare_tables`:
-        ``per_seed``, ``seed_averaged``, ``two_level``), computed from the per-image tables, on
+        ``per_seed``, ``seed_averaged``, ``two_level``, ``seed_t``), computed from the per-image tables, on
         ``endpoint`` (default: :attr:`primary_endpoint`)."""
         key = (metric, endpoint or self.primary_endpoint)
         if key not in self._comparisons:  # a bootstrap per seed: computed once per folder
@@ -232,16 +244,39 @@ class Results:
             raise DataError(f"results file {path} is missing (only the first seed keeps {folder})")
         return path, seed
 
-    def predictions(self, model: str, seed: int | None = None) -> Predictions:
-        """The predicted test masks of ``model`` (default: the first seed), unpacked."""
+    def mask_endpoints(self, model: str, seed: int | None = None) -> list[str]:
+        """The endpoints (``"raw"``, ``"chosen"``) whose test masks are stored for ``model``
+        (default: the first seed). Results written before the raw masks were stored keep the
+        run's choice only, which is also the raw prediction when the run chose ``"none"``."""
         path, seed = self._seed_of("predictions", model, seed)
         with np.load(path) as z:
+            files = set(z.files)
+        if "masks" in files:  # the older layout: the run's choice only
+            return ["raw", "chosen"] if self.run(model, seed)["chosen"] == "none" else ["chosen"]
+        return [e for e in ENDPOINTS if f"masks_{e}" in files]
+
+    def predictions(self, model: str, seed: int | None = None, *, endpoint: str) -> Predictions:
+        """The predicted test masks of ``model`` (default: the first seed) at ``endpoint``
+        (``"raw"``, the primary endpoint, or ``"chosen"``, the run's choice; see
+        :data:`skinseg.lab.endpoints.ENDPOINTS`), unpacked. A figure says which it shows
+        (:meth:`Predictions.describe`). :class:`DataError` when the file lacks that endpoint's
+        masks (:meth:`mask_endpoints`)."""
+        if endpoint not in ENDPOINTS:
+            raise ConfigError(f"endpoint must be one of {sorted(ENDPOINTS)}, got {endpoint!r}")
+        path, seed = self._seed_of("predictions", model, seed)
+        chosen = self.run(model, seed)["chosen"]
+        if endpoint not in self.mask_endpoints(model, seed):
+            raise DataError(f"{shown_path(path)} keeps only the masks of the run's choice ({chosen}, the secondary "
+                            "endpoint), not the raw prediction: it was written before raw masks were stored; "
+                            "use endpoint='chosen' and say so")
+        with np.load(path) as z:
+            packed = z["masks"] if "masks" in z.files else z[f"masks_{endpoint}"]
             shape = tuple(int(v) for v in z["shape"])
-            masks = np.unpackbits(z["masks"], axis=-1)[..., :shape[-1]]
             ids = [str(i) for i in z["ids"]]
+        masks = np.unpackbits(packed, axis=-1)[..., :shape[-1]]
         if masks.shape != shape:
             raise DataError(f"{path}: unpacked masks have shape {masks.shape}, expected {shape}")
-        return Predictions(model, seed, ids, masks.astype(np.uint8))
+        return Predictions(model, seed, ids, masks.astype(np.uint8), endpoint, "none" if endpoint == "raw" else chosen)
 
     def psi(self, model: str = "attention_unet", seed: int | None = None) -> PsiMaps:
         """The stored ψ maps of ``model`` (default: the first seed), read by :func:`skinseg.psi.load_psi`."""

@@ -6,9 +6,19 @@ comparison is Attention U-Net (B) minus U-Net (A), image by image:
 * per seed: :func:`skinseg.evaluate.paired_comparison` (bootstrap over images, Wilcoxon test,
   wins) and the median difference;
 * seed-averaged: the same, on each image's score averaged over the seeds;
-* two-level: a bootstrap that resamples seeds *and* images (:func:`two_level_bootstrap`), so
-  that its interval also covers the randomness of training, which the per-image interval of
-  fixed trained networks cannot see.
+* across seeds: a t-interval on the per-seed mean differences (:func:`seed_t_interval`), and
+  a two-level bootstrap that resamples seeds *and* images (:func:`two_level_bootstrap`). Both
+  try to cover the randomness of training, which the per-image interval of fixed trained
+  networks cannot see; with 3 seeds neither can do it well (see their docstrings), and the
+  t-interval is the wider, more honest one.
+
+Why U-Net seed ``s`` is paired with Attention U-Net seed ``s``: both runs of a seed see the same
+training images in the same order and the same augmentation draws (:func:`skinseg.train.fit`
+seeds its shuffling and augmentation generators from ``(seed, epoch)``), and
+:func:`skinseg.device.seed_everything` seeds the initialisation, so every layer the two networks
+share starts with the same weights (the Attention U-Net builds its gates after the U-Net's
+layers). The pair differs only in the gates, which is what the difference is meant to measure;
+pairing removes the part of the seed-to-seed spread that the two runs share.
 
 Every comparison is made on one *endpoint* (:data:`skinseg.lab.endpoints.ENDPOINTS`): the primary
 one, fixed in the configuration before any test image is read, or the secondary per-run
@@ -18,8 +28,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..errors import ConfigError
 from ..evaluate import paired_comparison
@@ -60,6 +73,55 @@ def two_level_bootstrap(diffs: np.ndarray, *, n_boot: int = 10_000, seed: int = 
             "ci_high": float(np.quantile(boot, 1 - alpha))}
 
 
+def seed_t_interval(diffs: np.ndarray, *, confidence: float = 0.95) -> dict:
+    """Student-t interval of the mean difference across seeds.
+
+    Args:
+        diffs: ``(S, N)`` paired differences (B - A) of ``S`` seeds on the same ``N`` images.
+
+    Each seed's mean over the images is one observation; the interval is their mean
+    ± ``t(1 - alpha/2, S - 1)`` × their standard deviation (``ddof=1``) / sqrt(S)
+    (:data:`scipy.stats.t`). It treats the trained pair of networks as the unit that varies and
+    the test set as fixed.
+
+    The 3-seed caveat: with ``S = 3`` there are 2 degrees of freedom, ``t = 4.30``, and the
+    standard deviation of 3 numbers is itself very uncertain, so the interval is wide and its
+    width is a rough guess; it is still the honest statement about seeds. The two-level
+    bootstrap (:func:`two_level_bootstrap`) draws from only 10 distinct seed multisets when
+    ``S = 3`` and its bootstrap variance of a mean of ``S`` values is ``(S - 1) / S`` of the
+    usual estimate (2/3 for 3 seeds), so it is narrower than this interval and should not be
+    read as covering the randomness of training.
+
+    Returns ``n_seeds``, ``df``, ``seed_means`` (list of ``S`` floats), ``sd_seeds``,
+    ``mean_diff``, ``ci_low``, ``ci_high`` (``None`` for the last four that need 2 seeds).
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] < 1 or d.shape[1] < 1:
+        raise ValueError(f"diffs must be (seeds, images), got shape {d.shape}")
+    means = d.mean(1)
+    s = len(means)
+    result = {"n_seeds": s, "df": s - 1, "seed_means": [float(m) for m in means], "mean_diff": float(means.mean()),
+              "sd_seeds": None, "ci_low": None, "ci_high": None}
+    if s >= 2:
+        sd = float(means.std(ddof=1))
+        half = float(stats.t.ppf(1 - (1 - confidence) / 2, s - 1)) * sd / math.sqrt(s)
+        result.update(sd_seeds=sd, ci_low=result["mean_diff"] - half, ci_high=result["mean_diff"] + half)
+    return result
+
+
+def format_p(p: float, *, prefix: str = "p = ") -> str:
+    """A p-value for printing, in scientific notation with 2 significant digits:
+    ``format_p(3.2e-05) == "p = 3.2e-05"``, ``format_p(0.41) == "p = 4.1e-01"``; never rounded
+    to ``0.0000``. A p-value that underflowed to 0 prints as ``p < 2.2e-308``. ``prefix=""``
+    gives the bare number, for table cells."""
+    p = float(p)
+    if not 0 <= p <= 1:
+        raise ValueError(f"a p-value must lie in [0, 1], got {p}")
+    if p == 0:
+        return f"{prefix.replace('= ', '')}< {np.finfo(float).tiny:.1e}"
+    return f"{prefix}{p:.1e}"
+
+
 def compare_tables(tables: dict[tuple[str, int], pd.DataFrame], seeds, metric: str = "iou",
                    endpoint: str = "raw") -> dict:
     """Per-seed, seed-averaged and two-level comparisons of B against A.
@@ -69,10 +131,14 @@ def compare_tables(tables: dict[tuple[str, int], pd.DataFrame], seeds, metric: s
             ``dice_raw``) keyed by ``(model, seed)``, indexed by image id.
 
     Returns ``{"metric", "endpoint", "per_seed": {"<seed>": paired_comparison + median_diff},
-    "seed_averaged": ..., "two_level": two_level_bootstrap}``.
+    "seed_averaged": ..., "two_level": two_level_bootstrap, "seed_t": seed_t_interval}``.
     """
     column = endpoint_column(metric, endpoint)
     seeds = list(seeds)
+    lacking = [key for key, table in tables.items() if column not in table]
+    if lacking:
+        raise ConfigError(f"per-image table of {lacking[0][0]} seed {lacking[0][1]} has no column {column!r} "
+                          "(results written before it was recorded)")
     scores = {(m, s): tables[m, s][column] for m in (MODEL_A, MODEL_B) for s in seeds}
     ids = scores[MODEL_A, seeds[0]].index
     for key, series in scores.items():
@@ -89,10 +155,56 @@ def compare_tables(tables: dict[tuple[str, int], pd.DataFrame], seeds, metric: s
     seed_averaged["median_diff"] = float((averaged[MODEL_B] - averaged[MODEL_A]).median())
     diffs = np.stack([(scores[MODEL_B, s] - scores[MODEL_A, s]).to_numpy() for s in seeds])
     return {"metric": metric, "endpoint": endpoint, "per_seed": per_seed, "seed_averaged": seed_averaged,
-            "two_level": two_level_bootstrap(diffs)}
+            "two_level": two_level_bootstrap(diffs), "seed_t": seed_t_interval(diffs)}
 
 
 def read_tables(folder: Path, seeds, models=(MODEL_A, MODEL_B)) -> dict[tuple[str, int], pd.DataFrame]:
     """The per-image tables ``folder/per_image/<model>_seed<seed>.csv``, keyed by ``(model, seed)``."""
     return {(m, s): pd.read_csv(Path(folder) / "per_image" / f"{m}_seed{s}.csv", index_col="id")
             for m in models for s in seeds}
+
+
+# Lesion-size groups: the share of the image the ground-truth lesion covers.
+SIZE_EDGES = (0.0, 0.05, 0.10, 0.20, 0.40, 1.0)
+
+
+def _scores(tables, seeds, metric: str, endpoint: str) -> dict[str, pd.DataFrame]:
+    """``{model: (images x seeds) DataFrame}`` of ``metric`` at ``endpoint``."""
+    column = endpoint_column(metric, endpoint)
+    return {m: pd.concat({s: tables[m, s][column] for s in seeds}, axis=1) for m in (MODEL_A, MODEL_B)}
+
+
+def large_losses(tables, seeds, metric: str = "iou", endpoint: str = "raw", margin: float = 0.2) -> dict[int, list[str]]:
+    """Per seed, the ids of the images where B (Attention U-Net) scores more than ``margin``
+    below A (U-Net) on ``metric`` at ``endpoint``, worst first. ``tables`` as in
+    :func:`compare_tables`."""
+    scores = _scores(tables, seeds, metric, endpoint)
+    out = {}
+    for s in seeds:
+        diff = (scores[MODEL_B][s] - scores[MODEL_A][s]).sort_values(kind="stable")
+        out[s] = [str(i) for i in diff.index[diff < -margin]]
+    return out
+
+
+def by_lesion_size(tables, seeds, metric: str = "iou", endpoint: str = "raw", edges=SIZE_EDGES) -> pd.DataFrame:
+    """Mean ``metric`` at ``endpoint`` by lesion-size group, each image's score averaged over
+    ``seeds`` first. Groups by the ground truth's ``lesion_fraction`` in ``edges`` (the lowest
+    edge included). Returns one row per group (index ``"0-5 %"``, ...) with ``images``, one column
+    per model (:data:`MODEL_A`, :data:`MODEL_B`) and ``difference`` (B - A)."""
+    scores = _scores(tables, seeds, metric, endpoint)
+    names = [f"{100 * a:.0f}-{100 * b:.0f} %" for a, b in zip(edges[:-1], edges[1:])]
+    group = pd.cut(tables[MODEL_A, seeds[0]].lesion_fraction, list(edges), labels=names, include_lowest=True)
+    table = pd.DataFrame({"images": group.value_counts(sort=False)})
+    for m in (MODEL_A, MODEL_B):
+        table[m] = scores[m].mean(axis=1).groupby(group, observed=False).mean()
+    table["difference"] = table[MODEL_B] - table[MODEL_A]
+    table.index.name = "lesion covers"
+    return table
+
+
+def seed_spread(runs: pd.DataFrame, column: str = "raw_mean_iou") -> pd.Series:
+    """Per model, the largest minus the smallest ``column`` over its seeds (the spread that the
+    seed alone makes), from a table with one row per run and ``model``, ``seed`` columns
+    (:attr:`skinseg.lab.results.Results.runs`: ``raw_mean_iou`` is the primary endpoint,
+    ``mean_iou`` the run's choice, which adds the variant choice to the spread)."""
+    return runs.groupby("model", sort=False)[column].agg(lambda v: v.max() - v.min())

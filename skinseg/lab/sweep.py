@@ -105,7 +105,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
             continue
         best = load_model(run_dir / BEST, device)
         prob = predict_probabilities(best, val.images, batch_size=recipe.eval_batch_size, device=device)
-        per_image = score_masks(binarize(prob), val)["iou"]
+        per_image = score_masks(binarize(prob), val, boundary=False)["iou"]
         report["variants"][name] = {
             "changes": changes, "epochs": recipe.epochs,
             "best_epoch": history.best_epoch, "val_iou": float(per_image.mean()),

@@ -22,9 +22,9 @@ VARIANTS: dict[str, dict] = {
                                   "saturation": 0.0, "hue": 0.0}},  # flips, quarter turns, brightness
     "strong_augment": {"augment": {"rotate": 30.0, "scale": 0.2, "translate": 0.1, "brightness": 0.3,
                                    "contrast": 0.3, "saturation": 0.3, "hue": 0.05}},  # everything stronger
-    # a quarter turn of a 192x256 image is stretched back to 192x256 (skinseg.data.augment),
-    # which distorts half of the training images; test-time quarter turns are not stretched
-    "no_quarter_turns": {"augment": {"rot90": False}},
+    # the geometry results/isic2017_16ep was trained with: rotations in normalised coordinates,
+    # which stretch a 192x256 image (skinseg.data.augment); kept only if validation says it helps
+    "stretch_geometry": {"augment": {"geometry": "stretch"}},
     "lower_lr": {"lr": 3e-4},
     "higher_lr": {"lr": 3e-3},  # a short schedule may want larger steps
     "batch_32": {"batch_size": 32},
