@@ -8,8 +8,11 @@ Two layers:
   :mod:`~skinseg.checkpoint`, :mod:`~skinseg.evaluate`, :mod:`~skinseg.psi`,
   :mod:`~skinseg.predict`, :mod:`~skinseg.plots`, :mod:`~skinseg.widgets`,
   :mod:`~skinseg.config` (the recipes), :mod:`~skinseg.paths` (where data and results are
-  looked for) and the helpers :mod:`~skinseg.device`, :mod:`~skinseg.atomic`,
-  :mod:`~skinseg.lock`, :mod:`~skinseg.errors`;
+  looked for), :mod:`~skinseg.images` (images and masks read as a viewer shows them) and the
+  helpers :mod:`~skinseg.device`, :mod:`~skinseg.atomic`, :mod:`~skinseg.lock`,
+  :mod:`~skinseg.errors`, :mod:`~skinseg.checks` (arguments checked at the public functions),
+  :mod:`~skinseg.outputs` (an output never replaces an input) and :mod:`~skinseg.score_tables`
+  (the per-image tables ``compare`` reads);
 * :mod:`skinseg.lab`, how the book's numbers are made: experiments, slices and merges,
   sweeps, benchmarks and run costs, statistics, provenance and the leakage guard, and
   the readers of the committed results. The lab imports the core, never the reverse.

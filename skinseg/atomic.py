@@ -11,13 +11,16 @@ result gets the usual mode of new files (``0o666`` less the umask), like every o
 """
 from __future__ import annotations
 
+import errno
 import os
+import re
 import secrets
+import shutil
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-__all__ = ["temporary_path", "write_atomic", "write_bytes_atomic", "write_image_atomic", "write_npz_atomic",
-           "write_text_atomic"]
+__all__ = ["remove_stale_temporaries", "temporary_path", "write_atomic", "write_bytes_atomic", "write_image_atomic",
+           "write_npz_atomic", "write_text_atomic"]
 
 
 def temporary_path(path: Path) -> Path:
@@ -30,7 +33,8 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(f)`` on a new temporary binary file beside ``path``, then rename it over ``path``.
 
     The folder is created if needed; on any error the temporary file is removed and
-    ``path`` is left as it was.
+    ``path`` is left as it was. A failed write (a full disk, and torch's own error for one)
+    raises :class:`OSError` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,8 +43,43 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
         with open(tmp, "xb") as f:  # "x": never another writer's file; mode follows the umask
             write(f)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None or Path(err.filename) == tmp:
+            raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from None
+        raise
+    except RuntimeError as err:  # torch.save reports a failed write as a C++ assertion
+        if "PytorchStreamWriter" not in str(err) and "inline_container" not in str(err):
+            raise
+        free = shutil.disk_usage(path.parent).free / 2**20
+        raise OSError(errno.EIO, f"cannot write {path}: the write failed ({free:.0f} MB free on its disk; "
+                                 "is it full?)") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_TEMPORARY = re.compile(r"\.(.+)\.([0-9]+)\.[0-9a-f]{8}\.tmp")
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files of :func:`write_atomic` in ``folder`` whose writer is gone
+    (killed during a write); returns them. Call it while holding the folder (:mod:`skinseg.lock`)."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        match = _TEMPORARY.fullmatch(path.name)
+        if match and int(match.group(2)) != os.getpid() and not _alive(int(match.group(2))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

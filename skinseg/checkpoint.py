@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from .atomic import write_atomic
-from .errors import CheckpointError
+from .device import resolve_device
+from .errors import CheckpointError, ConfigError
 from .models import MODELS, build_model, model_name
 
 
@@ -105,9 +106,11 @@ def load_model(path: Path, device="cpu", weights: str = "best") -> nn.Module:
 def model_from_state(state: dict, path: Path | str = "checkpoint", device="cpu", weights: str = "best") -> nn.Module:
     """:func:`load_model` for a checkpoint already read by :func:`load_checkpoint` (``path``
     names it in errors), so that a caller who also needs its other fields reads the file once."""
+    if weights not in ("best", "model"):
+        raise ConfigError(f"weights must be 'best' or 'model', got {weights!r}")
     arch = state["arch"]
     model = build_model(arch["model"], arch["width"])
     key = weights if weights in state else "model"
     check_weights(state, model, path, keys=(key,))
     model.load_state_dict(state[key])
-    return model.to(device).eval()
+    return (model.to(resolve_device(device)) if device is not None else model).eval()  # ConfigError for a bad device

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from .data.protocols import OFFICIAL, PROTOCOLS
 from .errors import ConfigError, SkinsegError
 from .lab.order import EXPERIMENTS
 from .lab.variants import VARIANTS, with_variants
-from .paths import default_data_dir
+from .paths import default_data_dir, results_dir
 
 
 def _adjust(args, profile):
@@ -58,11 +59,17 @@ def _add_protocol_option(p: argparse.ArgumentParser) -> None:
                         "(the article's ISIC 2016 splits rebuilt from an ISIC 2017 folder; skinseg.data.protocols)")
 
 
+def _option(p: argparse.ArgumentParser, flag: str) -> argparse.Action:
+    return next(a for a in p._actions if flag in a.option_strings)
+
+
 def _add_run_options(p: argparse.ArgumentParser, out: Path, out_help: str, data_help: str) -> None:
     """What the experiment and the sweep share: data, protocol, output and checkpoint folders, a time budget."""
     p.add_argument("--data", type=Path, default=None, help=data_help)
     _add_protocol_option(p)
-    p.add_argument("--out", type=output_folder, default=out, help=out_help)
+    p.add_argument("--out", type=output_folder, default=None,
+                   help=f"{out_help} (default: $SKINSEG_RESULTS/{out.name}, else {out} of this repository)")
+    p.set_defaults(default_out=out.name)
     p.add_argument("--work-dir", type=output_folder, help="folder for checkpoints (default runs/<out name>)")
     p.add_argument("--time-budget", type=positive_float, metavar="SECONDS",
                    help="experiment: start only the whole runs whose expected time fits (the epochs stay the "
@@ -97,12 +104,20 @@ def cmd_train(args) -> None:
     model = build_model(args.model, profile.width)
     print(f"{args.model}, {profile.label()}: {len(train)} training images ({train.source}) and {len(val)} "
           f"validation images from {args.data}")
+    outputs = [Path(args.out) / name for name in (BEST, LAST, HISTORY)]
+    before = {p: p.stat().st_mtime_ns for p in outputs if p.exists()}
     with output_lock(args.out):
         history = fit(model, train, val, profile, args.out, seed=args.seed, resume=not args.no_resume,
                       device=args.device, trained_on=training_record(train))
     print(f"best epoch {history.best_epoch}: validation IoU {history.best_val_iou:.4f}")
-    for name in (BEST, LAST, HISTORY):
-        print(f"wrote {Path(args.out) / name}")
+    for path in outputs:  # only what this call wrote
+        if path.exists() and before.get(path) != path.stat().st_mtime_ns:
+            print(f"wrote {path}")
+        elif path.exists():
+            print(f"kept {path} (the run had already finished)")
+        else:
+            print(f"{path} is missing and was not written: the run had already finished; "
+                  "train it again with --no-resume", file=sys.stderr)
 
 
 def cmd_evaluate(args) -> None:
@@ -111,7 +126,13 @@ def cmd_evaluate(args) -> None:
     from .device import resolve_device
     from .evaluate import evaluate_model, summarize
     from .lab.leakage import check_held_out
+    from .outputs import WRITTEN_BY, check_outputs, written_by
     from .predict import checkpoint_image_size
+    out, summary_path = Path(args.out), Path(args.out).with_suffix(".json")
+    data_root = Path(args.data)
+    check_outputs([out, summary_path], [args.checkpoint], overwrite=args.overwrite,
+                  own=[out, summary_path] if written_by(summary_path, "evaluate") else [],
+                  input_folders=[data_root, *data_root.glob("*/"), *data_root.glob("*/*/")])
     state = load_checkpoint(args.checkpoint)
     model = model_from_state(state, args.checkpoint, resolve_device(args.device))
     size = tuple(args.image_size) if args.image_size else checkpoint_image_size(state)
@@ -122,10 +143,11 @@ def cmd_evaluate(args) -> None:
     table = evaluate_model(model, data, tta=args.tta, postprocess=args.postprocess)
     summary = summarize(table)
     print(f"{data.source}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out, table.to_csv(float_format="%.6f"))
-    write_text_atomic(Path(args.out).with_suffix(".json"), json.dumps({"source": data.source, "note": note, **summary}, indent=1))
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, table.to_csv(float_format="%.6f"))
+    write_text_atomic(summary_path, json.dumps({"source": data.source, "note": note, **summary,
+                                                WRITTEN_BY: "skinseg evaluate"}, indent=1))
+    print(f"wrote {out} and {summary_path}")
 
 
 def cmd_compare(args) -> None:
@@ -134,20 +156,27 @@ def cmd_compare(args) -> None:
     from .lab.stats import format_p
     from .evaluate import paired_comparison
     from .errors import DataError
+    from .outputs import WRITTEN_BY, check_outputs, written_by
+    from .score_tables import score_column
+    if args.out:
+        check_outputs([args.out], [args.a, args.b], overwrite=args.overwrite,
+                      own=[args.out] if written_by(args.out, "compare") else [])
     tables = []
     for path in (args.a, args.b):
-        if not Path(path).is_file():
-            raise DataError(f"per-image table {path} does not exist (write one with 'python -m skinseg evaluate')")
-        table = pd.read_csv(path, index_col="id")
-        if args.metric not in table:
-            raise DataError(f"{path} has no column {args.metric!r}; it has {list(table.columns)}")
-        tables.append(table[args.metric])
+        tables.append(score_column(path, args.metric))
+    ids_a, ids_b = set(tables[0].index), set(tables[1].index)
+    if ids_a != ids_b:
+        only_a, only_b = sorted(ids_a - ids_b), sorted(ids_b - ids_a)
+        raise DataError(f"{args.a} and {args.b} score different images: {len(only_a)} only in {args.a}"
+                        f"{f' (e.g. {only_a[0]})' if only_a else ''}, {len(only_b)} only in {args.b}"
+                        f"{f' (e.g. {only_b[0]})' if only_b else ''}, {len(ids_a & ids_b)} in both; "
+                        "compare tables of the same images")
     result = paired_comparison(*tables, seed=args.seed)
     print(f"{args.metric}: A {result['mean_a']:.4f}, B {result['mean_b']:.4f}, B - A {result['mean_diff']:+.4f} "
           f"[95 % CI {result['ci_low']:+.4f}, {result['ci_high']:+.4f}], Wilcoxon {format_p(result['p_wilcoxon'])}, "
           f"n = {result['n']} images (B better on {result['b_better']}, A on {result['a_better']})")
     if args.out:
-        write_text_atomic(args.out, json.dumps(result, indent=1))
+        write_text_atomic(args.out, json.dumps({**result, WRITTEN_BY: "skinseg compare"}, indent=1))
         print(f"wrote {args.out}")
 
 
@@ -161,17 +190,30 @@ def cmd_experiment(args) -> None:
     from .lab.experiment import run_experiment
     from .lab.external import parse_external
     profile = _profile(args)  # a budget decides how many runs start, never the epochs
+    args.out = args.out or results_dir() / args.default_out
     run_experiment(args.data, args.out, profile, seeds=args.seeds, work_dir=args.work_dir, device=args.device,
                    progress=not args.quiet, time_budget=args.time_budget, protocol=args.protocol,
                    external=parse_external(args.external))
 
 
 def cmd_slice(args) -> None:
+    from .lab.archive import is_slice_archive
     from .lab.slice import run_slice
+    from .outputs import check_outputs
     if args.epochs is not None:
         raise ConfigError("slice trains every run for its profile's epochs; --epochs is not accepted")
+    check_outputs([args.archive], overwrite=args.overwrite,
+                  own=[args.archive] if is_slice_archive(args.archive) else [])
+    profile = None  # each experiment's own recipe
+    if args.profile or os.environ.get("SKINSEG_PROFILE"):
+        profile = get_profile(args.profile)
+    else:
+        from .device import resolve_device
+        if resolve_device(args.device).type != "cuda":
+            profile = get_profile("smoke")
+            print("no --profile or $SKINSEG_PROFILE and no GPU: every experiment runs the smoke profile")
     run_slice(args.data, args.archive, time_budget=args.time_budget, work_dir=args.work_dir, committed=args.committed,
-              experiments=args.experiments, profile=get_profile(args.profile) if args.profile else None,
+              experiments=args.experiments, profile=profile,
               adjust=functools.partial(_adjust, args), device=args.device, progress=not args.quiet)
 
 
@@ -187,6 +229,7 @@ def cmd_merge(args) -> None:
 
 def cmd_sweep(args) -> None:
     from .lab.sweep import run_sweep
+    args.out = args.out or results_dir() / args.default_out
     run_sweep(args.data, args.out, _budgeted_run_profile(args), args.variants, model=args.model, seed=args.seed,
               work_dir=args.work_dir, device=args.device, time_budget=args.time_budget, progress=not args.quiet,
               protocol=args.protocol)
@@ -219,9 +262,17 @@ def cmd_bench(args) -> None:
 
 
 def cmd_synthetic(args) -> None:
+    from .data.isic import LAYOUTS
     from .lab.synthetic import write_isic_layout
+    from .outputs import WRITTEN_BY, check_outputs, written_by
+    out = Path(args.out)
+    marker = out / ".skinseg-synthetic.json"  # says the folder's images are SYNTHETIC, to be replaced freely
+    folders = [out / name for split in LAYOUTS[args.year].values() for name in split]
+    check_outputs([f for f in folders if f.is_dir() and any(f.iterdir())], overwrite=args.overwrite,
+                  own=folders if written_by(marker, "synthetic") else [])
     root = write_isic_layout(args.out, args.year, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
                              layout=args.layout)
+    write_text_atomic(marker, json.dumps({WRITTEN_BY: "skinseg synthetic", "year": args.year}))
     print(f"wrote SYNTHETIC ISIC {args.year} layout ({args.layout}) to {root}")
 
 
@@ -229,7 +280,7 @@ def cmd_predict(args) -> None:
     from .predict import predict
     table = predict(args.checkpoint, args.inputs, args.out, image_size=args.image_size, device=args.device,
                     tta=args.tta, postprocess=args.postprocess, psi=args.psi, batch_size=args.batch_size,
-                    progress=not args.quiet)
+                    progress=not args.quiet, overwrite=args.overwrite)
     kinds = f"{len(table)} masks, {len(table)} overlays" + (f", {len(table)} ψ pictures" if args.psi else "")
     print(f"wrote {kinds} and predictions.csv to {args.out}")
 
@@ -246,6 +297,9 @@ def cmd_info(args) -> None:
     splits = ("train", "val", "test")
     counts = ", ".join(f"{s} {len(split_pairs(Path(args.data), s, year, args.protocol))}" for s in splits)
     print(f"{dataset_label(Path(args.data), year, args.protocol)} in {args.data}: {counts}")
+
+
+OVERWRITE_HELP = "replace existing output files that another command (or you) wrote; inputs are never replaced"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=("none", "flip", "d4"), default="none")
     p.add_argument("--postprocess", action="store_true", help="keep the largest region, holes filled")
     p.add_argument("--out", type=output_file, default=Path("runs/evaluate/per_image.csv"))
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--device", type=device)
     p.set_defaults(func=cmd_evaluate)
 
@@ -306,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=("none", "flip", "d4"), default="none")
     p.add_argument("--postprocess", action="store_true", help="keep the largest region, holes filled")
     p.add_argument("--psi", action="store_true", help="Attention U-Net only: also a picture of the four gates' ψ maps")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--device", type=device)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -317,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="iou")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed")
     p.add_argument("--out", type=output_file, help="also write the result as JSON")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("experiment", help="both models x several seeds: every artifact the book shows")
@@ -332,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None, help=data_help + "; every experiment reads it, the replica "
                    "through its protocol")
     p.add_argument("--archive", type=output_file, required=True, help="the .tgz to write (runs and manifest)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --archive file that slice did not write")
     p.add_argument("--time-budget", type=positive_float, metavar="SECONDS",
                    help="start a run only if its expected time fits what is left (default: run them all)")
     p.add_argument("--work-dir", type=output_folder, default=Path("runs/slice"),
@@ -342,8 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"only these of {', '.join(EXPERIMENTS)} (default: all, in the order of skinseg.lab.order.SLICE_ORDER)")
     p.add_argument("--quiet", action="store_true")
     _add_profile_options(p)
-    _add_variant_option(p)
     p.set_defaults(func=cmd_slice)
+    _option(p, "--profile").help = ("one recipe for every experiment (default: $SKINSEG_PROFILE, else each "
+                                    "experiment's own on a GPU and smoke on a CPU)")
+    _add_variant_option(p)
 
     p = sub.add_parser("merge", help="add the finished runs of a slice archive to a results folder")
     p.add_argument("archive", type=Path, help="a .tgz written by 'python -m skinseg slice'")
@@ -375,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synthetic", help="write a SYNTHETIC dataset in an official ISIC layout (demo, tests)")
     p.add_argument("--out", type=output_folder, default=Path("data/synthetic"))
+    p.add_argument("--overwrite", action="store_true", help="replace the files of a folder that synthetic did not write "
+                   "(real images would be lost)")
     p.add_argument("--year", choices=("2016", "2017"), default="2017")
     p.add_argument("--n-train", type=positive_int, default=64)
     p.add_argument("--n-val", type=positive_int, default=16)

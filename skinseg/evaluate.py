@@ -12,8 +12,9 @@ from torch import nn
 
 from .data.arrays import SegmentationData
 from .data.tensors import model_input
+from .checks import check_images, check_model, check_positive_int
 from .device import autocast, autocast_dtype, resolve_device
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .metrics import BOUNDARY_TOLERANCE, boundary_scores, confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
 
 # The per-image scores also kept for the raw prediction, as "<column>_raw".
@@ -80,7 +81,7 @@ def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: str = "n
 
     Args:
         model: a trained model (put in eval mode here).
-        images: ``(N, H, W, 3)`` uint8.
+        images: ``(N, H, W, 3)`` uint8, values 0..255 (float images are refused, :func:`skinseg.checks.check_images`).
         tta: ``"none"``, ``"flip"`` (left-right) or ``"d4"`` (the symmetries training sees: all 8
             flips and quarter turns of a square image, the 4 flips and half turns of a non-square
             one, :func:`tta_views`); the probabilities of the views are averaged.
@@ -97,7 +98,10 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
     image passed through the model once however many variants use it (``none``, ``flip`` and
     ``d4`` together cost 8 passes on a square image, not 11; 4 on a non-square one). Returns
     ``{tta: (N, H, W) float32 in [0, 1]}``, the same numbers as one call per variant."""
-    ttas = list(dict.fromkeys(ttas))
+    check_model(model)
+    check_images(images)
+    check_positive_int(batch_size, "batch_size")
+    ttas = list(dict.fromkeys([ttas] if isinstance(ttas, str) else ttas))
     unknown = [t for t in ttas if t not in TTA]
     if unknown:
         raise ConfigError(f"tta must be one of {sorted(TTA)}, got {unknown[0]!r}")
@@ -201,6 +205,38 @@ def summarize(per_image: pd.DataFrame) -> dict[str, float]:
     return summarize_counts(per_image["tp"], per_image["fp"], per_image["fn"])
 
 
+def paired_scores(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` as paired float64 score vectors (Series aligned on their index), or a
+    :class:`~skinseg.errors.DataError` naming the fault: no common ids, duplicated ids, text, NaN,
+    another length or shape, fewer than two pairs."""
+    if isinstance(a, pd.Series) != isinstance(b, pd.Series):
+        raise DataError("a and b must both be pandas Series (paired by their index) or both arrays (paired by order)")
+    if isinstance(a, pd.Series):
+        for label, s in (("a", a), ("b", b)):
+            twice = s.index[s.index.duplicated()]
+            if len(twice):
+                raise DataError(f"{label} has {len(twice)} duplicated id(s), e.g. {twice[0]!r}: one score per image")
+        if not len(a.index.intersection(b.index)):
+            raise DataError(f"a and b have no image id in common (a: {len(a)} ids, e.g. {a.index[0] if len(a) else None!r}; "
+                            f"b: {len(b)} ids, e.g. {b.index[0] if len(b) else None!r})")
+        a, b = a.align(b, join="inner")
+    arrays = []
+    for label, s in (("a", a), ("b", b)):
+        try:
+            arrays.append(np.asarray(s, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise DataError(f"{label} must hold numbers, got {np.asarray(s).dtype} values such as "
+                            f"{np.asarray(s).ravel()[:1].tolist()}") from None
+    a, b = arrays
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise DataError(f"a and b must be paired 1-d score arrays of equal length >= 2, got {a.shape} and {b.shape}")
+    for label, s in (("a", a), ("b", b)):
+        if not np.isfinite(s).all():
+            raise DataError(f"{label} has {int((~np.isfinite(s)).sum())} missing or infinite score(s) (NaN or inf), "
+                            f"e.g. at position {int(np.flatnonzero(~np.isfinite(s))[0])}")
+    return a, b
+
+
 def paired_comparison(a, b, *, n_boot: int = 10_000, seed: int = 0, confidence: float = 0.95) -> dict[str, float]:
     """Compare two models' per-image scores on the same images.
 
@@ -212,11 +248,10 @@ def paired_comparison(a, b, *, n_boot: int = 10_000, seed: int = 0, confidence: 
     ``ci_low``/``ci_high`` (resampling images), the two-sided Wilcoxon signed-rank
     ``p_wilcoxon``, and ``b_better`` / ``a_better``: how many images each model wins.
     """
-    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
-        a, b = a.align(b, join="inner")
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
-        raise ValueError(f"a and b must be paired 1-d score arrays of equal length >= 2, got {a.shape} and {b.shape}")
+    a, b = paired_scores(a, b)
+    check_positive_int(n_boot, "n_boot")
+    if not isinstance(confidence, float) or not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be a number between 0 and 1 (0.95 for 95 %), got {confidence!r}")
     diff = b - a
     rng = np.random.default_rng(seed)
     boot = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(1)

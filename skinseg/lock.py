@@ -25,6 +25,7 @@ from typing import Iterator
 
 from filelock import FileLock, Timeout
 
+from .atomic import remove_stale_temporaries
 from .errors import FolderInUseError
 
 __all__ = ["LOCK_NAME", "output_lock", "locks_folder"]
@@ -72,6 +73,7 @@ def output_lock(folder: Path | str) -> Iterator[Path]:
             _held[key][1] += 1
         else:
             _held[key] = [_acquire(folder), 1]
+            remove_stale_temporaries(folder)  # left by a writer killed mid-write
     try:
         yield folder
     finally:

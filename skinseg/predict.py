@@ -4,12 +4,13 @@ Each image is resized to the model's input exactly as training and evaluation re
 images (:func:`skinseg.data.isic.resize_image`), the lesion probabilities are computed
 there with the same test-time augmentation as ``evaluate``
 (:func:`skinseg.evaluate.predict_probabilities`), resized bilinearly back to the image's
-own size, and turned into a mask by :func:`skinseg.evaluate.binarize` (threshold 0.5, and
+own size (as a viewer shows it, :mod:`skinseg.images`), and turned into a mask by :func:`skinseg.evaluate.binarize` (threshold 0.5, and
 with ``postprocess`` the largest region with its holes filled). Into ``out_dir`` go:
 
 * ``<id>_mask.png``: the mask at the image's original size, 8-bit, 0 = background, 255 = lesion
   (so the folder can serve as the ``masks/`` of a generic layout, :mod:`skinseg.data.folders`);
-* ``<id>_overlay.png``: the image with the predicted lesion tinted and outlined;
+* ``<id>_overlay.png``: the image with the predicted lesion tinted and outlined (for an image
+  of more than :data:`skinseg.images.LARGE_PIXELS` pixels, at the reduced size it is decoded at);
 * ``<id>_psi.png`` (``psi=True``, Attention U-Net only): the image at the model's input size
   and the four gates' ψ maps over it, finest gate first;
 * ``predictions.csv``: one row per image (its file, size and predicted lesion fraction).
@@ -29,15 +30,20 @@ from .atomic import write_image_atomic, write_text_atomic
 from .checkpoint import load_checkpoint, model_from_state
 from .config import MODEL_LABELS, check_image_size
 from .data.folders import IMAGE_DIR, IMAGE_EXTENSIONS
-from .data.isic import open_image, resize_image
+from .data.isic import resize_image, resize_mask
 from .device import resolve_device
 from .errors import ConfigError, DataError
 from .evaluate import TTA, binarize, predict_probabilities
+from .checks import check_model, check_paths, check_positive_int
+from .images import read_image, shown_size
+from .lock import output_lock
 from .models import model_name
+from .outputs import check_outputs
 from .plots import ATTENTION_COLOUR, UNET_COLOUR, draw_outline
 from .psi import overlay, psi_maps
 
 DEFAULT_IMAGE_SIZE = (192, 256)
+PREDICTIONS = "predictions.csv"
 MASK_COLOURS = {"unet": UNET_COLOUR, "attention_unet": ATTENTION_COLOUR}
 
 
@@ -54,15 +60,18 @@ def image_files(inputs) -> list[Path]:
     """The image files named by ``inputs`` (files, or folders whose image files are taken), in order.
 
     A folder contributes the files directly inside it with one of
-    :data:`~skinseg.data.folders.IMAGE_EXTENSIONS`, sorted by name, without hidden files and
-    ``*_superpixels`` images. Raises :class:`DataError` for a missing path, a file that is no
+    :data:`~skinseg.data.folders.IMAGE_EXTENSIONS`, sorted by name, without hidden files,
+    ``*_superpixels`` images and the outputs of an earlier ``predict`` into it (those its
+    ``predictions.csv`` lists). Raises :class:`DataError` for a missing path, a file that is no
     image, a folder without images, and two images with one stem (their outputs would collide).
     """
     files: list[Path] = []
     for path in map(Path, inputs):
         if path.is_dir():
+            outputs = set(_listed(earlier_predictions(path, refuse=False)))
             found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                           and p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.endswith("_superpixels"))
+                           and p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.lower().endswith("_superpixels")
+                           and p.name not in outputs)
             if not found:
                 hint = f"; did you mean {path / IMAGE_DIR}?" if (path / IMAGE_DIR).is_dir() else ""
                 raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}{hint}")
@@ -117,7 +126,7 @@ def psi_picture(image: np.ndarray, psis: list[np.ndarray], path: Path, title: st
 
 def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
                    tta: str = "none", postprocess: bool = False, psi: bool = False, batch_size: int = 8,
-                   device=None, progress: bool = True, checkpoint=None) -> pd.DataFrame:
+                   device=None, progress: bool = True, checkpoint=None, overwrite: bool = False) -> pd.DataFrame:
     """Predict a mask for every image file and write the files of the module docstring.
 
     Args:
@@ -127,12 +136,19 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
         tta, postprocess: as for ``evaluate`` (:func:`skinseg.evaluate.predict_probabilities`, :func:`binarize`).
         psi: also write the ψ picture (Attention U-Net only).
         checkpoint: the path the model was read from, to name it in errors.
+        overwrite: replace output files that ``predict`` did not write (never an input image).
 
-    Returns the table written to ``predictions.csv``, indexed by ``id`` (the file stem), with
-    columns ``image``, ``width``, ``height``, ``predicted_fraction`` (in [0, 1]), ``mask``,
+    ``out_dir`` is held (:func:`skinseg.lock.output_lock`) while it is written. The outputs of
+    earlier predictions into ``out_dir`` (those its ``predictions.csv`` lists) are replaced,
+    and that table keeps the rows of the images not predicted again. An output that is an input,
+    or that exists and was not written by ``predict``, is refused before any work (:mod:`skinseg.outputs`).
+
+    Returns the table of the images predicted now (``predictions.csv`` may hold more rows),
+    indexed by ``id`` (the file stem), with columns ``image``, ``width``, ``height``, ``predicted_fraction`` (in [0, 1]), ``mask``,
     ``overlay`` and, with ``psi``, ``psi``.
     """
-    name = model_name(model)
+    name = model_name(check_model(model))
+    check_positive_int(batch_size, "batch_size")
     if psi and not getattr(model, "has_attention", False):
         holds = f"{checkpoint} holds a {MODEL_LABELS[name]}" if checkpoint else f"the model is a {MODEL_LABELS[name]} ({name})"
         raise ConfigError(f"psi maps need an Attention U-Net, but {holds}")
@@ -140,23 +156,77 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
         raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
     check_image_size(image_size, "image size")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = [Path(f) for f in files]
+    files = check_paths(files, "files")
+    names = [f"{f.stem}{end}" for f in files for end in ("_mask.png", "_overlay.png") + (("_psi.png",) if psi else ())]
+
+    def check() -> pd.DataFrame | None:
+        earlier = earlier_predictions(out_dir, refuse=not overwrite)
+        own = [out_dir / n for n in _listed(earlier)] + ([out_dir / PREDICTIONS] if earlier is not None else [])
+        check_outputs([out_dir / PREDICTIONS] + [out_dir / n for n in names], files, own=own, overwrite=overwrite,
+                      input_folders={f.parent for f in files})
+        return earlier
+
+    check()  # before the folder is made, and again once it is held
+    for f in files:  # an unreadable or too large image is named before any work
+        shown_size(f)
+    with output_lock(out_dir):
+        earlier = check()
+        table = _predict_into(model, name, files, out_dir, image_size, tta, postprocess, psi, batch_size, device, progress)
+        kept = earlier.drop(index=table.index, errors="ignore") if earlier is not None else None
+        whole = pd.concat([kept, table]) if kept is not None and len(kept) else table
+        write_text_atomic(out_dir / PREDICTIONS, whole.sort_index().to_csv(float_format="%.6f"))
+    return table
+
+
+def earlier_predictions(out_dir: Path, refuse: bool = True) -> pd.DataFrame | None:
+    """The ``predictions.csv`` that ``predict`` wrote into ``out_dir`` earlier, or None if there is none.
+
+    A ``predictions.csv`` that ``predict`` did not write raises :class:`~skinseg.errors.ConfigError`
+    with ``refuse`` (it is not replaced), and counts as none without."""
+    path = Path(out_dir) / PREDICTIONS
+    if not path.exists():
+        return None
+    try:
+        table = pd.read_csv(path, index_col="id")
+        missing = {"image", "width", "height", "predicted_fraction", "mask", "overlay"} - set(table.columns)
+        if missing:
+            raise ValueError(f"no column {sorted(missing)[0]!r}")
+    except (ValueError, TypeError, KeyError, IndexError, OSError, pd.errors.ParserError) as err:
+        if refuse:
+            detail = str(err).splitlines()[0] if isinstance(err, ValueError) and "column" in str(err) else "not its table"
+            raise ConfigError(f"{path} exists and was not written by predict ({detail}): "
+                              "choose another --out, or add --overwrite to replace it") from None
+        return None
+    return table
+
+
+def _listed(table: pd.DataFrame | None) -> list[str]:
+    """The output file names a predictions table lists."""
+    if table is None:
+        return []
+    columns = [c for c in ("mask", "overlay", "psi") if c in table]
+    return [str(v) for c in columns for v in table[c].dropna()]
+
+
+def _predict_into(model, name, files, out_dir, image_size, tta, postprocess, psi, batch_size, device, progress):
     rows = []
     with tqdm(total=len(files), desc="predict", unit="image", disable=not progress) as bar:
         for start in range(0, len(files), batch_size):
             batch = files[start:start + batch_size]
-            originals = [np.asarray(open_image(f), np.uint8) for f in batch]
+            decoded = [read_image(f) for f in batch]
+            originals = [np.asarray(im, np.uint8) for im, _ in decoded]
             inputs = np.stack([np.asarray(resize_image(Image.fromarray(o), image_size), np.uint8) for o in originals])
             prob = predict_probabilities(model, inputs, tta=tta, batch_size=batch_size, device=device)
             psis = psi_maps(model, inputs, resolve_device(device)) if psi else None
             for i, (path, original) in enumerate(zip(batch, originals)):
                 full = np.asarray(Image.fromarray(prob[i]).resize(original.shape[1::-1], Image.Resampling.BILINEAR))
                 mask = binarize(full[None], postprocess)[0]
-                row = {"id": path.stem, "image": str(path), "width": original.shape[1], "height": original.shape[0],
+                shown_w, shown_h = decoded[i][1]
+                row = {"id": path.stem, "image": str(path), "width": shown_w, "height": shown_h,
                        "predicted_fraction": float(mask.mean()),
                        "mask": f"{path.stem}_mask.png", "overlay": f"{path.stem}_overlay.png"}
-                write_image_atomic(out_dir / row["mask"], Image.fromarray(mask * np.uint8(255)))
+                mask_pixels = resize_mask(mask, (shown_h, shown_w)) * np.uint8(255)
+                write_image_atomic(out_dir / row["mask"], Image.fromarray(mask_pixels))
                 write_image_atomic(out_dir / row["overlay"], Image.fromarray(outlined(original, mask, MASK_COLOURS[name])))
                 if psis is not None:
                     row["psi"] = f"{path.stem}_psi.png"
@@ -164,16 +234,14 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
                                 f"{path.stem}: attention gates of the {MODEL_LABELS[name]}")
                 rows.append(row)
                 bar.update()
-    table = pd.DataFrame(rows).set_index("id")
-    write_text_atomic(out_dir / "predictions.csv", table.to_csv(float_format="%.6f"))
-    return table
+    return pd.DataFrame(rows).set_index("id")
 
 
 def predict(checkpoint, inputs, out_dir, *, image_size: tuple[int, int] | None = None, device=None,
             **kwargs) -> pd.DataFrame:
     """:func:`predict_images` with the model of ``checkpoint`` on the images named by ``inputs``
     (:func:`image_files`); ``image_size`` defaults to the checkpoint's (:func:`checkpoint_image_size`)."""
-    files = image_files(inputs)
+    files = image_files(check_paths(inputs, "inputs"))
     state = load_checkpoint(checkpoint)
     size = tuple(image_size) if image_size else checkpoint_image_size(state)
     device = resolve_device(device)

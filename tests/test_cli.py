@@ -1,6 +1,7 @@
 """The command line, run as ``python -m skinseg`` in child processes (and, for most bad input,
 through its entry point :func:`skinseg.cli.main` in this process): help texts, bad input (one
 line on stderr, exit code 2, no traceback) and train -> evaluate -> compare end to end."""
+import hashlib
 import io
 import json
 import re
@@ -83,6 +84,31 @@ BAD_INPUTS = [
      ["{label_map_mask}/" + TRAIN_MASKS + "/ISIC_0000001_segmentation.png is not a binary mask", "{{0, 1, 2}}"]),
     ("grey_level_mask", TRAIN + ["{grey_level_mask}"],
      ["{grey_level_mask}/" + TRAIN_MASKS + "/ISIC_0000001_segmentation.png is not a binary mask", "{{0, 128, 255}}"]),
+    ("mixed_lesion_values", TRAIN + ["{mixed_lesion_values}"],
+     ["{mixed_lesion_values}/" + TRAIN_MASKS + "/ISIC_0000001_segmentation.png is not a binary mask", "{{0, 1, 255}}"]),
+    ("small_grey_lesion", TRAIN + ["{small_grey_lesion}"],
+     ["{small_grey_lesion}/" + TRAIN_MASKS + "/ISIC_0000001_segmentation.png is not a binary mask", "{{0, 128}}"]),
+    ("transparent_image", TRAIN + ["{transparent_image}"],
+     ["cannot read {transparent_image}/" + TRAIN_IMAGES + "/ISIC_0000004.png", "transparent pixels"]),
+    ("cmyk_image", TRAIN + ["{cmyk_image}"], ["cannot read {cmyk_image}/" + TRAIN_IMAGES + "/ISIC_0000004.jpg", "mode CMYK"]),
+    ("huge_image", TRAIN + ["{huge_image}"],
+     ["cannot read {huge_image}/" + TRAIN_IMAGES + "/ISIC_0000004.png", "169,000,000 pixels, more than 150,000,000"]),
+    ("compare_no_common_ids", ["compare", "{tab_good}", "{tab_other_ids}"],
+     ["{tab_good} and {tab_other_ids} score different images: 3 only in {tab_good} (e.g. a)", "0 in both"]),
+    ("compare_no_id_column", ["compare", "{tab_good}", "{tab_no_id}"], ["{tab_no_id} has no column 'id'"]),
+    ("compare_text_in_scores", ["compare", "{tab_good}", "{tab_text}"],
+     ["{tab_text}: column 'iou' holds text, e.g. 'n/a' for id 'b'"]),
+    ("compare_duplicated_ids", ["compare", "{tab_good}", "{tab_twice}"], ["{tab_twice} has 1 duplicated id(s), e.g. 'a'"]),
+    ("compare_missing_score", ["compare", "{tab_good}", "{tab_nan}"],
+     ["{tab_nan}: column 'iou' has 1 missing or infinite score(s), e.g. for id 'c'"]),
+    ("compare_not_a_table", ["compare", "{tab_good}", "{empty_pt}"], ["cannot read per-image table {empty_pt}"]),
+    ("predict_huge_image", ["predict", "--checkpoint", "{run}/best.pt", "--out", "{root}/predicted_huge",
+                            "{huge_image}/" + TRAIN_IMAGES + "/ISIC_0000004.png"],
+     ["cannot read {huge_image}/" + TRAIN_IMAGES + "/ISIC_0000004.png", "more than 150,000,000"]),
+    ("synthetic_over_real_images", ["synthetic", "--out", "{layout}"],
+     ["{layout}/ISIC-2017_Training_Data exists and was not written by this command", "--overwrite"]),
+    ("slice_archive_over_a_foreign_file", ["slice", "--profile", "tiny", "--archive", "{text_file}", "--data", "{layout}"],
+     ["{text_file} exists and was not written by this command", "--overwrite"]),
     ("missing_table", ["compare", "{root}/a.csv", "{root}/b.csv"],
      ["per-image table {root}/a.csv does not exist", "python -m skinseg evaluate"]),
     # your own images (the pairing rules of skinseg.data.folders are tested in test_folders.py)
@@ -94,10 +120,31 @@ BAD_INPUTS = [
      ["no images (.jpg", "in folder {layout}"]),
     ("predict_psi_on_unet", ["predict", "--checkpoint", "{run}/best.pt", "--psi", "--out", "{root}/predicted",
                              "{layout}/ISIC-2017_Test_v2_Data"], ["psi maps need an Attention U-Net, but {run}/best.pt holds a U-Net"]),
+    # outputs never replace inputs, nor files that another command wrote
+    ("evaluate_out_is_the_checkpoint", ["evaluate", "--checkpoint", "{run_c}/best.pt", "--data", "{layout}", "--out",
+                                        "{run_c}/best.pt"],
+     ["output {run_c}/best.pt is also an input of this command", "choose another --out"]),
+    ("evaluate_out_in_the_masks", EVALUATE + ["--out", "{layout}/ISIC-2017_Test_v2_Part1_GroundTruth/ISIC_0000012_segmentation.png"],
+     ["would be written into the input folder {layout}/ISIC-2017_Test_v2_Part1_GroundTruth"]),
+    ("evaluate_out_is_a_foreign_file", EVALUATE + ["--out", "{text_file}"],
+     ["{text_file} exists and was not written by this command", "--overwrite"]),
+    ("evaluate_table_is_its_summary", EVALUATE + ["--out", "{root}/scores.json"],
+     ["two outputs of this command are the same file {root}/scores.json"]),
+    ("compare_out_is_an_input", ["compare", "{text_file}", "{root}/b.csv", "--out", "{text_file}"],
+     ["output {text_file} is also an input of this command"]),
+    ("predict_into_its_images", ["predict", "--checkpoint", "{run}/best.pt", "--out", "{test_images}", "{test_images}"],
+     ["would be written into the input folder {test_images}"]),
+    ("predict_over_a_foreign_file", ["predict", "--checkpoint", "{run}/best.pt", "--out", "{foreign}", "{test_images}"],
+     ["{foreign}/ISIC_0000012_mask.png exists and was not written by this command", "--overwrite"]),
+    ("predict_over_a_foreign_table", ["predict", "--checkpoint", "{run}/best.pt", "--out", "{foreign_table}", "{test_images}"],
+     ["{foreign_table}/predictions.csv exists and was not written by predict", "--overwrite"]),
     ("external_not_name_folder", ["experiment", "--profile", "tiny", "--external", "ph2", "--data", "{layout}"],
      ["--external 'ph2': expected NAME=FOLDER"]),
     ("external_missing_folder", ["experiment", "--profile", "tiny", "--out", "{root}/ext", "--external",
                                  "ph2={root}/nowhere", "--data", "{layout}"], ["no ISIC data found in {root}/nowhere"]),
+    # files skinseg wrote itself, damaged since
+    ("experiment_damaged_config", ["experiment", "--profile", "tiny", "--out", "{damaged_results}", "--data", "{layout}"],
+     ["results file {damaged_results}/config.json is damaged: not valid JSON"]),
     # checkpoints
     ("missing_checkpoint", ["evaluate", "--checkpoint", "{root}/missing.pt"],
      ["argument --checkpoint: expected an existing file, got '{root}/missing.pt' (no such file)"]),
@@ -114,6 +161,10 @@ BAD_INPUTS = [
      ["{mismatch_pt}: the 'model' weights do not match its arch (attention_unet of width 4)", "missing"]),
     ("other_architecture", ["train", "--profile", "tiny", "--model", "attention_unet", "--out", "{run_a}", "--data",
                             "{layout}"], ["{run_a}/last.pt holds a unet of width 4", "the model is a attention_unet of width 4"]),
+    ("experiment_run_of_another_recipe", ["experiment", "--profile", "tiny", "--epochs", "2", "--out", "{root}/exp_out",
+                                          "--work-dir", "{exp_work}", "--data", "{layout}"],
+     ["{exp_work}/unet_seed0/last.pt", "Delete {exp_work}/unet_seed0 to start this run again, or give experiment "
+      "another --work-dir"]),
     ("other_recipe", ["train", "--profile", "tiny", "--model", "unet", "--epochs", "3", "--out", "{run_b}", "--data", "{layout}"],
      ["{run_b}/last.pt was written by a run with another recipe (epochs 1 -> 3; training_images None -> ", "--no-resume"]),
     # options
@@ -182,6 +233,23 @@ def _truncate(path: str, keep: int):
     return damage
 
 
+def _small_lesion(path: Path, value: int) -> None:
+    mask = np.zeros((64, 64), np.uint8)
+    mask[30:33, 30:33] = value
+    Image.fromarray(mask).save(path)
+
+
+def _replace_image(copy: Path, extension: str, image: Image.Image) -> None:
+    (copy / TRAIN_IMAGES / "ISIC_0000004.jpg").unlink()
+    image.save(copy / TRAIN_IMAGES / f"ISIC_0000004.{extension}")
+
+
+def _digests(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``, but for the cache and the downloads' folders."""
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*")
+            if p.is_file() and not p.relative_to(root).parts[0].startswith(("cache", "dl_"))}
+
+
 DAMAGES = {  # copies of the SYNTHETIC layout, each damaged in one way
     "image_without_mask": lambda c: (c / TRAIN_MASKS / "ISIC_0000003_segmentation.png").unlink(),
     "mask_without_image": lambda c: (c / TRAIN_IMAGES / "ISIC_0000005.jpg").unlink(),
@@ -193,6 +261,11 @@ DAMAGES = {  # copies of the SYNTHETIC layout, each damaged in one way
     "truncated_png": _truncate(f"{VAL_MASKS}/ISIC_0000009_segmentation.png", 60),
     "label_map_mask": _set_mask((0, 1, 2)),
     "grey_level_mask": _set_mask((0, 128, 255)),
+    "mixed_lesion_values": _set_mask((0, 1, 255)),
+    "small_grey_lesion": lambda c: _small_lesion(c / TRAIN_MASKS / "ISIC_0000001_segmentation.png", 128),
+    "transparent_image": lambda c: _replace_image(c, "png", Image.new("RGBA", (64, 64))),
+    "cmyk_image": lambda c: _replace_image(c, "jpg", Image.new("CMYK", (64, 64))),
+    "huge_image": lambda c: _replace_image(c, "png", Image.new("1", (13000, 13000))),
     "own_folder_without_masks": lambda c: [shutil.rmtree(p) if p.is_dir() else p.unlink() for p in list(c.iterdir())]
     + [(c / "images").mkdir()],
 }
@@ -257,7 +330,24 @@ def bad_runs(tmp_path_factory, layout_2017):
     fit(UNet(width=4), tiny.subset(slice(0, 4)), tiny.subset(slice(4, 8)), PROFILES["tiny"].replace(epochs=1),
         places["run"], progress=False, device="cpu")
     places.update(_files(root, places["run"]))
-    for copy in ("run_a", "run_b"):  # commands that would write into the run run at the same time
+    tables = {"tab_good": "id,iou\na,0.5\nb,0.6\nc,0.7\n", "tab_other_ids": "id,iou\nx,0.5\ny,0.6\nz,0.7\n",
+              "tab_no_id": "image,iou\na,0.5\nb,0.6\nc,0.7\n", "tab_text": "id,iou\na,0.5\nb,n/a\nc,0.7\n",
+              "tab_twice": "id,iou\na,0.5\na,0.6\nc,0.7\n", "tab_nan": "id,iou\na,0.5\nb,0.6\nc,\n"}
+    for name, text in tables.items():
+        places[name] = root / f"{name}.csv"
+        places[name].write_text(text)
+    places["damaged_results"] = root / "damaged_results"
+    (places["damaged_results"] / "runs").mkdir(parents=True)
+    (places["damaged_results"] / "runs" / "unet_seed0.json").write_text('{"run": "unet_seed0"}')
+    (places["damaged_results"] / "config.json").write_text('{"label": "cut sho')
+    places["test_images"] = Path(shutil.copytree(layout_2017 / "ISIC-2017_Test_v2_Data", root / "test_images"))
+    for folder, name in (("foreign", "ISIC_0000012_mask.png"), ("foreign_table", "predictions.csv")):
+        places[folder] = root / folder
+        places[folder].mkdir()
+        (places[folder] / name).write_text("the user's own file\n")
+    places["exp_work"] = root / "exp_work"
+    shutil.copytree(places["run"], places["exp_work"] / "unet_seed0")
+    for copy in ("run_a", "run_b", "run_c"):  # commands that would write into the run run at the same time
         places[copy] = Path(shutil.copytree(places["run"], root / copy))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -275,16 +365,23 @@ def bad_runs(tmp_path_factory, layout_2017):
                                            env=child_env(root / "cache"), stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True) for name in sorted(IN_CHILD_PROCESSES)}
         try:
-            done = {name: _in_process(argv) for name, (argv, _, _) in cases.items() if name not in children}
+            done, changed = {}, {}
+            for name, (argv, _, _) in cases.items():
+                if name not in children:
+                    before = _digests(root)
+                    done[name] = _in_process(argv)
+                    after = _digests(root)
+                    changed[name] = sorted(p for p, digest in before.items() if after.get(p) != digest)
             for name, child in children.items():
                 out, err = child.communicate(timeout=300)
                 done[name] = (child.returncode, out, err)
+                changed[name] = []
         finally:
             for child in children.values():
                 if child.poll() is None:
                     child.kill()
                     child.wait()
-    return {name: (*done[name], expected, command) for name, (_, expected, command) in cases.items()}
+    return {name: (*done[name], expected, command, changed[name]) for name, (_, expected, command) in cases.items()}
 
 
 def test_the_bad_input_table_has_unique_names():
@@ -294,7 +391,9 @@ def test_the_bad_input_table_has_unique_names():
 
 @pytest.mark.parametrize("case", [name for name, _, _ in BAD_INPUTS])
 def test_bad_input_prints_one_line_and_exits_with_2(bad_runs, case):
-    returncode, out, err, expected, command = bad_runs[case]
+    """One line, exit 2, no traceback, and every file that was there before is byte-identical."""
+    returncode, out, err, expected, command, changed = bad_runs[case]
+    assert not changed, changed
     assert returncode == 2, (out, err)
     assert "Traceback" not in err
     lines = err.splitlines()
@@ -302,6 +401,8 @@ def test_bad_input_prints_one_line_and_exits_with_2(bad_runs, case):
     assert lines[0].startswith(f"skinseg {command}: error: " if command else "skinseg: error: ")
     for text in expected:
         assert text in lines[0], (text, lines[0])
+    if command in ("experiment", "sweep", "slice"):  # options of train only are never suggested
+        assert "--no-resume" not in lines[0], lines[0]
 
 
 def test_two_trainings_into_one_folder_the_second_is_refused(tmp_path, layout_2017):

@@ -426,6 +426,32 @@ def test_draft_decoding_stays_within_the_stated_difference_from_a_full_decode():
     assert diff.mean() < 1 and diff.max() <= 40  # the bound stated in skinseg.data.compact
 
 
+def test_the_compact_copy_reads_members_as_a_viewer_shows_them():
+    """EXIF orientation applied to images (draft-decoded) and masks (fast path bypassed), other modes refused by name."""
+    from skinseg.data.compact import compact_mask, decode_image
+    from skinseg.data.isic import open_image, resize_image
+    from skinseg.errors import DataError
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: a viewer shows it rotated a quarter turn, H and W swapped
+    stored = Image.open(io.BytesIO(_photo(2000, 3008, seed=1)))
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", quality=95, exif=exif)
+    fast = np.asarray(decode_image(buf.getvalue(), (192, 256), "turned.jpg"), dtype=int)
+    full = np.asarray(resize_image(open_image(io.BytesIO(buf.getvalue())), (192, 256)), dtype=int)
+    assert np.abs(fast - full).mean() < 1  # the bound of skinseg.data.compact, the photo upright
+    mask = np.zeros((40, 30), np.uint8)
+    mask[:10] = 255  # the top rows as stored are the right-hand columns as shown
+    buf = io.BytesIO()
+    Image.fromarray(mask).save(buf, format="PNG", exif=exif)
+    shown = compact_mask(buf.getvalue(), (30, 40), "turned_segmentation.png")
+    assert shown.shape == (30, 40) and shown[:, -10:].all() and not shown[:, :-10].any()
+    buf = io.BytesIO()
+    Image.new("CMYK", (32, 32)).save(buf, format="JPEG")
+    with pytest.raises(DataError, match="cmyk.jpg.*CMYK"):
+        decode_image(buf.getvalue(), (16, 16), "cmyk.jpg")
+
+
 def test_the_workers_give_the_same_files_in_the_same_order_as_one(tmp_path, official_layout):
     archives = _archives_of(official_layout)
     zip_path = tmp_path / "ISIC-2017_Training_Data.zip"

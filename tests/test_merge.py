@@ -189,3 +189,72 @@ def test_the_slice_command_starts_no_run_that_does_not_fit(layout_2017, tmp_path
     assert manifest["experiments"] == {}  # a folder without runs is not packed
     code, _, err = _cli(["merge", archive, "--into", tmp_path / "results" / "isic2017"], capsys)
     assert code == 2 and "holds no finished runs" in err
+
+
+def _repacked(archive, out, changes, *, rehash=False):
+    """A copy of ``archive`` with members replaced (bytes) or removed (None); with ``rehash`` the
+    manifest's hashes are made to match, as a consistent but broken slice would have them."""
+    import hashlib
+    import io
+    with tarfile.open(archive) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    for name, data in changes.items():
+        if data is None:
+            members.pop(name)
+        else:
+            members[name] = data
+    if rehash:
+        manifest = json.loads(members[MANIFEST])
+        manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != MANIFEST}
+        members[MANIFEST] = json.dumps(manifest).encode()
+    with tarfile.open(out, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out
+
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("change, rehash, message", [
+    ("edited_scores", False, "isic2017/per_image/unet_seed0.csv differs from the sha256 its manifest recorded"),
+    ("missing_file", False, "lacks isic2017/per_image/unet_seed0.csv, which its manifest lists"),
+    ("added_file", False, "holds isic2017/runs/extra.json, which its manifest does not list"),
+    ("malformed_table", True, "isic2017/per_image/unet_seed0.csv cannot be read"),
+    ("malformed_run", True, "isic2017/runs/unet_seed0.json cannot be read"),
+])
+def test_a_damaged_archive_changes_nothing_and_the_good_one_still_merges(accumulated, tmp_path, capsys, change, rehash,
+                                                                         message):
+    _, _, first = accumulated
+    with tarfile.open(first) as tar:
+        table = tar.extractfile("isic2017/per_image/unet_seed0.csv").read()
+    changes = {"edited_scores": {"isic2017/per_image/unet_seed0.csv": table.replace(b",0.", b",0.9", 1)},
+               "missing_file": {"isic2017/per_image/unet_seed0.csv": None},
+               "added_file": {"isic2017/runs/extra.json": b"{}"},
+               "malformed_table": {"isic2017/per_image/unet_seed0.csv": b"id,iou\n\"a,0.5\n"},
+               "malformed_run": {"isic2017/runs/unet_seed0.json": b'{"run": "unet_seed0", '}}[change]
+    bad = _repacked(first, tmp_path / "bad.tgz", changes, rehash=rehash)
+    into = tmp_path / "results" / "isic2017"
+    into.mkdir(parents=True)
+    code, _, err = _cli(["merge", bad, "--into", into], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert message in err, err
+    assert _tree(into) == {}  # nothing written, not even a lock or a staging folder
+    code, out, err = _cli(["merge", first, "--into", into], capsys)
+    assert code == 0, err
+    assert "merged 1 run(s)" in out and (into / "runs" / "unet_seed0.json").is_file()
+
+
+def test_two_slices_with_one_creation_stamp_keep_two_records(accumulated, tmp_path):
+    _, _, first = accumulated
+    with tarfile.open(first) as tar:
+        manifest = json.loads(tar.extractfile(MANIFEST).read())
+    twin = {**manifest, "seconds": manifest["seconds"] + 1}  # the same "created", another slice
+    second = _repacked(first, tmp_path / "twin.tgz", {MANIFEST: json.dumps(twin).encode()})
+    merge_archive(first, tmp_path / "a" / "isic2017", log=quiet)
+    merge_archive(second, tmp_path / "b" / "isic2017", log=quiet)
+    names = [next((tmp_path / x / "isic2017" / "slices").iterdir()).name for x in "ab"]
+    assert names[0] != names[1] and all(n.startswith(manifest["created"].replace(":", "")[:15]) for n in names)

@@ -106,3 +106,62 @@ def test_bad_inputs_are_refused_by_name(odd_folder, tmp_path):
     Image.open(odd_folder / "images" / "synth_0001.jpg").save(twin)
     with pytest.raises(DataError, match="have the same name 'synth_0001'"):
         image_files([odd_folder / "images", twin])
+
+
+def _digests(folder):
+    import hashlib
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_an_output_never_replaces_an_input_or_a_file_predict_did_not_write(checkpoints, odd_folder, tmp_path):
+    images = odd_folder / "images"
+    before = _digests(images)
+    with pytest.raises(ConfigError, match=f"would be written into the input folder {images}"):
+        predict(checkpoints["unet"], [images], images, progress=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "synth_0002_mask.png").write_bytes(b"my own drawing")
+    with pytest.raises(ConfigError, match=r"synth_0002_mask\.png exists and was not written by this command.*--overwrite"):
+        predict(checkpoints["unet"], [images], out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["synth_0002_mask.png"] and _digests(images) == before
+    predict(checkpoints["unet"], [images], out, progress=False, overwrite=True)
+    assert (out / "synth_0002_mask.png").read_bytes() != b"my own drawing" and _digests(images) == before
+
+
+def test_a_second_predict_keeps_the_first_ones_rows_and_never_reads_its_own_outputs(checkpoints, odd_folder, tmp_path):
+    images = sorted((odd_folder / "images").iterdir())
+    out = tmp_path / "out"
+    predict(checkpoints["unet"], images[:2], out, progress=False)
+    predict(checkpoints["unet"], images[1:4], out, progress=False)   # one image again, two new ones
+    table = pd.read_csv(out / "predictions.csv", index_col="id")
+    assert list(table.index) == [p.stem for p in images[:4]]
+    with pytest.raises(DataError, match=f"no images .* in folder {out}"):  # the outputs are not images to predict
+        image_files([out])
+    (out / "extra.jpg").write_bytes((images[0]).read_bytes())
+    assert [p.name for p in image_files([out])] == ["extra.jpg"]
+
+
+def test_predict_holds_its_output_folder(checkpoints, odd_folder, tmp_path):
+    import subprocess
+    import sys
+
+    from skinseg.errors import FolderInUseError
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from skinseg.lock import output_lock\n"
+                               f"with output_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderInUseError, match=f"output folder {out} is in use"):
+            predict(checkpoints["unet"], [odd_folder / "images"], out, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (out / "predictions.csv").exists()
+
+
+def test_a_too_large_image_is_named_before_the_output_folder_is_made(checkpoints, tmp_path):
+    Image.new("1", (13000, 13000)).save(tmp_path / "huge.png")
+    with pytest.raises(DataError, match=r"huge\.png: 13000x13000 is 169,000,000 pixels, more than 150,000,000"):
+        predict(checkpoints["unet"], [tmp_path / "huge.png"], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..checks import check_images, check_masks
+from ..errors import DataError
+
 
 @dataclass
 class SegmentationData:
@@ -28,15 +31,15 @@ class SegmentationData:
     origin: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
-            raise ValueError(f"images must be uint8 (N, H, W, 3), got {self.images.dtype} {self.images.shape}")
-        if self.masks.shape != self.images.shape[:3] or self.masks.dtype != np.uint8:
-            raise ValueError(f"masks must be uint8 (N, H, W) matching images {self.images.shape[:3]}, "
-                             f"got {self.masks.dtype} {self.masks.shape}")
-        if not self.ids:
-            self.ids = [f"{i:05d}" for i in range(len(self.images))]
+        """Raises :class:`~skinseg.errors.DataError` for arrays of another shape, dtype or range
+        (float images, 0/255 masks) and ids that are not one string per image."""
+        check_images(self.images)
+        check_masks(self.masks, self.images.shape[:3])
+        if isinstance(self.ids, (str, bytes)):
+            raise DataError(f"ids must be a list of strings, got the single string {self.ids!r}")
+        self.ids = list(self.ids) if len(self.ids) else [f"{i:05d}" for i in range(len(self.images))]
         if len(self.ids) != len(self.images):
-            raise ValueError(f"{len(self.ids)} ids for {len(self.images)} images")
+            raise DataError(f"{len(self.ids)} ids for {len(self.images)} images")
 
     def __len__(self) -> int:
         return len(self.images)

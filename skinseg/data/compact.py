@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -32,7 +33,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError, DownloadError
+from ..errors import DownloadError
+from ..images import MAX_PIXELS, as_rgb, decode
 from .isic import IMAGE_EXTENSIONS, MASK_SUFFIX, read_mask, resize_image, resize_mask
 
 COMPACT_JPEG_QUALITY = 90
@@ -62,17 +64,13 @@ def default_workers() -> int:
 def decode_image(data: bytes, size: tuple[int, int], name: str) -> Image.Image:
     """An encoded image (``data``) as an RGB image of ``size = (H, W)``, JPEGs decoded in draft mode.
 
-    Raises :class:`DataError` naming ``name`` for a corrupt, truncated or too large image.
+    The image is read as a viewer shows it (:mod:`skinseg.images`: EXIF orientation applied,
+    every mode converted to RGB or refused). Raises :class:`DataError` naming ``name`` for a
+    corrupt, truncated, too large or unsupported image.
     """
     h, w = size
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.format == "JPEG":
-                im.draft("RGB", (DRAFT_FACTOR * w, DRAFT_FACTOR * h))
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read {name}: corrupt, truncated or too large image file ({err})") from None
-    return resize_image(rgb, size)
+    image, _ = decode(io.BytesIO(data), name, draft=(DRAFT_FACTOR * w, DRAFT_FACTOR * h))
+    return resize_image(as_rgb(image, name), size)
 
 
 def compact_mask(data: bytes, size: tuple[int, int], name: str) -> np.ndarray:
@@ -81,10 +79,13 @@ def compact_mask(data: bytes, size: tuple[int, int], name: str) -> np.ndarray:
     (Pillow's histogram instead of a count in NumPy; no copy of the full-size mask)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
-            if im.mode == "L":
+            if im.mode == "L" and im.size[0] * im.size[1] <= MAX_PIXELS:
                 im.load()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data"
+                    turned = im.getexif().get(0x0112, 1) != 1  # then read_mask orients it
                 found = {v for v, count in enumerate(im.histogram()) if count}
-                if found <= {0, 255} or found <= {0, 1}:
+                if not turned and (found <= {0, 255} or found <= {0, 1}):
                     scaled = im if found <= {0, 255} else im.point(lambda v: v * 255)
                     h, w = size
                     if scaled.size != (w, h):
@@ -96,7 +97,7 @@ def compact_mask(data: bytes, size: tuple[int, int], name: str) -> np.ndarray:
 
 
 def _is_mask(name: str) -> bool:
-    return name.endswith(tuple(MASK_SUFFIX.values()))
+    return name.lower().endswith(tuple(suffix.lower() for suffix in MASK_SUFFIX.values()))
 
 
 def kept(name: str) -> bool:

@@ -500,11 +500,14 @@ def _full_copy(root: Path, year: str, size: tuple[int, int]) -> str | None:
         if _marker(archive_dir, archive.filename, False).is_file():
             return f"the marker {archive_dir / (archive.filename + '.extracted')} of a full download"
     for images, _ in LAYOUTS[year].values():
-        for path in sorted((root / images).glob("*.jp*g")) if (root / images).is_dir() else []:
+        found = sorted((root / images).iterdir()) if (root / images).is_dir() else []
+        for path in (p for p in found if p.suffix.lower() in (".jpg", ".jpeg")):
             try:
                 with Image.open(path) as im:
                     if im.size != (size[1], size[0]):
                         return f"{path} at {im.size[0]}x{im.size[1]}"
+            except Image.DecompressionBombError:
+                return f"{path}, an image too large to be a compact copy"
             except (OSError, SyntaxError):
                 continue
     return None

@@ -33,6 +33,7 @@ from PIL import Image
 
 from ..atomic import write_image_atomic
 from ..errors import DataError
+from ..images import shown_size
 from .arrays import SegmentationData
 from .isic import SPLITS
 
@@ -90,8 +91,8 @@ def _pair(images: dict[str, Path], masks: list[Path], image_dir: Path, mask_dir:
     """``{image stem: mask}`` by the pairing rules of the module docstring."""
     paired: dict[str, Path] = {}
     for mask in masks:
-        owners = [mask.stem[: len(mask.stem) - len(s)] for s in MASK_SUFFIXES
-                  if mask.stem.endswith(s) and mask.stem[: len(mask.stem) - len(s)] in images]
+        owners = sorted({mask.stem[: len(mask.stem) - len(s)] for s in MASK_SUFFIXES
+                         if mask.stem.lower().endswith(s.lower()) and mask.stem[: len(mask.stem) - len(s)] in images})
         if not owners:
             raise DataError(f"mask {mask} has no image: expected {image_dir}/{mask.stem}.jpg (or .png, ...), "
                             f"or an image whose stem plus one of {', '.join(s for s in MASK_SUFFIXES if s)} "
@@ -128,7 +129,7 @@ def find_folder_pairs(root, split: str = "test") -> list[tuple[str, Path, Path]]
                         f"({'a single evaluation set is read as test' if set(bases) == {'test'} else LAYOUT_HELP})")
     image_dir, mask_dir = bases[split] / IMAGE_DIR, bases[split] / MASK_DIR
     image_files, _ = _files(image_dir, IMAGE_EXTENSIONS)
-    image_files = [p for p in image_files if not p.stem.endswith("_superpixels")]
+    image_files = [p for p in image_files if not p.stem.lower().endswith("_superpixels")]
     mask_files, other = _files(mask_dir, MASK_EXTENSIONS)
     lossy = [p for p in other if p.suffix.lower() in (".jpg", ".jpeg")]
     if lossy:
@@ -158,8 +159,8 @@ def describe_folder(root) -> str:
         naming = Counter(repr(mask.stem[len(stem):]) if mask.stem != stem else "same stem" for stem, _, mask in pairs)
         sizes: Counter = Counter()
         for _, image, _ in pairs:
-            with Image.open(image) as im:
-                sizes[f"{im.size[0]}x{im.size[1]}"] += 1
+            w, h = shown_size(image)
+            sizes[f"{w}x{h}"] += 1
         shown = ", ".join(f"{s} ({n})" for s, n in sizes.most_common(4)) + (", ..." if len(sizes) > 4 else "")
         lines.append(f"  {split}: {len(pairs)} image/mask pairs; masks named by "
                      + ", ".join(f"{k} ({n})" for k, n in naming.items()) + f"; image sizes (W x H): {shown}")

@@ -4,20 +4,22 @@ Images ``X.jpg`` pair with masks ``X_segmentation.png`` (2017) or ``X_Segmentati
 (2016) by file stem; ids are not assumed to look like ``ISIC_xxxxxxx``. The
 ``*_superpixels.png`` files of the real archives are skipped.
 
-Masks are binary images with the values 0 and 255, or 0 and 1 (8 or 16 bits). A 0/255
-mask with grey edges (JPEG artefacts, an earlier resize) is binarised at 127 with a
-warning; any other mask (a label map, a grey-level image) is refused, naming the values found.
+Images and masks are read as a viewer shows them (:mod:`skinseg.images`). Masks are binary
+images with the values 0 and 255, or 0 and 1 (8 or 16 bits); any other mask (grey edges, a
+label map, a grey-level image) is refused, naming the values found. Extensions are matched
+whatever their case, and hidden files (``.X.jpg``, macOS ``._X.jpg``) are skipped.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from .. import images
 from ..errors import DataError
+from ..images import as_rgb, binary_mask, decode, read_image  # noqa: F401 (binary_mask: its old home)
 
 LAYOUTS: dict[str, dict[str, tuple[str, str]]] = {
     "2017": {
@@ -73,12 +75,21 @@ def find_pairs(root: Path, year: str, folder_split: str) -> list[tuple[str, Path
     suffix = MASK_SUFFIX[year]
     images: dict[str, Path] = {}
     for p in sorted(image_dir.iterdir()):
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.endswith("_superpixels"):
+        if p.name.startswith(".") or not p.is_file():
+            continue
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.lower().endswith("_superpixels"):
             if p.stem in images:
                 raise DataError(f"image {p.stem} is there twice, as {images[p.stem].name} and {p.name} "
                                 f"in {image_dir}: keep one of them")
             images[p.stem] = p
-    masks = {p.name[: -len(suffix)]: p for p in mask_dir.iterdir() if p.name.endswith(suffix)}
+    masks: dict[str, Path] = {}
+    for p in sorted(mask_dir.iterdir()):
+        if p.name.lower().endswith(suffix.lower()) and not p.name.startswith(".") and p.is_file():
+            stem = p.name[: -len(suffix)]
+            if stem in masks:
+                raise DataError(f"mask {stem} is there twice, as {masks[stem].name} and {p.name} in {mask_dir}: "
+                                "keep one of them")
+            masks[stem] = p
     if not images:
         raise DataError(f"empty folder {image_dir}: expected images X.jpg")
     if not masks:
@@ -95,67 +106,20 @@ def find_pairs(root: Path, year: str, folder_split: str) -> list[tuple[str, Path
 
 
 def open_image(source: Path | BinaryIO, mode: str | None = "RGB", name: Path | str | None = None) -> Image.Image:
-    """Decode an image file (a path, or an open binary file named ``name`` in messages), converted to ``mode``.
+    """Decode an image file (a path, or an open binary file named ``name`` in messages) as a viewer
+    shows it (:mod:`skinseg.images`: orientation applied, large images reduced), as 8-bit RGB when
+    ``mode`` is ``"RGB"`` or in its stored mode when ``mode`` is None.
 
-    Raises :class:`DataError` naming the file for a corrupt or truncated image.
+    Raises :class:`DataError` naming the file for a corrupt, truncated, too large or unsupported image.
     """
-    try:
-        with Image.open(source) as im:
-            im.load()
-            return im.convert(mode) if mode else im.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DataError(f"cannot read {name or source}: corrupt or truncated image file ({err})") from None
-
-
-# Modes whose pixel values are the stored numbers; anything else (RGB, LA, F, ...) is read as grey levels.
-_RAW_MASK_MODES = ("1", "L", "P", "I", "I;16", "I;16L", "I;16B")
-# A 0/255 mask with grey edges: at most this fraction of its pixels lie in the grey band.
-_GREY_BAND, _MAX_GREY_FRACTION = (32, 223), 0.10
-
-
-def _describe_values(values: np.ndarray) -> str:
-    shown = ", ".join(str(int(v)) for v in values[:8])
-    return f"{{{shown}{', ...' if len(values) > 8 else ''}}} ({len(values)} distinct)"
-
-
-def binary_mask(values: np.ndarray, path: Path | str) -> np.ndarray:
-    """A stored mask as ``(H, W)`` uint8 in {0, 1} (1 = lesion).
-
-    ``values``: the ``(H, W)`` integer pixel values as stored (uint8, uint16 or int32).
-    {0, 1} and {0, 255} are binary as they are. An 8-bit mask whose other values are
-    grey edges (at most 10 % of pixels between 32 and 223, and some pixel at least 128) is
-    binarised at 127 with a warning. Anything else raises :class:`DataError` naming
-    ``path`` and the values found.
-    """
-    values = np.asarray(values)
-    if values.dtype.kind not in "biu" or values.ndim != 2:
-        raise DataError(f"mask {path} must be one channel of integers, got {values.dtype} {values.shape}")
-    flat = values.ravel()
-    if values.dtype.kind != "b" and flat.size and flat.min() >= 0 and flat.max() <= 65535:
-        counts = np.bincount(flat.astype(np.int64, copy=False), minlength=256)
-        found = np.flatnonzero(counts)
-    else:
-        counts, found = None, np.unique(flat)
-    if np.isin(found, (0, 1)).all():
-        return values.astype(np.uint8)
-    if np.isin(found, (0, 255)).all():
-        return (values == 255).astype(np.uint8)
-    if counts is not None and found[-1] <= 255 and found[-1] >= 128:
-        grey = counts[_GREY_BAND[0]:_GREY_BAND[1] + 1].sum() / flat.size
-        if grey <= _MAX_GREY_FRACTION:
-            warnings.warn(f"mask {path} has grey edges (values {_describe_values(found)}); binarised at 127",
-                          stacklevel=3)
-            return (values > 127).astype(np.uint8)
-    raise DataError(f"mask {path} is not a binary mask: it has the values {_describe_values(found)}; expected "
-                    f"0 and 255 (or 0 and 1), where a 0/255 mask with a few grey edge pixels is binarised at 127")
+    image, _ = decode(source, name)
+    return as_rgb(image, name or source) if mode == "RGB" else image.convert(mode) if mode else image
 
 
 def read_mask(source: Path | BinaryIO, name: Path | str | None = None) -> np.ndarray:
     """Decode a mask file (a path, or an open binary file named ``name``) into ``(H, W)`` uint8
-    in {0, 1} (see :func:`binary_mask`)."""
-    im = open_image(source, None, name)
-    values = np.asarray(im if im.mode in _RAW_MASK_MODES else im.convert("L"))
-    return binary_mask(values, name or source)
+    in {0, 1}, oriented as a viewer shows it (see :func:`skinseg.images.binary_mask`)."""
+    return images.read_mask(source, name)
 
 
 def resize_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -181,9 +145,9 @@ def read_pair(image_path: Path, mask_path: Path, size: tuple[int, int]) -> tuple
     Returns ``(image, mask)``: ``(H, W, 3)`` uint8 RGB and ``(H, W)`` uint8 in {0, 1}
     (:func:`resize_image`, :func:`resize_mask`; masks are checked by :func:`binary_mask`).
     """
-    image = open_image(image_path)
+    image, (w, h) = read_image(image_path)
     mask = read_mask(mask_path)
-    if mask.shape != (image.size[1], image.size[0]):
+    if mask.shape != (h, w):
         raise DataError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} "
-                        f"is {image.size[0]}x{image.size[1]} (W x H): they must be the same size")
+                        f"is {w}x{h} (W x H, as a viewer shows them): they must be the same size")
     return np.asarray(resize_image(image, size), dtype=np.uint8), resize_mask(mask, size)

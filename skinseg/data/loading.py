@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from ..errors import DataError
 from ..paths import cache_dir as default_cache_dir
 from .arrays import SegmentationData
 from .folders import FOLDERS, detect_layout, find_folder_pairs
+from ..checks import check_limit, check_size
 from .isic import SPLITS, read_pair
 from .protocols import OFFICIAL, check_protocol, dataset_label, origin, protocol_pairs
 
@@ -53,6 +55,7 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
     ``origin`` says where the images come from. The dataset folder itself is only read.
     """
     root = Path(root)
+    size, limit = check_size(size), check_limit(limit)
     year = year or detect_layout(root)
     pairs = split_pairs(root, split, year, protocol)
     if limit is not None:
@@ -63,9 +66,12 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
     ids = [p[0] for p in pairs]
     cache_file = Path(cache_dir or default_cache_dir()) / f"{'' if year == FOLDERS else 'isic'}{year}_{split}_{size[0]}x{size[1]}_{_cache_key(pairs, size)}.npz"
     if cache and cache_file.exists():
-        with np.load(cache_file) as z:
-            if json.loads(str(z["ids"])) == ids:
-                return SegmentationData(z["images"], z["masks"], ids, source, where)
+        try:
+            with np.load(cache_file) as z:
+                if json.loads(str(z["ids"])) == ids:
+                    return SegmentationData(z["images"], z["masks"], ids, source, where)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # a truncated or damaged cache file (a killed write, a full disk) is built again below
     images = np.empty((len(pairs), *size, 3), np.uint8)
     masks = np.empty((len(pairs), *size), np.uint8)
     for i, (_, image_path, mask_path) in enumerate(pairs):

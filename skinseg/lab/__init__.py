@@ -6,6 +6,8 @@ slices), :mod:`~skinseg.lab.sweep` and :mod:`~skinseg.lab.variants` (recipe vari
 (external test sets), :mod:`~skinseg.lab.endpoints` (the evaluation protocol),
 :mod:`~skinseg.lab.stats` (paired and two-level comparisons),
 :mod:`~skinseg.lab.results` and :mod:`~skinseg.lab.display` (reading the committed results),
+:mod:`~skinseg.lab.result_files` (its JSON, CSV and npz files, damaged ones named),
+:mod:`~skinseg.lab.run_errors` (fit's checkpoint errors in the words of experiment and sweep),
 :mod:`~skinseg.lab.bench`, :mod:`~skinseg.lab.bench_results` and :mod:`~skinseg.lab.plan`
 (speed and run costs), :mod:`~skinseg.lab.provenance` and :mod:`~skinseg.lab.leakage`; and
 :mod:`~skinseg.lab.synthetic`, the SYNTHETIC images the tests and the CI run on.

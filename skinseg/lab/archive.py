@@ -10,12 +10,15 @@ folders into one ``.tgz``::
 The manifest records ``format``, ``created`` (UTC), ``environment`` (hardware, torch, CUDA),
 ``budget_seconds``, ``seconds`` and per experiment its ``recipe``, ``profile`` name,
 ``label``, data ``protocol`` and ``data_hash``, ``evaluation`` protocol, ``runs`` and each run's
-``wall_seconds``. :func:`open_archive` reads one back; :mod:`skinseg.lab.merge` adds it to the
+``wall_seconds``, and ``files``: the sha256 of every other file of the archive, so that
+:func:`open_archive` can tell a file changed or lost after packing. :func:`open_archive` reads one back;
+:mod:`skinseg.lab.merge` adds it to the
 committed results.
 """
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import json
 import tarfile
@@ -25,7 +28,7 @@ from pathlib import Path
 from ..atomic import write_atomic
 from ..errors import DataError
 
-FORMAT = "skinseg-slice 1"
+FORMAT = "skinseg-slice 2"  # 2: the manifest holds every file's sha256
 MANIFEST = "manifest.json"
 SKIPPED_NAMES = (".skinseg.lock",)  # the folder lock (skinseg.lock) is not a result
 
@@ -52,10 +55,18 @@ def pack_slice(folders: dict[str, Path], archive: Path, *, environment: dict, bu
     ``log_text``, if given, is stored as ``slice.log`` beside the manifest.
     """
     folders = {name: Path(f) for name, f in folders.items() if any((Path(f) / "runs").glob("*.json"))}
+    members = {f"{name}/{path.relative_to(folder).as_posix()}": path for name, folder in folders.items()
+               for path in sorted(folder.rglob("*"))
+               if path.is_file() and path.name not in SKIPPED_NAMES and not path.name.endswith(".tmp")
+               and not any(part.startswith(".") for part in path.relative_to(folder).parts)}
+    contents = {arcname: path.read_bytes() for arcname, path in members.items()}
+    if log_text:
+        contents["slice.log"] = log_text.encode()
     manifest = {"format": FORMAT,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "environment": environment, "budget_seconds": budget_seconds, "seconds": seconds,
-                "experiments": {name: experiment_entry(folder) for name, folder in folders.items()}}
+                "experiments": {name: experiment_entry(folder) for name, folder in folders.items()},
+                "files": {arcname: hashlib.sha256(data).hexdigest() for arcname, data in sorted(contents.items())}}
 
     def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
         info = tarfile.TarInfo(name)
@@ -65,23 +76,30 @@ def pack_slice(folders: dict[str, Path], archive: Path, *, environment: dict, bu
     def write(f) -> None:
         with tarfile.open(fileobj=f, mode="w:gz") as tar:
             add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1).encode())
-            if log_text:
-                add_bytes(tar, "slice.log", log_text.encode())
-            for name, folder in folders.items():
-                for path in sorted(folder.rglob("*")):
-                    if path.is_file() and path.name not in SKIPPED_NAMES and not path.name.endswith(".tmp"):
-                        tar.add(path, arcname=f"{name}/{path.relative_to(folder).as_posix()}")
+            for arcname, data in contents.items():  # the bytes that were hashed, whatever happens to the files since
+                add_bytes(tar, arcname, data)
 
     write_atomic(Path(archive), write)
     return manifest
+
+
+def is_slice_archive(path: Path) -> bool:
+    """Whether ``path`` is a ``.tgz`` that starts with a slice manifest (:func:`pack_slice` writes it first)."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            first = tar.next()
+            return first is not None and first.name == MANIFEST
+    except (tarfile.TarError, OSError, EOFError):
+        return False
 
 
 def open_archive(archive: Path, into: Path | None = None) -> tuple[dict, Path]:
     """Extract ``archive`` (safely: no absolute paths, links or ``..``) into ``into`` (default a
     new temporary folder); returns ``(manifest, folder)``.
 
-    Raises :class:`DataError` for a missing or unreadable file and for one without a manifest
-    of this format.
+    Raises :class:`DataError` for a missing or unreadable file, for one without a manifest
+    of this format, and for a file changed, missing or added since the archive was packed
+    (against the manifest's sha256 of every file).
     """
     archive = Path(archive)
     if not archive.is_file():
@@ -100,5 +118,23 @@ def open_archive(archive: Path, into: Path | None = None) -> tuple[dict, Path]:
     except json.JSONDecodeError as err:
         raise DataError(f"{MANIFEST} of archive {archive} is not valid JSON ({err})") from None
     if manifest.get("format") != FORMAT:
-        raise DataError(f"archive {archive} has format {manifest.get('format')!r}, expected {FORMAT!r}")
+        raise DataError(f"archive {archive} has format {manifest.get('format')!r}, expected {FORMAT!r}"
+                        f"{' (an older slice without file hashes: run the slice again)' if manifest.get('format') == 'skinseg-slice 1' else ''}")
+    _verify_files(archive, manifest, folder)
     return manifest, folder
+
+
+def _verify_files(archive: Path, manifest: dict, folder: Path) -> None:
+    recorded = manifest.get("files")
+    if not isinstance(recorded, dict) or not isinstance(manifest.get("experiments"), dict):
+        raise DataError(f"{MANIFEST} of archive {archive} lacks its 'files' or 'experiments'; expected an archive "
+                        "written by 'python -m skinseg slice'")
+    held = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
+    for name in sorted(held.keys() - recorded.keys()):
+        raise DataError(f"archive {archive} holds {name}, which its manifest does not list: it was changed after packing")
+    for name in sorted(recorded.keys() - held.keys()):
+        raise DataError(f"archive {archive} lacks {name}, which its manifest lists: it is incomplete")
+    for name, path in sorted(held.items()):
+        if hashlib.sha256(path.read_bytes()).hexdigest() != recorded[name]:
+            raise DataError(f"archive {archive}: {name} differs from the sha256 its manifest recorded when it was "
+                            "packed: it was changed or damaged since; nothing was merged")

@@ -27,6 +27,7 @@ import pandas as pd
 from ..atomic import write_npz_atomic
 from ..errors import DataError
 from ..models import MODELS
+from .result_files import read_arrays, read_table
 
 FILE_NAME = "display.npz"
 # Quantiles of the U-Net's per-image IoU whose image is kept (position int(q * (n - 1))
@@ -112,13 +113,15 @@ def load_display(path) -> DisplayImages:
     if not path.is_file():
         raise DataError(f"results file {path} is missing: these results keep no display images "
                         "(written by the experiment since it stores them; draw from local data instead)")
+    read_arrays(path, ())  # DataError naming a damaged file
     with np.load(path) as z:
         missing = {"ids", "images", "masks", "shape"} - set(z.files)
-        if missing:
-            raise DataError(f"{path} is not a display-images file: it lacks {sorted(missing)}")
-        shape = tuple(int(s) for s in z["shape"])
-        masks = np.unpackbits(z["masks"], axis=-1)[..., :shape[-1]].astype(bool)
-        images, ids = z["images"], [str(i) for i in z["ids"]]
+    if missing:
+        raise DataError(f"{path} is not a display-images file: it lacks {sorted(missing)}")
+    z = read_arrays(path, ("shape", "masks", "images", "ids"))
+    shape = tuple(int(s) for s in z["shape"])
+    masks = np.unpackbits(z["masks"], axis=-1)[..., :shape[-1]].astype(bool)
+    images, ids = z["images"], [str(i) for i in z["ids"]]
     if masks.shape != shape or images.shape[:3] != shape:
         raise DataError(f"{path}: images {images.shape} and masks {masks.shape} do not match the stored shape {shape}")
     return DisplayImages(ids, images, masks, str(path))
@@ -149,7 +152,7 @@ def store_display_of_run(out_dir, test, seed: int, psi_ids=(), folders=None) -> 
               for m in MODELS]
     if None in tables:
         return None
-    unet, attention = (pd.read_csv(t, index_col="id") for t in tables)
+    unet, attention = (read_table(t) for t in tables)
     ids = [i for column in ("iou_raw", "iou") if column in unet and column in attention
            for i in display_ids(unet[column], attention[column], psi_ids)]
     return _store_ids(out_dir, test, list(dict.fromkeys(ids)))

@@ -54,7 +54,9 @@ from .external import ExternalSets
 from .leakage import training_record
 from .plan import RunCosts
 from .provenance import data_fingerprint, environment, write_json
+from .result_files import read_json
 from .results import MODEL_NAMES, finished_seeds
+from .run_errors import run_folder_hint
 from .stats import compare_tables, read_tables
 
 N_PSI_IMAGES = 12
@@ -88,7 +90,7 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
             psi = flatten_levels(psi_maps(evaluated, psi_images, device))
             write_atomic(run_dir / f"psi_epoch{epoch:03d}.npy", lambda f: np.save(f, psi))
 
-    with output_lock(run_dir):
+    with output_lock(run_dir), run_folder_hint(run_dir, "experiment"):
         history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
                       progress=progress, on_epoch_end=snapshot, trained_on=training_record(data["train"]))
     train_seconds = sum(r["seconds"] for r in history.records)  # also right for a resumed run
@@ -135,7 +137,7 @@ def folder_mismatch(folder: Path, config: dict) -> str | None:
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not any((folder / "runs").glob("*.json")):
         return None
-    return experiment_mismatch(json.loads((folder / "config.json").read_text()), config)
+    return experiment_mismatch(read_json(folder / "config.json"), config)
 
 
 def experiment_mismatch(stored: dict, new: dict) -> str | None:
@@ -175,9 +177,9 @@ def summarize_experiment(out_dir: Path) -> dict:
     first seed is complete.
     """
     out_dir = Path(out_dir)
-    config = json.loads((out_dir / "config.json").read_text())
+    config = read_json(out_dir / "config.json")
     seeds = finished_seeds(out_dir, MODEL_NAMES)
-    records = sorted((json.loads(p.read_text()) for p in (out_dir / "runs").glob("*.json")),
+    records = sorted((read_json(p) for p in (out_dir / "runs").glob("*.json")),
                      key=lambda r: (r["seed"], MODEL_NAMES.index(r["model"])))
     runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r["environment"]["device"]}
             for r in records]

@@ -21,7 +21,6 @@ difference between the models.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Callable
@@ -36,6 +35,7 @@ from ..evaluate import EvalSetting, evaluate_endpoints, summarize
 from .endpoints import PRIMARY_ENDPOINT
 from .leakage import check_held_out, training_record
 from .provenance import data_fingerprint, write_json
+from .result_files import read_json, read_table
 
 EXTERNAL = "external"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -106,12 +106,12 @@ class ExternalSets:
         for name, data in self.data.items():
             folder = out_dir / EXTERNAL / name
             stored = folder / "dataset.json"
-            if stored.exists() and json.loads(stored.read_text())["data_hash"] != described[name]["data_hash"]:
+            if stored.exists() and read_json(stored).get("data_hash") != described[name]["data_hash"]:
                 raise ConfigError(f"{folder} holds scores on other images than {self.folders[name]} "
                                   "(data hash differs); use another name for this set")
             write_json(stored, described[name])
             for run_file in sorted((out_dir / "runs").glob("*.json")):
-                run = json.loads(run_file.read_text())
+                run = read_json(run_file)
                 if (folder / "per_image" / f"{run['run']}.csv").exists():
                     continue
                 checkpoint = work_dir / run["run"] / BEST
@@ -144,11 +144,11 @@ def external_table(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
     folder = Path(folder)
     rows = []
     for dataset in sorted((folder / EXTERNAL).glob("*/dataset.json")):
-        described = json.loads(dataset.read_text())
+        described = read_json(dataset)
         for run_file in sorted((dataset.parent / "runs").glob("*.json")):
-            run = json.loads(run_file.read_text())
-            table = pd.read_csv(dataset.parent / "per_image" / f"{run['run']}.csv", index_col="id")
-            own = pd.read_csv(folder / "per_image" / f"{run['run']}.csv", index_col="id")
+            run = read_json(run_file)
+            table = read_table(dataset.parent / "per_image" / f"{run['run']}.csv")
+            own = read_table(folder / "per_image" / f"{run['run']}.csv")
             iou, dice = (endpoint_column(m, endpoint) for m in ("iou", "dice"))
             rows.append({"set": dataset.parent.name, "model": run["model"], "seed": run["seed"],
                          "source": described["source"], "n": len(table), "mean_iou": table[iou].mean(),

@@ -8,16 +8,21 @@ every one into ``results/<name>``).
 The merge is refused, in one line and before any file is written, when the runs are of
 another recipe, model width, evaluation protocol, data protocol or dataset (data hash) than
 the runs already in the folder (:func:`skinseg.lab.experiment.folder_mismatch`), or when a run is
-already there. Then the run files are copied (and, into a folder without finished runs, the
-archive's ``config.json`` and ``display.npz``), the manifest is
-kept as ``slices/<its UTC time>.json`` (which slice, on which hardware, brought which runs)
+already there, and when any file of the archive differs from the sha256 its manifest recorded
+(:func:`skinseg.lab.archive.open_archive`) or a JSON or CSV file of the experiment cannot be read.
+Then the run files are staged in a hidden folder of the target and renamed into place (and,
+into a folder without finished runs, the archive's ``config.json`` and ``display.npz``), the manifest is
+kept as ``slices/<its UTC time>_<its hash>.json`` (which slice, on which hardware, brought which runs)
 and ``summary.json`` is computed again from every finished run.
 """
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
+import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -29,6 +34,7 @@ from .archive import open_archive
 from .experiment import MODEL_NAMES, folder_mismatch, write_summary
 from .provenance import write_json
 
+STAGE_PREFIX = ".merge-"  # the hidden folder a merge stages its files in
 SUMMARY = "summary.json"  # never copied: computed again from every finished run
 CONFIG = "config.json"  # kept by a folder with finished runs (the archive's differs in date and hardware)
 _RUN_NAME = re.compile(r"(%s)_seed[0-9]+" % "|".join(MODEL_NAMES))
@@ -62,8 +68,12 @@ def _checked_runs(archive: Path, root: Path, name: str, into: Path) -> tuple[lis
     """The runs of experiment ``name`` (extracted under ``root``) and its files, once every
     refusal has been ruled out; else :class:`MergeError`."""
     source = root / name
-    new_config = json.loads((source / "config.json").read_text())
+    if not (source / CONFIG).is_file():
+        raise MergeError(f"archive {archive}: experiment {name!r} has no {name}/{CONFIG}")
     files = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
+    for relative in files:
+        _check_readable(archive, name, source, relative)
+    new_config = json.loads((source / CONFIG).read_text())
     runs = sorted({r for r in map(_run_of, files) if r is not None and (source / "runs" / f"{r}.json").is_file()})
     if not runs:
         raise MergeError(f"archive {archive}: experiment {name!r} has no finished runs to merge")
@@ -76,6 +86,23 @@ def _checked_runs(archive: Path, root: Path, name: str, into: Path) -> tuple[lis
     return runs, files
 
 
+def _check_readable(archive: Path, name: str, source: Path, relative: Path) -> None:
+    """:class:`MergeError` naming a JSON or CSV file of the archive that cannot be read."""
+    path = source / relative
+    try:
+        if path.suffix == ".json":
+            content = json.loads(path.read_text())
+            if not isinstance(content, dict):
+                raise ValueError("not a JSON object")
+        elif path.suffix == ".csv":
+            import pandas as pd
+            if pd.read_csv(path).empty:
+                raise ValueError("no rows")
+    except (ValueError, UnicodeDecodeError, OSError) as err:  # pandas' and json's parse errors are ValueErrors
+        raise MergeError(f"archive {archive}: {name}/{relative.as_posix()} cannot be read "
+                         f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); nothing was merged") from None
+
+
 def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path, log: Callable[[str], None]) -> dict:
     source = root / name
     with output_lock(into):
@@ -85,16 +112,30 @@ def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path,
         fresh = not any((into / "runs").glob("*.json"))
         # files of unfinished runs (a run cut off by the call's end) are left out
         copied = [f for f in files if (_run_of(f) in runs) or (_run_of(f) is None and str(f) != SUMMARY)]
-        for relative in copied:
-            target = into / relative
-            if _run_of(relative) is None and target.exists() and not fresh:
-                if str(relative) != CONFIG and not filecmp.cmp(source / relative, target, shallow=False):
-                    log(f"kept {target}: the archive's copy differs (a shared file is written once)")
-                continue
-            write_bytes_atomic(target, (source / relative).read_bytes())
-        slices = into / "slices"
+        record = {**manifest, "merged": {"experiment": name, "runs": runs}}
         stamp = manifest.get("created", "undated").replace(":", "").replace("+0000", "Z")
-        write_json(slices / f"{stamp}.json", {**manifest, "merged": {"experiment": name, "runs": runs}})
+        # keyed by the manifest's own hash too: two slices made in the same second keep two records
+        record_name = Path("slices") / f"{stamp}_{hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]}.json"
+        # everything is staged in a hidden folder of into (one file system), then renamed into place
+        for stale in into.glob(f"{STAGE_PREFIX}*"):  # left by a merge that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=into))
+        try:
+            moves = []
+            for relative in copied:
+                target = into / relative
+                if _run_of(relative) is None and target.exists() and not fresh:
+                    if str(relative) != CONFIG and not filecmp.cmp(source / relative, target, shallow=False):
+                        log(f"kept {target}: the archive's copy differs (a shared file is written once)")
+                    continue
+                write_bytes_atomic(stage / relative, (source / relative).read_bytes())
+                moves.append(relative)
+            write_json(stage / record_name, record)
+            for relative in sorted(moves, key=lambda r: _run_of(r) is not None and r.parts[0] == "runs") + [record_name]:
+                (into / relative).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(stage / relative, into / relative)  # runs/<run>.json last: it marks a run finished
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
         summary = write_summary(into)
     log(f"merged {len(runs)} run(s) of {name!r} from {archive} into {into}: {', '.join(runs)}; "
         f"{len(summary['seeds'])} of {len(summary['planned_seeds'])} seeds finished")

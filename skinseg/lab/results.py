@@ -17,7 +17,6 @@ and figure comes from the files and nothing is copied by hand::
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +31,7 @@ from ..psi import PsiMaps, load_psi
 from .bench_results import setting_label
 from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display
 from .endpoints import ENDPOINTS
+from .result_files import read_arrays, read_json, read_table
 from .stats import compare_tables
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet"): U-Net first
@@ -46,12 +46,7 @@ def finished_seeds(folder: Path, models=MODEL_NAMES) -> list[int]:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError(f"results file {path} is missing")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"results file {path} is not valid JSON ({err})") from None
+    return read_json(path)
 
 
 @dataclass(frozen=True)
@@ -225,10 +220,7 @@ class Results:
     def per_image(self, model: str, seed: int) -> pd.DataFrame:
         """Test metrics per image of one run, indexed by ``id``: ``iou``, ``dice`` (chosen variant),
         ``tp``, ``fp``, ``fn``, ``lesion_fraction``, ``predicted_fraction``, ``iou_raw``, ``dice_raw``."""
-        path = self.path / "per_image" / f"{model}_seed{seed}.csv"
-        if not path.is_file():
-            raise DataError(f"results file {path} is missing")
-        return pd.read_csv(path, index_col="id")
+        return read_table(self.path / "per_image" / f"{model}_seed{seed}.csv")
 
     def per_image_all(self) -> pd.DataFrame:
         """Every run's per-image table stacked, with ``model`` and ``seed`` columns (long format)."""
@@ -249,8 +241,7 @@ class Results:
         (default: the first seed). Results written before the raw masks were stored keep the
         run's choice only, which is also the raw prediction when the run chose ``"none"``."""
         path, seed = self._seed_of("predictions", model, seed)
-        with np.load(path) as z:
-            files = set(z.files)
+        files = set(read_arrays(path))
         if "masks" in files:  # the older layout: the run's choice only
             return ["raw", "chosen"] if self.run(model, seed)["chosen"] == "none" else ["chosen"]
         return [e for e in ENDPOINTS if f"masks_{e}" in files]
@@ -269,10 +260,10 @@ class Results:
             raise DataError(f"{shown_path(path)} keeps only the masks of the run's choice ({chosen}, the secondary "
                             "endpoint), not the raw prediction: it was written before raw masks were stored; "
                             "use endpoint='chosen' and say so")
-        with np.load(path) as z:
-            packed = z["masks"] if "masks" in z.files else z[f"masks_{endpoint}"]
-            shape = tuple(int(v) for v in z["shape"])
-            ids = [str(i) for i in z["ids"]]
+        z = read_arrays(path)
+        packed = z["masks"] if "masks" in z else z[f"masks_{endpoint}"]
+        shape = tuple(int(v) for v in z["shape"])
+        ids = [str(i) for i in z["ids"]]
         masks = np.unpackbits(packed, axis=-1)[..., :shape[-1]]
         if masks.shape != shape:
             raise DataError(f"{path}: unpacked masks have shape {masks.shape}, expected {shape}")

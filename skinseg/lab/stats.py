@@ -38,6 +38,7 @@ from ..errors import ConfigError
 from ..evaluate import paired_comparison
 from ..models import MODELS
 from .endpoints import ENDPOINTS
+from .result_files import read_table
 
 MODEL_A, MODEL_B = MODELS  # "unet", "attention_unet"
 
@@ -160,7 +161,7 @@ def compare_tables(tables: dict[tuple[str, int], pd.DataFrame], seeds, metric: s
 
 def read_tables(folder: Path, seeds, models=(MODEL_A, MODEL_B)) -> dict[tuple[str, int], pd.DataFrame]:
     """The per-image tables ``folder/per_image/<model>_seed<seed>.csv``, keyed by ``(model, seed)``."""
-    return {(m, s): pd.read_csv(Path(folder) / "per_image" / f"{m}_seed{s}.csv", index_col="id")
+    return {(m, s): read_table(Path(folder) / "per_image" / f"{m}_seed{s}.csv")
             for m in models for s in seeds}
 
 

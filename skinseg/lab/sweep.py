@@ -17,7 +17,6 @@ end, ``recommended`` names the variant to carry into the experiment
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -35,6 +34,8 @@ from ..train import BEST, fit
 from .leakage import training_record
 from .plan import budgeted_profile
 from .provenance import environment, write_json
+from .result_files import read_json
+from .run_errors import run_folder_hint
 from .variants import VARIANTS, check_variant_names, with_variants
 
 BASELINE = "baseline"
@@ -79,7 +80,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     # only the best epoch's validation images are scored at the end: no TTA views, no test set
     profile, plan = budgeted_profile(profile, time_budget, path, {"train": len(train), "val": len(val), "test": 0},
                                      len(names), device, models=(model,), log=log, evaluation_tta=("none",))
-    report = json.loads(path.read_text()) if path.exists() else {}
+    report = read_json(path) if path.exists() else {}
     done = report.get("variants", {})
     report = {"label": profile.label(), "profile": profile.to_dict(), "model": model, "seed": seed,
               "data": {"train": {"source": train.source, "n": len(train)}, "val": {"source": val.source, "n": len(val)}},
@@ -95,7 +96,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
         seed_everything(seed)
         run_dir = work_dir / name
         try:
-            with output_lock(run_dir):
+            with output_lock(run_dir), run_folder_hint(run_dir, "sweep"):
                 history = fit(build_model(model, recipe.width), train, val, recipe, run_dir, seed=seed, device=device,
                               progress=progress, trained_on=training_record(train))
         except TrainingError as err:  # a lever that makes training diverge is a finding, not the end of the sweep

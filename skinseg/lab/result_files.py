@@ -1,0 +1,64 @@
+"""Reading the files skinseg wrote into a results folder, with one line naming a damaged one.
+
+A results folder (``config.json``, ``runs/*.json``, ``per_image/*.csv``, ``*.npz``) is
+written by skinseg itself; a file that was truncated, edited or lost afterwards raises
+:class:`~skinseg.errors.DataError` naming it, never a parser's traceback.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+_HINT = "restore it (git checkout, or the slice archive it came from) or delete its run and run it again"
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def read_json(path) -> dict:
+    """The JSON object in ``path``, or :class:`DataError` naming it when it is missing or damaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"results file {path} is missing")
+    try:
+        content = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"results file {path} is damaged: not valid JSON ({_first_line(err)}); {_HINT}") from None
+    if not isinstance(content, dict):
+        raise DataError(f"results file {path} is damaged: expected a JSON object, got {type(content).__name__}; {_HINT}")
+    return content
+
+
+def read_table(path, index_col: str | None = "id") -> pd.DataFrame:
+    """The CSV table in ``path`` (indexed by ``index_col``), or :class:`DataError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"results file {path} is missing")
+    try:
+        table = pd.read_csv(path, index_col=index_col)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"results file {path} is damaged: not a readable CSV table ({_first_line(err)}); {_HINT}") from None
+    return table
+
+
+def read_arrays(path, names=None) -> dict[str, np.ndarray]:
+    """Arrays ``names`` (default: all) of the ``.npz`` file ``path``, or :class:`DataError` naming it."""
+    path = Path(path)
+    try:
+        with np.load(path) as z:
+            return {name: z[name] for name in (z.files if names is None else names)}
+    except FileNotFoundError:
+        raise DataError(f"results file {path} is missing") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"results file {path} is damaged ({_first_line(err)}); {_HINT}") from None
+
+
+__all__ = ["read_arrays", "read_json", "read_table"]
