@@ -39,9 +39,18 @@ torch.set_num_threads(int(THREADS))
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch, tmp_path_factory):
-    """Keep decoded-array caches out of the home folder and ignore a profile set in the shell."""
+    """Keep decoded-array caches out of the home folder, ignore a profile set in the shell, and
+    restore the data and results folders after every test (``colab.prepare`` sets ``SKINSEG_DATA``
+    for the session, as it must on Colab; the chapters that nbval runs later read it)."""
     monkeypatch.setenv("SKINSEG_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.delenv("SKINSEG_PROFILE", raising=False)
+    saved = {name: os.environ.get(name) for name in ("SKINSEG_DATA", "SKINSEG_RESULTS")}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
