@@ -95,11 +95,11 @@ def check_choice(value, choices, name: str):
     return value
 
 
-def check_fit_arguments(train, val, profile, out_dir, seed, stop_after) -> None:
-    """The arguments of :func:`skinseg.train.fit`, before any work: ``train`` and ``val`` non-empty
-    :class:`~skinseg.data.arrays.SegmentationData`, ``profile`` a :class:`~skinseg.config.Profile`,
-    ``out_dir`` None or a folder (not a file), ``seed`` an integer of at least 0 and ``stop_after``
-    None or an integer of at least 1."""
+def check_fit_arguments(train, val, profile, out_dir, seed, stop_after) -> tuple[int, int | None]:
+    """``seed`` and ``stop_after`` as Python integers, once the arguments of :func:`skinseg.train.fit`
+    are checked: ``train`` and ``val`` non-empty :class:`~skinseg.data.arrays.SegmentationData`,
+    ``profile`` a :class:`~skinseg.config.Profile`, ``out_dir`` None or a folder (not a file),
+    ``seed`` an integer of at least 0 and ``stop_after`` None or an integer of at least 1."""
     from .config import Profile
     from .data.arrays import SegmentationData
 
@@ -119,7 +119,7 @@ def check_fit_arguments(train, val, profile, out_dir, seed, stop_after) -> None:
             raise ConfigError(f"out_dir {out_dir} is a file: expected a folder for last.pt, best.pt and history.json")
     if not isinstance(seed, Integral) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be an integer of at least 0, got {seed!r}")
-    check_limit(stop_after, "stop_after")
+    return int(seed), check_limit(stop_after, "stop_after")
 
 
 __all__ = ["check_choice", "check_fit_arguments", "check_images", "check_limit", "check_masks", "check_model",

@@ -138,7 +138,7 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
     checkpoints. After ``fit``, ``model`` holds the last raw weights; ``best.pt`` the chosen ones.
     A resumed run rewrites a deleted ``history.json`` or ``best.pt`` from ``last.pt`` where it can
     (:func:`skinseg.run_files.restore_run_files`), and refuses to go on without the best weights."""
-    check_fit_arguments(train, val, profile, out_dir, seed, stop_after)  # ConfigError or DataError, before any work
+    seed, stop_after = check_fit_arguments(train, val, profile, out_dir, seed, stop_after)  # before any work
     device, out_dir = resolve_device(device), Path(out_dir) if out_dir is not None else None
     model.to(device)
     loss_fn = build_loss(profile.loss)
