@@ -259,7 +259,7 @@ def cmd_bench(args) -> None:
     from .outputs import check_out_of_data, check_outputs, holds_keys
     ops_out = args.out.with_name(args.out.stem + "_ops.json")
     outputs = [args.out] + ([ops_out] if args.ops else [])
-    check_out_of_data(args.out.parent)
+    check_out_of_data(args.out.parent, output=args.out)
     check_outputs(outputs, overwrite=args.overwrite, own=[p for p, key in ((args.out, "results"), (ops_out, "profiles"))
                                                           if holds_keys(p, "device", "torch", key)])
     profile = _profile(args)

@@ -90,16 +90,16 @@ def _holds_data(folder: Path) -> bool:
         return any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in folder.iterdir())
 
 
-def check_out_of_data(folder, data: Iterable = (), flag: str = "--out") -> None:
+def check_out_of_data(folder, data: Iterable = (), flag: str = "--out", output=None) -> None:
     """Refuse an output ``folder`` that is a data folder: one of the ``data`` folders the command
     reads, a folder inside a folder of theirs that holds images, masks or a dataset, or any folder
-    that holds a dataset or images itself. Pass the folder of an output file."""
+    that holds a dataset or images itself. For an ``output`` file, pass its folder too."""
     folder = Path(folder)
     roots = [_key(d) for d in data]
     below = [p for p in folder.parents if any(r in _key(p).parents for r in roots)]  # between a data folder and it
     for place in [folder, *below]:
         if _key(place) in roots or _holds_data(place):
-            raise ConfigError(f"{flag} {folder} would write into the data folder {place}, among the images and "
+            raise ConfigError(f"{flag} {output or folder} would write into the data folder {place}, among the images and "
                               f"masks: choose another {flag}")
 
 

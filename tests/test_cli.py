@@ -157,7 +157,7 @@ BAD_INPUTS = [
     ("bench_out_is_a_checkpoint", ["bench", "--profile", "tiny", "--out", "{run_c}/best.pt"],
      ["{run_c}/best.pt exists and was not written by this command", "--overwrite"]),
     ("bench_out_in_the_images", ["bench", "--profile", "tiny", "--out", "{test_images}/bench.json"],
-     ["would write into the data folder {test_images}"]),
+     ["--out {test_images}/bench.json would write into the data folder {test_images}"]),
     ("external_not_name_folder", ["experiment", "--profile", "tiny", "--external", "ph2", "--data", "{layout}"],
      ["--external 'ph2': expected NAME=FOLDER"]),
     ("external_missing_folder", ["experiment", "--profile", "tiny", "--out", "{root}/ext", "--external",
@@ -471,6 +471,28 @@ def test_bad_profile_from_the_environment(tmp_path, layout_2017):
     assert result.stderr.splitlines() == [
         f"skinseg train: error: profile must be one of {sorted(PROFILES)}, got 'huge' "
         "(from the argument or SKINSEG_PROFILE)"]
+
+def test_bench_replaces_its_own_reports_and_another_file_only_with_overwrite(tmp_path, monkeypatch, capsys):
+    import skinseg.lab.bench as bench
+    from skinseg.errors import ConfigError
+
+    def started(*args, **kwargs):
+        raise ConfigError("the benchmark would start now")
+    monkeypatch.setattr(bench, "run_benchmark", started)
+    monkeypatch.setattr(bench, "run_operator_profiles", started)
+    own, foreign = tmp_path / "bench.json", tmp_path / "notes.json"
+    own.write_text(json.dumps({"device": "cpu", "torch": "2", "results": []}))
+    foreign.write_text('{"the user\'s": "notes"}')
+    bench_args = ["bench", "--profile", "tiny", "--device", "cpu", "--ops", "--out"]
+    for out, extra, expected in [(own, [], "the benchmark would start now"),
+                                 (foreign, [], f"{foreign} exists and was not written by this command"),
+                                 (foreign, ["--overwrite"], "the benchmark would start now")]:
+        assert main(bench_args + [str(out)] + extra) == 2
+        assert expected in capsys.readouterr().err
+    (tmp_path / "bench_ops.json").write_text("[]")  # --ops writes OUT_ops.json: not a report of bench
+    assert main(bench_args + [str(own)]) == 2
+    assert f"{tmp_path / 'bench_ops.json'} exists and was not written by this command" in capsys.readouterr().err
+    assert foreign.read_text() == '{"the user\'s": "notes"}'
 
 # ----------------------------------------------------------------------------- end to end
 
