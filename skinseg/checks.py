@@ -95,32 +95,5 @@ def check_choice(value, choices, name: str):
     return value
 
 
-def check_fit_arguments(train, val, profile, out_dir, seed, stop_after) -> tuple[int, int | None]:
-    """``seed`` and ``stop_after`` as Python integers, once the arguments of :func:`skinseg.train.fit`
-    are checked: ``train`` and ``val`` non-empty :class:`~skinseg.data.arrays.SegmentationData`,
-    ``profile`` a :class:`~skinseg.config.Profile`, ``out_dir`` None or a folder (not a file),
-    ``seed`` an integer of at least 0 and ``stop_after`` None or an integer of at least 1."""
-    from .config import Profile
-    from .data.arrays import SegmentationData
-
-    for name, data in (("train", train), ("val", val)):
-        if not isinstance(data, SegmentationData):
-            raise ConfigError(f"{name} must be a SegmentationData (from skinseg.data.load_split, or "
-                              f"SegmentationData(images, masks)), got {type(data).__name__}")
-        if len(data) == 0:
-            raise DataError(f"{name} holds no images ({data.source or 'SegmentationData'}): fit needs at least one")
-    if not isinstance(profile, Profile):
-        hint = " (get one with skinseg.config.get_profile(name))" if isinstance(profile, str) else ""
-        raise ConfigError(f"profile must be a skinseg.config.Profile, got {type(profile).__name__}{hint}")
-    if out_dir is not None:
-        if not isinstance(out_dir, (str, Path)):
-            raise ConfigError(f"out_dir must be None or a folder path, got {type(out_dir).__name__}")
-        if Path(out_dir).exists() and not Path(out_dir).is_dir():
-            raise ConfigError(f"out_dir {out_dir} is a file: expected a folder for last.pt, best.pt and history.json")
-    if not isinstance(seed, Integral) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed must be an integer of at least 0, got {seed!r}")
-    return int(seed), check_limit(stop_after, "stop_after")
-
-
-__all__ = ["check_choice", "check_fit_arguments", "check_images", "check_limit", "check_masks", "check_model",
-           "check_paths", "check_positive_int", "check_size"]
+__all__ = ["check_choice", "check_images", "check_limit", "check_masks", "check_model", "check_paths",
+           "check_positive_int", "check_size"]

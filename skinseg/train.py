@@ -24,7 +24,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import architecture, check_architecture, load_checkpoint, save_atomic
-from .checks import check_fit_arguments
 from .config import SCHEDULES, Profile
 from .data.arrays import SegmentationData
 from .data.tensors import normalize, to_device_tensors, to_unit_float
@@ -32,8 +31,8 @@ from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, TrainingError
 from .losses import build_loss
 from .metrics import device_counts, dice_from_counts, iou_from_counts
-from .run_files import BEST, HISTORY, LAST, RESTART, restore_run_files, save_best, save_history
 from .step import TrainStep, build_optimizer
+from .train_edges import BEST, HISTORY, LAST, RESTART, check_fit_arguments, restore_run_files, save_best, save_history
 
 
 @dataclass
@@ -137,7 +136,7 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
     record of the training images (:func:`skinseg.lab.leakage.training_record`), is kept in the
     checkpoints. After ``fit``, ``model`` holds the last raw weights; ``best.pt`` the chosen ones.
     A resumed run rewrites a deleted ``history.json`` or ``best.pt`` from ``last.pt`` where it can
-    (:func:`skinseg.run_files.restore_run_files`), and refuses to go on without the best weights."""
+    (:func:`skinseg.train_edges.restore_run_files`), and refuses to go on without the best weights."""
     seed, stop_after = check_fit_arguments(train, val, profile, out_dir, seed, stop_after)  # before any work
     device, out_dir = resolve_device(device), Path(out_dir) if out_dir is not None else None
     model.to(device)
