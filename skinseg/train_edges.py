@@ -8,6 +8,7 @@ than continued without them."""
 from __future__ import annotations
 
 import json
+import zipfile
 from numbers import Integral
 from pathlib import Path
 
@@ -69,19 +70,21 @@ def restore_run_files(out_dir: Path, state: dict, evaluated: nn.Module) -> None:
     """Rewrite the ``history.json`` and ``best.pt`` of ``out_dir`` that ``state`` (its ``last.pt``,
     loaded into ``evaluated``, the EMA or raw model that is validated) can restore.
 
+    A ``best.pt`` that is not a whole checkpoint (cut short, overwritten) counts as missing.
     Raises :class:`CheckpointError` if ``best.pt`` is missing and its epoch was not the last one:
     ``last.pt`` does not hold those weights."""
     history = state["history"]
     save_history(out_dir / HISTORY, history)
     best, epoch = out_dir / BEST, history["best_epoch"]
-    if best.exists() or epoch is None:
+    if epoch is None or (best.is_file() and zipfile.is_zipfile(best)):  # torch.save writes a zip archive
         return
     if epoch != state["epoch"]:
-        raise CheckpointError(f"{best} is missing and cannot be restored: it held the weights of epoch {epoch} (the "
-                              f"best validation IoU, {history['best_val_iou']:.4f}), and {out_dir / LAST} holds only "
-                              f"those of epoch {state['epoch']}. {RESTART}")
-    save_best(best, state["arch"], evaluated.state_dict(), epoch, history["best_val_iou"], state["recipe"]["image_size"],
-              state.get("trained_on"))
+        raise CheckpointError(f"{best} is {'damaged' if best.exists() else 'missing'} and cannot be restored: it "
+                              f"held the weights of epoch {epoch} (the best validation IoU, "
+                              f"{history['best_val_iou']:.4f}), and {out_dir / LAST} holds only those of epoch "
+                              f"{state['epoch']}. {RESTART}")
+    save_best(best, state["arch"], evaluated.state_dict(), epoch, history["best_val_iou"],
+              state["recipe"]["image_size"], state.get("trained_on"))
 
 
 __all__ = ["BEST", "HISTORY", "LAST", "RESTART", "check_fit_arguments", "restore_run_files", "save_best",

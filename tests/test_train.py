@@ -414,10 +414,13 @@ def test_a_rerun_of_a_finished_training_restores_a_deleted_history_and_best_chec
     assert sorted(restored) == sorted(best) and all(restored[k] == best[k] for k in best if k != "model")
     assert restored["model"].keys() == best["model"].keys()
     assert all(torch.equal(restored["model"][k], best["model"][k]) for k in best["model"])
-    # a damaged history.json is rewritten too; an intact folder is left alone
+    # a damaged history.json or best.pt is rewritten too; an intact folder is left alone
     (tmp_path / HISTORY).write_text('{"records": [')
+    (tmp_path / BEST).write_bytes((tmp_path / BEST).read_bytes()[:100])
     fit(UNet(4), train, val, _profile_of(ema), tmp_path, progress=False, device="cpu")
     assert (tmp_path / HISTORY).read_text() == history
+    rewritten = torch.load(tmp_path / BEST, weights_only=True)["model"]
+    assert all(torch.equal(v, best["model"][k]) for k, v in rewritten.items())
     stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     fit(UNet(4), train, val, _profile_of(ema), tmp_path, progress=False, device="cpu")
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps
@@ -445,6 +448,10 @@ def test_a_deleted_best_checkpoint_of_an_earlier_epoch_is_named_as_lost(tmp_path
             f"validation IoU, {first['val_iou']:.4f}), and {tmp_path / LAST} holds only those of epoch 2. "
             "Use another output folder, or resume=False (--no-resume) to start again")
     assert not (tmp_path / BEST).exists() and (tmp_path / LAST).read_bytes() == last
+    (tmp_path / BEST).write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match=f"{tmp_path / BEST} is damaged and cannot be restored"):
+        fit(UNet(4), train, val, profile, tmp_path, progress=False, device="cpu")
+    assert (tmp_path / BEST).read_text() == "not a checkpoint"
     assert json.loads((tmp_path / HISTORY).read_text()) == state["history"]  # what could be restored was
     history = fit(UNet(4), train, val, profile, tmp_path, progress=False, device="cpu", resume=False)
     assert (tmp_path / BEST).exists() and [r["epoch"] for r in history.records] == [1, 2, 3]
