@@ -217,9 +217,11 @@ def cmd_experiment(args) -> None:
 def cmd_slice(args) -> None:
     from .lab.archive import is_slice_archive
     from .lab.slice import run_slice
-    from .outputs import check_outputs
+    from .outputs import check_out_of_data, check_outputs
     if args.epochs is not None:
         raise ConfigError("slice trains every run for its profile's epochs; --epochs is not accepted")
+    check_out_of_data(args.archive.parent, [args.data], "--archive", output=args.archive)
+    check_out_of_data(args.work_dir, [args.data], "--work-dir")
     check_outputs([args.archive], overwrite=args.overwrite,
                   own=[args.archive] if is_slice_archive(args.archive) else [])
     profile = None  # each experiment's own recipe
