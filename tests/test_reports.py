@@ -39,7 +39,7 @@ def test_slice_honours_skinseg_profile_and_runs_no_gpu_recipe_on_a_cpu(captured,
         monkeypatch.setenv("SKINSEG_PROFILE", env)
     else:
         monkeypatch.delenv("SKINSEG_PROFILE", raising=False)
-    assert main(["slice", "--data", str(tmp_path), "--archive", str(tmp_path / "s.tgz"), "--device", "cpu"]) == 0
+    assert main(["slice", "--data", str(tmp_path / "data"), "--archive", str(tmp_path / "s.tgz"), "--device", "cpu"]) == 0
     assert captured["run_slice"][1]["profile"].name == expected
 
 
