@@ -4,7 +4,8 @@ Two layers:
 
 * the core, what a reader uses: :mod:`~skinseg.models`, :mod:`~skinseg.data` (reading,
   augmentation, the splits), :mod:`~skinseg.losses`, :mod:`~skinseg.metrics`,
-  :mod:`~skinseg.step` and :mod:`~skinseg.train` (one step and the loop),
+  :mod:`~skinseg.step` and :mod:`~skinseg.train` (one step and the loop; its arguments and
+  files checked by :mod:`~skinseg.train_edges`),
   :mod:`~skinseg.checkpoint`, :mod:`~skinseg.evaluate`, :mod:`~skinseg.psi`,
   :mod:`~skinseg.predict`, :mod:`~skinseg.plots`, :mod:`~skinseg.widgets`,
   :mod:`~skinseg.config` (the recipes), :mod:`~skinseg.paths` (where data and results are

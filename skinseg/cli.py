@@ -92,7 +92,9 @@ def _limited_split(args, profile, split):
 
 
 def cmd_train(args) -> None:
+    from .outputs import check_out_of_data
     profile = _profile(args)
+    check_out_of_data(args.out, [args.data])
     train, val = _limited_split(args, profile, "train"), _limited_split(args, profile, "val")
     # torch is imported only now, so that bad data is reported at once
     from .device import seed_everything
@@ -114,10 +116,9 @@ def cmd_train(args) -> None:
         if path.exists() and before.get(path) != path.stat().st_mtime_ns:
             print(f"wrote {path}")
         elif path.exists():
-            print(f"kept {path} (the run had already finished)")
-        else:
-            print(f"{path} is missing and was not written: the run had already finished; "
-                  "train it again with --no-resume", file=sys.stderr)
+            print(f"kept {path} (unchanged)")
+        else:  # best.pt when no epoch had a finite validation IoU
+            print(f"{path} was not written", file=sys.stderr)
 
 
 def cmd_evaluate(args) -> None:
@@ -126,13 +127,18 @@ def cmd_evaluate(args) -> None:
     from .device import resolve_device
     from .evaluate import evaluate_model, summarize
     from .lab.leakage import check_held_out
+    from .lock import output_lock
     from .outputs import WRITTEN_BY, check_outputs, written_by
     from .predict import checkpoint_image_size
     out, summary_path = Path(args.out), Path(args.out).with_suffix(".json")
     data_root = Path(args.data)
-    check_outputs([out, summary_path], [args.checkpoint], overwrite=args.overwrite,
-                  own=[out, summary_path] if written_by(summary_path, "evaluate") else [],
-                  input_folders=[data_root, *data_root.glob("*/"), *data_root.glob("*/*/")])
+
+    def check() -> None:
+        check_outputs([out, summary_path], [args.checkpoint], overwrite=args.overwrite,
+                      own=[out, summary_path] if written_by(summary_path, "evaluate") else [],
+                      input_folders=[data_root, *data_root.glob("*/"), *data_root.glob("*/*/")])
+
+    check()  # before any work, and again once the folder is held
     state = load_checkpoint(args.checkpoint)
     model = model_from_state(state, args.checkpoint, resolve_device(args.device))
     size = tuple(args.image_size) if args.image_size else checkpoint_image_size(state)
@@ -140,13 +146,15 @@ def cmd_evaluate(args) -> None:
     # LeakageError if the model was trained on these images
     note = check_held_out(state.get("trained_on"), data, model=f"checkpoint {args.checkpoint}")
     print(note)
-    table = evaluate_model(model, data, tta=args.tta, postprocess=args.postprocess)
-    summary = summarize(table)
-    print(f"{data.source}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, table.to_csv(float_format="%.6f"))
-    write_text_atomic(summary_path, json.dumps({"source": data.source, "note": note, **summary,
-                                                WRITTEN_BY: "skinseg evaluate"}, indent=1))
+    with output_lock(out.parent):  # one writer in the folder, as for predict
+        check()
+        table = evaluate_model(model, data, tta=args.tta, postprocess=args.postprocess)
+        summary = summarize(table)
+        print(f"{data.source}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in summary.items()))
+        write_text_atomic(out, table.to_csv(float_format="%.6f"))
+        write_text_atomic(summary_path, json.dumps({"source": data.source, "note": note, **summary,
+                                                    WRITTEN_BY: "skinseg evaluate"}, indent=1))
     print(f"wrote {out} and {summary_path}")
 
 
@@ -186,22 +194,34 @@ def _budgeted_run_profile(args):
     return _profile(args)
 
 
+def _run_folders(args, data: list) -> None:
+    """``--out`` (default: the results folder) and ``--work-dir`` of experiment and sweep, never in a data folder."""
+    from .outputs import check_out_of_data
+    args.out = args.out or results_dir() / args.default_out
+    check_out_of_data(args.out, data)
+    if args.work_dir is not None:
+        check_out_of_data(args.work_dir, data, "--work-dir")
+
+
 def cmd_experiment(args) -> None:
     from .lab.experiment import run_experiment
     from .lab.external import parse_external
     profile = _profile(args)  # a budget decides how many runs start, never the epochs
-    args.out = args.out or results_dir() / args.default_out
+    external = parse_external(args.external)
+    _run_folders(args, [args.data, *external.values()])
     run_experiment(args.data, args.out, profile, seeds=args.seeds, work_dir=args.work_dir, device=args.device,
                    progress=not args.quiet, time_budget=args.time_budget, protocol=args.protocol,
-                   external=parse_external(args.external))
+                   external=external)
 
 
 def cmd_slice(args) -> None:
     from .lab.archive import is_slice_archive
     from .lab.slice import run_slice
-    from .outputs import check_outputs
+    from .outputs import check_out_of_data, check_outputs
     if args.epochs is not None:
         raise ConfigError("slice trains every run for its profile's epochs; --epochs is not accepted")
+    check_out_of_data(args.archive.parent, [args.data], "--archive", output=args.archive)
+    check_out_of_data(args.work_dir, [args.data], "--work-dir")
     check_outputs([args.archive], overwrite=args.overwrite,
                   own=[args.archive] if is_slice_archive(args.archive) else [])
     profile = None  # each experiment's own recipe
@@ -229,7 +249,7 @@ def cmd_merge(args) -> None:
 
 def cmd_sweep(args) -> None:
     from .lab.sweep import run_sweep
-    args.out = args.out or results_dir() / args.default_out
+    _run_folders(args, [args.data])
     run_sweep(args.data, args.out, _budgeted_run_profile(args), args.variants, model=args.model, seed=args.seed,
               work_dir=args.work_dir, device=args.device, time_budget=args.time_budget, progress=not args.quiet,
               protocol=args.protocol)
@@ -238,13 +258,19 @@ def cmd_sweep(args) -> None:
 def cmd_bench(args) -> None:
     from .lab.bench import default_settings, run_benchmark
     from .device import resolve_device
+    from .outputs import check_out_of_data, check_outputs, holds_keys
+    ops_out = args.out.with_name(args.out.stem + "_ops.json")
+    outputs = [args.out] + ([ops_out] if args.ops else [])
+    check_out_of_data(args.out.parent, output=args.out)
+    check_outputs(outputs, overwrite=args.overwrite, own=[p for p, key in ((args.out, "results"), (ops_out, "profiles"))
+                                                          if holds_keys(p, "device", "torch", key)])
     profile = _profile(args)
     device = resolve_device(args.device)
     settings = default_settings(device, profile, batch_sizes=tuple(args.batch_sizes),
                                 compile_batch_sizes=tuple(args.compile_batch_sizes))
     if args.ops:  # first: a few seconds, and what a run cut short should not lose
         from .lab.bench import run_operator_profiles
-        run_operator_profiles(profile, device, settings, out_path=args.out.with_name(args.out.stem + "_ops.json"))
+        run_operator_profiles(profile, device, settings, out_path=ops_out)
     report = run_benchmark(profile, device, settings, out_path=args.out, steps=args.steps, repeats=args.repeats)
     if args.book:
         from .lab.bench import time_book_tests
@@ -430,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--book", action="store_true", help="also time 'pytest --nbval book' (run from the repository root)")
     p.add_argument("--ops", action="store_true",
                    help="first profile the operators of each model's plain step (written to OUT_ops.json)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _add_profile_options(p)
     p.set_defaults(func=cmd_bench)
 

@@ -6,6 +6,8 @@
 * An existing output is replaced only when this command wrote it (``own``: it says so, see
   :func:`written_by`) or when the user asks with ``overwrite=True`` (``--overwrite``).
 
+* A command's output folder is never a data folder (:func:`check_out_of_data`).
+
 The checks raise :class:`~skinseg.errors.ConfigError`, one line naming the file.
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 WRITTEN_BY = "written_by"  # the key of a JSON output that names the command that wrote it
 
@@ -23,13 +25,24 @@ def _key(path) -> Path:
     return Path(path).resolve()
 
 
-def written_by(json_path, command: str) -> bool:
-    """Whether ``json_path`` is a JSON object that ``command`` wrote (``{"written_by": "skinseg <command>"}``)."""
+def _json_object(json_path) -> dict:
+    """The JSON object in ``json_path``; ``{}`` for a missing or unreadable file, or other JSON."""
     try:
         content = json.loads(Path(json_path).read_text())
     except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(content, dict) and content.get(WRITTEN_BY) == f"skinseg {command}"
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def written_by(json_path, command: str) -> bool:
+    """Whether ``json_path`` is a JSON object that ``command`` wrote (``{"written_by": "skinseg <command>"}``)."""
+    return _json_object(json_path).get(WRITTEN_BY) == f"skinseg {command}"
+
+
+def holds_keys(json_path, *keys: str) -> bool:
+    """Whether ``json_path`` is a JSON object with all of ``keys``: a report whose shape says which command wrote it."""
+    content = _json_object(json_path)
+    return bool(content) and all(k in content for k in keys)
 
 
 def check_outputs(outputs: Iterable, inputs: Iterable = (), *, own: Iterable = (), overwrite: bool = False,
@@ -63,4 +76,31 @@ def check_outputs(outputs: Iterable, inputs: Iterable = (), *, own: Iterable = (
                               "or add --overwrite to replace it")
 
 
-__all__ = ["WRITTEN_BY", "check_outputs", "written_by"]
+def _holds_data(folder: Path) -> bool:
+    """Whether ``folder`` is a dataset that skinseg reads (an ISIC layout, images/ or masks/, split
+    folders) or holds image or mask files itself."""
+    from .data.folders import IMAGE_EXTENSIONS, detect_layout
+
+    if not folder.is_dir():
+        return False
+    try:
+        detect_layout(folder)
+        return True
+    except DataError:
+        return any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in folder.iterdir())
+
+
+def check_out_of_data(folder, data: Iterable = (), flag: str = "--out", output=None) -> None:
+    """Refuse an output ``folder`` that is a data folder: one of the ``data`` folders the command
+    reads, a folder inside a folder of theirs that holds images, masks or a dataset, or any folder
+    that holds a dataset or images itself. For an ``output`` file, pass its folder too."""
+    folder = Path(folder)
+    roots = [_key(d) for d in data]
+    below = [p for p in folder.parents if any(r in _key(p).parents for r in roots)]  # between a data folder and it
+    for place in [folder, *below]:
+        if _key(place) in roots or _holds_data(place):
+            raise ConfigError(f"{flag} {output or folder} would write into the data folder {place}, among the images and "
+                              f"masks: choose another {flag}")
+
+
+__all__ = ["WRITTEN_BY", "check_out_of_data", "check_outputs", "holds_keys", "written_by"]

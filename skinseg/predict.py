@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from .atomic import write_image_atomic, write_text_atomic
+from .atomic import write_atomic, write_image_atomic, write_text_atomic
 from .checkpoint import load_checkpoint, model_from_state
 from .config import MODEL_LABELS, check_image_size
 from .data.folders import IMAGE_DIR, IMAGE_EXTENSIONS
@@ -121,7 +121,7 @@ def psi_picture(image: np.ndarray, psis: list[np.ndarray], path: Path, title: st
         ax.set_axis_off()
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))  # a full disk names the file
 
 
 def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,

@@ -23,7 +23,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .atomic import write_text_atomic
 from .checkpoint import architecture, check_architecture, load_checkpoint, save_atomic
 from .config import SCHEDULES, Profile
 from .data.arrays import SegmentationData
@@ -33,8 +32,7 @@ from .errors import CheckpointError, ConfigError, TrainingError
 from .losses import build_loss
 from .metrics import device_counts, dice_from_counts, iou_from_counts
 from .step import TrainStep, build_optimizer
-
-LAST, BEST, HISTORY = "last.pt", "best.pt", "history.json"
+from .train_edges import BEST, HISTORY, LAST, RESTART, check_fit_arguments, restore_run_files, save_best, save_history
 
 
 @dataclass
@@ -57,7 +55,7 @@ class History:
         return cls(list(d["records"]), d["best_epoch"], d["best_val_iou"], dict(d["meta"]))
 
     def save(self, path: Path) -> None:
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=1))
+        save_history(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Path) -> "History":
@@ -136,7 +134,10 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
     shuffling and augmentation (seed the initialisation yourself). ``on_epoch_end(epoch, evaluated)``
     runs after validation; ``stop_after`` ends early (to show resuming). ``trained_on``, a
     record of the training images (:func:`skinseg.lab.leakage.training_record`), is kept in the
-    checkpoints. After ``fit``, ``model`` holds the last raw weights; ``best.pt`` the chosen ones."""
+    checkpoints. After ``fit``, ``model`` holds the last raw weights; ``best.pt`` the chosen ones.
+    A resumed run rewrites a deleted ``history.json`` or ``best.pt`` from ``last.pt`` where it can
+    (:func:`skinseg.train_edges.restore_run_files`), and refuses to go on without the best weights."""
+    seed, stop_after = check_fit_arguments(train, val, profile, out_dir, seed, stop_after)  # before any work
     device, out_dir = resolve_device(device), Path(out_dir) if out_dir is not None else None
     model.to(device)
     loss_fn = build_loss(profile.loss)
@@ -156,8 +157,7 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
         changed = recipe_changes(state.get("recipe", {}), recipe)
         if changed:
             raise CheckpointError(f"{out_dir / LAST} was written by a run with another recipe ({'; '.join(changed)}); "
-                                  "resuming would mix the two. Use another output folder, or resume=False "
-                                  "(--no-resume) to start again")
+                                  f"resuming would mix the two. {RESTART}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step.scaler.load_state_dict(state["scaler"])
@@ -165,6 +165,7 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
             ema.model.load_state_dict(state["ema"])
             ema.updates = state["ema_updates"]
         history, start = History.from_dict(state["history"]), state["epoch"] + 1
+        restore_run_files(out_dir, state, evaluated)
 
     images, masks = to_device_tensors(train.images, train.masks, device)
     val_images, val_masks = to_device_tensors(val.images, val.masks, device)
@@ -208,9 +209,8 @@ def fit(model: nn.Module, train: SegmentationData, val: SegmentationData, profil
             on_epoch_end(epoch, evaluated)
         if out_dir is not None:
             if improved:
-                save_atomic({"arch": architecture(model), "model": evaluated.state_dict(), "epoch": epoch,
-                             "val_iou": record["val_iou"], "image_size": recipe["image_size"],
-                             "trained_on": trained_on}, out_dir / BEST)
+                save_best(out_dir / BEST, architecture(model), evaluated.state_dict(), epoch, record["val_iou"],
+                          recipe["image_size"], trained_on)
             save_atomic({"arch": architecture(model), "model": model.state_dict(),
                          "ema": ema.model.state_dict() if ema else {}, "ema_updates": ema.updates if ema else 0,
                          "optimizer": optimizer.state_dict(), "scaler": step.scaler.state_dict(), "epoch": epoch,

@@ -138,6 +138,30 @@ BAD_INPUTS = [
      ["{foreign}/ISIC_0000012_mask.png exists and was not written by this command", "--overwrite"]),
     ("predict_over_a_foreign_table", ["predict", "--checkpoint", "{run}/best.pt", "--out", "{foreign_table}", "{test_images}"],
      ["{foreign_table}/predictions.csv exists and was not written by predict", "--overwrite"]),
+    ("train_out_is_the_data", ["train", "--profile", "tiny", "--out", "{layout}", "--data", "{layout}"],
+     ["--out {layout} would write into the data folder {layout}, among the images and masks", "choose another --out"]),
+    ("train_out_in_the_images", ["train", "--profile", "tiny", "--out", "{layout}/" + TRAIN_IMAGES + "/run", "--data",
+                                 "{layout}"], ["would write into the data folder {layout}/" + TRAIN_IMAGES]),
+    ("train_out_is_another_image_folder", ["train", "--profile", "tiny", "--out", "{test_images}", "--data", "{layout}"],
+     ["--out {test_images} would write into the data folder {test_images}"]),
+    ("experiment_out_is_the_data", ["experiment", "--profile", "tiny", "--out", "{layout}", "--data", "{layout}"],
+     ["--out {layout} would write into the data folder {layout}"]),
+    ("experiment_out_is_an_external_set", ["experiment", "--profile", "tiny", "--external", "ph2={mask_size}", "--out",
+                                           "{mask_size}", "--data", "{layout}"],
+     ["--out {mask_size} would write into the data folder {mask_size}"]),
+    ("experiment_work_dir_in_the_masks", ["experiment", "--profile", "tiny", "--out", "{root}/exp_masks", "--work-dir",
+                                          "{layout}/" + TRAIN_MASKS, "--data", "{layout}"],
+     ["--work-dir {layout}/" + TRAIN_MASKS + " would write into the data folder {layout}/" + TRAIN_MASKS]),
+    ("sweep_out_is_the_data", ["sweep", "--profile", "tiny", "--out", "{layout}", "--data", "{layout}"],
+     ["--out {layout} would write into the data folder {layout}"]),
+    ("slice_work_dir_is_the_data", ["slice", "--profile", "tiny", "--archive", "{root}/s.tgz", "--work-dir", "{layout}",
+                                    "--data", "{layout}"], ["--work-dir {layout} would write into the data folder {layout}"]),
+    ("slice_archive_in_the_images", ["slice", "--profile", "tiny", "--archive", "{test_images}/s.tgz", "--data", "{layout}"],
+     ["--archive {test_images}/s.tgz would write into the data folder {test_images}"]),
+    ("bench_out_is_a_checkpoint", ["bench", "--profile", "tiny", "--out", "{run_c}/best.pt"],
+     ["{run_c}/best.pt exists and was not written by this command", "--overwrite"]),
+    ("bench_out_in_the_images", ["bench", "--profile", "tiny", "--out", "{test_images}/bench.json"],
+     ["--out {test_images}/bench.json would write into the data folder {test_images}"]),
     ("external_not_name_folder", ["experiment", "--profile", "tiny", "--external", "ph2", "--data", "{layout}"],
      ["--external 'ph2': expected NAME=FOLDER"]),
     ("external_missing_folder", ["experiment", "--profile", "tiny", "--out", "{root}/ext", "--external",
@@ -451,6 +475,28 @@ def test_bad_profile_from_the_environment(tmp_path, layout_2017):
     assert result.stderr.splitlines() == [
         f"skinseg train: error: profile must be one of {sorted(PROFILES)}, got 'huge' "
         "(from the argument or SKINSEG_PROFILE)"]
+
+def test_bench_replaces_its_own_reports_and_another_file_only_with_overwrite(tmp_path, monkeypatch, capsys):
+    import skinseg.lab.bench as bench
+    from skinseg.errors import ConfigError
+
+    def started(*args, **kwargs):
+        raise ConfigError("the benchmark would start now")
+    monkeypatch.setattr(bench, "run_benchmark", started)
+    monkeypatch.setattr(bench, "run_operator_profiles", started)
+    own, foreign = tmp_path / "bench.json", tmp_path / "notes.json"
+    own.write_text(json.dumps({"device": "cpu", "torch": "2", "results": []}))
+    foreign.write_text('{"the user\'s": "notes"}')
+    bench_args = ["bench", "--profile", "tiny", "--device", "cpu", "--ops", "--out"]
+    for out, extra, expected in [(own, [], "the benchmark would start now"),
+                                 (foreign, [], f"{foreign} exists and was not written by this command"),
+                                 (foreign, ["--overwrite"], "the benchmark would start now")]:
+        assert main(bench_args + [str(out)] + extra) == 2
+        assert expected in capsys.readouterr().err
+    (tmp_path / "bench_ops.json").write_text("[]")  # --ops writes OUT_ops.json: not a report of bench
+    assert main(bench_args + [str(own)]) == 2
+    assert f"{tmp_path / 'bench_ops.json'} exists and was not written by this command" in capsys.readouterr().err
+    assert foreign.read_text() == '{"the user\'s": "notes"}'
 
 # ----------------------------------------------------------------------------- end to end
 

@@ -105,3 +105,30 @@ def test_images_and_numpy_archives_go_through_the_atomic_writer(tmp_path):
     with pytest.raises(ValueError, match=r"m\.xyz: no image format is known for the suffix '\.xyz'"):
         write_image_atomic(tmp_path / "out" / "m.xyz", Image.fromarray(mask))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.npz", "b.npz", "m.png"]
+
+
+def test_evaluate_holds_its_output_folder(tmp_path, layout_2017, capsys):
+    from skinseg.cli import main
+    from skinseg.config import PROFILES
+    from skinseg.lab.synthetic import make_synthetic
+    from skinseg.models import UNet
+    from skinseg.train import fit
+
+    data = make_synthetic(4, (64, 64), seed=0)
+    fit(UNet(4), data.subset(slice(0, 2)), data.subset(slice(2, 4)), PROFILES["tiny"].replace(epochs=1),
+        tmp_path / "run", progress=False, device="cpu")
+    out = tmp_path / "scores"
+    holder = _holder(out, tmp_path / "cache")
+    try:
+        code = main(["evaluate", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--data", str(layout_2017),
+                     "--device", "cpu", "--out", str(out / "a.csv")])
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"skinseg evaluate: error: output folder {out} is in use") and \
+        f"PID {holder.pid}" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # the killed holder's; nothing written
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--data", str(layout_2017),
+                 "--device", "cpu", "--out", str(out / "a.csv")]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "a.json"]

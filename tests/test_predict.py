@@ -93,6 +93,24 @@ def test_psi_pictures_need_an_attention_unet(checkpoints, odd_folder, tmp_path):
         predict_images(load_model(checkpoints["unet"]), [], tmp_path, psi=True)
 
 
+def test_a_psi_picture_that_cannot_be_written_names_its_file(tmp_path, monkeypatch):
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from skinseg.predict import psi_picture
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    image, psis = np.zeros((32, 32, 3), np.uint8), [np.full((32 // 2 ** k, 32 // 2 ** k), 0.5) for k in range(4)]
+    psi_picture(image, psis, tmp_path / "a_psi.png", "a")
+    assert Image.open(tmp_path / "a_psi.png").format == "PNG"
+    monkeypatch.setattr(Figure, "savefig", full)
+    with pytest.raises(OSError, match=f"cannot write {tmp_path / 'b_psi.png'}: No space left on device"):
+        psi_picture(image, psis, tmp_path / "b_psi.png", "b")
+    assert [p.name for p in tmp_path.iterdir()] == ["a_psi.png"]  # no temporary file left
+
+
 def test_bad_inputs_are_refused_by_name(odd_folder, tmp_path):
     with pytest.raises(DataError, match="image or folder .*nowhere.jpg does not exist"):
         image_files([tmp_path / "nowhere.jpg"])

@@ -11,6 +11,7 @@ import pytest
 
 from skinseg.lab import experiment, slice as slice_module, sweep
 from skinseg.atomic import write_atomic, write_bytes_atomic
+from skinseg.checkpoint import load_checkpoint
 from skinseg.cli import main
 from skinseg.lock import output_lock
 
@@ -38,7 +39,7 @@ def test_slice_honours_skinseg_profile_and_runs_no_gpu_recipe_on_a_cpu(captured,
         monkeypatch.setenv("SKINSEG_PROFILE", env)
     else:
         monkeypatch.delenv("SKINSEG_PROFILE", raising=False)
-    assert main(["slice", "--data", str(tmp_path), "--archive", str(tmp_path / "s.tgz"), "--device", "cpu"]) == 0
+    assert main(["slice", "--data", str(tmp_path / "data"), "--archive", str(tmp_path / "s.tgz"), "--device", "cpu"]) == 0
     assert captured["run_slice"][1]["profile"].name == expected
 
 
@@ -71,7 +72,7 @@ def test_a_failed_write_names_the_file(tmp_path):
     assert (tmp_path / "ok.bin").read_bytes() == b"1"
 
 
-def test_a_rerun_of_a_finished_training_says_what_it_wrote_and_what_is_missing(layout_2017, tmp_path, capsys,
+def test_a_rerun_of_a_finished_training_restores_what_was_deleted_and_says_so(layout_2017, tmp_path, capsys,
                                                                                  monkeypatch):
     monkeypatch.setenv("SKINSEG_CACHE", str(tmp_path / "cache"))
     args = ["train", "--profile", "tiny", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "run"),
@@ -79,11 +80,13 @@ def test_a_rerun_of_a_finished_training_says_what_it_wrote_and_what_is_missing(l
     assert main(args) == 0
     first = capsys.readouterr().out
     assert all(f"wrote {tmp_path / 'run' / name}" in first for name in ("best.pt", "last.pt", "history.json"))
-    (tmp_path / "run" / "best.pt").unlink()
+    (tmp_path / "run" / "best.pt").unlink()  # its epoch was the last: last.pt holds its weights
     assert main(args) == 0
     out, err = capsys.readouterr()
-    assert "wrote" not in out, out
-    assert f"{tmp_path / 'run' / 'best.pt'} is missing and was not written" in err and "--no-resume" in err
+    run = tmp_path / "run"
+    assert err == "" and f"wrote {run / 'best.pt'}\nkept {run / 'last.pt'} (unchanged)\nkept {run / 'history.json'} " \
+        "(unchanged)\n" in out, (out, err)
+    assert load_checkpoint(run / "best.pt")["epoch"] == 1
 
 
 def test_synthetic_replaces_only_its_own_folder(tmp_path, capsys):

@@ -20,7 +20,7 @@ import skinseg.train as train_module
 from skinseg.checkpoint import check_architecture, load_checkpoint, load_model, save_atomic
 from skinseg.config import NO_AUGMENT, PROFILES
 from skinseg.device import seed_everything
-from skinseg.errors import CheckpointError, ConfigError, TrainingError
+from skinseg.errors import CheckpointError, ConfigError, DataError, TrainingError
 from skinseg.lab.synthetic import make_synthetic
 from skinseg.losses import bce_dice_loss
 from skinseg.metrics import dice_per_image
@@ -389,6 +389,111 @@ def test_resuming_with_another_recipe_or_seed_is_refused(tmp_path, tiny_data):
     assert [r["epoch"] for r in history.records] == [1, 2, 3]
     history = fit(build_model("unet", profile.width), train, val, profile.replace(epochs=1), tmp_path,
                   progress=False, resume=False)
+    assert [r["epoch"] for r in history.records] == [1]
+
+
+def _profile_of(ema: bool):
+    return PROFILES["tiny"].replace(epochs=1, ema_decay=0.5 if ema else None)
+
+
+@pytest.mark.parametrize("ema", [True, False])
+def test_a_rerun_of_a_finished_training_restores_a_deleted_history_and_best_checkpoint(tmp_path, tiny_data, ema):
+    """The best epoch was the last one: last.pt holds its evaluated weights (the EMA where used)."""
+    train, val = tiny_data[0].subset(slice(0, 8)), tiny_data[1].subset(slice(0, 4))
+    seed_everything(0)
+    first = fit(UNet(4), train, val, _profile_of(ema), tmp_path, progress=False, device="cpu")
+    assert first.best_epoch == 1
+    best, history, last = (torch.load(tmp_path / BEST, weights_only=True), (tmp_path / HISTORY).read_text(),
+                           (tmp_path / LAST).read_bytes())
+    (tmp_path / BEST).unlink()
+    (tmp_path / HISTORY).unlink()
+    again = fit(UNet(4), train, val, _profile_of(ema), tmp_path, progress=False, device="cpu")
+    assert again.records == first.records
+    assert (tmp_path / HISTORY).read_text() == history and (tmp_path / LAST).read_bytes() == last
+    restored = torch.load(tmp_path / BEST, weights_only=True)
+    assert sorted(restored) == sorted(best) and all(restored[k] == best[k] for k in best if k != "model")
+    assert restored["model"].keys() == best["model"].keys()
+    assert all(torch.equal(restored["model"][k], best["model"][k]) for k in best["model"])
+    # a damaged history.json or best.pt is rewritten too; an intact folder is left alone
+    (tmp_path / HISTORY).write_text('{"records": [')
+    (tmp_path / BEST).write_bytes((tmp_path / BEST).read_bytes()[:100])
+    fit(UNet(4), train, val, _profile_of(ema), tmp_path, progress=False, device="cpu")
+    assert (tmp_path / HISTORY).read_text() == history
+    rewritten = torch.load(tmp_path / BEST, weights_only=True)["model"]
+    assert all(torch.equal(v, best["model"][k]) for k, v in rewritten.items())
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    fit(UNet(4), train, val, _profile_of(ema), tmp_path, progress=False, device="cpu")
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps
+
+
+def test_a_deleted_best_checkpoint_of_an_earlier_epoch_is_named_as_lost(tmp_path, tiny_data):
+    """last.pt holds only the last epoch's weights: the best ones of an earlier epoch cannot come back."""
+    train, val = tiny_data[0].subset(slice(0, 8)), tiny_data[1].subset(slice(0, 4))
+    profile = PROFILES["tiny"].replace(epochs=3)
+    seed_everything(0)
+    fit(UNet(4), train, val, profile, tmp_path, progress=False, device="cpu", stop_after=2)
+    state = torch.load(tmp_path / LAST, weights_only=True)
+    first = state["history"]["records"][0]
+    # as a run whose validation IoU fell in epoch 2 leaves it
+    state["history"].update(best_epoch=1, best_val_iou=first["val_iou"])
+    save_atomic(state, tmp_path / LAST)
+    last = (tmp_path / LAST).read_bytes()
+    (tmp_path / BEST).unlink()
+    (tmp_path / HISTORY).unlink()
+    for stop_after in (2, None):  # nothing left to train, or epoch 3 left: refused before any training
+        with pytest.raises(CheckpointError) as info:
+            fit(UNet(4), train, val, profile, tmp_path, progress=False, device="cpu", stop_after=stop_after)
+        assert str(info.value) == (
+            f"{tmp_path / BEST} is missing and cannot be restored: it held the weights of epoch 1 (the best "
+            f"validation IoU, {first['val_iou']:.4f}), and {tmp_path / LAST} holds only those of epoch 2. "
+            "Use another output folder, or resume=False (--no-resume) to start again")
+    assert not (tmp_path / BEST).exists() and (tmp_path / LAST).read_bytes() == last
+    (tmp_path / BEST).write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match=f"{tmp_path / BEST} is damaged and cannot be restored"):
+        fit(UNet(4), train, val, profile, tmp_path, progress=False, device="cpu")
+    assert (tmp_path / BEST).read_text() == "not a checkpoint"
+    assert json.loads((tmp_path / HISTORY).read_text()) == state["history"]  # what could be restored was
+    history = fit(UNet(4), train, val, profile, tmp_path, progress=False, device="cpu", resume=False)
+    assert (tmp_path / BEST).exists() and [r["epoch"] for r in history.records] == [1, 2, 3]
+
+
+def test_fit_refuses_bad_arguments_before_any_work(tmp_path, tiny_data):
+    train, val = tiny_data[0].subset(slice(0, 4)), tiny_data[1].subset(slice(0, 4))
+    profile = PROFILES["tiny"].replace(epochs=1)
+    empty = train.subset(slice(0, 0))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("the user's notes\n")
+    cases = [
+        ({"stop_after": 0}, ConfigError, "stop_after must be None or an integer of at least 1, got 0"),
+        ({"stop_after": -2}, ConfigError, "stop_after must be None or an integer of at least 1, got -2"),
+        ({"stop_after": 1.5}, ConfigError, "stop_after must be None or an integer of at least 1, got 1.5"),
+        ({"stop_after": True}, ConfigError, "stop_after must be None or an integer of at least 1, got True"),
+        ({"seed": "0"}, ConfigError, "seed must be an integer of at least 0, got '0'"),
+        ({"seed": 1.0}, ConfigError, "seed must be an integer of at least 0, got 1.0"),
+        ({"seed": -1}, ConfigError, "seed must be an integer of at least 0, got -1"),
+        ({"train": (train.images, train.masks)}, ConfigError, "train must be a SegmentationData (from "
+         "skinseg.data.load_split, or SegmentationData(images, masks)), got tuple"),
+        ({"val": None}, ConfigError, "val must be a SegmentationData"),
+        ({"train": empty}, DataError, "train holds no images (SYNTHETIC"),
+        ({"val": empty}, DataError, "val holds no images"),
+        ({"profile": "tiny"}, ConfigError, "profile must be a skinseg.config.Profile, got str "
+         "(get one with skinseg.config.get_profile(name))"),
+        ({"profile": profile.to_dict()}, ConfigError, "profile must be a skinseg.config.Profile, got dict"),
+        ({"out_dir": a_file}, ConfigError, f"out_dir {a_file} is a file: expected a folder"),
+        ({"out_dir": 3}, ConfigError, "out_dir must be None or a folder path, got int"),
+    ]
+    for changes, error, message in cases:
+        model = UNet(4)
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        arguments = {"train": train, "val": val, "profile": profile, "out_dir": tmp_path / "run", **changes}
+        with pytest.raises(error) as info:
+            fit(model, progress=False, device="cpu", **arguments)
+        assert message in str(info.value) and "\n" not in str(info.value), (changes, str(info.value))
+        assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())  # not trained
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"] and a_file.read_text() == "the user's notes\n"
+    # the edge values that are allowed
+    history = fit(UNet(4), train, val, profile.replace(epochs=2), tmp_path / "run", seed=np.int64(3), stop_after=1,
+                  progress=False, device="cpu")
     assert [r["epoch"] for r in history.records] == [1]
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import CheckpointError
-
-_TRAIN_HINT = "Use another output folder, or resume=False (--no-resume) to start again"
+from ..train_edges import RESTART as _TRAIN_HINT
 
 
 @contextlib.contextmanager
