@@ -99,16 +99,24 @@ def _encode(image: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
-def build_archives(folder: Path) -> dict:
-    """Write the six synthetic ISIC 2017 zips into ``folder`` (skipped when already there)."""
+def split_counts(images: int) -> dict[str, int]:
+    """``images`` shared among the splits as in :data:`SPLIT_COUNTS` (2/3 train, 1/12 val, 1/4 test)."""
+    total = sum(SPLIT_COUNTS.values())
+    counts = {split: max(1, round(images * n / total)) for split, n in SPLIT_COUNTS.items() if split != "train"}
+    return {"train": images - sum(counts.values()), **counts}
+
+
+def build_archives(folder: Path, images: int = sum(SPLIT_COUNTS.values())) -> dict:
+    """Write the six synthetic ISIC 2017 zips of ``images`` images into ``folder`` (skipped when
+    archives of that many images are already there)."""
     manifest = folder / "manifest.json"
-    if manifest.is_file():
+    if manifest.is_file() and json.loads(manifest.read_text())["images"] == images:
         return json.loads(manifest.read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    sizes = _sizes(sum(SPLIT_COUNTS.values()))
+    sizes = _sizes(images)
     rng = np.random.default_rng(1)
     k = 0
-    for split, n in SPLIT_COUNTS.items():
+    for split, n in split_counts(images).items():
         data_dir, truth_dir = LAYOUTS["2017"][split]
         data_zip, truth_zip = ARCHIVE_NAMES[split]
         # Deflated, as zip tools store files by default.
@@ -201,9 +209,13 @@ def main(argv=None) -> None:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "skinseg-bench-data-prep")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (where supported)")
     parser.add_argument("--repeats", type=int, default=3, help="runs; each stage's median is reported")
+    parser.add_argument("--images", type=int, default=sum(SPLIT_COUNTS.values()),
+                        help="images in the synthetic archives (default %(default)s; ISIC 2017 has 2,750)")
     args = parser.parse_args(argv)
+    if args.images < 3:
+        parser.error(f"--images must be at least 3 (one per split), got {args.images}")
     t0 = time.perf_counter()
-    info = build_archives(args.cache / "archives")
+    info = build_archives(args.cache / "archives", args.images)
     built = time.perf_counter() - t0
     runs = []
     for _ in range(args.repeats):

@@ -26,7 +26,7 @@ IMAGES = {"2017": 2750, "2016": 1279}  # images (with their masks) in all of a y
 # scripts/bench_data_prep.py (results/bench_cpu/data_prep_after.json, "cpu"): the time on one free
 # core, which other work on the machine does not change as it changes wall-clock seconds; the two
 # decoding processes take less where two cores are free.
-COMPACT_SECONDS_PER_IMAGE = 0.1041
+COMPACT_SECONDS_PER_IMAGE = 0.0975
 
 
 def _mount_drive() -> None:

@@ -407,3 +407,15 @@ def test_no_augment_changes_nothing():
     images = torch.rand(2, 3, 32, 32)
     out_images, out_masks = augment_batch(images, masks, NO_AUGMENT, torch.Generator().manual_seed(0))
     assert torch.equal(out_images, images) and torch.equal(out_masks, masks)
+
+
+def test_a_large_mask_is_resized_as_one_bilinear_pass_would_within_three_pixels():
+    from PIL import Image
+
+    from skinseg.data.isic import resize_mask
+
+    yy, xx = np.mgrid[:2000, :3008]
+    mask = ((((xx - 1400) / 900.0) ** 2 + ((yy - 1100) / 640.0) ** 2) < 1).astype(np.uint8)
+    mask[300:340, 200:2600] = 1  # a thin bar: the edges where the two resamplings may differ
+    one_pass = np.asarray(Image.fromarray(mask * 255).resize((256, 192), Image.Resampling.BILINEAR)) > 127
+    assert int((resize_mask(mask, (192, 256)).astype(bool) != one_pass).sum()) <= 3

@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DownloadError
 from ..images import MAX_PIXELS, as_rgb, decode
-from .isic import IMAGE_EXTENSIONS, MASK_SUFFIX, read_mask, resize_image, resize_mask
+from .isic import IMAGE_EXTENSIONS, MASK_REDUCING_GAP, MASK_SUFFIX, read_mask, resize_image, resize_mask
 
 COMPACT_JPEG_QUALITY = 90
 DRAFT_FACTOR = 2  # decode JPEGs at no less than twice the target: the area average then hides the DCT scaling
@@ -89,7 +89,7 @@ def compact_mask(data: bytes, size: tuple[int, int], name: str) -> np.ndarray:
                     scaled = im if found <= {0, 255} else im.point(lambda v: v * 255)
                     h, w = size
                     if scaled.size != (w, h):
-                        scaled = scaled.resize((w, h), Image.Resampling.BILINEAR)
+                        scaled = scaled.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=MASK_REDUCING_GAP)
                     return (np.asarray(scaled) > 127).astype(np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError):
         pass  # read_mask names the file
