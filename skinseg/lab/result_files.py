@@ -49,6 +49,18 @@ def read_table(path, index_col: str | None = "id") -> pd.DataFrame:
     return table
 
 
+def array_names(path) -> set[str]:
+    """The names of the arrays in the ``.npz`` file ``path`` (none is read), or :class:`DataError` naming it."""
+    path = Path(path)
+    try:
+        with np.load(path) as z:
+            return set(z.files)
+    except FileNotFoundError:
+        raise DataError(f"results file {path} is missing") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"results file {path} is damaged ({_first_line(err)}); {_HINT}") from None
+
+
 def read_arrays(path, names=None) -> dict[str, np.ndarray]:
     """Arrays ``names`` (default: all) of the ``.npz`` file ``path``, or :class:`DataError` naming it."""
     path = Path(path)
@@ -61,4 +73,4 @@ def read_arrays(path, names=None) -> dict[str, np.ndarray]:
         raise DataError(f"results file {path} is damaged ({_first_line(err)}); {_HINT}") from None
 
 
-__all__ = ["read_arrays", "read_json", "read_table"]
+__all__ = ["array_names", "read_arrays", "read_json", "read_table"]

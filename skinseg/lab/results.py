@@ -31,7 +31,7 @@ from ..psi import PsiMaps, load_psi
 from .bench_results import setting_label
 from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display
 from .endpoints import ENDPOINTS
-from .result_files import read_arrays, read_json, read_table
+from .result_files import array_names, read_arrays, read_json, read_table
 from .stats import compare_tables
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet"): U-Net first
@@ -241,7 +241,7 @@ class Results:
         (default: the first seed). Results written before the raw masks were stored keep the
         run's choice only, which is also the raw prediction when the run chose ``"none"``."""
         path, seed = self._seed_of("predictions", model, seed)
-        files = set(read_arrays(path))
+        files = array_names(path)
         if "masks" in files:  # the older layout: the run's choice only
             return ["raw", "chosen"] if self.run(model, seed)["chosen"] == "none" else ["chosen"]
         return [e for e in ENDPOINTS if f"masks_{e}" in files]
@@ -260,8 +260,9 @@ class Results:
             raise DataError(f"{shown_path(path)} keeps only the masks of the run's choice ({chosen}, the secondary "
                             "endpoint), not the raw prediction: it was written before raw masks were stored; "
                             "use endpoint='chosen' and say so")
-        z = read_arrays(path)
-        packed = z["masks"] if "masks" in z else z[f"masks_{endpoint}"]
+        key = "masks" if "masks" in array_names(path) else f"masks_{endpoint}"
+        z = read_arrays(path, ("shape", "ids", key))
+        packed = z[key]
         shape = tuple(int(v) for v in z["shape"])
         ids = [str(i) for i in z["ids"]]
         masks = np.unpackbits(packed, axis=-1)[..., :shape[-1]]
