@@ -2,30 +2,16 @@
 
 Usage::
 
-    from pathlib import Path
-    from skinseg.data.download import download_dataset
+    root = download_dataset("2017", Path("data/isic2017"))  # archives/*.zip, ISIC-2017_Training_Data/, ...
+    root = download_dataset("2017", Path("data/isic2017"), compact=True)  # images at 192x256, no archives kept
 
-    root = download_dataset("2017", Path("data/isic2017"))
-    # -> data/isic2017/archives/*.zip and data/isic2017/ISIC-2017_Training_Data/..., etc.
-    root = download_dataset("2017", Path("data/isic2017"), compact=True)
-    # -> the same folders and ids, images resized to 192x256, no archives kept
-
-Downloads stream to ``<name>.part`` files and resume after an interruption (HTTP ``Range``
-with ``If-Range``, so that a file changed on the server is fetched afresh rather than
-spliced). No size or hash of the official archives is published, so the server's
-Content-Length and ETag are recorded on the first request (``<name>.json``) and checked on
-every resume and every later call. Before a download is renamed into place it is checked
-against the size and SHA-256 of :data:`ARCHIVES` where those are known, and otherwise its
-zip directory is read; every member's CRC-32 is checked as extraction reads it, and a
-damaged file is deleted, so that running again heals. Extraction refuses members that would
-land outside the archive's own folder and archives that would expand past
-:data:`MAX_EXPANSION` times their size, goes into a temporary folder, and is moved into
-place only when every member was written. A marker per archive (JSON: full or compact copy,
-size, the files written, the archive's bytes and ETag) makes a second call skip finished
-work once the files it lists are found; the data folder is locked while a download runs
-(:mod:`skinseg.lock`). A compact copy never replaces a full one without ``overwrite``. Without internet, put the archives by hand into
-``root/"archives"`` and call again; ``base_url`` points the downloader at a mirror instead
-of the official bucket.
+Downloads resume (HTTP ``Range`` with ``If-Range``); the server's Content-Length and ETag are
+recorded (``<name>.json``) and checked on every resume and later call. Extraction checks
+every member (path, official folder, CRC as it is read, :data:`MAX_EXPANSION`) and moves the
+result into place only when all were written; a damaged file is deleted, so running again
+heals. A JSON marker per archive (``archives/<name>.extracted`` or ``.compact``) lists the
+files made, so a second call skips finished work. Without internet, put the archives by hand
+into ``root/"archives"`` and call again.
 """
 from __future__ import annotations
 
@@ -77,18 +63,13 @@ class Archive:
     sha256: str | None = None
 
 
-_BUCKET = "https://isic-challenge-data.s3.amazonaws.com"
-
-
 def _archives(year: str, names: list[str]) -> list[Archive]:
-    return [Archive(name, f"{_BUCKET}/{year}/{name}") for name in names]
+    return [Archive(name, f"https://isic-challenge-data.s3.amazonaws.com/{year}/{name}") for name in names]
 
 
-# The sizes (bytes) and SHA-256 digests of the official archives. Those not yet recorded
-# are None: they could not be fetched where this table was written (no internet), and a
-# value that was not checked against the real file would be worse than none. Until they
-# are filled in (from `sha256sum` and `stat -c %s` of a finished download), an archive is
-# checked by the server's Content-Length and by testing the zip itself (check_zip).
+# No size or SHA-256 of the official archives is published, and none could be measured where
+# this table was written (no internet): an archive is checked by the server's Content-Length and
+# by reading the zip itself until these are filled in.
 ARCHIVES: dict[str, list[Archive]] = {
     "2016": _archives("2016", [
         "ISBI2016_ISIC_Part1_Training_Data.zip",
@@ -107,37 +88,22 @@ ARCHIVES: dict[str, list[Archive]] = {
 }
 
 
-def _sha256(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def check_zip(path: Path, name: str | None = None) -> None:
-    """Raise :class:`DownloadError` unless ``path`` is a complete zip archive whose every member
-    passes its CRC check (:meth:`zipfile.ZipFile.testzip`). Reads the whole file. ``name``
-    (default the file's) is what the message calls it."""
+def check_zip(path: Path, name: str | None = None, *, members: bool = True) -> None:
+    """Raise :class:`DownloadError` unless ``path`` (called ``name``, default the file's) is a complete
+    zip archive: its directory readable and, with ``members``, every member passing its CRC check
+    (reads the whole file)."""
     name = name or Path(path).name
     try:
         with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
+            bad = zf.testzip() if members else None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, OSError) as e:
         raise DownloadError(f"{name} is not a complete zip archive ({e})") from None
     if bad is not None:
         raise DownloadError(f"{name} is damaged: its member {bad!r} fails its CRC check")
 
 
-def check_zip_directory(path: Path, name: str | None = None) -> None:
-    """Raise :class:`DownloadError` unless ``path`` ends in a readable zip directory (a truncated
-    download does not). Reads only the directory: the members' CRCs are checked as they are extracted."""
-    name = name or Path(path).name
-    try:
-        with zipfile.ZipFile(path) as zf:
-            zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
-        raise DownloadError(f"{name} is not a complete zip archive ({e})") from None
+# Reads only the directory (a truncated download has none); the CRCs are checked as members are extracted.
+check_zip_directory = functools.partial(check_zip, members=False)
 
 
 def _verified(path: Path, size: int | None, sha256: str | None, verify, name: str) -> str | None:
@@ -146,7 +112,8 @@ def _verified(path: Path, size: int | None, sha256: str | None, verify, name: st
     if size is not None and got != size:
         return f"{name} has {got} bytes, expected {size}"
     if sha256 is not None:
-        actual = _sha256(path)
+        with open(path, "rb") as f:
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
         return None if actual == sha256.lower() else (f"{name} failed its sha256 check: expected "
                                                       f"{sha256.lower()}, got {actual}")
     if verify is not None:
@@ -157,14 +124,9 @@ def _verified(path: Path, size: int | None, sha256: str | None, verify, name: st
     return None
 
 
-def _sidecar(part: Path) -> Path:
-    """Where the validators (ETag, Last-Modified) of a partial download are kept."""
-    return part.with_name(part.name + ".json")
-
-
-def _record(dest: Path) -> Path:
-    """Where a finished download keeps what the server said of it: url, bytes, ETag, Last-Modified."""
-    return dest.with_name(dest.name + ".json")
+def _json(path: Path) -> Path:
+    """Where ``path`` keeps what the server said of it (url, bytes, ETag, Last-Modified) or what was made."""
+    return path.with_name(path.name + ".json")
 
 
 def _read_json(path: Path) -> dict:
@@ -175,9 +137,9 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _discard(part: Path) -> None:
-    part.unlink(missing_ok=True)
-    _sidecar(part).unlink(missing_ok=True)
+def _discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _json(path).unlink(missing_ok=True)
 
 
 def _open(url: str, offset: int, timeout: float, dest: Path, if_range: str | None = None):
@@ -189,66 +151,59 @@ def _open(url: str, offset: int, timeout: float, dest: Path, if_range: str | Non
     try:
         return urlopen(Request(url, headers=headers), timeout=timeout)
     except HTTPError as e:
-        if e.code == 416:
+        if e.code == 416 and offset:
             return e  # the caller decides what "range not satisfiable" means
         raise DownloadError(f"HTTP error {e.code} ({e.reason}) for {url}") from e
     except (URLError, HTTPException, OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
         raise DownloadError(
-            f"cannot reach {url} ({reason}); this machine seems offline or the server is "
+            f"cannot reach {url} ({getattr(e, 'reason', e)}); this machine seems offline or the server is "
             f"unreachable. You can download the archive by hand into {dest.parent}/ and run again"
         ) from e
 
 
 def download_file(url: str, dest: Path, *, size: int | None = None, sha256: str | None = None,
                   verify=None, progress: bool = True, timeout: float = 30.0, chunk_size: int = 1 << 20) -> Path:
-    """Download ``url`` to ``dest``, resuming a partial ``dest.part`` and verifying it.
+    """Download ``url`` to ``dest``, resuming a partial ``<dest>.part`` and verifying it.
 
-    The bytes go to ``<dest>.part``, with the server's Content-Length, ETag and Last-Modified
-    kept beside it (``<dest>.part.json``); a leftover ``.part`` is resumed with an HTTP
-    ``Range`` request carrying that validator as ``If-Range``, so a server whose file changed
-    sends it whole and the download restarts from zero (as it does when the server ignores
-    the range, or answers another ETag or total size than recorded). The file is renamed to
-    ``dest`` only after its size and SHA-256 match ``size`` / ``sha256`` (where given) and the
-    recorded Content-Length, and ``verify(path, name)`` (e.g. :func:`check_zip_directory`)
-    passes where no SHA-256 is known; the record moves to ``<dest>.json``. An existing
-    ``dest`` that passes the same checks (its record's size included) is returned as is; one
-    that fails them is downloaded again.
+    The server's Content-Length, ETag and Last-Modified are kept in ``<dest>.part.json``; a
+    resume sends the ETag as ``If-Range`` and restarts from zero when the server sends the
+    whole file, another ETag or another total size. ``dest`` is renamed into place (its
+    record to ``<dest>.json``) only once its size and SHA-256 match ``size`` / ``sha256``
+    (where given) and the recorded Content-Length, and ``verify(path, name)`` passes where no
+    SHA-256 is known. An existing ``dest`` that passes the same checks is returned as is.
 
     Raises:
         DownloadError: offline or unreachable server, HTTP error, truncated transfer (the
-            ``.part`` is kept for a later resume), or a file that fails its checks (it is
-            deleted, so that the next call downloads it afresh).
+            ``.part`` is kept for a later resume), or a file that fails its checks (deleted).
     """
     dest = Path(dest)
     if dest.is_file():
-        recorded = _read_json(_record(dest)).get("bytes")
-        if (recorded is None or recorded == dest.stat().st_size) and _verified(dest, size, sha256, verify,
-                                                                                dest.name) is None:
+        recorded = _read_json(_json(dest)).get("bytes")
+        if recorded in (None, dest.stat().st_size) and _verified(dest, size, sha256, verify, dest.name) is None:
             return dest
-        dest.unlink()  # a stale or damaged copy: download it afresh
-        _record(dest).unlink(missing_ok=True)
+        _discard(dest)  # a stale or damaged copy: download it afresh
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_suffix(dest.suffix + ".part")
+    part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
-    if size is not None and offset > size:
-        _discard(part)
+    if (size is not None and offset > size) or _read_json(_json(part)).get("url") not in (None, url):
+        _discard(part)  # too long, or a .part of another address
         offset = 0
     if size is None or offset < size:
         _stream(url, dest, part, offset, progress, timeout, chunk_size)
     got = part.stat().st_size
-    if size is not None and got < size:
-        raise DownloadError(f"{part.name} is truncated: got {got} bytes, expected {size}; "
-                            f"run again to resume the download")
-    recorded = _read_json(_sidecar(part)).get("bytes")
+    recorded = _read_json(_json(part)).get("bytes")
+    expected = size if size is not None else recorded
+    if expected is not None and got < expected:
+        raise DownloadError(f"{dest.name} is truncated: got {got} bytes, expected {expected}; "
+                            f"the partial file {part.name} is kept, run again to resume")
     problem = (f"{dest.name} has {got} bytes, but the server announced {recorded}"
-               if recorded is not None and got != recorded else _verified(part, size, sha256, verify, dest.name))
+               if recorded not in (None, got) else _verified(part, size, sha256, verify, dest.name))
     if problem is not None:
         _discard(part)
         raise DownloadError(f"{problem}; deleted it, run again to download it afresh")
     os.replace(part, dest)
-    if _sidecar(part).is_file():
-        os.replace(_sidecar(part), _record(dest))
+    if _json(part).is_file():
+        os.replace(_json(part), _json(dest))
     return dest
 
 
@@ -263,7 +218,7 @@ def probe(url: str, seconds: float = 0.0, timeout: float = 30.0) -> tuple[int | 
             return size, None
         got, start = 0, time.perf_counter()
         try:
-            while (elapsed := time.perf_counter() - start) < seconds and (chunk := resp.read(1 << 16)):
+            while time.perf_counter() - start < seconds and (chunk := resp.read(1 << 16)):
                 got += len(chunk)
         except (HTTPException, OSError, socket.timeout) as e:
             raise DownloadError(f"{url}: transfer interrupted ({e})") from e
@@ -271,46 +226,36 @@ def probe(url: str, seconds: float = 0.0, timeout: float = 30.0) -> tuple[int | 
     return size, got / elapsed if got and elapsed > 0 else None
 
 
-def _validator(headers) -> dict:
-    return {k: headers.get(h) for k, h in (("etag", "ETag"), ("last_modified", "Last-Modified")) if headers.get(h)}
-
-
-def _stream(url: str, dest: Path, part: Path, offset: int, progress: bool,
-            timeout: float, chunk_size: int) -> None:
-    stored = {}
-    if offset:
-        stored = _read_json(_sidecar(part))
-        if stored.get("url") not in (None, url):  # a .part of another address: not ours to continue
-            _discard(part)
-            return _stream(url, dest, part, 0, progress, timeout, chunk_size)
-    resp = _open(url, offset, timeout, dest, if_range=stored.get("etag") or stored.get("last_modified"))
-    with resp:
-        if resp.status == 416 and not offset:
-            raise DownloadError(f"HTTP error 416 (range not satisfiable) for {url}")
-        if resp.status == 416:  # nothing left past `offset`: complete, or a stale larger .part
+def _stream(url: str, dest: Path, part: Path, offset: int, progress: bool, timeout: float, chunk_size: int) -> None:
+    """Append the bytes past ``offset`` to ``part``, or write the whole file there when it changed."""
+    stored = _read_json(_json(part)) if offset else {}
+    with _open(url, offset, timeout, dest, if_range=stored.get("etag") or stored.get("last_modified")) as resp:
+        total = None
+        if offset and resp.status == 416:  # nothing left past `offset`: complete, or a stale larger .part
             m = re.search(r"/(\d+)", resp.headers.get("Content-Range", ""))
             if m and int(m.group(1)) == offset:
                 return
-            _discard(part)
-            return _stream(url, dest, part, 0, progress, timeout, chunk_size)
-        length = resp.headers.get("Content-Length")
-        if resp.status == 206 and offset:
-            now = _validator(resp.headers)
-            if stored.get("etag") and now.get("etag") and now["etag"] != stored["etag"]:
-                _discard(part)  # the server ignored If-Range, but says the file changed
-                return _stream(url, dest, part, 0, progress, timeout, chunk_size)
+            changed = True
+        elif offset and resp.status == 206:
             m = re.match(r"bytes (\d+)-\d+/(\d+|\*)", resp.headers.get("Content-Range", ""))
             if not m or int(m.group(1)) != offset:
                 raise DownloadError(f"server answered a bad Content-Range for {url}: "
                                     f"{resp.headers.get('Content-Range')!r}")
             total = int(m.group(2)) if m.group(2) != "*" else None
-            if stored.get("bytes") is not None and total is not None and total != stored["bytes"]:
-                _discard(part)  # another size than the first answer announced: the file changed
-                return _stream(url, dest, part, 0, progress, timeout, chunk_size)
+            etag = resp.headers.get("ETag")
+            # the server ignored If-Range but says the file changed, or gives another size than at first
+            changed = ((stored.get("etag") and etag and etag != stored["etag"])
+                       or None not in (stored.get("bytes"), total) and total != stored["bytes"])
         else:  # 200: the whole file (no range asked, the range ignored, or the file changed)
-            offset = 0
+            changed = offset = 0
+            length = resp.headers.get("Content-Length")
             total = int(length) if length is not None else None
-            write_text_atomic(_sidecar(part), json.dumps({"url": url, "bytes": total, **_validator(resp.headers)}))
+            headers = {"etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}
+            write_text_atomic(_json(part), json.dumps({"url": url, "bytes": total,
+                                                       **{k: v for k, v in headers.items() if v}}))
+        if changed:
+            _discard(part)
+            return _stream(url, dest, part, 0, progress, timeout, chunk_size)
         got = offset
         with open(part, "ab" if offset else "wb") as f, tqdm(
                 total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
@@ -322,22 +267,31 @@ def _stream(url: str, dest: Path, part: Path, offset: int, progress: bool,
                     bar.update(len(chunk))
             except (HTTPException, OSError, socket.timeout) as e:
                 raise DownloadError(f"{dest.name}: transfer interrupted after {got} of "
-                                    f"{total if total is not None else '?'} bytes ({e}); "
-                                    f"run again to resume") from e
-    if total is not None and got < total:
-        raise DownloadError(f"{dest.name} is truncated: got {got} bytes, expected {total}; "
-                            f"the partial file {part.name} is kept, run again to resume")
+                                    f"{total if total is not None else '?'} bytes ({e}); run again to resume") from e
 
 
-def _bad_member(info: zipfile.ZipInfo, target: Path) -> bool:
-    name = info.filename
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return True
-    if name.startswith(("/", "\\")) or PureWindowsPath(name).drive or PurePosixPath(name).is_absolute():
-        return True
-    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
-        return True
-    return not (target / name).resolve().is_relative_to(target)
+def _check_members(zip_path: Path, infos: list[zipfile.ZipInfo], root: Path, folder: str | None) -> None:
+    """Refuse unsafe members (absolute, ``..``, symlink, resolving outside ``root``), members outside
+    ``folder`` and an archive that expands past :data:`MAX_EXPANSION`."""
+    for info in infos:
+        name = PureWindowsPath(info.filename)  # reads both / and \ as separators
+        if (stat.S_ISLNK(info.external_attr >> 16) or name.anchor or ".." in name.parts
+                or not (root / info.filename).resolve().is_relative_to(root)):
+            raise DownloadError(f"{zip_path} contains an unsafe member {info.filename!r} "
+                                f"(absolute path, '..' or symlink); nothing was extracted")
+        if folder is not None and not info.filename.startswith(f"{folder}/"):
+            raise DownloadError(f"{zip_path} does not have the official layout: its member {info.filename!r} is "
+                                f"outside {folder}/; nothing was extracted")
+    expanded = sum(i.file_size for i in infos)
+    limit = MAX_EXPANSION * zip_path.stat().st_size + EXPANSION_SLACK
+    if expanded > limit:
+        raise DownloadError(f"{zip_path} would expand to {expanded / 1e6:.0f} MB, more than {MAX_EXPANSION} times "
+                            f"its size ({limit / 1e6:.0f} MB); refused as a possible zip bomb, nothing was extracted")
+
+
+def _write_output(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def _move_into_place(source: Path, target: Path) -> None:
@@ -353,25 +307,9 @@ def _move_into_place(source: Path, target: Path) -> None:
             os.replace(entry, there)
 
 
-def _check_members(zip_path: Path, infos: list[zipfile.ZipInfo], root: Path, folder: str | None) -> None:
-    """Refuse unsafe members, members outside ``folder`` and an archive that expands too far."""
-    for info in infos:
-        if _bad_member(info, root):
-            raise DownloadError(f"{zip_path} contains an unsafe member {info.filename!r} "
-                                f"(absolute path, '..' or symlink); nothing was extracted")
-        if folder is not None and not info.filename.startswith(f"{folder}/"):
-            raise DownloadError(f"{zip_path} does not have the official layout: its member {info.filename!r} is "
-                                f"outside {folder}/; nothing was extracted")
-    expanded = sum(i.file_size for i in infos)
-    limit = MAX_EXPANSION * zip_path.stat().st_size + EXPANSION_SLACK
-    if expanded > limit:
-        raise DownloadError(f"{zip_path} would expand to {expanded / 1e6:.0f} MB, more than {MAX_EXPANSION} times "
-                            f"its size ({limit / 1e6:.0f} MB); refused as a possible zip bomb, nothing was extracted")
-
-
-def _unpack(zip_path: Path, target: Path, write_members, folder: str | None) -> list[Path]:
-    """Check every member of ``zip_path``, let ``write_members(zf, infos, tmp)`` write them into a
-    temporary folder inside ``target``, and move the result into place; returns the paths written."""
+def _unpack(zip_path: Path, target: Path, folder: str | None, convert=None, progress: bool = False) -> list[Path]:
+    """Check every member of ``zip_path``, write each (its bytes, or ``convert(names)``'s outputs in
+    order) into a temporary folder inside ``target``, and move the result into place; returns the paths."""
     zip_path, target = Path(zip_path), Path(target)
     if not zip_path.is_file():
         raise DownloadError(f"archive {zip_path} does not exist")
@@ -379,126 +317,79 @@ def _unpack(zip_path: Path, target: Path, write_members, folder: str | None) -> 
         with zipfile.ZipFile(zip_path) as zf:
             infos = [i for i in zf.infolist() if not i.filename.startswith(_IGNORED_PREFIX)]
             _check_members(zip_path, infos, target.resolve(), folder)
+            names = [i.filename for i in infos if not i.is_dir() and (convert is None or kept(i.filename))]
+            outputs = map(zf.read, names) if convert is None else convert(names)  # each read checks its CRC
             target.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=target, prefix=f".extracting-{zip_path.name}-"))
             try:
-                written = write_members(zf, [i for i in infos if not i.is_dir()], tmp)
+                for name, data in tqdm(zip(names, outputs), total=len(names), desc=f"extract {zip_path.name}",
+                                       unit="file", disable=not progress):
+                    _write_output(tmp / name, data)
                 _move_into_place(tmp, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    except DamagedArchive as e:
-        raise DamagedArchive(f"{zip_path} is not a valid zip archive (its member {e.member!r} fails its CRC check); "
-                             f"nothing was extracted. Delete it and run again to download it afresh", e.member) from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as e:
-        member = re.search(r"Bad CRC-32 for file '(.*)'", str(e))
-        raise DamagedArchive(f"{zip_path} is not a valid zip archive ({e}); nothing was extracted. Delete it "
-                             f"and run again to download it afresh", member.group(1) if member else None) from None
-    return [target / p for p in written]
+    except (DamagedArchive, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as e:
+        crc = re.search(r"Bad CRC-32 for file '(.*)'", str(e))
+        member = getattr(e, "member", None) or (crc.group(1) if crc else None)
+        why = f"its member {member!r} fails its CRC check" if member else e
+        raise DamagedArchive(f"{zip_path} is not a valid zip archive ({why}); nothing was extracted. Delete it "
+                             f"and run again to download it afresh", member) from None
+    return [target / name for name in names]
 
 
 def safe_extract(zip_path: Path, target: Path, folder: str | None = None) -> list[Path]:
     """Extract ``zip_path`` into ``target`` and return the paths of the extracted files.
 
-    Every member is checked first: absolute paths, ``..`` components and symlinks are
-    refused, and with ``folder`` every member must lie in ``target/folder`` (as in the official
-    archives); an archive that would expand past :data:`MAX_EXPANSION` times its size is
-    refused. Each member's CRC is checked as it is written. The members are written into a
-    temporary folder inside ``target`` and moved into place only when all were written, so a
-    damaged member leaves ``target`` as it was.
+    Absolute paths, ``..`` and symlinks are refused; with ``folder`` every member must lie in
+    ``target/folder`` (as in the official archives). Each member's CRC is checked as it is
+    read, and ``target`` changes only once every member was written.
 
     Raises:
         DownloadError: naming the archive and the offending member, or a corrupt archive.
     """
-    def write(zf, infos, tmp):
-        for info in infos:
-            zf.extract(info, tmp)
-        return [i.filename for i in infos]
-    return _unpack(zip_path, target, write, folder)
-
-
-def _write_output(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    return _unpack(zip_path, target, folder)
 
 
 def compact_extract(zip_path: Path, target: Path, size: tuple[int, int] = COMPACT_SIZE,
                     progress: bool = True, folder: str | None = None, workers: int | None = None) -> list[Path]:
     """Extract ``zip_path`` into ``target`` as a compact copy, at the models' input size.
 
-    Images (``X.jpg``) are resized to ``size = (H, W)`` (JPEGs decoded in draft mode, then
-    area-averaged as :func:`~skinseg.data.isic.resize_image` does; see
-    :mod:`skinseg.data.compact` for the measured difference) and stored as JPEG (quality 90);
-    masks (``X_segmentation.png``) are checked (:func:`~skinseg.data.isic.binary_mask`),
-    resized as :func:`~skinseg.data.isic.resize_mask` does and stored as 0/255 PNGs;
-    ``*_superpixels.png`` files are skipped and other files (metadata) kept as they are. Folder
-    names and ids stay the official ones, so every reader of the full copy reads this one.
-    Members are decoded straight from the archive by ``workers`` processes (default: the
-    cores, at most 4; the output is the same for any number), each member's CRC checked as it
-    is read, and moved into place only when all succeeded (as in :func:`safe_extract`, whose
-    ``folder`` check applies too).
+    Images are resized to ``size = (H, W)`` and stored as JPEG (quality 90), masks checked and
+    stored as 0/255 PNGs at ``size``, superpixel files skipped, other files kept
+    (:func:`skinseg.data.compact.convert_member`); folder names and ids stay the official ones.
+    ``workers`` processes decode the members (default: the cores, at most 4; the output is the
+    same for any number). Checked and moved into place as by :func:`safe_extract`.
 
     Raises:
         DownloadError: an unsafe member, a damaged member (named) or a corrupt archive.
         DataError: an image or mask that cannot be decoded or is not binary, naming the member.
     """
-    def write(zf, infos, tmp):
-        names = [i.filename for i in infos if kept(i.filename)]
-        outputs = compact_members(zip_path, names, size, workers)
-        for name, data in tqdm(zip(names, outputs), total=len(names), desc=f"compact {Path(zip_path).name}",
-                               unit="file", disable=not progress):
-            _write_output(tmp / name, data)
-        return names
-    return _unpack(zip_path, target, write, folder)
-
-# ----------------------------------------------------------------------------- markers: what a folder holds
+    return _unpack(zip_path, target, folder, lambda names: compact_members(zip_path, names, size, workers), progress)
 
 
-def _marker(archive_dir: Path, filename: str, compact: bool) -> Path:
-    return archive_dir / f"{filename}.{'compact' if compact else 'extracted'}"
+def _marker(root: Path, filename: str, compact: bool) -> Path:
+    return root / "archives" / f"{filename}.{'compact' if compact else 'extracted'}"
 
 
-def _marker_holds(path: Path, root: Path) -> bool:
-    """Whether marker ``path`` is one this module wrote and every file it lists is in ``root``.
-
-    A marker of an older version (a line of text) holds while its archive's folder is not empty."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return False
-    try:
-        made = json.loads(text)
-    except ValueError:
-        folder = root / path.name.rsplit(".zip.", 1)[0]
-        return text.startswith(path.name.rsplit(".", 1)[0]) and folder.is_dir() and any(folder.iterdir())
-    kind = "compact" if path.suffix == ".compact" else "full"
-    files = made.get("files") if isinstance(made, dict) else None
-    return (made.get("kind") == kind and isinstance(files, list) and bool(files)
+def _holds(root: Path, filename: str, compact: bool) -> bool:
+    """Whether the marker of archive ``filename`` is one this module wrote and every file it lists is in ``root``."""
+    made = _read_json(_marker(root, filename, compact))
+    files = made.get("files")
+    return (made.get("kind") == ("compact" if compact else "full") and isinstance(files, list) and bool(files)
             and all(isinstance(f, str) and (root / f).is_file() for f in files))
 
 
 def completed(root: Path, year: str, compact: bool) -> bool:
     """Whether ``root`` holds every archive of ISIC ``year`` as a full (``compact=False``) or compact copy,
     by markers whose listed files are all there."""
-    archive_dir = Path(root) / "archives"
-    return all(_marker_holds(_marker(archive_dir, a.filename, compact), Path(root)) for a in ARCHIVES[str(year)])
-
-
-def _write_marker(path: Path, compact: bool, size, files: list[Path], root: Path, zip_path: Path) -> None:
-    record = _read_json(_record(zip_path))
-    made = {"kind": "compact" if compact else "full", "archive": zip_path.name,
-            "archive_bytes": zip_path.stat().st_size, "etag": record.get("etag"),
-            "size_hw": list(size) if compact else None,
-            "bytes": sum(f.stat().st_size for f in files),
-            "files": sorted(str(f.relative_to(root)) for f in files)}
-    write_text_atomic(path, json.dumps(made, indent=0) + "\n")
+    return all(_holds(Path(root), archive.filename, compact) for archive in ARCHIVES[str(year)])
 
 
 def _full_copy(root: Path, year: str, size: tuple[int, int]) -> str | None:
     """What shows that ``root`` holds full-resolution data of ``year`` (a full marker or a large image), or None."""
-    archive_dir = root / "archives"
     for archive in ARCHIVES[year]:
-        if _marker(archive_dir, archive.filename, False).is_file():
-            return f"the marker {archive_dir / (archive.filename + '.extracted')} of a full download"
+        if (marker := _marker(root, archive.filename, False)).is_file():
+            return f"the marker {marker} of a full download"
     for images, _ in LAYOUTS[year].values():
         found = sorted((root / images).iterdir()) if (root / images).is_dir() else []
         for path in (p for p in found if p.suffix.lower() in (".jpg", ".jpeg")):
@@ -513,37 +404,21 @@ def _full_copy(root: Path, year: str, size: tuple[int, int]) -> str | None:
     return None
 
 
-def _check_pairs(root: Path, year: str) -> None:
-    """Raise :class:`DownloadError` unless every split of ``year`` pairs images and masks."""
-    for split in LAYOUTS[year]:
-        try:
-            find_pairs(root, year, split)
-        except DataError as e:
-            raise DownloadError(f"the archives of ISIC {year} were extracted into {root}, but: {e}") from None
-
-
-def _delete_archive(zip_path: Path) -> None:
-    zip_path.unlink(missing_ok=True)
-    _record(zip_path).unlink(missing_ok=True)
-
-
 def _fetch_and_extract(archive: Archive, url: str, root: Path, extract, progress: bool,
                        again: str) -> tuple[Path, list[Path], bool]:
     """Download ``archive`` into ``root/"archives"`` (unless there) and ``extract(zip, root, folder=...)`` it.
 
-    A damaged archive found in place is deleted and downloaded afresh; one that arrived damaged,
-    or that is not the official archive, is deleted (never one put there by hand) and refused
-    with the command ``again``. Returns the zip's path, the files written and whether the zip
-    was put there by hand."""
+    A damaged archive found in place is downloaded afresh; one that arrived damaged, or that is
+    not the official archive, is deleted (never one put there by hand) and refused with the
+    command ``again``. Returns the zip's path, the files written and whether it was put there by hand."""
     dest = root / "archives" / archive.filename
-    by_hand = dest.is_file() and not _record(dest).is_file()
-    fresh = not dest.is_file()
+    by_hand, fresh = dest.is_file() and not _json(dest).is_file(), not dest.is_file()
     zip_path = download_file(url, dest, size=archive.size, sha256=archive.sha256, verify=check_zip_directory,
                              progress=progress)
     try:
         return zip_path, extract(zip_path, root, folder=archive.filename.removesuffix(".zip")), by_hand
     except DamagedArchive as e:
-        _delete_archive(zip_path)  # damaged: never worth keeping
+        _discard(zip_path)  # damaged: never worth keeping
         if not fresh:  # found in place: the next download is fresh, so this recurses once at most
             return _fetch_and_extract(archive, url, root, extract, progress, again)
         what = f"its member {e.member!r} fails its CRC check" if e.member else "a member is corrupt"
@@ -552,7 +427,7 @@ def _fetch_and_extract(archive: Archive, url: str, root: Path, extract, progress
     except DownloadError as e:
         if by_hand:
             raise DownloadError(f"{e}. Replace {zip_path} with the official archive and run again: {again}") from None
-        _delete_archive(zip_path)
+        _discard(zip_path)
         raise DownloadError(f"{e}. Deleted it; the server at {url} does not serve the official archive: put "
                             f"the official one into {dest.parent}/ and run again: {again}") from None
 
@@ -563,19 +438,15 @@ def download_dataset(year: str, root: Path, *, base_url: str | None = None, prog
                      workers: int | None = None) -> Path:
     """Download and extract all task-1 archives of ISIC ``year`` ("2016" or "2017") into ``root``.
 
-    Archives go to ``root/"archives"``; each one is checked (:func:`download_file` with
-    :func:`check_zip_directory`, then every member's CRC as it is extracted) and extracted into
-    ``root`` (giving e.g. ``root/"ISIC-2017_Training_Data"``), and a marker
-    ``archives/<name>.extracted`` records what was made, so a second call skips finished work
-    (a marker whose files are missing is redone). With ``compact=True`` each archive is stored
-    as a compact copy instead (:func:`compact_extract`: images and masks at ``size``, no
-    superpixels; marker ``<name>.compact``), which suits Colab; on a folder that holds a full
-    copy it is refused unless ``overwrite``. ``keep_archives`` (default: keep them, except
-    with ``compact``) deletes each zip this function downloaded once it is extracted (an
-    archive put there by hand is kept). ``base_url`` replaces the URL prefix (everything
-    before the file name), for mirrors and tests. ``workers``: decoding processes of the
-    compact copy. ``root`` is locked while this runs (:mod:`skinseg.lock`). At the end every
-    split is checked to pair images with masks. Returns ``root``.
+    Archives go to ``root/"archives"`` and are extracted into ``root`` (e.g.
+    ``root/"ISIC-2017_Training_Data"``) by :func:`safe_extract`, or with ``compact=True`` by
+    :func:`compact_extract` at ``size`` (refused on a folder holding a full copy unless
+    ``overwrite``). An archive whose marker's files are all there is skipped.
+    ``keep_archives`` (default: not with ``compact``) keeps the zips this function downloaded
+    (one put there by hand is always kept). ``base_url`` replaces the URL prefix, for mirrors
+    and tests; ``workers``: decoding processes of the compact copy. ``root`` is locked while
+    this runs (:mod:`skinseg.lock`), and every split is checked to pair images with masks.
+    Returns ``root``.
 
     Raises:
         DownloadError: one line naming the archive or folder and what to do.
@@ -590,28 +461,34 @@ def download_dataset(year: str, root: Path, *, base_url: str | None = None, prog
     with output_lock(root):
         for stale in root.glob(".extracting-*"):  # left by a killed run; nobody else holds the folder
             shutil.rmtree(stale, ignore_errors=True)
-        archive_dir = root / "archives"
         if compact and not completed(root, year, True) and (full := _full_copy(root, year, size)) is not None:
             if not overwrite:
                 raise DownloadError(f"{root} holds a full-resolution copy of ISIC {year} ({full}); a compact copy "
                                     f"would replace its images and delete its archives. Use another folder, "
                                     f"or add --overwrite to replace it")
             for archive in ARCHIVES[year]:
-                _marker(archive_dir, archive.filename, False).unlink(missing_ok=True)
-        archive_dir.mkdir(parents=True, exist_ok=True)
+                _marker(root, archive.filename, False).unlink(missing_ok=True)
+        (root / "archives").mkdir(parents=True, exist_ok=True)
+        extract = (functools.partial(compact_extract, size=size, progress=progress, workers=workers) if compact
+                   else safe_extract)
         for archive in ARCHIVES[year]:
-            marker = _marker(archive_dir, archive.filename, compact)
-            if _marker_holds(marker, root):
+            marker = _marker(root, archive.filename, compact)
+            if _holds(root, archive.filename, compact):
                 continue
             marker.unlink(missing_ok=True)
             url = archive.url if base_url is None else f"{base_url.rstrip('/')}/{archive.filename}"
-            extract = (functools.partial(compact_extract, size=size, progress=progress, workers=workers) if compact
-                       else safe_extract)
             zip_path, written, by_hand = _fetch_and_extract(archive, url, root, extract, progress, again)
-            other = _marker(archive_dir, archive.filename, not compact)
-            _write_marker(marker, compact, size, written, root, zip_path)
-            other.unlink(missing_ok=True)  # the files it listed were just replaced
+            made = {"kind": "compact" if compact else "full", "archive": zip_path.name,
+                    "archive_bytes": zip_path.stat().st_size, "etag": _read_json(_json(zip_path)).get("etag"),
+                    "size_hw": list(size) if compact else None, "bytes": sum(f.stat().st_size for f in written),
+                    "files": sorted(str(f.relative_to(root)) for f in written)}
+            write_text_atomic(marker, json.dumps(made, indent=0) + "\n")
+            _marker(root, archive.filename, not compact).unlink(missing_ok=True)  # the files it listed were replaced
             if not keep_archives and not by_hand:
-                _delete_archive(zip_path)
-        _check_pairs(root, year)
+                _discard(zip_path)
+        for split in LAYOUTS[year]:
+            try:
+                find_pairs(root, year, split)
+            except DataError as e:
+                raise DownloadError(f"the archives of ISIC {year} were extracted into {root}, but: {e}") from None
     return root
