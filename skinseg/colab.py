@@ -1,12 +1,6 @@
-"""The chapters on Colab: data that is downloaded once, and training cells that say what they cost.
-
-The first cell of every chapter calls :func:`prepare` on Colab. It stores the compact copy of
-ISIC 2017 (:func:`skinseg.data.download.download_dataset` with ``compact=True``: images at the
-models' 192x256 input, each archive deleted once extracted and checked). With
-``drive=True`` the copy is also kept on the reader's Google Drive, so that a later session
-reads it from there instead of downloading several GB again.
-
-How long a training cell will take is said by :func:`skinseg.lab.plan.training_estimate`.
+"""The chapters on Colab: the data downloaded once (:func:`prepare`, the compact copy of ISIC 2017,
+optionally kept on the reader's Google Drive), after saying how long that takes (:func:`announce`).
+How long a training cell takes is said by :func:`skinseg.lab.plan.training_estimate`.
 """
 from __future__ import annotations
 
@@ -21,11 +15,8 @@ LOCAL_ROOT = Path("/content/data")
 DRIVE_ROOT = Path("/content/drive/MyDrive")  # where Colab mounts the reader's Google Drive
 DRIVE_FOLDER = "skinseg"  # the folder on the Drive that holds the kept copies
 IMAGES = {"2017": 2750, "2016": 1279}  # images (with their masks) in all of a year's archives
-# CPU seconds per image of the local work of a compact copy (reading, checking, decoding, writing;
-# everything but the network), measured with SYNTHETIC archives of the official sizes by
-# scripts/bench_data_prep.py (results/bench_cpu/data_prep_after.json, "cpu"): the time on one free
-# core, which other work on the machine does not change as it changes wall-clock seconds; the two
-# decoding processes take less where two cores are free.
+# CPU seconds per image of a compact copy's local work (all but the network), measured on SYNTHETIC
+# archives of the official sizes by scripts/bench_data_prep.py (results/bench_cpu/data_prep_after.json, "cpu").
 COMPACT_SECONDS_PER_IMAGE = 0.0975
 
 
@@ -73,13 +64,9 @@ def prepare(year: str = "2017", *, drive: bool = False, local_root: Path | str =
             base_url: str | None = None, log: Callable[[str], None] = print) -> Path:
     """Make ISIC ``year`` ready for the chapters and point ``$SKINSEG_DATA`` at it; returns its folder.
 
-    Without ``drive``: the compact copy goes to ``local_root/isic<year>`` (nothing is
-    downloaded again while the session lasts). With ``drive=True`` (opt-in) Google Drive is
-    mounted (it asks for permission); a complete local copy is still used first (and copied to
-    the Drive when the Drive's copy is incomplete), so that every chapter of a session reads
-    one folder. Without a local copy, a complete copy in ``drive_root/skinseg/isic<year>`` is
-    used as it is; without either, the copy is downloaded locally, as above, and then copied
-    to the Drive for the next session (tens of MB for ISIC 2017, where the archives are several GB).
+    The compact copy goes to ``local_root/isic<year>``. With ``drive=True`` (opt-in) Google Drive
+    is mounted; a complete local copy is still used first, else a complete copy in
+    ``drive_root/skinseg/isic<year>``, and a local copy is copied there for the next session.
 
     Args:
         mount: mounts the Drive (default: :func:`google.colab.drive.mount`); for tests.
@@ -90,9 +77,7 @@ def prepare(year: str = "2017", *, drive: bool = False, local_root: Path | str =
     kept = Path(drive_root) / DRIVE_FOLDER / f"isic{year}"
     if drive and not Path(drive_root).is_dir():
         (mount or _mount_drive)()
-    # Every chapter of a session must read the same folder, or the array cache (keyed by the
-    # files' paths) misses and each chapter decodes the images again: a complete local copy
-    # wins over the Drive's, which is read only when this session has none.
+    # A complete local copy wins, so that every chapter of a session reads one folder (the array cache is keyed by path)
     if not is_complete(local, year):
         if drive and is_complete(kept, year):
             log(f"ISIC {year}: the compact copy kept on the Drive is used ({kept}); nothing is downloaded")

@@ -1,23 +1,12 @@
 """The members of an ISIC archive as a compact copy: decoded at reduced size, in a small process pool.
 
-Each member is read whole from the zip first, so that its CRC-32 is checked as it is read
-(:meth:`zipfile.ZipFile.read` raises at the end of a damaged member); a separate pass over
-the archive is not needed. JPEGs are decoded with Pillow's draft mode (DCT scaling) to the
-smallest scale of 1/1, 1/2, 1/4 or 1/8 that is still at least twice the target in both
-directions, then area-averaged to the target as :func:`~skinseg.data.isic.resize_image`
-resizes a full decode. Entropy decoding costs the same at every scale, so a smaller bound
-(1x) gains little (measured: 1.16 s instead of 1.26 s for 32 images). The 192x256 uint8
-result differs from the full decode's, per image, by (of 255):
-
-* 30 ISIC 2017 test images of the shared copy, enlarged (bicubic) to the official sizes
-  1022x767 ... 6688x4439 and stored at quality 95: mean absolute difference at most 0.70
-  (0.22 on average), maximum 19;
-* 32 SYNTHETIC photos with a hard-edged lesion and pixel noise (``scripts/bench_data_prep.py``):
-  mean at most 0.91, maximum 36, at the lesion's edge, where the two decodes place the
-  area average's borders a fraction of a pixel apart.
-
-``tests/test_download.py`` checks a bound of mean < 1 and maximum <= 40 on such an image.
-1022x767 images (less than twice 256x192 in a direction) are decoded in full, unchanged.
+Each member is read whole (:meth:`zipfile.ZipFile.read` checks its CRC-32 at the end). JPEGs
+are decoded in Pillow's draft mode at the smallest DCT scale (1/1 ... 1/8) still at least
+twice the target, then area-averaged as :func:`~skinseg.data.isic.resize_image` resizes a
+full decode. Measured against the full decode, per 192x256 uint8 image (of 255): mean
+absolute difference at most 0.70 on 30 ISIC 2017 test images enlarged to the official sizes,
+0.91 on SYNTHETIC hard-edged photos (maximum 36, at the edge); ``tests/test_download.py``
+checks mean < 1 and maximum <= 40.
 """
 from __future__ import annotations
 
@@ -33,23 +22,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DownloadError
 from ..images import MAX_PIXELS, as_rgb, decode
 from .isic import IMAGE_EXTENSIONS, MASK_REDUCING_GAP, MASK_SUFFIX, read_mask, resize_image, resize_mask
 
 COMPACT_JPEG_QUALITY = 90
 DRAFT_FACTOR = 2  # decode JPEGs at no less than twice the target: the area average then hides the DCT scaling
-
-
-class DamagedArchive(DownloadError):
-    """A member of an archive fails its CRC check; ``member`` names it."""
-
-    def __init__(self, message: str, member: str | None) -> None:
-        super().__init__(message, member)
-        self.member = member
-
-    def __str__(self) -> str:
-        return self.args[0]
 
 
 def default_workers() -> int:
@@ -123,20 +100,11 @@ def convert_member(data: bytes, name: str, size: tuple[int, int], label: str) ->
 _OPEN: dict[str, zipfile.ZipFile] = {}  # each worker's open archive
 
 
-def _read(zip_path: str, name: str) -> bytes:
-    zf = _OPEN.get(zip_path)
-    if zf is None:
-        zf = _OPEN[zip_path] = zipfile.ZipFile(zip_path)
-    try:
-        return zf.read(name)
-    except zipfile.BadZipFile as e:
-        raise DamagedArchive(f"{Path(zip_path).name} is damaged: its member {name!r} fails its CRC check ({e})",
-                             name) from None
-
-
 def _job(job: tuple[str, str, tuple[int, int]]) -> bytes:
     zip_path, name, size = job
-    return convert_member(_read(zip_path, name), name, size, f"{Path(zip_path).name}:{name}")
+    if zip_path not in _OPEN:
+        _OPEN[zip_path] = zipfile.ZipFile(zip_path)
+    return convert_member(_OPEN[zip_path].read(name), name, size, f"{Path(zip_path).name}:{name}")
 
 
 def compact_members(zip_path: Path, names: list[str], size: tuple[int, int],
@@ -147,7 +115,7 @@ def compact_members(zip_path: Path, names: list[str], size: tuple[int, int],
     are decoded in this process. The output is the same for any number of workers.
 
     Raises:
-        DamagedArchive: a member fails its CRC check.
+        zipfile.BadZipFile: a member fails its CRC check (the message names it).
         DataError: an image or mask that cannot be decoded or is not binary, naming the member.
     """
     workers = default_workers() if workers is None else workers
@@ -172,5 +140,5 @@ def _close() -> None:
         _OPEN.popitem()[1].close()
 
 
-__all__ = ["COMPACT_JPEG_QUALITY", "DRAFT_FACTOR", "DamagedArchive", "compact_members", "convert_member",
+__all__ = ["COMPACT_JPEG_QUALITY", "DRAFT_FACTOR", "compact_members", "convert_member",
            "decode_image", "default_workers", "kept"]

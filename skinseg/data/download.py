@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_text_atomic
 from ..errors import DataError, DownloadError
 from ..lock import output_lock
-from .compact import DamagedArchive, compact_members, kept
+from .compact import compact_members, kept
 from .isic import LAYOUTS, find_pairs
 
 __all__ = ["Archive", "ARCHIVES", "COMPACT_SIZE", "MAX_EXPANSION", "check_zip", "check_zip_directory", "completed",
@@ -51,6 +51,14 @@ COMPACT_SIZE = (192, 256)  # (H, W): the models' input, and the size of the book
 # expands hundreds of times.
 MAX_EXPANSION, EXPANSION_SLACK = 20, 100 << 20
 _IGNORED_PREFIX = "__MACOSX/"  # resource forks that macOS zip tools add; never extracted
+
+
+class DamagedArchive(DownloadError):
+    """An archive is corrupt, or a member fails its CRC check; ``member`` names it where known."""
+
+    def __init__(self, message: str, member: str | None = None) -> None:
+        super().__init__(message)
+        self.member = member
 
 
 @dataclass(frozen=True)
@@ -328,9 +336,9 @@ def _unpack(zip_path: Path, target: Path, folder: str | None, convert=None, prog
                 _move_into_place(tmp, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    except (DamagedArchive, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as e:
         crc = re.search(r"Bad CRC-32 for file '(.*)'", str(e))
-        member = getattr(e, "member", None) or (crc.group(1) if crc else None)
+        member = crc.group(1) if crc else None
         why = f"its member {member!r} fails its CRC check" if member else e
         raise DamagedArchive(f"{zip_path} is not a valid zip archive ({why}); nothing was extracted. Delete it "
                              f"and run again to download it afresh", member) from None
