@@ -31,10 +31,7 @@ DRAFT_FACTOR = 2  # decode JPEGs at no less than twice the target: the area aver
 
 def default_workers() -> int:
     """Decoding processes: the cores this process may use, at most 4."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(4, cores))
 
 
@@ -120,19 +117,16 @@ def compact_members(zip_path: Path, names: list[str], size: tuple[int, int],
     """
     workers = default_workers() if workers is None else workers
     jobs = [(str(zip_path), name, tuple(size)) for name in names]
-    if workers <= 1 or len(jobs) <= 1:
-        try:
-            yield from map(_job, jobs)
-        finally:
-            _close()
-        return
-    # fork where there is one: the workers need nothing but this module, and start at once
-    context = get_context("fork" if "fork" in get_all_start_methods() else None)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_close)
+    pool = None
+    if workers > 1 and len(jobs) > 1:  # fork where there is one: the workers need only this module, and start at once
+        context = get_context("fork" if "fork" in get_all_start_methods() else None)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_close)
     try:
-        yield from pool.map(_job, jobs, chunksize=1)
+        yield from (pool.map(_job, jobs, chunksize=1) if pool else map(_job, jobs))
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+        _close()
 
 
 def _close() -> None:

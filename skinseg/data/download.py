@@ -71,29 +71,27 @@ class Archive:
     sha256: str | None = None
 
 
-def _archives(year: str, names: list[str]) -> list[Archive]:
-    return [Archive(name, f"https://isic-challenge-data.s3.amazonaws.com/{year}/{name}") for name in names]
-
-
-# No size or SHA-256 of the official archives is published, and none could be measured where
-# this table was written (no internet): an archive is checked by the server's Content-Length and
-# by reading the zip itself until these are filled in.
-ARCHIVES: dict[str, list[Archive]] = {
-    "2016": _archives("2016", [
+_NAMES = {
+    "2016": [
         "ISBI2016_ISIC_Part1_Training_Data.zip",
         "ISBI2016_ISIC_Part1_Training_GroundTruth.zip",
         "ISBI2016_ISIC_Part1_Test_Data.zip",
         "ISBI2016_ISIC_Part1_Test_GroundTruth.zip",
-    ]),
-    "2017": _archives("2017", [
+    ],
+    "2017": [
         "ISIC-2017_Training_Data.zip",
         "ISIC-2017_Training_Part1_GroundTruth.zip",
         "ISIC-2017_Validation_Data.zip",
         "ISIC-2017_Validation_Part1_GroundTruth.zip",
         "ISIC-2017_Test_v2_Data.zip",
         "ISIC-2017_Test_v2_Part1_GroundTruth.zip",
-    ]),
+    ],
 }
+# No size or SHA-256 of the official archives is published, and none could be measured where this
+# table was written (no internet): until they are filled in, the server's Content-Length and the zip
+# itself are checked.
+ARCHIVES: dict[str, list[Archive]] = {year: [Archive(name, f"https://isic-challenge-data.s3.amazonaws.com/{year}/{name}")
+                                             for name in names] for year, names in _NAMES.items()}
 
 
 def check_zip(path: Path, name: str | None = None, *, members: bool = True) -> None:
@@ -114,9 +112,12 @@ def check_zip(path: Path, name: str | None = None, *, members: bool = True) -> N
 check_zip_directory = functools.partial(check_zip, members=False)
 
 
-def _verified(path: Path, size: int | None, sha256: str | None, verify, name: str) -> str | None:
-    """Why ``path`` (called ``name``) fails its checks (size, SHA-256 where known, else ``verify``), or None."""
+def _problem(path: Path, announced: int | None, size: int | None, sha256: str | None, verify, name: str) -> str | None:
+    """Why ``path`` (called ``name``) fails its checks (the server's ``announced`` bytes, ``size``, SHA-256
+    where known, else ``verify``), or None."""
     got = path.stat().st_size
+    if announced not in (None, got):
+        return f"{name} has {got} bytes, but the server announced {announced}"
     if size is not None and got != size:
         return f"{name} has {got} bytes, expected {size}"
     if sha256 is not None:
@@ -186,8 +187,7 @@ def download_file(url: str, dest: Path, *, size: int | None = None, sha256: str 
     """
     dest = Path(dest)
     if dest.is_file():
-        recorded = _read_json(_json(dest)).get("bytes")
-        if recorded in (None, dest.stat().st_size) and _verified(dest, size, sha256, verify, dest.name) is None:
+        if _problem(dest, _read_json(_json(dest)).get("bytes"), size, sha256, verify, dest.name) is None:
             return dest
         _discard(dest)  # a stale or damaged copy: download it afresh
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -204,9 +204,7 @@ def download_file(url: str, dest: Path, *, size: int | None = None, sha256: str 
     if expected is not None and got < expected:
         raise DownloadError(f"{dest.name} is truncated: got {got} bytes, expected {expected}; "
                             f"the partial file {part.name} is kept, run again to resume")
-    problem = (f"{dest.name} has {got} bytes, but the server announced {recorded}"
-               if recorded not in (None, got) else _verified(part, size, sha256, verify, dest.name))
-    if problem is not None:
+    if (problem := _problem(part, recorded, size, sha256, verify, dest.name)) is not None:
         _discard(part)
         raise DownloadError(f"{problem}; deleted it, run again to download it afresh")
     os.replace(part, dest)
