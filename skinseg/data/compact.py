@@ -36,12 +36,9 @@ def default_workers() -> int:
 
 
 def decode_image(data: bytes, size: tuple[int, int], name: str) -> Image.Image:
-    """An encoded image (``data``) as an RGB image of ``size = (H, W)``, JPEGs decoded in draft mode.
-
-    The image is read as a viewer shows it (:mod:`skinseg.images`: EXIF orientation applied,
-    every mode converted to RGB or refused). Raises :class:`DataError` naming ``name`` for a
-    corrupt, truncated, too large or unsupported image.
-    """
+    """An encoded image (``data``) as an RGB image of ``size = (H, W)``, JPEGs decoded in draft mode, read
+    as a viewer shows it (:mod:`skinseg.images`). Raises :class:`DataError` naming ``name`` for a corrupt,
+    truncated, too large or unsupported image."""
     h, w = size
     image, _ = decode(io.BytesIO(data), name, draft=(DRAFT_FACTOR * w, DRAFT_FACTOR * h))
     return resize_image(as_rgb(image, name), size)
@@ -106,10 +103,8 @@ def _job(job: tuple[str, str, tuple[int, int]]) -> bytes:
 
 def compact_members(zip_path: Path, names: list[str], size: tuple[int, int],
                     workers: int | None = None) -> Iterator[bytes]:
-    """The compact copy of each member of ``names`` (:func:`convert_member`), in the order of ``names``.
-
-    ``workers`` processes (default :func:`default_workers`) decode the members; with 1 they
-    are decoded in this process. The output is the same for any number of workers.
+    """The compact copy of each member of ``names`` (:func:`convert_member`), in their order, decoded
+    by ``workers`` processes (default :func:`default_workers`; 1: in this process; same output for any).
 
     Raises:
         zipfile.BadZipFile: a member fails its CRC check (the message names it).

@@ -5,13 +5,10 @@ Usage::
     root = download_dataset("2017", Path("data/isic2017"))  # archives/*.zip, ISIC-2017_Training_Data/, ...
     root = download_dataset("2017", Path("data/isic2017"), compact=True)  # images at 192x256, no archives kept
 
-Downloads resume (HTTP ``Range`` with ``If-Range``); the server's Content-Length and ETag are
-recorded (``<name>.json``) and checked on every resume and later call. Extraction checks
-every member (path, official folder, CRC as it is read, :data:`MAX_EXPANSION`) and moves the
-result into place only when all were written; a damaged file is deleted, so running again
-heals. A JSON marker per archive (``archives/<name>.extracted`` or ``.compact``) lists the
-files made, so a second call skips finished work. Without internet, put the archives by hand
-into ``root/"archives"`` and call again.
+Downloads resume, checked against the server's recorded Content-Length and ETag; extraction
+checks every member and changes nothing unless all were written; a damaged file is deleted, so
+running again heals; a JSON marker per archive lists the files made, so a second call skips
+finished work. Without internet, put the archives by hand into ``root/"archives"``.
 """
 from __future__ import annotations
 
@@ -174,12 +171,10 @@ def download_file(url: str, dest: Path, *, size: int | None = None, sha256: str 
                   verify=None, progress: bool = True, timeout: float = 30.0, chunk_size: int = 1 << 20) -> Path:
     """Download ``url`` to ``dest``, resuming a partial ``<dest>.part`` and verifying it.
 
-    The server's Content-Length, ETag and Last-Modified are kept in ``<dest>.part.json``; a
-    resume sends the ETag as ``If-Range`` and restarts from zero when the server sends the
-    whole file, another ETag or another total size. ``dest`` is renamed into place (its
-    record to ``<dest>.json``) only once its size and SHA-256 match ``size`` / ``sha256``
-    (where given) and the recorded Content-Length, and ``verify(path, name)`` passes where no
-    SHA-256 is known. An existing ``dest`` that passes the same checks is returned as is.
+    The server's Content-Length, ETag and Last-Modified are kept in ``<dest>.part.json`` (then
+    ``<dest>.json``); a resume sends ``If-Range`` and restarts when the file changed. ``dest``
+    is kept only when it matches the recorded Content-Length, ``size`` and ``sha256`` (where
+    given), else ``verify(path, name)``; an existing ``dest`` that does is returned as is.
 
     Raises:
         DownloadError: offline or unreachable server, HTTP error, truncated transfer (the
@@ -313,9 +308,18 @@ def _move_into_place(source: Path, target: Path) -> None:
             os.replace(entry, there)
 
 
-def _unpack(zip_path: Path, target: Path, folder: str | None, convert=None, progress: bool = False) -> list[Path]:
-    """Check every member of ``zip_path``, write each (its bytes, or ``convert(names)``'s outputs in
-    order) into a temporary folder inside ``target``, and move the result into place; returns the paths."""
+def safe_extract(zip_path: Path, target: Path, folder: str | None = None, convert=None,
+                 progress: bool = False) -> list[Path]:
+    """Extract ``zip_path`` into ``target`` and return the paths of the extracted files.
+
+    Absolute paths, ``..`` and symlinks are refused; with ``folder`` every member must lie in
+    ``target/folder`` (as in the official archives). Each member's CRC is checked as it is
+    read, and ``target`` changes only once every member was written. ``convert(names)`` gives
+    what to write for each member name, in order (default: its bytes).
+
+    Raises:
+        DownloadError: naming the archive and the offending member, or a corrupt archive.
+    """
     zip_path, target = Path(zip_path), Path(target)
     if not zip_path.is_file():
         raise DownloadError(f"archive {zip_path} does not exist")
@@ -343,34 +347,20 @@ def _unpack(zip_path: Path, target: Path, folder: str | None, convert=None, prog
     return [target / name for name in names]
 
 
-def safe_extract(zip_path: Path, target: Path, folder: str | None = None) -> list[Path]:
-    """Extract ``zip_path`` into ``target`` and return the paths of the extracted files.
-
-    Absolute paths, ``..`` and symlinks are refused; with ``folder`` every member must lie in
-    ``target/folder`` (as in the official archives). Each member's CRC is checked as it is
-    read, and ``target`` changes only once every member was written.
-
-    Raises:
-        DownloadError: naming the archive and the offending member, or a corrupt archive.
-    """
-    return _unpack(zip_path, target, folder)
-
-
 def compact_extract(zip_path: Path, target: Path, size: tuple[int, int] = COMPACT_SIZE,
                     progress: bool = True, folder: str | None = None, workers: int | None = None) -> list[Path]:
-    """Extract ``zip_path`` into ``target`` as a compact copy, at the models' input size.
+    """Extract ``zip_path`` into ``target`` as a compact copy, as :func:`safe_extract` does.
 
-    Images are resized to ``size = (H, W)`` and stored as JPEG (quality 90), masks checked and
-    stored as 0/255 PNGs at ``size``, superpixel files skipped, other files kept
-    (:func:`skinseg.data.compact.convert_member`); folder names and ids stay the official ones.
-    ``workers`` processes decode the members (default: the cores, at most 4; the output is the
-    same for any number). Checked and moved into place as by :func:`safe_extract`.
+    Images become ``size = (H, W)`` JPEGs, masks 0/255 PNGs at ``size``; superpixel files are
+    skipped, others kept (:func:`skinseg.data.compact.convert_member`); names stay the official
+    ones. ``workers`` processes decode (default: the cores, at most 4; same output for any number).
 
     Raises:
         DownloadError: an unsafe member, a damaged member (named) or a corrupt archive.
         DataError: an image or mask that cannot be decoded or is not binary, naming the member.
     """
-    return _unpack(zip_path, target, folder, lambda names: compact_members(zip_path, names, size, workers), progress)
+    return safe_extract(zip_path, target, folder, lambda names: compact_members(zip_path, names, size, workers),
+                        progress)
 
 
 def _marker(root: Path, filename: str, compact: bool) -> Path:
@@ -412,11 +402,8 @@ def _full_copy(root: Path, year: str, size: tuple[int, int]) -> str | None:
 
 def _fetch_and_extract(archive: Archive, url: str, root: Path, extract, progress: bool,
                        again: str) -> tuple[Path, list[Path], bool]:
-    """Download ``archive`` into ``root/"archives"`` (unless there) and ``extract(zip, root, folder=...)`` it.
-
-    A damaged archive found in place is downloaded afresh; one that arrived damaged, or that is
-    not the official archive, is deleted (never one put there by hand) and refused with the
-    command ``again``. Returns the zip's path, the files written and whether it was put there by hand."""
+    """Download ``archive`` into ``root/"archives"`` (unless there) and ``extract(zip, root, folder=...)`` it;
+    returns the zip's path, the files written and whether the zip was put there by hand (never deleted)."""
     dest = root / "archives" / archive.filename
     by_hand, fresh = dest.is_file() and not _json(dest).is_file(), not dest.is_file()
     zip_path = download_file(url, dest, size=archive.size, sha256=archive.sha256, verify=check_zip_directory,
@@ -442,17 +429,13 @@ def download_dataset(year: str, root: Path, *, base_url: str | None = None, prog
                      keep_archives: bool | None = None, compact: bool = False,
                      size: tuple[int, int] = COMPACT_SIZE, overwrite: bool = False,
                      workers: int | None = None) -> Path:
-    """Download and extract all task-1 archives of ISIC ``year`` ("2016" or "2017") into ``root``.
+    """Download and extract all task-1 archives of ISIC ``year`` ("2016" or "2017") into ``root``; returns ``root``.
 
-    Archives go to ``root/"archives"`` and are extracted into ``root`` (e.g.
-    ``root/"ISIC-2017_Training_Data"``) by :func:`safe_extract`, or with ``compact=True`` by
-    :func:`compact_extract` at ``size`` (refused on a folder holding a full copy unless
-    ``overwrite``). An archive whose marker's files are all there is skipped.
-    ``keep_archives`` (default: not with ``compact``) keeps the zips this function downloaded
-    (one put there by hand is always kept). ``base_url`` replaces the URL prefix, for mirrors
-    and tests; ``workers``: decoding processes of the compact copy. ``root`` is locked while
-    this runs (:mod:`skinseg.lock`), and every split is checked to pair images with masks.
-    Returns ``root``.
+    Archives go to ``root/"archives"`` and are extracted into ``root`` by :func:`safe_extract`, or
+    with ``compact=True`` by :func:`compact_extract` at ``size`` (refused over a full copy unless
+    ``overwrite``). ``keep_archives`` (default: not with ``compact``) keeps the zips downloaded;
+    ``base_url`` replaces the URL prefix (mirrors, tests). ``root`` is locked while this runs, and
+    every split is checked to pair images with masks.
 
     Raises:
         DownloadError: one line naming the archive or folder and what to do.
