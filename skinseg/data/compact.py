@@ -67,10 +67,6 @@ def compact_mask(data: bytes, size: tuple[int, int], name: str) -> np.ndarray:
     return resize_mask(read_mask(io.BytesIO(data), name), size)
 
 
-def _is_mask(name: str) -> bool:
-    return name.lower().endswith(tuple(suffix.lower() for suffix in MASK_SUFFIX.values()))
-
-
 def kept(name: str) -> bool:
     """Whether member ``name`` has a counterpart in the compact copy (the superpixel files do not)."""
     return not PurePosixPath(name).stem.endswith("_superpixels")
@@ -81,7 +77,7 @@ def convert_member(data: bytes, name: str, size: tuple[int, int], label: str) ->
     (quality 90) or PNG at ``size``, other files unchanged. ``label`` names it in errors."""
     path = PurePosixPath(name)
     out = io.BytesIO()
-    if _is_mask(path.name):
+    if path.name.lower().endswith(tuple(suffix.lower() for suffix in MASK_SUFFIX.values())):
         Image.fromarray(compact_mask(data, size, label) * np.uint8(255)).save(out, format="PNG")
     elif path.suffix.lower() in IMAGE_EXTENSIONS:
         fmt = "PNG" if path.suffix.lower() == ".png" else "JPEG"

@@ -47,15 +47,14 @@ COMPACT_SIZE = (192, 256)  # (H, W): the models' input, and the size of the book
 # official archives hold JPEGs and PNGs, which deflate hardly at all (about 1x); a zip bomb
 # expands hundreds of times.
 MAX_EXPANSION, EXPANSION_SLACK = 20, 100 << 20
-_IGNORED_PREFIX = "__MACOSX/"  # resource forks that macOS zip tools add; never extracted
 
 
 class DamagedArchive(DownloadError):
-    """An archive is corrupt, or a member fails its CRC check; ``member`` names it where known."""
+    """An archive is corrupt, or a member fails its CRC check; ``reason`` says which, naming the member."""
 
-    def __init__(self, message: str, member: str | None = None) -> None:
+    def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
-        self.member = member
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -257,17 +256,15 @@ def _stream(url: str, dest: Path, part: Path, offset: int, progress: bool, timeo
         if changed:
             _discard(part)
             return _stream(url, dest, part, 0, progress, timeout, chunk_size)
-        got = offset
         with open(part, "ab" if offset else "wb") as f, tqdm(
                 total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=dest.name, disable=not progress) as bar:
             try:
                 while chunk := resp.read(chunk_size):
                     f.write(chunk)
-                    got += len(chunk)
                     bar.update(len(chunk))
             except (HTTPException, OSError, socket.timeout) as e:
-                raise DownloadError(f"{dest.name}: transfer interrupted after {got} of "
+                raise DownloadError(f"{dest.name}: transfer interrupted after {f.tell()} of "
                                     f"{total if total is not None else '?'} bytes ({e}); run again to resume") from e
 
 
@@ -325,7 +322,7 @@ def safe_extract(zip_path: Path, target: Path, folder: str | None = None, conver
         raise DownloadError(f"archive {zip_path} does not exist")
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            infos = [i for i in zf.infolist() if not i.filename.startswith(_IGNORED_PREFIX)]
+            infos = [i for i in zf.infolist() if not i.filename.startswith("__MACOSX/")]  # macOS resource forks
             _check_members(zip_path, infos, target.resolve(), folder)
             names = [i.filename for i in infos if not i.is_dir() and (convert is None or kept(i.filename))]
             outputs = map(zf.read, names) if convert is None else convert(names)  # each read checks its CRC
@@ -340,10 +337,9 @@ def safe_extract(zip_path: Path, target: Path, folder: str | None = None, conver
                 shutil.rmtree(tmp, ignore_errors=True)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as e:
         crc = re.search(r"Bad CRC-32 for file '(.*)'", str(e))
-        member = crc.group(1) if crc else None
-        why = f"its member {member!r} fails its CRC check" if member else e
+        why = f"its member {crc.group(1)!r} fails its CRC check" if crc else str(e)
         raise DamagedArchive(f"{zip_path} is not a valid zip archive ({why}); nothing was extracted. Delete it "
-                             f"and run again to download it afresh", member) from None
+                             f"and run again to download it afresh", why) from None
     return [target / name for name in names]
 
 
@@ -414,8 +410,7 @@ def _fetch_and_extract(archive: Archive, url: str, root: Path, extract, progress
         _discard(zip_path)  # damaged: never worth keeping
         if not fresh:  # found in place: the next download is fresh, so this recurses once at most
             return _fetch_and_extract(archive, url, root, extract, progress, again)
-        what = f"its member {e.member!r} fails its CRC check" if e.member else "a member is corrupt"
-        raise DownloadError(f"{archive.filename} is damaged: {what}; nothing was extracted; "
+        raise DownloadError(f"{archive.filename} is damaged: {e.reason}; nothing was extracted; "
                             f"deleted it, run again to download it afresh: {again}") from None
     except DownloadError as e:
         if by_hand:
