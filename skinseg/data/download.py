@@ -43,9 +43,8 @@ __all__ = ["Archive", "ARCHIVES", "COMPACT_SIZE", "MAX_EXPANSION", "check_zip", 
            "download_file", "probe", "safe_extract", "compact_extract", "download_dataset"]
 
 COMPACT_SIZE = (192, 256)  # (H, W): the models' input, and the size of the book's shared copy
-# An archive may expand to at most this many times its own size plus EXPANSION_SLACK bytes. The
-# official archives hold JPEGs and PNGs, which deflate hardly at all (about 1x); a zip bomb
-# expands hundreds of times.
+# An archive may expand to at most this many times its size plus EXPANSION_SLACK bytes: the official
+# archives' JPEGs and PNGs deflate hardly at all (about 1x); a zip bomb expands hundreds of times.
 MAX_EXPANSION, EXPANSION_SLACK = 20, 100 << 20
 
 
@@ -83,9 +82,8 @@ _NAMES = {
         "ISIC-2017_Test_v2_Part1_GroundTruth.zip",
     ],
 }
-# No size or SHA-256 of the official archives is published, and none could be measured where this
-# table was written (no internet): until they are filled in, the server's Content-Length and the zip
-# itself are checked.
+# No size or SHA-256 of the official archives is published or could be measured here (no internet):
+# until they are filled in, the server's Content-Length and the zip itself are checked.
 ARCHIVES: dict[str, list[Archive]] = {year: [Archive(name, f"https://isic-challenge-data.s3.amazonaws.com/{year}/{name}")
                                              for name in names] for year, names in _NAMES.items()}
 
@@ -428,9 +426,10 @@ def download_dataset(year: str, root: Path, *, base_url: str | None = None, prog
 
     Archives go to ``root/"archives"`` and are extracted into ``root`` by :func:`safe_extract`, or
     with ``compact=True`` by :func:`compact_extract` at ``size`` (refused over a full copy unless
-    ``overwrite``). ``keep_archives`` (default: not with ``compact``) keeps the zips downloaded;
-    ``base_url`` replaces the URL prefix (mirrors, tests). ``root`` is locked while this runs, and
-    every split is checked to pair images with masks.
+    ``overwrite``; ``workers``: its decoding processes). ``keep_archives`` (default: not with
+    ``compact``) keeps the zips downloaded (one put there by hand is always kept); ``base_url``
+    replaces the URL prefix (mirrors, tests). ``root`` is locked while this runs, and every split
+    is checked to pair images with masks.
 
     Raises:
         DownloadError: one line naming the archive or folder and what to do.
