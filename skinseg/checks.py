@@ -1,8 +1,5 @@
-"""Checks of the arguments of the library's public functions, with the command line's one-line errors.
-
-Each check returns the value (as an array where one is expected) or raises a
-:class:`~skinseg.errors.SkinsegError` naming the argument and what was expected.
-"""
+"""Checks of the arguments of the library's public functions: each returns the value (as an array
+where one is expected) or raises a one-line :class:`~skinseg.errors.SkinsegError` naming the argument."""
 from __future__ import annotations
 
 from numbers import Integral

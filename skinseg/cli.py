@@ -18,6 +18,8 @@ from .cli_args import (OneLineParser, device, existing_file, image_side, nonnega
 from .config import COMPILE_MODES, MODEL_LABELS, PROFILES, get_profile
 from .data.protocols import OFFICIAL, PROTOCOLS
 from .errors import ConfigError, SkinsegError
+from .lock import output_lock
+from .outputs import WRITTEN_BY, check_out_of_data, check_outputs, holds_keys, written_by
 from .lab.order import EXPERIMENTS
 from .lab.variants import VARIANTS, with_variants
 from .paths import default_data_dir, results_dir
@@ -49,7 +51,6 @@ def _limited_split(args, profile, split):
 
 
 def cmd_train(args) -> None:
-    from .outputs import check_out_of_data
     profile = _profile(args)
     check_out_of_data(args.out, [args.data])
     train, val = _limited_split(args, profile, "train"), _limited_split(args, profile, "val")
@@ -57,7 +58,6 @@ def cmd_train(args) -> None:
     from .device import seed_everything
     from .models import build_model
     from .lab.leakage import training_record
-    from .lock import output_lock
     from .train import BEST, HISTORY, LAST, fit
     seed_everything(args.seed)
     model = build_model(args.model, profile.width)
@@ -84,8 +84,6 @@ def cmd_evaluate(args) -> None:
     from .device import resolve_device
     from .evaluate import evaluate_model, summarize
     from .lab.leakage import check_held_out
-    from .lock import output_lock
-    from .outputs import WRITTEN_BY, check_outputs, written_by
     from .predict import checkpoint_image_size
     out, summary_path = Path(args.out), Path(args.out).with_suffix(".json")
     data_root = Path(args.data)
@@ -145,7 +143,6 @@ def cmd_compare(args) -> None:
 
 def _run_folders(args, data: list) -> None:
     """``--out`` (default: the results folder) and ``--work-dir`` of experiment and sweep, never in a data folder."""
-    from .outputs import check_out_of_data
     args.out = args.out or results_dir() / args.default_out
     check_out_of_data(args.out, data)
     if args.work_dir is not None:
@@ -166,7 +163,6 @@ def cmd_experiment(args) -> None:
 def cmd_slice(args) -> None:
     from .lab.archive import is_slice_archive
     from .lab.slice import run_slice
-    from .outputs import check_out_of_data, check_outputs
     if args.epochs is not None:
         raise ConfigError("slice trains every run for its profile's epochs; --epochs is not accepted")
     check_out_of_data(args.archive.parent, [args.data], "--archive", output=args.archive)
@@ -209,7 +205,6 @@ def cmd_sweep(args) -> None:
 def cmd_bench(args) -> None:
     from .lab.bench import default_settings, run_benchmark
     from .device import resolve_device
-    from .outputs import check_out_of_data, check_outputs, holds_keys
     ops_out = args.out.with_name(args.out.stem + "_ops.json")
     outputs = [args.out] + ([ops_out] if args.ops else [])
     check_out_of_data(args.out.parent, output=args.out)
@@ -241,7 +236,6 @@ def cmd_bench(args) -> None:
 def cmd_synthetic(args) -> None:
     from .data.isic import LAYOUTS
     from .lab.synthetic import write_isic_layout
-    from .outputs import WRITTEN_BY, check_outputs, written_by
     out = Path(args.out)
     marker = out / ".skinseg-synthetic.json"  # says the folder's images are SYNTHETIC, to be replaced freely
     folders = [out / name for split in LAYOUTS[args.year].values() for name in split]
@@ -276,27 +270,30 @@ def cmd_info(args) -> None:
     print(f"{dataset_label(Path(args.data), year, args.protocol)} in {args.data}: {counts}")
 
 
-OVERWRITE_HELP = "replace existing output files that another command (or you) wrote; inputs are never replaced"
-IMAGE_SIZE_HELP = "the model's input (default: the size the checkpoint was trained at, else 192 256)"
 SHARED = {  # the options that several commands take, with one meaning
     "--data": dict(type=Path, help="dataset folder in the official ISIC layout, or images/ + masks/ (skinseg.data."
                                    "folders) (default: $SKINSEG_DATA or ../shared/data/isic2017)"),
     "--protocol": dict(choices=PROTOCOLS, default=OFFICIAL,
-                       help="which images form train/val/test: official (the folder's own splits) or isic2016-replica "
-                            "(the article's ISIC 2016 splits rebuilt from an ISIC 2017 folder; skinseg.data.protocols)"),
+                       help="which images form train/val/test: official (the folder's own splits) or isic2016-"
+                            "replica (the article's ISIC 2016 splits rebuilt from an ISIC 2017 folder; skinseg.data."
+                            "protocols)"),
     "--model": dict(choices=tuple(MODEL_LABELS), default="unet"),
     "--seed": dict(type=nonnegative_int, default=0),
+    "--year": dict(choices=("2016", "2017"), default="2017"),
     "--checkpoint": dict(type=existing_file, required=True),
-    "--image-size": dict(type=image_side, nargs=2, metavar=("H", "W"), help=IMAGE_SIZE_HELP),
+    "--image-size": dict(type=image_side, nargs=2, metavar=("H", "W"),
+                         help="the model's input (default: the size the checkpoint was trained at, else 192 256)"),
     "--tta": dict(choices=("none", "flip", "d4"), default="none"),
     "--postprocess": dict(action="store_true", help="keep the largest region, holes filled"),
-    "--overwrite": dict(action="store_true", help=OVERWRITE_HELP),
+    "--overwrite": dict(action="store_true", help="replace existing output files that another command (or you) "
+                                                  "wrote; inputs are never replaced"),
     "--quiet": dict(action="store_true", help="no progress bar"),
     "--variant": dict(nargs="+", choices=list(VARIANTS), metavar="NAME",
                       help=f"train with the changes of these variants of the recipe, among {', '.join(VARIANTS)} "
                            "(skinseg.lab.variants.VARIANTS; 'python -m skinseg sweep' recommends one); --epochs, "
                            "--batch-size and the like still override them"),
-    "--profile": dict(choices=sorted(PROFILES), help="recipe (default: full on CUDA, smoke on CPU, or $SKINSEG_PROFILE)"),
+    "--profile": dict(choices=sorted(PROFILES),
+                      help="recipe (default: full on CUDA, smoke on CPU, or $SKINSEG_PROFILE)"),
     "--epochs": dict(type=positive_int, help="override the profile's number of epochs"),
     "--width": dict(type=width, help="override the base channels (64 = the article's network)"),
     "--batch-size": dict(type=positive_int, help="override the batch size"),
@@ -335,8 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "profile's); sweep: measure the training speed and train as many epochs as fit")
         _add(p, "--quiet", *PROFILE_OPTIONS)
 
-    p = command("download", cmd_download, "download and extract the official ISIC task-1 archives", "--quiet")
-    p.add_argument("--year", choices=("2016", "2017"), default="2017")
+    p = command("download", cmd_download, "download and extract the official ISIC task-1 archives", "--year", "--quiet")
     p.add_argument("--data", type=output_folder, help="target folder (default: data/isic<year>)")
     p.add_argument("--base-url", type=url, help="a mirror that serves the archives under their official file names")
     p.add_argument("--compact", action="store_true",
@@ -421,10 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first profile the operators of each model's plain step (written to OUT_ops.json)")
 
     p = command("synthetic", cmd_synthetic, "write a SYNTHETIC dataset in an official ISIC layout (demo, tests)",
-                "--overwrite", "--seed", overwrite="replace the files of a folder that synthetic did not write (real "
-                                                   "images would be lost)")
+                "--overwrite", "--year", "--seed", overwrite="replace the files of a folder that synthetic did not "
+                                                             "write (real images would be lost)")
     p.add_argument("--out", type=output_folder, default=Path("data/synthetic"))
-    p.add_argument("--year", choices=("2016", "2017"), default="2017")
     p.add_argument("--n-train", type=positive_int, default=64)
     p.add_argument("--n-val", type=positive_int, default=16)
     p.add_argument("--n-test", type=positive_int, default=16)

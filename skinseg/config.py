@@ -147,8 +147,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    # 60 epochs: the 16 epochs of the first H200 experiment stopped while validation IoU was
-    # still rising (results/isic2017_16ep); a time budget decides how many runs start, never this
+    # 60 epochs: validation IoU still rose when the 16 epochs of results/isic2017_16ep stopped
     "full": Profile(name="full", epochs=60),
     "smoke": Profile(name="smoke", width=8, epochs=2, batch_size=8, max_train=64, max_val=16,
                      max_test=32, tta=("none", "flip"), seeds=(0, 1), compile="off",
@@ -157,15 +156,11 @@ PROFILES: dict[str, Profile] = {
                     max_val=8, max_test=8, tta=("none", "flip"), seeds=(0,),
                     compile="off", ema_decay=0.5, eval_batch_size=8),
 }
-# A chapter's training cells on a free GPU (a Colab T4): the full recipe's networks, data and
-# schedule shape, but a few epochs, so that a cell takes minutes, not an hour; never a result.
+# A chapter's training cells on a free GPU: the full networks for a few epochs; never a result.
 PROFILES[SHORT_GPU_PROFILE] = PROFILES["full"].replace(name=SHORT_GPU_PROFILE, epochs=4, tta=("none", "flip"), seeds=(0,), compile="off")
-# The source article's own training, as far as it says: its Dice loss (sigmoid, summed over the
-# whole batch, smooth 1) and no augmentation. It names no optimiser, learning rate, schedule,
-# epochs or batch size; those are chosen, not quoted: the plainest defaults (Adam at a constant
-# 1e-3, no weight decay, no weight averaging) and the full recipe's epochs, batch size, width and
-# input size. Its models are scored as they predict (no test-time augmentation, no
-# post-processing), and one seed, as the article reports one run per model.
+# The source article's training as far as it says: its Dice loss (summed over the batch, smooth 1),
+# no augmentation, no TTA or post-processing, one run per model. The optimiser, learning rate,
+# schedule, epochs and batch size it does not name: chosen as the plainest (constant Adam 1e-3).
 PROFILES["article"] = PROFILES["full"].replace(
     name="article", optimizer="adam", schedule="constant", lr=1e-3, weight_decay=0.0, warmup_epochs=0.0,
     loss="dice_pooled", ema_decay=None, augment=NO_AUGMENT, tta=("none",), postprocess=False, seeds=(0,))

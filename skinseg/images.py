@@ -148,11 +148,6 @@ def mask_values(im: Image.Image, name) -> np.ndarray:
                     "with 0 for background and 255 (or 1) for the lesion")
 
 
-def describe_values(values: np.ndarray) -> str:
-    shown = ", ".join(str(int(v)) for v in values[:8])
-    return f"{{{shown}{', ...' if len(values) > 8 else ''}}} ({len(values)} distinct)"
-
-
 def binary_mask(values: np.ndarray, path: Path | str) -> np.ndarray:
     """A stored mask as ``(H, W)`` uint8 in {0, 1} (1 = lesion).
 
@@ -177,9 +172,10 @@ def binary_mask(values: np.ndarray, path: Path | str) -> np.ndarray:
     allowed = (1, 255, 65535) if values.dtype.itemsize > 1 else (1, 255)
     if len(lesion) == 1 and lesion[0] in allowed:
         return (values == lesion[0]).astype(np.uint8)
-    raise DataError(f"mask {path} is not a binary mask: it has the values {describe_values(found)}; expected 0 and 255 "
-                    "(or 0 and 1): 0 for background and one lesion value; threshold grey edges or JPEG noise yourself "
-                    "before using it")
+    shown = ", ".join(str(int(v)) for v in found[:8]) + (", ..." if len(found) > 8 else "")
+    raise DataError(f"mask {path} is not a binary mask: it has the values {{{shown}}} ({len(found)} distinct); "
+                    "expected 0 and 255 (or 0 and 1): 0 for background and one lesion value; threshold grey edges or "
+                    "JPEG noise yourself before using it")
 
 
 def shown_size(path: Path | str) -> tuple[int, int]:

@@ -34,8 +34,8 @@ def unflatten_levels(flat: np.ndarray, image_size: tuple[int, int], n_levels: in
         raise ValueError(f"stored maps have {flat.shape[-1]} values per image, but {n_levels} levels of an "
                          f"image of {tuple(image_size)} need {sum(sizes)} ({' + '.join(map(str, sizes))})")
     values = flat.astype(np.float32) / 255 if flat.dtype == np.uint8 else flat.astype(np.float32)
-    bounds = np.cumsum([0] + sizes)
-    return [values[..., a:b].reshape(*flat.shape[:-1], *shape) for a, b, shape in zip(bounds[:-1], bounds[1:], shapes)]
+    parts = np.split(values, np.cumsum(sizes)[:-1], axis=-1)
+    return [part.reshape(*flat.shape[:-1], *shape) for part, shape in zip(parts, shapes)]
 
 
 def psi_maps(model, images: np.ndarray, device) -> list[np.ndarray]:

@@ -26,11 +26,6 @@ def _stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return stages
 
 
-def _shape(value) -> tuple[int, ...]:
-    """The shape of a tensor, or of the first tensor of a tuple (a gate returns ``(x_hat, psi)``)."""
-    return tuple((value[0] if isinstance(value, (tuple, list)) else value).shape)
-
-
 @torch.no_grad()
 def _run(model: nn.Module, input_shape, named_modules) -> list[tuple[str, nn.Module, tuple, object]]:
     """One eval-mode forward pass of zeros of ``input_shape``: ``(name, module, inputs, output)`` of
@@ -59,8 +54,10 @@ def stage_table(model: nn.Module, input_shape=(1, 3, 192, 256)) -> pd.DataFrame:
     """
     seen, rows = set(), []
     for name, module, inputs, output in _run(model, input_shape, _stages(model)):
+        output = output[0] if isinstance(output, (tuple, list)) else output  # a gate returns (x_hat, psi)
         rows.append({"stage": name, "block": type(module).__name__, "input": tuple(inputs[0].shape),
-                     "output": _shape(output), "parameters": 0 if id(module) in seen else count_parameters(module)})
+                     "output": tuple(output.shape),
+                     "parameters": 0 if id(module) in seen else count_parameters(module)})
         seen.add(id(module))
     table = pd.DataFrame(rows, columns=["stage", "block", "input", "output", "parameters"])
     missing = count_parameters(model) - int(table["parameters"].sum())
@@ -101,8 +98,7 @@ def receptive_field_table(model: nn.Module, input_shape=(1, 3, 192, 256)) -> pd.
 
 
 def receptive_field(model: nn.Module, input_shape=(1, 3, 192, 256)) -> tuple[int, int]:
-    """``(height, width)`` in input pixels of the region one output pixel can see
-    (the last row of :func:`receptive_field_table`)."""
+    """``(height, width)`` in input pixels that one output pixel sees (last row of :func:`receptive_field_table`)."""
     table = receptive_field_table(model, input_shape)
     return table["rf"].iloc[-1] if len(table) else (1, 1)
 
