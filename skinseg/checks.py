@@ -47,8 +47,8 @@ def check_masks(masks, shape: tuple[int, ...], name: str = "masks") -> np.ndarra
 
 def check_size(size, name: str = "size") -> tuple[int, int]:
     """``(H, W)``, two positive integers."""
-    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2 or not all(
-            _whole(s, 1) for s in size):
+    if (isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2
+            or not all(_whole(s, 1) for s in size)):
         raise ConfigError(f"{name} must be (H, W), two positive integers, got {size!r}")
     return int(size[0]), int(size[1])
 
