@@ -1,13 +1,7 @@
-"""Atomic file writes: a uniquely named temporary file in the target's folder, renamed over it.
-
-Every file the library writes goes through :func:`write_atomic`: text and JSON
-(:func:`write_text_atomic`), CSV tables (``write_text_atomic(path, frame.to_csv())``), numpy
-archives (:func:`write_npz_atomic`), images (:func:`write_image_atomic`) and checkpoints
-(:func:`skinseg.checkpoint.save_atomic`).
-
-Two writers never share a temporary file (its name holds the process id and a random
-part), a crash leaves either the old file or the new one (never half a file), and the
-result gets the usual mode of new files (``0o666`` less the umask), like every other output.
+"""Atomic file writes: a temporary file of this writer's own (``.<name>.<pid>.<random>.tmp``) in
+the target's folder, renamed over it, so a crash leaves the old file or the new one, never half a
+file. Every file the library writes goes through :func:`write_atomic` (checkpoints through
+:func:`skinseg.checkpoint.save_atomic`) and gets the usual mode of new files (``0o666`` less the umask).
 """
 from __future__ import annotations
 

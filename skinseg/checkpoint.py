@@ -18,27 +18,13 @@ def architecture(model: nn.Module) -> dict:
 
 
 def save_atomic(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename it over ``path``.
-
-    A crash or kill of the process at any moment leaves either the old file or the new one,
-    never half a file; the temporary file is this writer's own, and the checkpoint gets the
-    mode of every other output (:mod:`skinseg.atomic`).
-    """
+    """``torch.save`` through :func:`skinseg.atomic.write_atomic`: a crash leaves the old file or the new one."""
     write_atomic(path, lambda f: torch.save(obj, f))
 
 
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
-
-
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Load a checkpoint dictionary safely (``weights_only=True``) and check its fields.
-
-    Raises :class:`CheckpointError` naming ``path`` for a missing, empty or damaged file, a
-    file that is not a skinseg checkpoint, and an ``arch`` that is missing or not
-    ``{"model": one of skinseg.models.MODELS, "width": a positive int}``.
-    """
+    """Load a checkpoint dictionary safely (``weights_only=True``); :class:`CheckpointError` naming
+    ``path`` for a missing, empty or damaged file, or one without ``arch`` ``{"model", "width"}`` and ``model``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
@@ -48,8 +34,9 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"cannot read checkpoint {path}: not a skinseg checkpoint or damaged "
-                              f"({_first_line(err)})") from None
+                              f"({detail})") from None
     if not isinstance(state, dict) or "arch" not in state or not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{path} is not a skinseg checkpoint (expected keys 'arch' and 'model')")
     arch = state["arch"]
@@ -61,8 +48,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 
 
 def check_architecture(state: dict, model: nn.Module, path: Path | str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` unless ``state`` was saved from a model like ``model``,
-    both by its ``arch`` field and by the names and shapes of its weights (:func:`check_weights`)."""
+    """Raise :class:`CheckpointError` unless ``state``'s ``arch`` and weights (:func:`check_weights`) fit ``model``."""
     want, got = architecture(model), state["arch"]
     if want != got:
         raise CheckpointError(f"{path} holds a {got['model']} of width {got['width']}, "
@@ -95,17 +81,13 @@ def check_weights(state: dict, model: nn.Module, path: Path | str = "checkpoint"
 
 
 def load_model(path: Path, device="cpu", weights: str = "best") -> nn.Module:
-    """Build the model a checkpoint describes and load its weights, in eval mode.
-
-    ``weights``: ``"best"`` (the validation-selected weights, EMA where used) or
-    ``"model"`` (the raw weights at the checkpoint's epoch).
-    """
+    """The model a checkpoint describes with its ``weights``, in eval mode: ``"best"`` (the
+    validation-selected weights, EMA where used) or ``"model"`` (the raw weights of its epoch)."""
     return model_from_state(load_checkpoint(path), path, device, weights)
 
 
 def model_from_state(state: dict, path: Path | str = "checkpoint", device="cpu", weights: str = "best") -> nn.Module:
-    """:func:`load_model` for a checkpoint already read by :func:`load_checkpoint` (``path``
-    names it in errors), so that a caller who also needs its other fields reads the file once."""
+    """:func:`load_model` for a checkpoint already read by :func:`load_checkpoint` (``path`` names it in errors)."""
     if weights not in ("best", "model"):
         raise ConfigError(f"weights must be 'best' or 'model', got {weights!r}")
     arch = state["arch"]

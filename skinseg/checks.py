@@ -1,8 +1,5 @@
-"""Checks of the arguments of the library's public functions, with the command line's one-line errors.
-
-Each check returns the value (as an array where one is expected) or raises a
-:class:`~skinseg.errors.SkinsegError` naming the argument and what was expected.
-"""
+"""Checks of the arguments of the library's public functions: each returns the value (as an array
+where one is expected) or raises a one-line :class:`~skinseg.errors.SkinsegError` naming the argument."""
 from __future__ import annotations
 
 from numbers import Integral
@@ -11,6 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, DataError
+
+
+def _whole(value, low: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) of at least ``low``."""
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= low
 
 
 def check_images(images, name: str = "images") -> np.ndarray:
@@ -46,18 +48,16 @@ def check_masks(masks, shape: tuple[int, ...], name: str = "masks") -> np.ndarra
 def check_size(size, name: str = "size") -> tuple[int, int]:
     """``(H, W)``, two positive integers."""
     if (isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2
-            or not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in size)):
+            or not all(_whole(s, 1) for s in size)):
         raise ConfigError(f"{name} must be (H, W), two positive integers, got {size!r}")
     return int(size[0]), int(size[1])
 
 
 def check_limit(limit, name: str = "limit") -> int | None:
     """None, or an integer of at least 1."""
-    if limit is None:
-        return None
-    if not isinstance(limit, Integral) or isinstance(limit, bool) or limit < 1:
+    if limit is not None and not _whole(limit, 1):
         raise ConfigError(f"{name} must be None or an integer of at least 1, got {limit!r}")
-    return int(limit)
+    return None if limit is None else int(limit)
 
 
 def check_paths(paths, name: str) -> list[Path]:
@@ -73,7 +73,7 @@ def check_paths(paths, name: str) -> list[Path]:
 
 def check_positive_int(value, name: str) -> int:
     """An integer of at least 1 (not a bool)."""
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+    if not _whole(value, 1):
         raise ConfigError(f"{name} must be an integer of at least 1, got {value!r}")
     return int(value)
 
@@ -88,12 +88,5 @@ def check_model(model, name: str = "model"):
     return model
 
 
-def check_choice(value, choices, name: str):
-    """``value`` if it is one of ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
-__all__ = ["check_choice", "check_images", "check_limit", "check_masks", "check_model", "check_paths",
+__all__ = ["check_images", "check_limit", "check_masks", "check_model", "check_paths",
            "check_positive_int", "check_size"]

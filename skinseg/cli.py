@@ -18,6 +18,8 @@ from .cli_args import (OneLineParser, device, existing_file, image_side, nonnega
 from .config import COMPILE_MODES, MODEL_LABELS, PROFILES, get_profile
 from .data.protocols import OFFICIAL, PROTOCOLS
 from .errors import ConfigError, SkinsegError
+from .lock import output_lock
+from .outputs import WRITTEN_BY, check_out_of_data, check_outputs, holds_keys, written_by
 from .lab.order import EXPERIMENTS
 from .lab.variants import VARIANTS, with_variants
 from .paths import default_data_dir, results_dir
@@ -35,49 +37,6 @@ def _profile(args):
     return _adjust(args, get_profile(args.profile))
 
 
-def _add_profile_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=sorted(PROFILES), help="recipe (default: full on CUDA, smoke on CPU, or $SKINSEG_PROFILE)")
-    p.add_argument("--epochs", type=positive_int, help="override the profile's number of epochs")
-    p.add_argument("--width", type=width, help="override the base channels (64 = the article's network)")
-    p.add_argument("--batch-size", type=positive_int, help="override the batch size")
-    p.add_argument("--compile", choices=("auto", "on", "off"), help="torch.compile (auto = on CUDA only)")
-    p.add_argument("--compile-mode", choices=COMPILE_MODES,
-                   help="torch.compile mode; reduce-overhead also uses CUDA graphs")
-    p.add_argument("--device", type=device, help="cuda, cpu, ... (default: cuda when available)")
-
-
-def _add_variant_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--variant", nargs="+", choices=list(VARIANTS), metavar="NAME",
-                   help=f"train with the changes of these variants of the recipe, among {', '.join(VARIANTS)} "
-                        "(skinseg.lab.variants.VARIANTS; 'python -m skinseg sweep' recommends one); --epochs, "
-                        "--batch-size and the like still override them")
-
-
-def _add_protocol_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--protocol", choices=PROTOCOLS, default=OFFICIAL,
-                   help="which images form train/val/test: official (the folder's own splits) or isic2016-replica "
-                        "(the article's ISIC 2016 splits rebuilt from an ISIC 2017 folder; skinseg.data.protocols)")
-
-
-def _option(p: argparse.ArgumentParser, flag: str) -> argparse.Action:
-    return next(a for a in p._actions if flag in a.option_strings)
-
-
-def _add_run_options(p: argparse.ArgumentParser, out: Path, out_help: str, data_help: str) -> None:
-    """What the experiment and the sweep share: data, protocol, output and checkpoint folders, a time budget."""
-    p.add_argument("--data", type=Path, default=None, help=data_help)
-    _add_protocol_option(p)
-    p.add_argument("--out", type=output_folder, default=None,
-                   help=f"{out_help} (default: $SKINSEG_RESULTS/{out.name}, else {out} of this repository)")
-    p.set_defaults(default_out=out.name)
-    p.add_argument("--work-dir", type=output_folder, help="folder for checkpoints (default runs/<out name>)")
-    p.add_argument("--time-budget", type=positive_float, metavar="SECONDS",
-                   help="experiment: start only the whole runs whose expected time fits (the epochs stay the "
-                        "profile's); sweep: measure the training speed and train as many epochs as fit")
-    p.add_argument("--quiet", action="store_true")
-    _add_profile_options(p)
-
-
 def cmd_download(args) -> None:
     from .data.download import download_dataset
     root = download_dataset(args.year, args.data, base_url=args.base_url, progress=not args.quiet, compact=args.compact,
@@ -92,7 +51,6 @@ def _limited_split(args, profile, split):
 
 
 def cmd_train(args) -> None:
-    from .outputs import check_out_of_data
     profile = _profile(args)
     check_out_of_data(args.out, [args.data])
     train, val = _limited_split(args, profile, "train"), _limited_split(args, profile, "val")
@@ -100,7 +58,6 @@ def cmd_train(args) -> None:
     from .device import seed_everything
     from .models import build_model
     from .lab.leakage import training_record
-    from .lock import output_lock
     from .train import BEST, HISTORY, LAST, fit
     seed_everything(args.seed)
     model = build_model(args.model, profile.width)
@@ -127,8 +84,6 @@ def cmd_evaluate(args) -> None:
     from .device import resolve_device
     from .evaluate import evaluate_model, summarize
     from .lab.leakage import check_held_out
-    from .lock import output_lock
-    from .outputs import WRITTEN_BY, check_outputs, written_by
     from .predict import checkpoint_image_size
     out, summary_path = Path(args.out), Path(args.out).with_suffix(".json")
     data_root = Path(args.data)
@@ -169,9 +124,7 @@ def cmd_compare(args) -> None:
     if args.out:
         check_outputs([args.out], [args.a, args.b], overwrite=args.overwrite,
                       own=[args.out] if written_by(args.out, "compare") else [])
-    tables = []
-    for path in (args.a, args.b):
-        tables.append(score_column(path, args.metric))
+    tables = [score_column(path, args.metric) for path in (args.a, args.b)]
     ids_a, ids_b = set(tables[0].index), set(tables[1].index)
     if ids_a != ids_b:
         only_a, only_b = sorted(ids_a - ids_b), sorted(ids_b - ids_a)
@@ -188,15 +141,8 @@ def cmd_compare(args) -> None:
         print(f"wrote {args.out}")
 
 
-def _budgeted_run_profile(args):
-    if args.time_budget is not None and args.epochs is not None:
-        raise ConfigError("give either --epochs or --time-budget, not both")
-    return _profile(args)
-
-
 def _run_folders(args, data: list) -> None:
     """``--out`` (default: the results folder) and ``--work-dir`` of experiment and sweep, never in a data folder."""
-    from .outputs import check_out_of_data
     args.out = args.out or results_dir() / args.default_out
     check_out_of_data(args.out, data)
     if args.work_dir is not None:
@@ -217,7 +163,6 @@ def cmd_experiment(args) -> None:
 def cmd_slice(args) -> None:
     from .lab.archive import is_slice_archive
     from .lab.slice import run_slice
-    from .outputs import check_out_of_data, check_outputs
     if args.epochs is not None:
         raise ConfigError("slice trains every run for its profile's epochs; --epochs is not accepted")
     check_out_of_data(args.archive.parent, [args.data], "--archive", output=args.archive)
@@ -250,7 +195,9 @@ def cmd_merge(args) -> None:
 def cmd_sweep(args) -> None:
     from .lab.sweep import run_sweep
     _run_folders(args, [args.data])
-    run_sweep(args.data, args.out, _budgeted_run_profile(args), args.variants, model=args.model, seed=args.seed,
+    if args.time_budget is not None and args.epochs is not None:
+        raise ConfigError("give either --epochs or --time-budget, not both")
+    run_sweep(args.data, args.out, _profile(args), args.variants, model=args.model, seed=args.seed,
               work_dir=args.work_dir, device=args.device, time_budget=args.time_budget, progress=not args.quiet,
               protocol=args.protocol)
 
@@ -258,7 +205,6 @@ def cmd_sweep(args) -> None:
 def cmd_bench(args) -> None:
     from .lab.bench import default_settings, run_benchmark
     from .device import resolve_device
-    from .outputs import check_out_of_data, check_outputs, holds_keys
     ops_out = args.out.with_name(args.out.stem + "_ops.json")
     outputs = [args.out] + ([ops_out] if args.ops else [])
     check_out_of_data(args.out.parent, output=args.out)
@@ -290,7 +236,6 @@ def cmd_bench(args) -> None:
 def cmd_synthetic(args) -> None:
     from .data.isic import LAYOUTS
     from .lab.synthetic import write_isic_layout
-    from .outputs import WRITTEN_BY, check_outputs, written_by
     out = Path(args.out)
     marker = out / ".skinseg-synthetic.json"  # says the folder's images are SYNTHETIC, to be replaced freely
     folders = [out / name for split in LAYOUTS[args.year].values() for name in split]
@@ -325,95 +270,118 @@ def cmd_info(args) -> None:
     print(f"{dataset_label(Path(args.data), year, args.protocol)} in {args.data}: {counts}")
 
 
-OVERWRITE_HELP = "replace existing output files that another command (or you) wrote; inputs are never replaced"
+SHARED = {  # the options that several commands take, with one meaning
+    "--data": dict(type=Path, help="dataset folder in the official ISIC layout, or images/ + masks/ (skinseg.data."
+                                   "folders) (default: $SKINSEG_DATA or ../shared/data/isic2017)"),
+    "--protocol": dict(choices=PROTOCOLS, default=OFFICIAL,
+                       help="which images form train/val/test: official (the folder's own splits) or isic2016-"
+                            "replica (the article's ISIC 2016 splits rebuilt from an ISIC 2017 folder; skinseg.data."
+                            "protocols)"),
+    "--model": dict(choices=tuple(MODEL_LABELS), default="unet"),
+    "--seed": dict(type=nonnegative_int, default=0),
+    "--year": dict(choices=("2016", "2017"), default="2017"),
+    "--checkpoint": dict(type=existing_file, required=True),
+    "--image-size": dict(type=image_side, nargs=2, metavar=("H", "W"),
+                         help="the model's input (default: the size the checkpoint was trained at, else 192 256)"),
+    "--tta": dict(choices=("none", "flip", "d4"), default="none"),
+    "--postprocess": dict(action="store_true", help="keep the largest region, holes filled"),
+    "--overwrite": dict(action="store_true", help="replace existing output files that another command (or you) "
+                                                  "wrote; inputs are never replaced"),
+    "--quiet": dict(action="store_true", help="no progress bar"),
+    "--variant": dict(nargs="+", choices=list(VARIANTS), metavar="NAME",
+                      help=f"train with the changes of these variants of the recipe, among {', '.join(VARIANTS)} "
+                           "(skinseg.lab.variants.VARIANTS; 'python -m skinseg sweep' recommends one); --epochs, "
+                           "--batch-size and the like still override them"),
+    "--profile": dict(choices=sorted(PROFILES),
+                      help="recipe (default: full on CUDA, smoke on CPU, or $SKINSEG_PROFILE)"),
+    "--epochs": dict(type=positive_int, help="override the profile's number of epochs"),
+    "--width": dict(type=width, help="override the base channels (64 = the article's network)"),
+    "--batch-size": dict(type=positive_int, help="override the batch size"),
+    "--compile": dict(choices=("auto", "on", "off"), help="torch.compile (auto = on CUDA only)"),
+    "--compile-mode": dict(choices=COMPILE_MODES, help="torch.compile mode; reduce-overhead also uses CUDA graphs"),
+    "--device": dict(type=device, help="cuda, cpu, ... (default: cuda when available)"),
+}
+PROFILE_OPTIONS = ("--profile", "--epochs", "--width", "--batch-size", "--compile", "--compile-mode", "--device")
+
+
+def _add(p: argparse.ArgumentParser, *flags: str, **helps: str) -> None:
+    """Add the :data:`SHARED` options ``flags`` to ``p``; ``helps`` gives other help texts by dest (``batch_size=``)."""
+    for flag in flags:
+        dest = flag.removeprefix("--").replace("-", "_")
+        p.add_argument(flag, **{**SHARED[flag], **({"help": helps[dest]} if dest in helps else {})})
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m skinseg", description="U-Net and Attention U-Net for skin-lesion segmentation.")
     sub = parser.add_subparsers(dest="command", required=True)
-    data_help = ("dataset folder in the official ISIC layout, or images/ + masks/ (skinseg.data.folders) "
-                 "(default: $SKINSEG_DATA or ../shared/data/isic2017)")
 
-    p = sub.add_parser("download", help="download and extract the official ISIC task-1 archives")
-    p.add_argument("--year", choices=("2016", "2017"), default="2017")
-    p.add_argument("--data", type=output_folder, default=None, help="target folder (default: data/isic<year>)")
+    def command(name: str, func, help: str, *flags: str, **helps: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(func=func)
+        _add(p, *flags, **helps)
+        return p
+
+    def run_options(p: argparse.ArgumentParser, out: Path, out_help: str) -> None:
+        """What the experiment and the sweep share: output and checkpoint folders, a time budget, the recipe."""
+        p.add_argument("--out", type=output_folder, help=f"{out_help} (default: $SKINSEG_RESULTS/{out.name}, else "
+                                                         f"{out} of this repository)")
+        p.set_defaults(default_out=out.name)
+        p.add_argument("--work-dir", type=output_folder, help="folder for checkpoints (default runs/<out name>)")
+        p.add_argument("--time-budget", type=positive_float, metavar="SECONDS",
+                       help="experiment: start only the whole runs whose expected time fits (the epochs stay the "
+                            "profile's); sweep: measure the training speed and train as many epochs as fit")
+        _add(p, "--quiet", *PROFILE_OPTIONS)
+
+    p = command("download", cmd_download, "download and extract the official ISIC task-1 archives", "--year", "--quiet")
+    p.add_argument("--data", type=output_folder, help="target folder (default: data/isic<year>)")
     p.add_argument("--base-url", type=url, help="a mirror that serves the archives under their official file names")
     p.add_argument("--compact", action="store_true",
                    help="store images and masks at the models' input size (192x256), skip the superpixel files and "
                         "delete each archive once extracted: tens of MB instead of several GB, for Colab")
     p.add_argument("--overwrite", action="store_true", help="let --compact replace a full copy in --data")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("info", help="count the image/mask pairs of a dataset folder")
-    p.add_argument("--data", type=Path, default=None, help=data_help)
-    _add_protocol_option(p)
-    p.set_defaults(func=cmd_info)
+    command("info", cmd_info, "count the image/mask pairs of a dataset folder", "--data", "--protocol")
 
-    p = sub.add_parser("train", help="train one model (resumes from OUT/last.pt)")
-    p.add_argument("--model", choices=tuple(MODEL_LABELS), default="unet")
-    p.add_argument("--data", type=Path, default=None, help=data_help)
-    _add_protocol_option(p)
+    p = command("train", cmd_train, "train one model (resumes from OUT/last.pt)", "--model", "--data", "--protocol",
+                "--seed", *PROFILE_OPTIONS, "--variant")
     p.add_argument("--out", type=output_folder, default=Path("runs/train"), help="folder for checkpoints and history.json")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
-    _add_profile_options(p)
-    _add_variant_option(p)
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="per-image metrics of a checkpoint on a split")
-    p.add_argument("--checkpoint", type=existing_file, required=True)
-    p.add_argument("--data", type=Path, default=None, help=data_help)
-    _add_protocol_option(p)
+    p = command("evaluate", cmd_evaluate, "per-image metrics of a checkpoint on a split", "--checkpoint", "--data",
+                "--protocol", "--image-size", "--tta", "--postprocess", "--overwrite", "--device")
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
-    p.add_argument("--image-size", type=image_side, nargs=2, metavar=("H", "W"),
-                   help="the model's input (default: the size the checkpoint was trained at, else 192 256)")
     p.add_argument("--limit", type=positive_int, help="only the first N images")
-    p.add_argument("--tta", choices=("none", "flip", "d4"), default="none")
-    p.add_argument("--postprocess", action="store_true", help="keep the largest region, holes filled")
     p.add_argument("--out", type=output_file, default=Path("runs/evaluate/per_image.csv"))
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    p.add_argument("--device", type=device)
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="lesion masks and overlays of your own images, at their original size")
+    p = command("predict", cmd_predict, "lesion masks and overlays of your own images, at their original size",
+                "--checkpoint", "--image-size", "--tta", "--postprocess", "--overwrite", "--device", "--quiet")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER",
                    help="image files, or folders whose images (.jpg, .png, .bmp, .tif) are all read")
-    p.add_argument("--checkpoint", type=existing_file, required=True)
     p.add_argument("--out", type=output_folder, default=Path("runs/predict"),
                    help="folder for <id>_mask.png, <id>_overlay.png (and <id>_psi.png) and predictions.csv")
-    p.add_argument("--image-size", type=image_side, nargs=2, metavar=("H", "W"),
-                   help="the model's input (default: the size the checkpoint was trained at, else 192 256)")
-    p.add_argument("--tta", choices=("none", "flip", "d4"), default="none")
-    p.add_argument("--postprocess", action="store_true", help="keep the largest region, holes filled")
     p.add_argument("--psi", action="store_true", help="Attention U-Net only: also a picture of the four gates' ψ maps")
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--device", type=device)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("compare", help="paired comparison of two per-image tables (B - A)")
+    p = command("compare", cmd_compare, "paired comparison of two per-image tables (B - A)", "--seed", "--overwrite",
+                seed="bootstrap seed")
     p.add_argument("a", type=Path, help="per-image CSV of model A")
     p.add_argument("b", type=Path, help="per-image CSV of model B")
     p.add_argument("--metric", default="iou")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed")
     p.add_argument("--out", type=output_file, help="also write the result as JSON")
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("experiment", help="both models x several seeds: every artifact the book shows")
-    _add_run_options(p, Path("results/isic2017"), "folder for the small result files", data_help)
+    p = command("experiment", cmd_experiment, "both models x several seeds: every artifact the book shows", "--data",
+                "--protocol", "--variant")
+    run_options(p, Path("results/isic2017"), "folder for the small result files")
     p.add_argument("--seeds", type=nonnegative_int, nargs="+", help="default: the profile's seeds")
     p.add_argument("--external", nargs="+", metavar="NAME=FOLDER", default=[],
                    help="external test sets (generic images/ + masks/ or ISIC folders): every finished run is "
                         "scored on their test split, which never selects anything")
-    _add_variant_option(p)
-    p.set_defaults(func=cmd_experiment)
 
-    p = sub.add_parser("slice", help="one GPU slice: the next whole runs of the fixed order that fit, packed into one archive")
-    p.add_argument("--data", type=Path, default=None, help=data_help + "; every experiment reads it, the replica "
-                   "through its protocol")
+    p = command("slice", cmd_slice, "one GPU slice: the next whole runs of the fixed order that fit, packed into one "
+                "archive", "--data", "--quiet", *PROFILE_OPTIONS, "--variant",
+                data=SHARED["--data"]["help"] + "; every experiment reads it, the replica through its protocol",
+                profile="one recipe for every experiment (default: $SKINSEG_PROFILE, else each experiment's own on "
+                        "a GPU and smoke on a CPU)")
     p.add_argument("--archive", type=output_file, required=True, help="the .tgz to write (runs and manifest)")
     p.add_argument("--overwrite", action="store_true", help="replace an --archive file that slice did not write")
     p.add_argument("--time-budget", type=positive_float, metavar="SECONDS",
@@ -424,30 +392,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: results/ of this repository)")
     p.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), metavar="NAME",
                    help=f"only these of {', '.join(EXPERIMENTS)} (default: all, in the order of skinseg.lab.order.SLICE_ORDER)")
-    p.add_argument("--quiet", action="store_true")
-    _add_profile_options(p)
-    p.set_defaults(func=cmd_slice)
-    _option(p, "--profile").help = ("one recipe for every experiment (default: $SKINSEG_PROFILE, else each "
-                                    "experiment's own on a GPU and smoke on a CPU)")
-    _add_variant_option(p)
 
-    p = sub.add_parser("merge", help="add the finished runs of a slice archive to a results folder")
+    p = command("merge", cmd_merge, "add the finished runs of a slice archive to a results folder")
     p.add_argument("archive", type=Path, help="a .tgz written by 'python -m skinseg slice'")
     p.add_argument("--into", type=output_folder, help="the results folder of one experiment, e.g. results/isic2017")
     p.add_argument("--experiment", help="with --into: which of the archive's experiments (default: the one named like it)")
     p.add_argument("--each-into", type=output_folder, metavar="RESULTS",
                    help="merge every experiment of the archive into RESULTS/<experiment>, e.g. results")
-    p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("sweep", help="compare recipe variants on the validation set (never the test set)")
-    _add_run_options(p, Path("results/sweep"), "folder for sweep.json", data_help)
-    p.add_argument("--model", choices=tuple(MODEL_LABELS), default="unet")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p = command("sweep", cmd_sweep, "compare recipe variants on the validation set (never the test set)", "--data",
+                "--protocol", "--model", "--seed")
+    run_options(p, Path("results/sweep"), "folder for sweep.json")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="NAME",
                    help=f"among {', '.join(VARIANTS)} (default: all; baseline is always included)")
-    p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("bench", help="training-step throughput benchmark")
+    p = command("bench", cmd_bench, "training-step throughput benchmark", "--overwrite", *PROFILE_OPTIONS)
     p.add_argument("--out", type=output_file, default=Path("results/bench.json"))
     p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[16, 32, 64])
     p.add_argument("--compile-batch-sizes", type=positive_int, nargs="*", default=[16])
@@ -456,22 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--book", action="store_true", help="also time 'pytest --nbval book' (run from the repository root)")
     p.add_argument("--ops", action="store_true",
                    help="first profile the operators of each model's plain step (written to OUT_ops.json)")
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    _add_profile_options(p)
-    p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("synthetic", help="write a SYNTHETIC dataset in an official ISIC layout (demo, tests)")
+    p = command("synthetic", cmd_synthetic, "write a SYNTHETIC dataset in an official ISIC layout (demo, tests)",
+                "--overwrite", "--year", "--seed", overwrite="replace the files of a folder that synthetic did not "
+                                                             "write (real images would be lost)")
     p.add_argument("--out", type=output_folder, default=Path("data/synthetic"))
-    p.add_argument("--overwrite", action="store_true", help="replace the files of a folder that synthetic did not write "
-                   "(real images would be lost)")
-    p.add_argument("--year", choices=("2016", "2017"), default="2017")
     p.add_argument("--n-train", type=positive_int, default=64)
     p.add_argument("--n-val", type=positive_int, default=16)
     p.add_argument("--n-test", type=positive_int, default=16)
-    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--layout", choices=("compact", "official"), default="compact",
                    help="compact: 192x256 images (like a resized copy); official: as the official archives extract (varied original sizes, superpixels and metadata beside the images, ISIC-style ids)")
-    p.set_defaults(func=cmd_synthetic)
     return parser
 
 

@@ -1,12 +1,9 @@
-"""Checks of command-line values, as ``argparse`` types, and a parser whose errors are one line.
+"""Checks of command-line values, as ``argparse`` types (``p.add_argument("--limit", type=positive_int)``),
+and a parser whose errors are one line.
 
-Each type returns the converted value or raises :class:`argparse.ArgumentTypeError` with
-what was expected and what was given; :class:`OneLineParser` then prints
-``skinseg <command>: error: argument --x: expected ..., got ...`` on one line of stderr and
-exits with code 2, as for every other bad input. Use them for new options::
-
-    p.add_argument("--limit", type=positive_int)
-    p.add_argument("--image-size", type=image_side, nargs=2)
+Each type returns the converted value or raises :class:`argparse.ArgumentTypeError` saying what was
+expected and what was given; :class:`OneLineParser` prints it as ``skinseg <command>: error: argument
+--x: expected ..., got ...`` on one line of stderr and exits with code 2.
 """
 from __future__ import annotations
 
@@ -57,7 +54,6 @@ def bounded_int(low: int, high: int | None = None):
             wanted = f"of at least {low}" if high is None else f"from {low} to {high}"
             raise argparse.ArgumentTypeError(f"expected an integer {wanted}, got {text!r}")
         return value
-    check.__name__ = f"int_{low}_{high}"
     return check
 
 
@@ -116,12 +112,9 @@ def output_folder(text: str) -> Path:
 
 
 def _no_file_above(path: Path, text: str) -> None:
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise argparse.ArgumentTypeError(f"expected a path in a folder, got {text!r}, "
-                                                 f"but {parent} is a file")
-            return
+    parent = next((p for p in path.parents if p.exists()), path)  # the nearest existing folder above
+    if parent != path and not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a path in a folder, got {text!r}, but {parent} is a file")
 
 
 def device(text: str) -> str:

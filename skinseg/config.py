@@ -1,15 +1,9 @@
 """The training recipes (profiles) and the facts they rest on.
 
-A *profile* is a complete training recipe. ``full`` is the GPU recipe behind the book's
-results; ``smoke`` is a small-width, few-image version that runs on two CPU cores in
-seconds and whose outputs are always labelled as a CPU smoke run; ``tiny`` is for tests;
-``colab`` (a few epochs of the full networks) is for the chapters' training cells on a free
-GPU (:func:`notebook_profile`), labelled so that it is never taken for the full recipe;
-``article`` is the source article's own training, as far as it says. Named changes to a
-profile (variants) are in :mod:`skinseg.lab.variants`; where the data and results are looked
-for, in :mod:`skinseg.paths`.
-
-``SKINSEG_PROFILE`` names the profile (default: ``full`` on CUDA, ``smoke`` otherwise).
+``full`` is the GPU recipe behind the book's results; ``smoke`` a small version for two CPU cores,
+always labelled a CPU smoke run; ``tiny`` is for tests; ``colab`` (the full networks for a few
+epochs) for the chapters' training cells on a free GPU (:func:`notebook_profile`); ``article`` the
+source article's own training, as far as it says. ``SKINSEG_PROFILE`` names the profile.
 """
 from __future__ import annotations
 
@@ -79,26 +73,19 @@ class Profile:
     """A complete training and evaluation recipe.
 
     Attributes:
-        name: the profile's name, printed next to every result it produced.
         width: base channels of the models (64 is the article's 64 -> 1024 network).
-        image_size: ``(H, W)`` the images are resized to; both divisible by 16.
-        epochs, batch_size: the schedule; ``lr`` is the peak learning rate, reached after
-            ``warmup_epochs`` of linear warm-up and followed by cosine decay to zero
-            (``schedule="warmup_cosine"``), or the learning rate throughout
-            (``schedule="constant"``).
+        image_size: ``(H, W)`` the images are resized to; both multiples of 16.
+        lr: the peak learning rate, reached after ``warmup_epochs`` of linear warm-up and followed
+            by cosine decay to zero (``schedule="warmup_cosine"``), or constant (``"constant"``).
         optimizer: ``"adamw"`` (decoupled ``weight_decay``) or ``"adam"``.
         loss: ``"bce_dice"``, ``"dice"`` or ``"dice_pooled"`` (see :mod:`skinseg.losses`).
-        ema_decay: decay of the exponential moving average of the weights, or ``None``.
+        ema_decay: decay in (0, 1) of the moving average of the weights, or ``None``.
         max_train, max_val, max_test: use only the first N images of a split (``None`` = all).
         tta: test-time augmentation candidates; the one with the best validation IoU is used.
         postprocess: also try keeping the largest connected component with holes filled.
-        compile: ``"auto"`` compiles on CUDA only, ``"on"``/``"off"`` force it.
-        compile_mode: ``torch.compile``'s mode: ``"default"``, or ``"reduce-overhead"``, which
-            also records the compiled step as a CUDA graph and so saves the CPU the work of
-            launching every kernel (CUDA only; elsewhere it acts like ``"default"``).
-        seeds: the seeds of an experiment.
-        variants: the names of the variants this recipe was made with
-            (:func:`skinseg.lab.variants.with_variants`); they are part of its :meth:`label`.
+        compile: ``"auto"`` compiles on CUDA only; ``compile_mode`` ``"reduce-overhead"`` also
+            records CUDA graphs.
+        variants: the variants it was made with (:func:`skinseg.lab.variants.with_variants`).
     """
 
     name: str
@@ -130,14 +117,10 @@ class Profile:
         for key in ("width", "epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if self.compile not in ("auto", "on", "off"):
-            raise ConfigError(f"compile must be 'auto', 'on' or 'off', got {self.compile!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.compile_mode not in COMPILE_MODES:
-            raise ConfigError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
+        for key, allowed in (("compile", ("auto", "on", "off")), ("optimizer", tuple(OPTIMIZERS)),
+                             ("schedule", SCHEDULES), ("compile_mode", COMPILE_MODES)):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay}")
 
@@ -164,8 +147,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    # 60 epochs: the 16 epochs of the first H200 experiment stopped while validation IoU was
-    # still rising (results/isic2017_16ep); a time budget decides how many runs start, never this
+    # 60 epochs: validation IoU still rose when the 16 epochs of results/isic2017_16ep stopped
     "full": Profile(name="full", epochs=60),
     "smoke": Profile(name="smoke", width=8, epochs=2, batch_size=8, max_train=64, max_val=16,
                      max_test=32, tta=("none", "flip"), seeds=(0, 1), compile="off",
@@ -174,15 +156,11 @@ PROFILES: dict[str, Profile] = {
                     max_val=8, max_test=8, tta=("none", "flip"), seeds=(0,),
                     compile="off", ema_decay=0.5, eval_batch_size=8),
 }
-# A chapter's training cells on a free GPU (a Colab T4): the full recipe's networks, data and
-# schedule shape, but a few epochs, so that a cell takes minutes, not an hour; never a result.
+# A chapter's training cells on a free GPU: the full networks for a few epochs; never a result.
 PROFILES[SHORT_GPU_PROFILE] = PROFILES["full"].replace(name=SHORT_GPU_PROFILE, epochs=4, tta=("none", "flip"), seeds=(0,), compile="off")
-# The source article's own training, as far as it says: its Dice loss (sigmoid, summed over the
-# whole batch, smooth 1) and no augmentation. It names no optimiser, learning rate, schedule,
-# epochs or batch size; those are chosen, not quoted: the plainest defaults (Adam at a constant
-# 1e-3, no weight decay, no weight averaging) and the full recipe's epochs, batch size, width and
-# input size. Its models are scored as they predict (no test-time augmentation, no
-# post-processing), and one seed, as the article reports one run per model.
+# The source article's training as far as it says: its Dice loss (summed over the batch, smooth 1),
+# no augmentation, no TTA or post-processing, one run per model. The optimiser, learning rate,
+# schedule, epochs and batch size it does not name: chosen as the plainest (constant Adam 1e-3).
 PROFILES["article"] = PROFILES["full"].replace(
     name="article", optimizer="adam", schedule="constant", lr=1e-3, weight_decay=0.0, warmup_epochs=0.0,
     loss="dice_pooled", ema_decay=None, augment=NO_AUGMENT, tta=("none",), postprocess=False, seeds=(0,))

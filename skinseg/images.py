@@ -1,20 +1,14 @@
-"""Images and masks read as a photo viewer shows them.
+"""Images and masks read as a photo viewer shows them: EXIF orientation applied, to masks as to images.
 
-* The EXIF orientation is applied (:func:`PIL.ImageOps.exif_transpose`), to masks as to images,
-  so a mask drawn over the photo as it is seen lines up with it.
-* Colour images: RGB, grey (``L``, bilevel ``1``), palette (``P``, through its palette) and
-  16-bit grey (``I;16``, or ``I`` within 0..65535, scaled to 8 bits by 1/257) become RGB;
-  an alpha channel (``RGBA``, ``LA``, ``PA``) is dropped when it is fully opaque. Refused by
-  name: transparent pixels, CMYK, floating-point (``F``) and integer images past 16 bits.
-* Masks (:func:`mask_values`, :func:`binary_mask`): one meaning per value and one rule for all
-  lesion sizes. A mask holds 0 (background) and at most one other value, the lesion: 1 or 255
-  (or 65535 in a 16-bit file). Anything else (a grey edge, a second lesion value, JPEG noise,
-  0/128) is refused, naming the file and the values found. Colour masks are read as grey when
-  their three channels agree and refused otherwise.
-* Size: an image of more than :data:`MAX_PIXELS` pixels is refused with one line before it is
-  decoded. One of more than :data:`LARGE_PIXELS` is decoded at a reduced size (a JPEG shrinks by
-  1/2, 1/4 or 1/8 while it is decoded; other formats are halved after decoding) to at most
-  :data:`LARGE_PIXELS`, which is far more than the model's input.
+* Images: RGB, grey (``L``, ``1``), palette (``P``) and 16-bit grey (``I;16``, ``I`` within 0..65535,
+  scaled by 1/257) become RGB; a fully opaque alpha channel is dropped. Refused by name:
+  transparent pixels, CMYK, floating-point (``F``) and integers past 16 bits.
+* Masks (:func:`binary_mask`): 0 (background) and at most one other value, the lesion: 1 or 255
+  (or 65535 in a 16-bit file); anything else (grey edges, JPEG noise, 0/128) is refused, naming
+  the file and the values found. Colour masks are read as grey when their three channels agree.
+* Size: past :data:`MAX_PIXELS` pixels an image is refused before it is decoded; past
+  :data:`LARGE_PIXELS` it is decoded at a reduced size (a JPEG by 1/2, 1/4 or 1/8 while decoding,
+  other formats halved after) to at most :data:`LARGE_PIXELS`.
 """
 from __future__ import annotations
 
@@ -31,6 +25,14 @@ MAX_PIXELS = 150_000_000   # past this, an image is refused (below Pillow's own 
 LARGE_PIXELS = 40_000_000  # past this, an image is decoded at a reduced size
 
 _OPAQUE_ALPHA = {"RGBA": "RGB", "LA": "L", "PA": "P"}
+_WIDE = ("I", "I;16", "I;16L", "I;16B", "I;16N")  # integer modes past 8 bits
+
+
+def _turned(im: Image.Image) -> bool:
+    """Whether the EXIF orientation of ``im`` swaps its width and height."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data"
+        return im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
 
 
 def _open(source, name) -> Image.Image:
@@ -73,10 +75,7 @@ def decode(source: Path | BinaryIO, name: Path | str | None = None, *, reduce: b
                 scale *= 2
             target = (-(-w // scale), -(-h // scale)) if scale > 1 else None
             if draft is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data"
-                    turned_first = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-                wanted = draft[::-1] if turned_first else tuple(draft)
+                wanted = draft[::-1] if _turned(im) else tuple(draft)
                 target = wanted if target is None or wanted[0] * wanted[1] < target[0] * target[1] else target
             if target is not None and im.format == "JPEG":
                 im.draft(im.mode, target)
@@ -84,8 +83,7 @@ def decode(source: Path | BinaryIO, name: Path | str | None = None, *, reduce: b
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": read without it
                 im.load()
-                # read after loading: a PNG may keep its EXIF after the pixels
-                turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap W and H
+                turned = _turned(im)  # read after loading: a PNG may keep its EXIF after the pixels
                 oriented = ImageOps.exif_transpose(im)
             if oriented is im:
                 oriented = im.copy()
@@ -97,12 +95,12 @@ def decode(source: Path | BinaryIO, name: Path | str | None = None, *, reduce: b
     return oriented, shown
 
 
-def _wide_to_8bit(im: Image.Image, name) -> Image.Image:
+def _16_bits(im: Image.Image, what: str) -> np.ndarray:
+    """The pixel values of a wide integer image as uint16, or :class:`DataError` for values past 16 bits."""
     values = np.asarray(im)
     if values.size and (values.min() < 0 or values.max() > 65535):
-        raise DataError(f"cannot read {name}: a {im.mode} image with values past 16 bits "
-                        f"({values.min()}..{values.max()}); expected 8 or 16 bits per channel")
-    return Image.fromarray((values.astype(np.uint32) // 257).astype(np.uint8), "L")
+        raise DataError(f"{what} has values past 16 bits ({values.min()}..{values.max()}); expected 8 or 16 bits")
+    return values.astype(np.uint16)
 
 
 def _drop_opaque_alpha(im: Image.Image, name) -> Image.Image:
@@ -120,8 +118,8 @@ def _drop_opaque_alpha(im: Image.Image, name) -> Image.Image:
 def as_rgb(im: Image.Image, name) -> Image.Image:
     """A decoded image (:func:`decode`) as 8-bit RGB, or :class:`DataError` naming its mode."""
     im = _drop_opaque_alpha(im, name)
-    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
-        im = _wide_to_8bit(im, name)
+    if im.mode in _WIDE:
+        im = Image.fromarray((_16_bits(im, f"cannot read {name}: a {im.mode} image") // 257).astype(np.uint8), "L")
     if im.mode in ("RGB", "L", "1", "P"):
         return im.convert("RGB")
     raise DataError(f"cannot read {name}: images in mode {im.mode} are not supported"
@@ -144,18 +142,10 @@ def mask_values(im: Image.Image, name) -> np.ndarray:
         return rgb[..., 0].copy()
     if im.mode == "L":
         return np.asarray(im)
-    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
-        values = np.asarray(im)
-        if values.size and (values.min() < 0 or values.max() > 65535):
-            raise DataError(f"mask {name} has values past 16 bits ({values.min()}..{values.max()})")
-        return values.astype(np.uint16)
+    if im.mode in _WIDE:
+        return _16_bits(im, f"mask {name}")
     raise DataError(f"mask {name} is a {im.mode} image: expected one channel (grey, 8 or 16 bits) "
                     "with 0 for background and 255 (or 1) for the lesion")
-
-
-def describe_values(values: np.ndarray) -> str:
-    shown = ", ".join(str(int(v)) for v in values[:8])
-    return f"{{{shown}{', ...' if len(values) > 8 else ''}}} ({len(values)} distinct)"
 
 
 def binary_mask(values: np.ndarray, path: Path | str) -> np.ndarray:
@@ -182,18 +172,17 @@ def binary_mask(values: np.ndarray, path: Path | str) -> np.ndarray:
     allowed = (1, 255, 65535) if values.dtype.itemsize > 1 else (1, 255)
     if len(lesion) == 1 and lesion[0] in allowed:
         return (values == lesion[0]).astype(np.uint8)
-    raise DataError(f"mask {path} is not a binary mask: it has the values {describe_values(found)}; expected 0 and 255 "
-                    "(or 0 and 1): 0 for background and one lesion value; threshold grey edges or JPEG noise yourself "
-                    "before using it")
+    shown = ", ".join(str(int(v)) for v in found[:8]) + (", ..." if len(found) > 8 else "")
+    raise DataError(f"mask {path} is not a binary mask: it has the values {{{shown}}} ({len(found)} distinct); "
+                    "expected 0 and 255 (or 0 and 1): 0 for background and one lesion value; threshold grey edges or "
+                    "JPEG noise yourself before using it")
 
 
 def shown_size(path: Path | str) -> tuple[int, int]:
     """``(W, H)`` of an image file as a viewer shows it (EXIF orientation applied), without decoding it."""
-    im = _open(path, path)
-    with im, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data"
+    with _open(path, path) as im:
         w, h = im.size
-        return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+        return (h, w) if _turned(im) else (w, h)
 
 
 def read_image(source: Path | BinaryIO, name: Path | str | None = None, *, reduce: bool = True) -> tuple[Image.Image, tuple[int, int]]:

@@ -1,15 +1,6 @@
-"""One rule for outputs: an output never replaces an input, nor a file that something else wrote.
-
-* An output that is one of the command's inputs (the same file, or a file inside an input
-  folder whose images the command reads) is refused before any work starts, ``--overwrite``
-  or not; so are two outputs of one command that are the same file.
-* An existing output is replaced only when this command wrote it (``own``: it says so, see
-  :func:`written_by`) or when the user asks with ``overwrite=True`` (``--overwrite``).
-
-* A command's output folder is never a data folder (:func:`check_out_of_data`).
-
-The checks raise :class:`~skinseg.errors.ConfigError`, one line naming the file.
-"""
+"""One rule for outputs: an output never replaces an input, nor a file that something else wrote
+(unless ``--overwrite``), and an output folder is never a data folder. The checks run before any
+work and raise :class:`~skinseg.errors.ConfigError`, one line naming the file."""
 from __future__ import annotations
 
 import json
@@ -47,15 +38,9 @@ def holds_keys(json_path, *keys: str) -> bool:
 
 def check_outputs(outputs: Iterable, inputs: Iterable = (), *, own: Iterable = (), overwrite: bool = False,
                   input_folders: Iterable = ()) -> None:
-    """Refuse, before any work, outputs that would replace an input or a file this command did not write.
-
-    Args:
-        outputs: the files the command is about to write.
-        inputs: the files it reads.
-        input_folders: folders whose files it reads (an output may not be written inside one).
-        own: existing files that this command wrote earlier, which it may replace.
-        overwrite: replace existing files that something else wrote too (``--overwrite``).
-    """
+    """Refuse ``outputs`` that are one file twice, one of the ``inputs``, inside one of the
+    ``input_folders``, or existing files that are not among ``own`` (what this command wrote
+    earlier), unless ``overwrite`` (``--overwrite``; never for inputs)."""
     outputs = [Path(p) for p in outputs]
     keys = [_key(p) for p in outputs]
     for i, key in enumerate(keys):
@@ -77,8 +62,7 @@ def check_outputs(outputs: Iterable, inputs: Iterable = (), *, own: Iterable = (
 
 
 def _holds_data(folder: Path) -> bool:
-    """Whether ``folder`` is a dataset that skinseg reads (an ISIC layout, images/ or masks/, split
-    folders) or holds image or mask files itself."""
+    """Whether ``folder`` is a dataset that skinseg reads or holds image or mask files itself."""
     from .data.folders import IMAGE_EXTENSIONS, detect_layout
 
     if not folder.is_dir():
@@ -91,9 +75,8 @@ def _holds_data(folder: Path) -> bool:
 
 
 def check_out_of_data(folder, data: Iterable = (), flag: str = "--out", output=None) -> None:
-    """Refuse an output ``folder`` that is a data folder: one of the ``data`` folders the command
-    reads, a folder inside a folder of theirs that holds images, masks or a dataset, or any folder
-    that holds a dataset or images itself. For an ``output`` file, pass its folder too."""
+    """Refuse an output ``folder`` (of the file ``output``, if given) that is one of the ``data``
+    folders, lies below one in a folder of images or a dataset, or holds a dataset or images itself."""
     folder = Path(folder)
     roots = [_key(d) for d in data]
     below = [p for p in folder.parents if any(r in _key(p).parents for r in roots)]  # between a data folder and it

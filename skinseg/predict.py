@@ -1,18 +1,12 @@
 """Lesion masks for your own images: ``python -m skinseg predict --checkpoint best.pt IMAGE_OR_FOLDER... --out DIR``.
 
-Each image is resized to the model's input exactly as training and evaluation resize ISIC
-images (:func:`skinseg.data.isic.resize_image`), the lesion probabilities are computed
-there with the same test-time augmentation as ``evaluate``
-(:func:`skinseg.evaluate.predict_probabilities`), resized bilinearly back to the image's
-own size (as a viewer shows it, :mod:`skinseg.images`), and turned into a mask by :func:`skinseg.evaluate.binarize` (threshold 0.5, and
-with ``postprocess`` the largest region with its holes filled). Into ``out_dir`` go:
+Each image is resized to the model's input as training resizes ISIC images, its probabilities
+(with ``evaluate``'s test-time augmentation) are resized bilinearly back to the image's own size
+and thresholded (:func:`skinseg.evaluate.binarize`). Into ``out_dir`` go:
 
-* ``<id>_mask.png``: the mask at the image's original size, 8-bit, 0 = background, 255 = lesion
-  (so the folder can serve as the ``masks/`` of a generic layout, :mod:`skinseg.data.folders`);
-* ``<id>_overlay.png``: the image with the predicted lesion tinted and outlined (for an image
-  of more than :data:`skinseg.images.LARGE_PIXELS` pixels, at the reduced size it is decoded at);
-* ``<id>_psi.png`` (``psi=True``, Attention U-Net only): the image at the model's input size
-  and the four gates' ψ maps over it, finest gate first;
+* ``<id>_mask.png``: the mask at the image's size, 8-bit, 0 = background, 255 = lesion (a ``masks/`` folder);
+* ``<id>_overlay.png``: the image with the lesion tinted and outlined (large images at their decoded size);
+* ``<id>_psi.png`` (``psi=True``, Attention U-Net only): the four gates' ψ maps over the model's input;
 * ``predictions.csv``: one row per image (its file, size and predicted lesion fraction).
 """
 from __future__ import annotations
@@ -48,9 +42,8 @@ MASK_COLOURS = {"unet": UNET_COLOUR, "attention_unet": ATTENTION_COLOUR}
 
 
 def checkpoint_image_size(checkpoint, default: tuple[int, int] = DEFAULT_IMAGE_SIZE) -> tuple[int, int]:
-    """The ``(H, W)`` input a checkpoint's model was trained at, or ``default`` if it does not say.
-
-    ``checkpoint``: its path, or the dictionary :func:`~skinseg.checkpoint.load_checkpoint` read from it."""
+    """The ``(H, W)`` input the model of ``checkpoint`` (a path, or the dictionary
+    :func:`~skinseg.checkpoint.load_checkpoint` read) was trained at, or ``default`` if it does not say."""
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     size = state.get("image_size") or state.get("recipe", {}).get("image_size")
     return tuple(int(s) for s in size) if size else tuple(default)
@@ -59,11 +52,9 @@ def checkpoint_image_size(checkpoint, default: tuple[int, int] = DEFAULT_IMAGE_S
 def image_files(inputs) -> list[Path]:
     """The image files named by ``inputs`` (files, or folders whose image files are taken), in order.
 
-    A folder contributes the files directly inside it with one of
-    :data:`~skinseg.data.folders.IMAGE_EXTENSIONS`, sorted by name, without hidden files,
-    ``*_superpixels`` images and the outputs of an earlier ``predict`` into it (those its
-    ``predictions.csv`` lists). Raises :class:`DataError` for a missing path, a file that is no
-    image, a folder without images, and two images with one stem (their outputs would collide).
+    A folder gives its image files sorted by name, less hidden files, ``*_superpixels`` and the
+    outputs its ``predictions.csv`` lists. Raises :class:`DataError` for a missing path, a file that
+    is no image, a folder without images, and two images with one stem (their outputs would collide).
     """
     files: list[Path] = []
     for path in map(Path, inputs):
@@ -91,10 +82,8 @@ def image_files(inputs) -> list[Path]:
 
 
 def outlined(image: np.ndarray, mask: np.ndarray, colour: str, tint: float = 0.35) -> np.ndarray:
-    """``(H, W, 3)`` uint8 ``image`` with the ``(H, W)`` {0, 1} ``mask`` tinted in ``colour`` and outlined.
-
-    The outline is about 1/150 of the shorter side thick, so it shows on large photographs too.
-    """
+    """``(H, W, 3)`` uint8 ``image`` with the ``(H, W)`` {0, 1} ``mask`` tinted in ``colour`` and outlined
+    (about 1/150 of the shorter side thick, so that it shows on large photographs too)."""
     import matplotlib.colors
 
     rgb = np.array(matplotlib.colors.to_rgb(colour), np.float32) * 255
@@ -127,7 +116,7 @@ def psi_picture(image: np.ndarray, psis: list[np.ndarray], path: Path, title: st
 def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
                    tta: str = "none", postprocess: bool = False, psi: bool = False, batch_size: int = 8,
                    device=None, progress: bool = True, checkpoint=None, overwrite: bool = False) -> pd.DataFrame:
-    """Predict a mask for every image file and write the files of the module docstring.
+    """Predict a mask for every image file and write the files of the module docstring, holding ``out_dir``.
 
     Args:
         model: a trained U-Net or Attention U-Net.
@@ -138,14 +127,10 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
         checkpoint: the path the model was read from, to name it in errors.
         overwrite: replace output files that ``predict`` did not write (never an input image).
 
-    ``out_dir`` is held (:func:`skinseg.lock.output_lock`) while it is written. The outputs of
-    earlier predictions into ``out_dir`` (those its ``predictions.csv`` lists) are replaced,
-    and that table keeps the rows of the images not predicted again. An output that is an input,
-    or that exists and was not written by ``predict``, is refused before any work (:mod:`skinseg.outputs`).
-
-    Returns the table of the images predicted now (``predictions.csv`` may hold more rows),
-    indexed by ``id`` (the file stem), with columns ``image``, ``width``, ``height``, ``predicted_fraction`` (in [0, 1]), ``mask``,
-    ``overlay`` and, with ``psi``, ``psi``.
+    Earlier outputs of ``predict`` in ``out_dir`` are replaced, and its ``predictions.csv`` keeps
+    the rows of images not predicted again. Returns the table of the images predicted now, indexed
+    by ``id`` (the file stem): ``image``, ``width``, ``height``, ``predicted_fraction`` (in [0, 1]),
+    ``mask``, ``overlay`` and, with ``psi``, ``psi``.
     """
     name = model_name(check_model(model))
     check_positive_int(batch_size, "batch_size")
@@ -179,10 +164,8 @@ def predict_images(model: nn.Module, files, out_dir, *, image_size: tuple[int, i
 
 
 def earlier_predictions(out_dir: Path, refuse: bool = True) -> pd.DataFrame | None:
-    """The ``predictions.csv`` that ``predict`` wrote into ``out_dir`` earlier, or None if there is none.
-
-    A ``predictions.csv`` that ``predict`` did not write raises :class:`~skinseg.errors.ConfigError`
-    with ``refuse`` (it is not replaced), and counts as none without."""
+    """The ``predictions.csv`` that ``predict`` wrote into ``out_dir`` earlier, or None; one that
+    ``predict`` did not write raises :class:`~skinseg.errors.ConfigError` with ``refuse``."""
     path = Path(out_dir) / PREDICTIONS
     if not path.exists():
         return None
@@ -202,9 +185,7 @@ def earlier_predictions(out_dir: Path, refuse: bool = True) -> pd.DataFrame | No
 
 def _listed(table: pd.DataFrame | None) -> list[str]:
     """The output file names a predictions table lists."""
-    if table is None:
-        return []
-    columns = [c for c in ("mask", "overlay", "psi") if c in table]
+    columns = [c for c in ("mask", "overlay", "psi") if table is not None and c in table]
     return [str(v) for c in columns for v in table[c].dropna()]
 
 

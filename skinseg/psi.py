@@ -1,17 +1,8 @@
-"""The attention maps ψ of a trained Attention U-Net, as the experiment stores them.
+"""The attention maps ψ of a trained Attention U-Net, as the experiment stores them in ``psi/<run>.npz``:
 
-:func:`skinseg.lab.experiment.run_experiment` keeps, for the first seed, the four gates' ψ maps
-of a few fixed test images at several epochs in ``psi/<run>.npz``:
-
-* ``epochs``: ``(E,)`` int, the epochs at which the maps were taken;
-* ``ids``: ``(N,)`` str, the test images' ids;
-* ``image_size``: ``(2,)`` int, the model's input ``(H, W)``;
-* ``psi``: ``(E, N, L)`` uint8, ``round(255 ψ)``; each row concatenates the four levels
-  flattened in C order, finest first: ``H x W``, then ``H/2 x W/2``, ``H/4 x W/4`` and
-  ``H/8 x W/8`` (``L = 65280`` at 192x256).
-
-:func:`load_psi` undoes the flattening; :func:`upsample_to` and :func:`overlay` draw a map
-over its image; :func:`psi_statistics` measures how concentrated the maps are on the lesion.
+* ``epochs``: ``(E,)`` int; ``ids``: ``(N,)`` str, the test images; ``image_size``: ``(2,)`` int ``(H, W)``;
+* ``psi``: ``(E, N, L)`` uint8, ``round(255 ψ)``: the four levels flattened in C order and
+  concatenated, finest first (``H x W``, ``H/2 x W/2``, ...; ``L = 65280`` at 192x256).
 """
 from __future__ import annotations
 
@@ -35,19 +26,16 @@ def level_shapes(image_size: tuple[int, int], n_levels: int = N_LEVELS) -> list[
 
 
 def unflatten_levels(flat: np.ndarray, image_size: tuple[int, int], n_levels: int = N_LEVELS) -> list[np.ndarray]:
-    """Split ``(..., L)`` stored maps into ``n_levels`` arrays ``(..., H / 2**k, W / 2**k)``.
-
-    uint8 input is scaled to float32 in [0, 1] (``value / 255``); float input is kept as
-    float32. Raises ``ValueError`` if ``L`` does not match ``image_size``.
-    """
+    """Split ``(..., L)`` stored maps into ``n_levels`` float32 arrays ``(..., H / 2**k, W / 2**k)``
+    (uint8 is divided by 255). Raises ``ValueError`` if ``L`` does not match ``image_size``."""
     shapes = level_shapes(image_size, n_levels)
     sizes = [h * w for h, w in shapes]
     if flat.shape[-1] != sum(sizes):
         raise ValueError(f"stored maps have {flat.shape[-1]} values per image, but {n_levels} levels of an "
                          f"image of {tuple(image_size)} need {sum(sizes)} ({' + '.join(map(str, sizes))})")
     values = flat.astype(np.float32) / 255 if flat.dtype == np.uint8 else flat.astype(np.float32)
-    bounds = np.cumsum([0] + sizes)
-    return [values[..., a:b].reshape(*flat.shape[:-1], *shape) for a, b, shape in zip(bounds[:-1], bounds[1:], shapes)]
+    parts = np.split(values, np.cumsum(sizes)[:-1], axis=-1)
+    return [part.reshape(*flat.shape[:-1], *shape) for part, shape in zip(parts, shapes)]
 
 
 def psi_maps(model, images: np.ndarray, device) -> list[np.ndarray]:
@@ -70,15 +58,10 @@ def flatten_levels(levels: list[np.ndarray]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PsiMaps:
-    """ψ maps of ``N`` images at ``E`` epochs and four gate levels.
+    """ψ maps of ``N`` images (``ids``) at ``E`` epochs (``epochs``, increasing) of images of ``image_size``.
 
-    Attributes:
-        epochs: ``(E,)`` int, increasing.
-        ids: the ``N`` image ids.
-        levels: ``N_LEVELS`` float32 arrays, level ``k`` of shape ``(E, N, H / 2**k, W / 2**k)``,
-            values in [0, 1]; level 0 is the gate on the finest skip connection.
-        image_size: ``(H, W)`` of the images the maps belong to.
-        source: where the maps were read from.
+    ``levels``: float32 in [0, 1], level ``k`` of shape ``(E, N, H / 2**k, W / 2**k)``; level 0 is
+    the gate on the finest skip connection. ``source``: where the maps were read from.
     """
 
     epochs: np.ndarray
@@ -132,7 +115,7 @@ class PsiMaps:
 
 
 def load_psi(path) -> PsiMaps:
-    """Read a ``psi/<run>.npz`` file written by the experiment (layout in the module docstring)."""
+    """Read a ``psi/<run>.npz`` file (layout in the module docstring); ``ValueError`` if it is not one."""
     path = Path(path)
     with np.load(path) as z:
         missing = {"epochs", "ids", "psi", "image_size"} - set(z.files)
@@ -146,12 +129,10 @@ def load_psi(path) -> PsiMaps:
 
 
 def upsample_to(psi: np.ndarray, size: tuple[int, int], mode: str = "nearest") -> np.ndarray:
-    """Resize maps ``(..., h, w)`` to ``(..., H, W)`` = ``size`` (float32).
+    """Resize maps ``(..., h, w)`` to ``(..., H, W)`` = ``size`` (float32, within the input's range).
 
-    ``"nearest"`` repeats each value over the block of pixels it stands for (what the gate
-    computed, no smoothing); ``"bilinear"`` interpolates (pixel centres aligned, as
-    ``torch.nn.functional.interpolate(align_corners=False)``). Both keep values in the
-    range of the input, so ψ stays in [0, 1].
+    ``"nearest"`` repeats each value over the block of pixels it stands for; ``"bilinear"``
+    interpolates as ``torch.nn.functional.interpolate(align_corners=False)``.
     """
     psi = np.asarray(psi, np.float32)
     h, w = psi.shape[-2:]
@@ -171,13 +152,10 @@ def upsample_to(psi: np.ndarray, size: tuple[int, int], mode: str = "nearest") -
 
 def overlay(image: np.ndarray, psi: np.ndarray, opacity: float = 0.6, cmap: str = "magma",
             mask: np.ndarray | None = None, outline_colour: str | None = None) -> np.ndarray:
-    """The image with ψ drawn over it: ``(H, W, 3)`` uint8.
+    """``image`` (``(H, W, 3)`` uint8) with the ``(h, w)`` map ``psi`` in [0, 1] drawn over it: ``(H, W, 3)`` uint8.
 
-    ``image`` is ``(H, W, 3)`` uint8; ``psi`` any ``(h, w)`` map in [0, 1] (upsampled by
-    nearest neighbour); the colour map spans the fixed range [0, 1], so a flat map looks
-    flat. ``opacity`` 0 shows the image alone, 1 the map alone. With ``mask`` (``(H, W)`` in
-    {0, 1}) the lesion's outline is drawn on top in ``outline_colour`` (default the book's
-    ground-truth green).
+    The colour map spans the fixed range [0, 1]; ``opacity`` 0 shows the image alone, 1 the map
+    alone. A ``mask`` (``(H, W)`` in {0, 1}) is outlined in ``outline_colour`` (default the ground-truth green).
     """
     import matplotlib
 
@@ -197,12 +175,8 @@ def overlay(image: np.ndarray, psi: np.ndarray, opacity: float = 0.6, cmap: str 
 
 
 def lesion_auc(psi_full: np.ndarray, mask: np.ndarray) -> float:
-    """The probability that a random lesion pixel has a higher ψ than a random background pixel.
-
-    ``psi_full`` and ``mask`` are ``(H, W)``; ties count one half (the Mann-Whitney statistic).
-    0.5 means ψ does not tell lesion from background, 1 that it is higher on every lesion
-    pixel, 0 that it is lower. ``nan`` if the mask is all lesion or all background.
-    """
+    """The probability that a random lesion pixel has a higher ψ than a random background pixel
+    (``(H, W)`` ``psi_full`` and ``mask``; ties count one half), in [0, 1]; ``nan`` without both kinds of pixel."""
     inside = mask.astype(bool).ravel()
     n_in, n_out = int(inside.sum()), int((~inside).sum())
     if n_in == 0 or n_out == 0:
@@ -213,21 +187,13 @@ def lesion_auc(psi_full: np.ndarray, mask: np.ndarray) -> float:
 
 def psi_statistics(maps: PsiMaps, masks: np.ndarray, rim_width: int = 16, low: float = 0.1,
                    high: float = 0.9) -> pd.DataFrame:
-    """How each map relates to its lesion: one row per (epoch, level, image).
+    """How each map relates to its lesion (``masks``: ``(N, H, W)`` in {0, 1}, in the order of ``maps.ids``).
 
-    ``masks`` is ``(N, H, W)`` in {0, 1}, in the order of ``maps.ids``. Each map is upsampled
-    to ``(H, W)`` by nearest neighbour, so every ψ value counts with the area it covers.
-    Columns:
-
-    * ``epoch``, ``level``, ``id``, ``lesion_fraction``;
-    * ``mean``, ``std``, ``min``, ``max``: of ψ over the whole image;
-    * ``inside``, ``outside``: mean ψ on lesion and on background pixels; ``contrast`` =
-      inside - outside; ``rim``: mean ψ on the background within ``rim_width`` pixels of the
-      lesion (a band around its border);
-    * ``auc``: :func:`lesion_auc`;
-    * ``closed``, ``open``: the fraction of the image where ψ < ``low`` and ψ > ``high``.
-
-    Means over an empty region (no lesion, no background, no rim) are ``nan``.
+    One row per (epoch, level, image) of the map upsampled to ``(H, W)`` by nearest neighbour:
+    ``epoch``, ``level``, ``id``, ``lesion_fraction``; ``mean``, ``std``, ``min``, ``max`` of ψ;
+    ``inside``, ``outside`` (mean ψ on lesion and background), ``contrast`` = inside - outside, ``rim``
+    (mean ψ on the background within ``rim_width`` pixels of the lesion), ``auc`` (:func:`lesion_auc`),
+    ``closed``, ``open`` (fraction where ψ < ``low``, > ``high``). Means over nothing are ``nan``.
     """
     masks = np.asarray(masks)
     if masks.shape != (maps.n_images, *maps.image_size):

@@ -1,10 +1,5 @@
 """The edges of :func:`skinseg.train.fit`: its arguments, checked before any work, and the files of
-its folder (``last.pt``, ``best.pt``, ``history.json``).
-
-A resumed run whose ``history.json`` or ``best.pt`` was deleted or damaged since rewrites
-``history.json`` from ``last.pt``, and ``best.pt`` too where ``last.pt`` holds its weights (the
-best epoch was the last one); otherwise the best weights are lost, and the run is refused rather
-than continued without them."""
+its folder (``last.pt``, ``best.pt``, ``history.json``)."""
 from __future__ import annotations
 
 import json
@@ -27,9 +22,7 @@ RESTART = "Use another output folder, or resume=False (--no-resume) to start aga
 
 def check_fit_arguments(train, val, profile, out_dir, seed, stop_after) -> tuple[int, int | None]:
     """``seed`` and ``stop_after`` as Python integers, once the arguments of :func:`skinseg.train.fit`
-    are checked: ``train`` and ``val`` non-empty :class:`~skinseg.data.arrays.SegmentationData`,
-    ``profile`` a :class:`~skinseg.config.Profile`, ``out_dir`` None or a folder (not a file),
-    ``seed`` an integer of at least 0 and ``stop_after`` None or an integer of at least 1."""
+    are checked (one-line :class:`ConfigError` or :class:`DataError` naming the argument)."""
     for name, data in (("train", train), ("val", val)):
         if not isinstance(data, SegmentationData):
             raise ConfigError(f"{name} must be a SegmentationData (from skinseg.data.load_split, or "
@@ -67,12 +60,9 @@ def save_best(path: Path, arch: dict, weights: dict, epoch: int, val_iou: float,
 
 
 def restore_run_files(out_dir: Path, state: dict, evaluated: nn.Module) -> None:
-    """Rewrite the ``history.json`` and ``best.pt`` of ``out_dir`` that ``state`` (its ``last.pt``,
-    loaded into ``evaluated``, the EMA or raw model that is validated) can restore.
-
-    A ``best.pt`` that is not a whole checkpoint (cut short, overwritten) counts as missing.
-    Raises :class:`CheckpointError` if ``best.pt`` is missing and its epoch was not the last one:
-    ``last.pt`` does not hold those weights."""
+    """Rewrite ``history.json`` from ``state`` (``last.pt``, loaded into ``evaluated``, the EMA or
+    raw model that is validated), and a missing or damaged ``best.pt`` where the best epoch was the
+    last one; otherwise those weights are lost and :class:`CheckpointError` refuses the resume."""
     history = state["history"]
     save_history(out_dir / HISTORY, history)
     best, epoch = out_dir / BEST, history["best_epoch"]

@@ -1,10 +1,7 @@
 """An interactive inspector of the attention maps ψ (needs a running Jupyter kernel).
 
-:class:`PsiInspector` shows one test image with one gate's ψ drawn over it and the lesion's
-outline, and four controls: the image, the gate level, the training epoch and the overlay
-opacity. Every control is an attribute, and so is what is on screen (:attr:`~PsiInspector.psi`,
-:attr:`~PsiInspector.rgb`, :attr:`~PsiInspector.png`), so a script or a test can drive it
-without a browser::
+:class:`PsiInspector` shows one image with one gate's ψ over it and the lesion's outline. Its
+controls and what is on screen are attributes, so a script or a test can drive it::
 
     inspector = PsiInspector(load_psi(path), images, masks)
     inspector              # in a notebook: the widget
@@ -32,15 +29,11 @@ class PsiInspector:
         maps: the ψ maps (:func:`skinseg.psi.load_psi`).
         images: ``(N, H, W, 3)`` uint8, the images of ``maps.ids`` in that order, at ``maps.image_size``.
         masks: ``(N, H, W)`` in {0, 1}, their ground-truth lesions (outlined), or ``None``.
-        opacity: the starting overlay opacity in [0, 1].
-        cmap: a matplotlib colour map; it always spans ψ = 0..1.
+        opacity: the starting overlay opacity in [0, 1]; ``cmap`` spans ψ = 0..1.
         source: a label for the figure title, e.g. the dataset and hardware the maps came from.
 
-    Attributes:
-        image, level, epoch, opacity: the controls (ipywidgets); set ``.value`` to change them.
-        view: the ``ipywidgets.Image`` holding the rendered PNG.
-        caption: an ``ipywidgets.Label`` with the numbers of the map shown.
-        widget: the whole layout (what a notebook displays).
+    Attributes: the controls ``image``, ``level``, ``epoch``, ``opacity`` (set ``.value``); ``view``
+    (the rendered PNG), ``caption`` (numbers of the map shown) and ``widget`` (the whole layout).
     """
 
     def __init__(self, maps: PsiMaps, images: np.ndarray, masks: np.ndarray | None = None, *,
@@ -69,7 +62,7 @@ class PsiInspector:
         self.rgb: np.ndarray | None = None
         self._shown = None
         for control in self.controls.values():
-            control.observe(self._changed, names="value")
+            control.observe(lambda change: self.render(), names="value")
         self.render()
 
     @property
@@ -132,9 +125,6 @@ class PsiInspector:
         self._figure.savefig(buffer, format="png", metadata={"Software": None}, pil_kwargs={"compress_level": 1})
         self.view.value = buffer.getvalue()
         self.caption.value = self.describe()
-
-    def _changed(self, change) -> None:
-        self.render()
 
     def __repr__(self) -> str:
         return (f"PsiInspector: {self.maps.n_images} images, {self.maps.n_levels} gate levels, "

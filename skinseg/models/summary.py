@@ -1,9 +1,5 @@
-"""Look inside a model: every stage's tensor shapes and parameters, and its receptive field.
-
-Everything here is measured on the real model: shapes come from forward hooks during one
-forward pass, parameter counts from the modules' own parameters, and the receptive field
-from the kernel sizes of the layers that ran and the sizes of the tensors between them.
-"""
+"""Look inside a model: every stage's tensor shapes and parameters, and its receptive field,
+measured on the real model with forward hooks during one forward pass."""
 from __future__ import annotations
 
 from copy import deepcopy
@@ -30,73 +26,39 @@ def _stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return stages
 
 
-def _shape(value) -> tuple[int, ...]:
-    """The shape of a tensor, or of the first tensor of a tuple (a gate returns ``(x_hat, psi)``)."""
-    if isinstance(value, (tuple, list)):
-        value = value[0]
-    return tuple(value.shape)
-
-
-class _Recorder:
-    """Forward hooks that append ``(name, module, inputs, output)`` in the order modules run."""
-
-    def __init__(self, named_modules) -> None:
-        self.calls: list[tuple[str, nn.Module, tuple, object]] = []
-        self.handles = [m.register_forward_hook(self._hook(n)) for n, m in named_modules]
-
-    def _hook(self, name):
-        def hook(module, inputs, output):
-            self.calls.append((name, module, inputs, output))
-        return hook
-
-    def __enter__(self) -> "_Recorder":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self.handles:
+@torch.no_grad()
+def _run(model: nn.Module, input_shape, named_modules) -> list[tuple[str, nn.Module, tuple, object]]:
+    """One eval-mode forward pass of zeros of ``input_shape``: ``(name, module, inputs, output)`` of
+    each hooked module, in the order they ran; the model is left in the mode it was in."""
+    calls, was_training = [], model.training
+    handles = [m.register_forward_hook(lambda m, i, o, n=n: calls.append((n, m, i, o))) for n, m in named_modules]
+    try:
+        model.eval()(torch.zeros(input_shape, device=next(model.parameters()).device))
+        return calls
+    finally:
+        model.train(was_training)
+        for handle in handles:
             handle.remove()
 
 
-@torch.no_grad()
-def _run(model: nn.Module, input_shape, named_modules) -> list:
-    """One eval-mode forward pass of zeros of ``input_shape``; the hooked calls in order."""
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        with _Recorder(named_modules) as recorder:
-            model(torch.zeros(input_shape, device=device))
-        return recorder.calls
-    finally:
-        model.train(was_training)
-
-
 def stage_table(model: nn.Module, input_shape=(1, 3, 192, 256)) -> pd.DataFrame:
-    """Every stage of ``model`` in the order it runs, with its tensor shapes and parameters.
+    """Every stage of ``model`` in the order it runs, on a zero input of ``input_shape`` ``(B, C, H, W)``.
 
-    The stages are the entries of the model's ``ModuleList`` children (``encoder.0``,
-    ``up.3``, ``decoder.3``, ``gates.3``, ...) and its other direct children (``pool``,
-    ``head``). A stage that runs several times (the parameter-free ``pool``) gets one row
-    per call; its parameters are counted on its first row only, so the ``parameters``
-    column adds up to :func:`count_parameters` of the model.
+    Stages are the entries of ``ModuleList`` children (``encoder.0``, ``gates.3``, ...) and the
+    other direct children (``pool``, ``head``); one that runs several times gets a row per call
+    and its parameters on the first, so ``parameters`` adds up to :func:`count_parameters`.
 
-    Args:
-        model: an ``nn.Module`` such as :class:`~skinseg.models.UNet`; it is run once in
-            eval mode without gradients and left in the mode it was in.
-        input_shape: ``(B, C, H, W)`` of the zero input.
-
-    Returns: a DataFrame with columns ``stage`` (name), ``block`` (class name), ``input``
-    (shape of the first input tensor), ``output`` (shape of the output, the first tensor for
-    a stage that returns several) and ``parameters`` (int).
+    Returns: a DataFrame with columns ``stage``, ``block`` (class name), ``input`` and ``output``
+    (shapes of the first tensor in and out) and ``parameters`` (int). Raises ``ValueError`` if some
+    parameters are in no stage that ran.
     """
-    calls = _run(model, input_shape, _stages(model))
-    seen: set[int] = set()
-    rows = []
-    for name, module, inputs, output in calls:
-        first = id(module) not in seen
-        seen.add(id(module))
+    seen, rows = set(), []
+    for name, module, inputs, output in _run(model, input_shape, _stages(model)):
+        output = output[0] if isinstance(output, (tuple, list)) else output  # a gate returns (x_hat, psi)
         rows.append({"stage": name, "block": type(module).__name__, "input": tuple(inputs[0].shape),
-                     "output": _shape(output), "parameters": count_parameters(module) if first else 0})
+                     "output": tuple(output.shape),
+                     "parameters": 0 if id(module) in seen else count_parameters(module)})
+        seen.add(id(module))
     table = pd.DataFrame(rows, columns=["stage", "block", "input", "output", "parameters"])
     missing = count_parameters(model) - int(table["parameters"].sum())
     if missing:
@@ -105,35 +67,21 @@ def stage_table(model: nn.Module, input_shape=(1, 3, 192, 256)) -> pd.DataFrame:
 
 
 def receptive_field_table(model: nn.Module, input_shape=(1, 3, 192, 256)) -> pd.DataFrame:
-    """The receptive field of ``model``'s output pixels, layer by layer.
+    """The receptive field of ``model``'s output pixels, layer by layer (the textbook formula).
 
-    The spatial layers (convolutions, poolings, upsamplings) are taken in the order they run
-    and treated as one chain, which is the longest path through an encoder-decoder whose
-    skip connections are shortcuts: U-Net and Attention U-Net (their gates' 1x1 convolutions
-    add nothing). Along the chain, with ``j`` the distance in input pixels between two
-    neighbouring positions of a layer's input and ``r`` the receptive field so far,
+    The spatial layers (convolutions, poolings, upsamplings) are taken in the order they run as
+    one chain, the longest path of a U-Net (skips are shortcuts). With ``j`` the input-pixel
+    spacing of a layer's input, a kernel ``k`` of dilation ``d`` adds ``(k - 1) * d * j`` to the
+    field, and ``j`` is scaled by input size / output size (an upsampling adds nothing).
+    Measured fields (:func:`gradient_receptive_field`) scatter a little around this value.
 
-    * a layer with kernel ``k`` and dilation ``d`` gives ``r += (k - 1) * d * j``;
-    * the layer's output spacing is ``j * (input size / output size)``: doubled by a 2x2
-      pooling, halved by a x2 upsampling (which itself adds nothing: each output pixel
-      copies one input pixel).
-
-    This is the textbook formula. With stride-2 poolings and x2 upsamplings the exact field
-    of a pixel also depends on where it sits relative to the coarse grids (a window of an even
-    number of fine positions covers ``n / 2`` or ``n / 2 + 1`` coarse ones), so measured
-    fields (:func:`gradient_receptive_field`) scatter a little around this value.
-
-    Returns: a DataFrame with one row per spatial layer: ``layer`` (module name), ``type``,
-    ``kernel`` (``(kh, kw)``, ``(1, 1)`` for an upsampling), ``output`` (``(H, W)`` after
-    the layer), ``jump`` (``(jh, jw)`` in input pixels, after the layer) and ``rf``
-    (``(rh, rw)`` in input pixels, after the layer).
+    Returns: a DataFrame with one row per spatial layer: ``layer``, ``type``, ``kernel``
+    (``(1, 1)`` for an upsampling), and after the layer ``output`` ``(H, W)``, ``jump`` and ``rf``
+    ``(rh, rw)``, both in input pixels.
     """
     named = [(n, m) for n, m in model.named_modules() if isinstance(m, _SPATIAL)]
-    calls = _run(model, input_shape, named)
-    jump = np.ones(2)
-    rf = np.ones(2)
-    rows = []
-    for name, module, inputs, output in calls:
+    jump, rf, rows = np.ones(2), np.ones(2), []
+    for name, module, inputs, output in _run(model, input_shape, named):
         if isinstance(module, nn.Upsample):
             kernel, dilation = np.ones(2), np.ones(2)
         else:
@@ -150,50 +98,32 @@ def receptive_field_table(model: nn.Module, input_shape=(1, 3, 192, 256)) -> pd.
 
 
 def receptive_field(model: nn.Module, input_shape=(1, 3, 192, 256)) -> tuple[int, int]:
-    """``(height, width)`` in input pixels of the region one output pixel can see
-    (the last row of :func:`receptive_field_table`)."""
+    """``(height, width)`` in input pixels that one output pixel sees (last row of :func:`receptive_field_table`)."""
     table = receptive_field_table(model, input_shape)
     return table["rf"].iloc[-1] if len(table) else (1, 1)
-
-
-def _linearized(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every ReLU made the identity and every max-pooling an average
-    pooling of the same window: the same connections, but every one of them carries gradient."""
-    copy = deepcopy(model)
-    for module in copy.modules():
-        for name, child in module.named_children():
-            if isinstance(child, nn.ReLU):
-                setattr(module, name, nn.Identity())
-            elif isinstance(child, nn.MaxPool2d):
-                setattr(module, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
-    return copy
 
 
 def gradient_receptive_field(model: nn.Module, input_shape=(1, 3, 384, 384), position=None, *,
                              linear: bool = True, seed: int = 0) -> np.ndarray:
     """The measured receptive field of output pixels: ``|d logit[position] / d input|``.
 
-    A check of :func:`receptive_field` that knows nothing about kernels or strides: the input
-    pixels an output pixel depends on are those with a non-zero gradient. With ``linear``
-    (the default) the gradient is taken through a copy of the model whose ReLUs are the
-    identity and whose max-poolings are average poolings of the same window, so a pixel
-    counts whenever a chain of connections reaches it, whatever the weights; with
-    ``linear=False`` it is the gradient of the model itself (ReLUs and max-poolings then
-    cut some paths). The copy runs in eval mode and float64 on seeded Gaussian noise; the
-    model is not changed.
+    With ``linear`` the gradient goes through a copy whose ReLUs are the identity and whose
+    max-poolings average (every connection then carries gradient); with ``linear=False``, through
+    the model itself. The copy runs in eval mode and float64 on seeded noise; ``model`` is unchanged.
 
     Args:
-        input_shape: ``(1, C, H, W)``; choose H and W larger than the field, or the image
-            border cuts it.
-        position: ``(row, col)`` of the output pixel (the centre if ``None``), or a list of
-            them, measured together in one batched pass (eval mode keeps the images of a
-            batch independent).
+        input_shape: ``(1, C, H, W)``, larger than the field or the border cuts it.
+        position: ``(row, col)`` of the output pixel (the centre if ``None``), or a list of them.
 
-    Returns: ``(H, W)`` float64 >= 0, the gradient's absolute value summed over channels,
-    or ``(N, H, W)`` for a list of ``N`` positions.
+    Returns: ``(H, W)`` float64 >= 0 (``|gradient|`` summed over channels), ``(N, H, W)`` for ``N`` positions.
     """
-    net = _linearized(model) if linear else deepcopy(model)
-    net.eval().double().cpu()
+    net = deepcopy(model).eval().double().cpu()
+    for module in list(net.modules()) if linear else []:
+        for name, child in module.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(module, name, nn.Identity())
+            elif isinstance(child, nn.MaxPool2d):
+                setattr(module, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
     generator = torch.Generator().manual_seed(seed)
     single = position is None or isinstance(position[0], (int, np.integer))
     positions = [position] if single else list(position)
