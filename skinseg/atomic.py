@@ -51,12 +51,14 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+_WINDOWS = os.name == "nt"
 _TEMPORARY = re.compile(r"\.(.+)\.([0-9]+)\.[0-9a-f]{8}\.tmp")
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Remove the temporary files of :func:`write_atomic` in ``folder`` whose writer is gone
-    (killed during a write); returns them. Call it while holding the folder (:mod:`skinseg.lock`)."""
+    (killed during a write); returns them. Call it while holding the folder (:mod:`skinseg.lock`).
+    On Windows no other process's temporary is removed: whether its writer is gone is not asked there."""
     removed = []
     for path in Path(folder).glob(".*.tmp"):
         match = _TEMPORARY.fullmatch(path.name)
@@ -67,6 +69,8 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
+    if _WINDOWS:  # os.kill(pid, 0) terminates the process there: keep its file instead
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -57,6 +57,18 @@ def test_a_temporary_file_of_a_killed_write_is_removed_when_the_folder_is_next_h
     assert not left[0].exists() and mine.exists()
 
 
+def test_on_windows_no_other_writers_temporary_is_removed_and_no_process_is_signalled(tmp_path, monkeypatch):
+    import skinseg.atomic as atomic
+
+    def kill(pid, sig):  # os.kill(pid, 0) terminates the process on Windows
+        raise AssertionError(f"os.kill({pid}, {sig}) called")
+    monkeypatch.setattr(atomic, "_WINDOWS", True)
+    monkeypatch.setattr(atomic.os, "kill", kill)
+    other = tmp_path / ".last.pt.999999999.0123abcd.tmp"
+    other.write_bytes(b"x")
+    assert atomic.remove_stale_temporaries(tmp_path) == [] and other.exists()
+
+
 def test_a_failed_write_names_the_file(tmp_path):
     def full(f):
         raise OSError(errno.ENOSPC, "No space left on device")
