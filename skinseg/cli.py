@@ -59,11 +59,13 @@ def cmd_train(args) -> None:
     from .models import build_model
     from .lab.leakage import training_record
     from .train import BEST, HISTORY, LAST, fit
+    outputs = [Path(args.out) / name for name in (BEST, LAST, HISTORY)]
+    # without last.pt, a best.pt or history.json there is not this run's: a left-over of another
+    check_outputs(outputs, overwrite=args.overwrite, own=outputs if (Path(args.out) / LAST).exists() else [])
     seed_everything(args.seed)
     model = build_model(args.model, profile.width)
     print(f"{args.model}, {profile.label()}: {len(train)} training images ({train.source}) and {len(val)} "
           f"validation images from {args.data}")
-    outputs = [Path(args.out) / name for name in (BEST, LAST, HISTORY)]
     before = {p: p.stat().st_mtime_ns for p in outputs if p.exists()}
     with output_lock(args.out):
         history = fit(model, train, val, profile, args.out, seed=args.seed, resume=not args.no_resume,
@@ -343,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("info", cmd_info, "count the image/mask pairs of a dataset folder", "--data", "--protocol")
 
     p = command("train", cmd_train, "train one model (resumes from OUT/last.pt)", "--model", "--data", "--protocol",
-                "--seed", *PROFILE_OPTIONS, "--variant")
+                "--seed", *PROFILE_OPTIONS, "--variant", "--overwrite")
     p.add_argument("--out", type=output_folder, default=Path("runs/train"), help="folder for checkpoints and history.json")
     p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
 

@@ -75,6 +75,9 @@ BAD_INPUTS = [
     ("empty_folder", ["info", "--data", "{empty_folder}"], ["empty folder {empty_folder}/" + TRAIN_IMAGES, "expected images"]),
     ("same_stem_twice", ["info", "--data", "{same_stem_twice}"],
      ["image ISIC_0000003 is there twice", "ISIC_0000003.jpg", "ISIC_0000003.png"]),
+    ("train_over_a_foreign_history", ["train", "--profile", "tiny", "--epochs", "1", "--out", "{foreign_run}", "--data",
+                                      "{layout}"],
+     ["{foreign_run}/history.json exists and was not written by this command", "--overwrite"]),
     ("mask_size", TRAIN + ["{mask_size}"], ["ISIC_0000002_segmentation.png is 64x32", "ISIC_0000002.jpg is 64x64", "same size"]),
     ("corrupt_jpeg", TRAIN + ["{corrupt_jpeg}"], ["cannot read {corrupt_jpeg}/" + TRAIN_IMAGES + "/ISIC_0000004.jpg",
                                                   "corrupt or truncated"]),
@@ -369,6 +372,9 @@ def bad_runs(tmp_path_factory, layout_2017):
         places[folder] = root / folder
         places[folder].mkdir()
         (places[folder] / name).write_text("the user's own file\n")
+    places["foreign_run"] = root / "foreign_run"  # a history.json without the last.pt of its run
+    places["foreign_run"].mkdir()
+    (places["foreign_run"] / "history.json").write_text('{"records": []}\n')
     places["exp_work"] = root / "exp_work"
     shutil.copytree(places["run"], places["exp_work"] / "unet_seed0")
     for copy in ("run_a", "run_b", "run_c"):  # commands that would write into the run run at the same time
@@ -427,6 +433,18 @@ def test_bad_input_prints_one_line_and_exits_with_2(bad_runs, case):
         assert text in lines[0], (text, lines[0])
     if command in ("experiment", "sweep", "slice"):  # options of train only are never suggested
         assert "--no-resume" not in lines[0], lines[0]
+
+
+def test_train_replaces_a_foreign_history_only_with_overwrite(tmp_path, layout_2017, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "history.json").write_text('{"records": []}\n')
+    args = ["train", "--profile", "tiny", "--epochs", "1", "--data", str(layout_2017), "--out", str(out), "--device", "cpu"]
+    assert main(args) == 2 and (out / "history.json").read_text() == '{"records": []}\n'
+    assert main(args + ["--overwrite"]) == 0
+    assert json.loads((out / "history.json").read_text())["records"][0]["epoch"] == 1
+    assert main(args) == 0  # its own files now: resumed, not refused
+    assert "kept " + str(out / "history.json") in capsys.readouterr().out
 
 
 def test_two_trainings_into_one_folder_the_second_is_refused(tmp_path, layout_2017):
