@@ -145,7 +145,7 @@ def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path,
 def merge_archive(archive: Path | str, into: Path | str, *, experiment: str | None = None,
                   log: Callable[[str], None] = print) -> dict:
     """Merge the runs of one experiment of ``archive`` into the results folder ``into`` (created
-    if missing) and return its new summary (:func:`skinseg.lab.experiment.summarize_experiment`).
+    if missing) and return its new summary (:func:`skinseg.lab.experiment.write_summary`).
 
     Raises :class:`MergeError` (a :class:`DataError`) when the merge is refused; no result file
     is written then.
