@@ -30,7 +30,7 @@ from ..models import MODELS
 from ..paths import results_dir
 from ..psi import PsiMaps, load_psi
 from .bench_results import setting_label
-from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display
+from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display, unpack_masks
 from .endpoints import ENDPOINTS
 from .result_files import array_names, read_arrays, read_json, read_table
 from .stats import compare_tables
@@ -254,13 +254,8 @@ class Results:
                             "use endpoint='chosen' and say so")
         key = "masks" if "masks" in array_names(path) else f"masks_{endpoint}"
         z = read_arrays(path, ("shape", "ids", key))
-        packed = z[key]
-        shape = tuple(int(v) for v in z["shape"])
-        ids = [str(i) for i in z["ids"]]
-        masks = np.unpackbits(packed, axis=-1)[..., :shape[-1]]
-        if masks.shape != shape:
-            raise DataError(f"{path}: unpacked masks have shape {masks.shape}, expected {shape}")
-        return Predictions(model, seed, ids, masks.astype(np.uint8), endpoint, "none" if endpoint == "raw" else chosen)
+        return Predictions(model, seed, [str(i) for i in z["ids"]], unpack_masks(z[key], z["shape"], path), endpoint,
+                           "none" if endpoint == "raw" else chosen)
 
     def psi(self, model: str = "attention_unet", seed: int | None = None) -> PsiMaps:
         """The stored ψ maps of ``model`` (default: the first seed), read by :func:`skinseg.psi.load_psi`."""
