@@ -231,17 +231,10 @@ def time_book_tests(root: Path | str = ".") -> dict:
 
 def default_settings(device: torch.device, profile: Profile, models=tuple(MODELS),
                      batch_sizes=(16, 32, 64), compile_batch_sizes=(16,)) -> list[Setting]:
-    """The grid on a GPU, most telling settings first, so that a run cut short keeps them:
-
-    1. the plain fast step, bf16 + channels_last at batch 16, for each model;
-    2. the same at the other ``batch_sizes`` (seconds each);
-    3. compiled, in the default mode and with CUDA graphs (``reduce-overhead``), at
-       ``compile_batch_sizes`` (each compiles for half a minute or more), then the eager
-       Attention U-Net with only its gates compiled;
-    4. fp32 and channels_last off at batch 16.
-
-    On a CPU: the smoke profile's batch in fp32, eager.
-    """
+    """The grid on a GPU, most telling first so that a run cut short keeps them: the plain bf16 +
+    channels_last step at batch 16, then at the other ``batch_sizes``; compiled (default mode and
+    CUDA graphs) at ``compile_batch_sizes``, then Attention U-Net with only its gates compiled;
+    fp32 and channels_last off at batch 16. On a CPU: the profile's batch in fp32, eager."""
     if device.type != "cuda":
         return [Setting(m, profile.batch_size, "off", False, False) for m in models]
     grid = [Setting(m, 16, "bf16", True, False) for m in models]

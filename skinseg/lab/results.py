@@ -36,7 +36,7 @@ from .result_files import array_names, read_arrays, read_json, read_table
 from .stats import compare_tables
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet"): U-Net first
-# The test summaries of a run: the validation-selected variant ("test") and the raw prediction ("test_raw").
+# The test summaries of a run's "test" (its chosen variant) and "test_raw" (the raw prediction).
 SUMMARY_KEYS = ("mean_iou", "mean_dice", "thresholded_jaccard", "pooled_iou", "pooled_dice")
 
 
@@ -170,11 +170,9 @@ class Results:
 
     @cached_property
     def runs(self) -> pd.DataFrame:
-        """One row per run: ``model``, ``seed``, ``best_epoch``, ``best_val_iou``, ``chosen`` (the
-        variant picked on validation), ``val_iou_chosen``, the test summaries of the chosen variant
-        (``mean_iou``, ``mean_dice``, ``thresholded_jaccard``, ``pooled_iou``, ``pooled_dice``) and of
-        the raw prediction (the same names prefixed ``raw_``), ``n_test``, ``epochs``,
-        ``train_seconds`` and ``median_images_per_s``."""
+        """One row per run: ``model``, ``seed``, ``best_epoch``, ``best_val_iou``, ``chosen`` (the variant
+        picked on validation), ``val_iou_chosen``, the test :data:`SUMMARY_KEYS` of the chosen variant and,
+        prefixed ``raw_``, of the raw prediction, ``n_test``, ``epochs``, ``train_seconds``, ``median_images_per_s``."""
         rows = []
         for model, seed in self._pairs():
             r = self.run(model, seed)
@@ -229,9 +227,8 @@ class Results:
         return path, seed
 
     def mask_endpoints(self, model: str, seed: int | None = None) -> list[str]:
-        """The endpoints (``"raw"``, ``"chosen"``) whose test masks are stored for ``model``
-        (default: the first seed). Results written before the raw masks were stored keep the
-        run's choice only, which is also the raw prediction when the run chose ``"none"``."""
+        """The endpoints whose test masks are stored for ``model`` (default: the first seed). A file with
+        only ``masks`` holds the run's choice, also the raw prediction when the run chose ``"none"``."""
         path, seed = self._seed_of("predictions", model, seed)
         files = array_names(path)
         if "masks" in files:  # the older layout: the run's choice only
@@ -239,11 +236,8 @@ class Results:
         return [e for e in ENDPOINTS if f"masks_{e}" in files]
 
     def predictions(self, model: str, seed: int | None = None, *, endpoint: str) -> Predictions:
-        """The predicted test masks of ``model`` (default: the first seed) at ``endpoint``
-        (``"raw"``, the primary endpoint, or ``"chosen"``, the run's choice; see
-        :data:`skinseg.lab.endpoints.ENDPOINTS`), unpacked. A figure says which it shows
-        (:meth:`Predictions.describe`). :class:`DataError` when the file lacks that endpoint's
-        masks (:meth:`mask_endpoints`)."""
+        """The unpacked test masks of ``model`` (default: the first seed) at ``endpoint`` (``"raw"`` or
+        ``"chosen"``); :class:`DataError` when the file lacks them (:meth:`mask_endpoints`)."""
         if endpoint not in ENDPOINTS:
             raise ConfigError(f"endpoint must be one of {sorted(ENDPOINTS)}, got {endpoint!r}")
         path, seed = self._seed_of("predictions", model, seed)
