@@ -143,30 +143,25 @@ class RunCosts:
         self.profile, self.sizes, self.device = profile, sizes, torch.device(device)
         self.device_name = describe(self.device)
         self.earlier, self.measure, self.log = [Path(f) for f in earlier], measure, log
-        self.models: dict[str, dict] = {}
+        self.estimated: dict[str, float] = {}
 
     def measured(self, model_name: str) -> float | None:
         """The longest wall seconds of an earlier run of ``model_name`` here, or ``None``."""
-        seconds = []
-        for folder in self.earlier:
-            for path in sorted((folder / "runs").glob(f"{model_name}_seed*.json")):
-                run = read_json(path)
-                device = run.get("environment", {}).get("device")
-                if device == self.device_name and run.get("epochs") == self.profile.epochs and "wall_seconds" in run:
-                    seconds.append(float(run["wall_seconds"]))
-        return max(seconds) if seconds else None
+        runs = [read_json(path) for folder in self.earlier for path in (folder / "runs").glob(f"{model_name}_seed*.json")]
+        seconds = [float(r["wall_seconds"]) for r in runs if "wall_seconds" in r and r.get("epochs") == self.profile.epochs
+                   and r.get("environment", {}).get("device") == self.device_name]
+        return max(seconds, default=None)
 
     def estimate(self, model_name: str) -> float:
         measured = self.measured(model_name)
         if measured is not None:
             return measured
-        if model_name not in self.models:
-            m = self.models[model_name] = cost_model(model_name, self.profile, self.sizes, self.device, self.measure)
-            self.log(f"{model_name}: {m['images_per_s']:.0f} img/s measured, so about "
-                     f"{self.profile.epochs * m['epoch_seconds'] + m['run_seconds']:.0f} s per run of "
-                     f"{self.profile.epochs} epochs on {self.device_name} (no earlier run to go by)")
-        m = self.models[model_name]
-        return self.profile.epochs * m["epoch_seconds"] + m["run_seconds"]
+        if model_name not in self.estimated:
+            m = cost_model(model_name, self.profile, self.sizes, self.device, self.measure)
+            self.estimated[model_name] = self.profile.epochs * m["epoch_seconds"] + m["run_seconds"]
+            self.log(f"{model_name}: {m['images_per_s']:.0f} img/s measured, so about {self.estimated[model_name]:.0f} s "
+                     f"per run of {self.profile.epochs} epochs on {self.device_name} (no earlier run to go by)")
+        return self.estimated[model_name]
 
 
 def training_estimate(profile: Profile, sizes: dict[str, int], device: torch.device | str,
