@@ -108,11 +108,6 @@ def open_archive(archive: Path, into: Path | None = None) -> tuple[dict, Path]:
     if manifest.get("format") != FORMAT:
         raise DataError(f"archive {archive} has format {manifest.get('format')!r}, expected {FORMAT!r}"
                         f"{' (an older slice without file hashes: run the slice again)' if manifest.get('format') == 'skinseg-slice 1' else ''}")
-    _verify_files(archive, manifest, folder)
-    return manifest, folder
-
-
-def _verify_files(archive: Path, manifest: dict, folder: Path) -> None:
     recorded = manifest.get("files")
     if not isinstance(recorded, dict) or not isinstance(manifest.get("experiments"), dict):
         raise DataError(f"{MANIFEST} of archive {archive} lacks its 'files' or 'experiments'; expected an archive "
@@ -126,3 +121,4 @@ def _verify_files(archive: Path, manifest: dict, folder: Path) -> None:
         if hashlib.sha256(path.read_bytes()).hexdigest() != recorded[name]:
             raise DataError(f"archive {archive}: {name} differs from the sha256 its manifest recorded when it was "
                             "packed: it was changed or damaged since; nothing was merged")
+    return manifest, folder

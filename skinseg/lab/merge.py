@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
+
 from ..atomic import write_bytes_atomic
 from ..errors import DataError
 from ..lock import output_lock
@@ -65,8 +67,16 @@ def _checked_runs(archive: Path, root: Path, name: str, into: Path) -> tuple[lis
     if not (source / CONFIG).is_file():
         raise MergeError(f"archive {archive}: experiment {name!r} has no {name}/{CONFIG}")
     files = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
-    for relative in files:
-        _check_readable(archive, name, source, relative)
+    for relative in files:  # a JSON or CSV file that cannot be read is refused
+        path = source / relative
+        try:
+            if path.suffix == ".json" and not isinstance(json.loads(path.read_text()), dict):
+                raise ValueError("not a JSON object")
+            if path.suffix == ".csv" and pd.read_csv(path).empty:
+                raise ValueError("no rows")
+        except (ValueError, UnicodeDecodeError, OSError) as err:  # pandas' and json's parse errors are ValueErrors
+            raise MergeError(f"archive {archive}: {name}/{relative.as_posix()} cannot be read "
+                             f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); nothing was merged") from None
     new_config = json.loads((source / CONFIG).read_text())
     runs = sorted({r for r in map(_run_of, files) if r is not None and (source / "runs" / f"{r}.json").is_file()})
     if not runs:
@@ -78,23 +88,6 @@ def _checked_runs(archive: Path, root: Path, name: str, into: Path) -> tuple[lis
     if duplicates:
         raise MergeError(f"archive {archive}: refused, {into} already holds run {', '.join(duplicates)}")
     return runs, files
-
-
-def _check_readable(archive: Path, name: str, source: Path, relative: Path) -> None:
-    """:class:`MergeError` naming a JSON or CSV file of the archive that cannot be read."""
-    path = source / relative
-    try:
-        if path.suffix == ".json":
-            content = json.loads(path.read_text())
-            if not isinstance(content, dict):
-                raise ValueError("not a JSON object")
-        elif path.suffix == ".csv":
-            import pandas as pd
-            if pd.read_csv(path).empty:
-                raise ValueError("no rows")
-    except (ValueError, UnicodeDecodeError, OSError) as err:  # pandas' and json's parse errors are ValueErrors
-        raise MergeError(f"archive {archive}: {name}/{relative.as_posix()} cannot be read "
-                         f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); nothing was merged") from None
 
 
 def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path, log: Callable[[str], None]) -> dict:
