@@ -1,19 +1,10 @@
-"""One archive per GPU slice: every file the slice's runs wrote, and a manifest.
+"""One ``.tgz`` per GPU slice: ``manifest.json`` first, then ``<experiment>/...``, every file the
+slice's runs wrote.
 
-The device machine returns only a few files per call, so a slice packs its experiments'
-folders into one ``.tgz``::
-
-    manifest.json               what made the runs (below)
-    <experiment>/config.json    as written by skinseg.lab.experiment, and every file of the new runs
-    <experiment>/runs/... histories/... per_image/... psi/... predictions/...
-
-The manifest records ``format``, ``created`` (UTC), ``environment`` (hardware, torch, CUDA),
-``budget_seconds``, ``seconds`` and per experiment its ``recipe``, ``profile`` name,
-``label``, data ``protocol`` and ``data_hash``, ``evaluation`` protocol, ``runs`` and each run's
-``wall_seconds``, and ``files``: the sha256 of every other file of the archive, so that
-:func:`open_archive` can tell a file changed or lost after packing. :func:`open_archive` reads one back;
-:mod:`skinseg.lab.merge` adds it to the
-committed results.
+The manifest records ``format``, ``created`` (UTC), ``environment``, ``budget_seconds``,
+``seconds``, per experiment its recipe, data and runs (:func:`experiment_entry`), and ``files``:
+the sha256 of every other file, so that :func:`open_archive` can tell one changed or lost after
+packing. :mod:`skinseg.lab.merge` adds the runs to the committed results.
 """
 from __future__ import annotations
 
@@ -94,13 +85,10 @@ def is_slice_archive(path: Path) -> bool:
 
 
 def open_archive(archive: Path, into: Path | None = None) -> tuple[dict, Path]:
-    """Extract ``archive`` (safely: no absolute paths, links or ``..``) into ``into`` (default a
-    new temporary folder); returns ``(manifest, folder)``.
-
-    Raises :class:`DataError` for a missing or unreadable file, for one without a manifest
-    of this format, and for a file changed, missing or added since the archive was packed
-    (against the manifest's sha256 of every file).
-    """
+    """Extract ``archive`` (tarfile's ``data`` filter) into ``into`` (default a new temporary
+    folder); returns ``(manifest, folder)``. Raises :class:`DataError` for a missing or unreadable
+    archive, one without a manifest of this format, and a file changed, missing or added since
+    it was packed."""
     archive = Path(archive)
     if not archive.is_file():
         raise DataError(f"archive {archive} does not exist")
@@ -120,11 +108,6 @@ def open_archive(archive: Path, into: Path | None = None) -> tuple[dict, Path]:
     if manifest.get("format") != FORMAT:
         raise DataError(f"archive {archive} has format {manifest.get('format')!r}, expected {FORMAT!r}"
                         f"{' (an older slice without file hashes: run the slice again)' if manifest.get('format') == 'skinseg-slice 1' else ''}")
-    _verify_files(archive, manifest, folder)
-    return manifest, folder
-
-
-def _verify_files(archive: Path, manifest: dict, folder: Path) -> None:
     recorded = manifest.get("files")
     if not isinstance(recorded, dict) or not isinstance(manifest.get("experiments"), dict):
         raise DataError(f"{MANIFEST} of archive {archive} lacks its 'files' or 'experiments'; expected an archive "
@@ -138,3 +121,4 @@ def _verify_files(archive: Path, manifest: dict, folder: Path) -> None:
         if hashlib.sha256(path.read_bytes()).hexdigest() != recorded[name]:
             raise DataError(f"archive {archive}: {name} differs from the sha256 its manifest recorded when it was "
                             "packed: it was changed or damaged since; nothing was merged")
+    return manifest, folder

@@ -1,17 +1,11 @@
-"""Training-step throughput benchmark.
-
-Measures images per second of one full optimisation step (forward, loss, backward,
-AdamW update) for both models over a grid of settings: batch size, mixed precision,
-channels_last and ``torch.compile``. Each setting is warmed up, then timed over several
-repeats (CUDA events on a GPU) and the median is reported, with the achieved TFLOP/s and
-its fraction of a bf16 (GPU) or fp32 (CPU) matrix-multiply peak measured in the same run.
-It also measures how much of a step the data pipeline (indexing the resident uint8 set
-and augmenting on the device) adds to the model step.
+"""Training-step throughput benchmark: images per second of one full optimisation step of both
+models over a grid of batch sizes, precisions, memory formats and ``torch.compile`` settings
+(the median of several timed repeats after a warm-up), with the achieved TFLOP/s against a
+matrix-multiply peak measured in the same run, and the share of the data pipeline.
 """
 from __future__ import annotations
 
 import functools
-
 import itertools
 import statistics
 import time
@@ -148,31 +142,23 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
         full_step()
     full = _time(full_step, device, steps, repeats)
     alone = _time(model_step, device, steps, repeats)
+    stats = None
+    if compiling:  # what TorchDynamo captured: more than one graph means recompiling, graph breaks split the step
+        stats = {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
+                 "frames": counters["frames"]["total"]}
     return {**asdict(setting), "images_per_s": bs / full, "step_ms": 1000 * full,
             "model_step_ms": 1000 * alone, "pipeline_fraction": max(0.0, 1 - alone / full),
-            "compile_seconds": compile_seconds, "compiled": step.compiled,
-            "compile_stats": _compile_stats() if compiling else None}
-
-
-def _compile_stats() -> dict:
-    """What TorchDynamo captured since its counters were cleared: more than one graph means
-    recompiling (say, for a new input layout), graph breaks split the step into pieces."""
-    from torch._dynamo.utils import counters
-
-    return {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
-            "frames": counters["frames"]["total"]}
+            "compile_seconds": compile_seconds, "compiled": step.compiled, "compile_stats": stats}
 
 
 def operator_profile(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device,
                      steps: int = 5, top: int = 20) -> dict:
-    """Where the time of a model step goes: the ``top`` operators by their own time (GPU time
-    on a GPU, CPU time on a CPU) over ``steps`` steps on one prepared batch, after a warm-up.
+    """Where the time of a model step goes: the ``top`` operators by their own time (GPU time on a
+    GPU, CPU time on a CPU) over ``steps`` steps on one prepared batch, after a warm-up.
 
-    Returns the setting plus ``step_ms`` (the profiled total per step: on a GPU the time it
-    was busy, which the benchmark's wall-clock ``model_step_ms`` exceeds by the time it
-    waited), ``floor_step_ms`` (:func:`launch_floor`) and ``operators``: one dict per operator
-    and input shapes with ``name``, ``input_shapes``, ``ms_per_step``, ``share`` of the total
-    and ``calls_per_step``. Comparing the two models' profiles shows what the attention gates cost.
+    Returns the setting plus ``step_ms`` (the profiled total per step: on a GPU the busy time),
+    ``floor_step_ms`` (:func:`launch_floor`) and ``operators``: per operator and input shapes its
+    ``name``, ``input_shapes``, ``ms_per_step``, ``share`` of the total and ``calls_per_step``.
     """
     from torch.profiler import ProfilerActivity, profile
 
@@ -199,11 +185,9 @@ def operator_profile(setting: Setting, width: int, image_size: tuple[int, int], 
 
 
 def launch_floor(setting: Setting, device: torch.device) -> float:
-    """Wall-clock ms of ``setting``'s model step for a network of the same structure with two
-    channels at the first level (the fewest that keep every operator, the gates' broadcasts
-    included), on 32x32 images: the same operators, each almost free, so on a GPU what is left
-    is the cost of issuing them from the CPU. A real step this slow is limited by the CPU, not
-    by the GPU's arithmetic or memory."""
+    """Wall-clock ms of ``setting``'s model step for the same network with two channels at the first
+    level on 32x32 images: the same operators, each almost free, so on a GPU what is left is the
+    cost of issuing them from the CPU."""
     return bench_setting(setting, 2, (32, 32), device, warmup=3, steps=10, repeats=3, pool=setting.batch_size)["model_step_ms"]
 
 
@@ -247,17 +231,10 @@ def time_book_tests(root: Path | str = ".") -> dict:
 
 def default_settings(device: torch.device, profile: Profile, models=tuple(MODELS),
                      batch_sizes=(16, 32, 64), compile_batch_sizes=(16,)) -> list[Setting]:
-    """The grid on a GPU, most telling settings first, so that a run cut short keeps them:
-
-    1. the plain fast step, bf16 + channels_last at batch 16, for each model;
-    2. the same at the other ``batch_sizes`` (seconds each);
-    3. compiled, in the default mode and with CUDA graphs (``reduce-overhead``), at
-       ``compile_batch_sizes`` (each compiles for half a minute or more), then the eager
-       Attention U-Net with only its gates compiled;
-    4. fp32 and channels_last off at batch 16.
-
-    On a CPU: the smoke profile's batch in fp32, eager.
-    """
+    """The grid on a GPU, most telling first so that a run cut short keeps them: the plain bf16 +
+    channels_last step at batch 16, then at the other ``batch_sizes``; compiled (default mode and
+    CUDA graphs) at ``compile_batch_sizes``, then Attention U-Net with only its gates compiled;
+    fp32 and channels_last off at batch 16. On a CPU: the profile's batch in fp32, eager."""
     if device.type != "cuda":
         return [Setting(m, profile.batch_size, "off", False, False) for m in models]
     grid = [Setting(m, 16, "bf16", True, False) for m in models]

@@ -33,6 +33,15 @@ def setting_label(amp: str, channels_last: bool, compile: bool, compile_mode: st
     return " + ".join(parts) + f", batch {batch_size}"
 
 
+def _baseline(frame: pd.DataFrame, plain: dict | None) -> dict:
+    return plain if plain is not None else PLAIN_GPU if (frame.device_type == "cuda").all() else PLAIN_CPU
+
+
+def _matches(rows: pd.DataFrame, setting: dict) -> pd.Series:
+    """Which ``rows`` have every value of ``setting``."""
+    return (rows[list(setting)] == pd.Series(setting)).all(axis=1)
+
+
 def latest_bench(frame: pd.DataFrame) -> pd.DataFrame:
     """The measurements to show: those of the newest file's device and torch version, one row
     per setting (the newest, where several files measured it), failed settings left out.
@@ -51,33 +60,26 @@ def latest_bench(frame: pd.DataFrame) -> pd.DataFrame:
 def speedup_table(frame: pd.DataFrame, plain: dict | None = None) -> pd.DataFrame:
     """Both models' training throughput in every setting of ``frame``, against their plain step.
 
-    Args:
-        frame: the rows of one device, as :func:`latest_bench` gives them.
-        plain: the baseline setting (a subset of :data:`SETTING_KEYS`); default
-            :data:`PLAIN_GPU` (bf16 + channels_last, eager, batch 16) on a GPU and
-            :data:`PLAIN_CPU` (fp32, eager) on a CPU.
-
-    Returns: one row per setting label (plain first, then by batch size and speed), with
-    ``"<model> img/s"``, ``"<model> vs plain"`` (its throughput over its own plain step's),
-    ``"<model> model step ms"`` for U-Net and Attention U-Net, and ``"Attention / U-Net"``
-    (the throughput ratio). A setting measured for one model only has NaN for the other.
+    ``frame`` holds the rows of one device (:func:`latest_bench`); ``plain``, the baseline (a subset
+    of :data:`SETTING_KEYS`), defaults to :data:`PLAIN_GPU` on a GPU and :data:`PLAIN_CPU` on a CPU.
+    Returns one row per setting label (plain first, then by batch size and speed) with
+    ``"<model> img/s"``, ``"<model> vs plain"`` (over its own plain step), ``"<model> model step ms"``
+    and ``"Attention / U-Net"`` (the throughput ratio); NaN for a model a setting lacks.
     """
     if frame.duplicated(list(SETTING_KEYS)).any() or frame.device.nunique() > 1:
         raise ValueError("speedup_table needs one row per setting of one device: pass latest_bench(frame)")
-    if plain is None:
-        plain = PLAIN_GPU if (frame.device_type == "cuda").all() else PLAIN_CPU
+    plain = _baseline(frame, plain)
     table = pd.DataFrame(index=pd.Index(frame.setting.unique(), name="setting"))
     for model, name in MODEL_LABELS.items():
         rows = frame[frame.model == model].set_index("setting")
-        base = rows[(rows[list(plain)] == pd.Series(plain)).all(axis=1)].images_per_s
+        base = rows[_matches(rows, plain)].images_per_s
         table[f"{name} img/s"] = rows.images_per_s
         table[f"{name} vs plain"] = rows.images_per_s / base.iloc[0] if len(base) else float("nan")
         table[f"{name} model step ms"] = rows.model_step_ms
     table["Attention / U-Net"] = table["Attention U-Net img/s"] / table["U-Net img/s"]
     first = frame.drop_duplicates("setting").set_index("setting")
-    is_plain = (first[list(plain)] == pd.Series(plain)).all(axis=1)
     speed = table[["U-Net img/s", "Attention U-Net img/s"]].mean(axis=1)
-    order = pd.DataFrame({"plain": ~is_plain, "batch": first.batch_size, "speed": speed})
+    order = pd.DataFrame({"plain": ~_matches(first, plain), "batch": first.batch_size, "speed": speed})
     return table.loc[order.sort_values(["plain", "batch", "speed"]).index]
 
 
@@ -87,10 +89,8 @@ def gate_cost(frame: pd.DataFrame, plain: dict | None = None) -> dict[str, float
     ``step_time_change`` (Attention / U-Net step time - 1: +0.24 is a step 24 % longer) and
     ``throughput_change`` (Attention / U-Net images/s - 1: its mirror, -0.19 for +0.24).
     A longer time and a lower throughput are different numbers: 1 / 1.24 = 0.81."""
-    if plain is None:
-        plain = PLAIN_GPU if (frame.device_type == "cuda").all() else PLAIN_CPU
-    rows = frame[(frame[list(plain)] == pd.Series(plain)).all(axis=1)].drop_duplicates("model", keep="last")
-    rows = rows.set_index("model")
+    plain = _baseline(frame, plain)
+    rows = frame[_matches(frame, plain)].drop_duplicates("model", keep="last").set_index("model")
     if not {"unet", "attention_unet"} <= set(rows.index):
         raise DataError(f"the benchmark lacks a step of both models in the setting {plain}")
     unet, attention = rows.loc["unet"], rows.loc["attention_unet"]

@@ -1,20 +1,10 @@
 """The test images the book displays, stored with the results that show them.
 
-The predictions and ψ maps of an experiment name test images by id. A reader whose data
-has other ids (the official ISIC archives do) or no data at all can still draw them,
-because the experiment also keeps the pixels of the images it expects to be shown, in
-``display.npz`` beside ``summary.json``:
-
-* ``ids``: ``(N,)`` str, the test image ids;
-* ``images``: ``(N, H, W, 3)`` uint8 RGB, the model's input size (192x256 in the book);
-* ``masks``: ``(N, H, ceil(W / 8))`` uint8, the ground truth bit-packed along the width
-  (:func:`numpy.packbits`), and ``shape``: ``(3,)`` int, ``(N, H, W)``.
-
-Which images: :func:`display_ids` picks, from the first seed's per-image IoU of both
-models, a superset of what the book and the README show (about 40 images, 3 to 4 MB); an
-experiment picks them on both endpoints, the raw prediction's IoU (primary) first, then the
-run's choice's (secondary). The predicted masks of both endpoints are in
-``predictions/<run>.npz`` (:meth:`skinseg.lab.results.Results.predictions`).
+Predictions and ψ maps name test images by id; so that a reader with other ids (the official
+archives) or no data can still draw them, an experiment keeps the pixels of about 40 of them
+(:func:`display_ids`) in ``display.npz`` beside ``summary.json``: ``ids`` ``(N,)`` str,
+``images`` ``(N, H, W, 3)`` uint8 RGB at the model's input size, ``masks`` the ground truth
+bit-packed along the width (:func:`numpy.packbits`) and ``shape`` ``(N, H, W)``.
 """
 from __future__ import annotations
 
@@ -27,7 +17,7 @@ import pandas as pd
 from ..atomic import write_npz_atomic
 from ..errors import DataError
 from ..models import MODELS
-from .result_files import read_arrays, read_table
+from .result_files import array_names, read_arrays, read_table
 
 FILE_NAME = "display.npz"
 # Quantiles of the U-Net's per-image IoU whose image is kept (position int(q * (n - 1))
@@ -91,20 +81,16 @@ class DisplayImages:
 
 
 def write_display(path, ids, images: np.ndarray, masks: np.ndarray) -> Path:
-    """Write ``display.npz`` (layout in the module docstring) atomically and return its path.
-
-    ``images`` ``(N, H, W, 3)`` uint8 and ``masks`` ``(N, H, W)`` in {0, 1} belong to ``ids``.
-    """
+    """Write ``display.npz`` (the module docstring's layout) of ``ids``, ``images`` ``(N, H, W, 3)``
+    uint8 and ``masks`` ``(N, H, W)`` in {0, 1} atomically; returns its path."""
     ids, images, masks = [str(i) for i in ids], np.asarray(images), np.asarray(masks)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(ids):
         raise DataError(f"display images must be ({len(ids)}, H, W, 3) uint8, got {images.shape} {images.dtype}")
     if masks.shape != images.shape[:3]:
         raise DataError(f"display masks must be {images.shape[:3]}, got {masks.shape}")
-    path = Path(path)
-    arrays = {"ids": np.array(ids), "images": images, "masks": np.packbits(masks.astype(bool), axis=-1),
-              "shape": np.array(masks.shape)}
-    write_npz_atomic(path, **arrays)
-    return path
+    write_npz_atomic(Path(path), ids=np.array(ids), images=images, masks=np.packbits(masks.astype(bool), axis=-1),
+                     shape=np.array(masks.shape))
+    return Path(path)
 
 
 def load_display(path) -> DisplayImages:
@@ -113,18 +99,24 @@ def load_display(path) -> DisplayImages:
     if not path.is_file():
         raise DataError(f"results file {path} is missing: these results keep no display images "
                         "(written by the experiment since it stores them; draw from local data instead)")
-    read_arrays(path, ())  # DataError naming a damaged file
-    with np.load(path) as z:
-        missing = {"ids", "images", "masks", "shape"} - set(z.files)
+    missing = {"ids", "images", "masks", "shape"} - array_names(path)
     if missing:
         raise DataError(f"{path} is not a display-images file: it lacks {sorted(missing)}")
     z = read_arrays(path, ("shape", "masks", "images", "ids"))
-    shape = tuple(int(s) for s in z["shape"])
-    masks = np.unpackbits(z["masks"], axis=-1)[..., :shape[-1]].astype(bool)
-    images, ids = z["images"], [str(i) for i in z["ids"]]
-    if masks.shape != shape or images.shape[:3] != shape:
-        raise DataError(f"{path}: images {images.shape} and masks {masks.shape} do not match the stored shape {shape}")
-    return DisplayImages(ids, images, masks, str(path))
+    masks = unpack_masks(z["masks"], z["shape"], path).astype(bool)
+    if z["images"].shape[:3] != masks.shape:
+        raise DataError(f"{path}: images {z['images'].shape} do not match the stored shape {masks.shape}")
+    return DisplayImages([str(i) for i in z["ids"]], z["images"], masks, str(path))
+
+
+def unpack_masks(packed: np.ndarray, shape, path) -> np.ndarray:
+    """Masks bit-packed along the width as ``shape`` ``(N, H, W)``, uint8 in {0, 1};
+    :class:`DataError` naming ``path`` when they do not have that shape."""
+    shape = tuple(int(v) for v in shape)
+    masks = np.unpackbits(packed, axis=-1)[..., :shape[-1]]
+    if masks.shape != shape:
+        raise DataError(f"{path}: unpacked masks have shape {masks.shape}, expected {shape}")
+    return masks
 
 
 def store_display(out_dir, test, unet_iou: pd.Series, attention_iou: pd.Series, psi_ids=()) -> Path:
@@ -159,4 +151,4 @@ def store_display_of_run(out_dir, test, seed: int, psi_ids=(), folders=None) -> 
 
 
 __all__ = ["DisplayImages", "FILE_NAME", "display_ids", "load_display", "store_display", "store_display_of_run",
-           "write_display"]
+           "unpack_masks", "write_display"]

@@ -1,34 +1,24 @@
 """The experiment behind the book: both models, several seeds, one recipe, every artifact.
 
-For each seed and model it trains with :func:`skinseg.train.fit`, picks the epoch with the
-best validation IoU, picks test-time augmentation and post-processing on the validation
-set, and only then scores the test set. It writes small files only (no weights) under
-``out_dir``; checkpoints go to ``work_dir``. Finished runs are skipped when it is run
-again, and an interrupted run resumes from its last checkpoint.
+Each run trains with :func:`skinseg.train.fit`, picks test-time augmentation and
+post-processing on the validation set, and only then scores the test set, on both endpoints
+(:data:`skinseg.lab.endpoints.ENDPOINTS`). A time budget only decides how many whole runs a
+call starts, in a fixed order; finished runs are skipped and an interrupted one resumes from
+its checkpoint in ``work_dir``. ``out_dir`` gets small files only::
 
-Every run trains the profile's epochs; a time budget only decides how many whole runs a
-call starts, in a fixed order, so that runs accumulate over several calls (or several GPU
-slices, packed by :mod:`skinseg.lab.archive` and merged by :mod:`skinseg.lab.merge`). The test set is
-scored on two endpoints (:data:`skinseg.lab.endpoints.ENDPOINTS`): the primary one, fixed in the
-configuration and the same for both models, and each run's own validation choice.
-
-``out_dir`` layout::
-
-    config.json        the profile, recipe, seeds, data protocol and hash, evaluation protocol, environment
-    runs/<run>.json    per run: best epoch, validation table, test summaries, timing, hardware
-    histories/<run>.json
-    per_image/<run>.csv  test metrics keyed by image id (iou, dice: the run's choice; iou_raw, dice_raw: raw)
-    psi/<run>.npz      ψ maps of fixed test images at several epochs (first seed, uint8)
-    predictions/<run>.npz  predicted test masks (first seed, bit-packed): masks_raw, the primary endpoint,
-                       and masks_chosen, the run's choice (secondary), named by chosen; older files
-                       hold only masks, the run's choice (skinseg.lab.results.Results.predictions)
-    display.npz        pixels and ground truth of the test images shown (first seed; skinseg.lab.display)
-    summary.json       computed from the finished runs: mean ± sd and paired comparisons per endpoint
-    external/<name>/   scores of every finished run on an external test set (skinseg.lab.external)
+    config.json           profile, recipe, seeds, data protocol and hash, evaluation protocol, environment
+    runs/<run>.json       best epoch, validation table, test summaries, timing, hardware
+    histories/<run>.json  the training history
+    per_image/<run>.csv   test metrics per image (iou, dice: the run's choice; iou_raw, dice_raw: raw)
+    psi/<run>.npz         ψ maps of fixed test images at several epochs (first seed)
+    predictions/<run>.npz bit-packed test masks masks_raw and masks_chosen (first seed)
+    display.npz           the shown test images (skinseg.lab.display)
+    summary.json          mean ± sd and paired comparisons per endpoint, from the finished runs
+    external/<name>/      scores on an external test set (skinseg.lab.external)
 """
 from __future__ import annotations
 
-import json
+import itertools
 import time
 from pathlib import Path
 from typing import Callable
@@ -130,20 +120,14 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     return summary
 
 
-def folder_mismatch(folder: Path, config: dict) -> str | None:
-    """What makes the runs described by the ``config.json`` dict ``config`` unfit to join the
-    finished runs in ``folder`` (:func:`experiment_mismatch`); ``None`` also when ``folder``
-    holds no finished run (no ``config.json`` or no ``runs/*.json``)."""
+def folder_mismatch(folder: Path, new: dict) -> str | None:
+    """What makes the runs described by the ``config.json`` dict ``new`` unfit to join the finished
+    runs in ``folder`` (another recipe, model width, evaluation protocol, data protocol or
+    dataset), or ``None``, also when ``folder`` holds no finished run."""
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not any((folder / "runs").glob("*.json")):
         return None
-    return experiment_mismatch(read_json(folder / "config.json"), config)
-
-
-def experiment_mismatch(stored: dict, new: dict) -> str | None:
-    """What makes the runs described by the ``config.json`` dict ``new`` unfit to join those of
-    ``stored`` (another recipe, model width, evaluation protocol, data protocol or dataset), or
-    ``None``."""
+    stored = read_json(folder / "config.json")
     changed = recipe_changes(stored["recipe"], new["recipe"])
     if changed:
         return f"another recipe ({'; '.join(changed)})"
@@ -165,10 +149,10 @@ def experiment_mismatch(stored: dict, new: dict) -> str | None:
 RUN_SCORES = ("run", "model", "seed", "epochs", "best_epoch", "best_val_iou", "chosen", "test_raw", "test")
 
 
-def summarize_experiment(out_dir: Path) -> dict:
-    """The ``summary.json`` of ``out_dir``, computed from its finished runs only (run files and
-    per-image tables), so that runs added by several calls, or merged from several archives,
-    give the summary one call would have written.
+def write_summary(out_dir: Path) -> dict:
+    """Compute ``out_dir/summary.json`` from its finished runs only (run files and per-image tables),
+    so that runs added by several calls or merged from archives give what one call would, write
+    it and return it.
 
     Keys: ``label``, ``primary_endpoint``, ``seeds`` (those with a finished run of every model),
     ``planned_seeds``, ``devices``, ``runs`` (each run's scores, no timings), ``mean_sd`` and
@@ -197,15 +181,10 @@ def summarize_experiment(out_dir: Path) -> dict:
                 for k in ("mean_iou", "mean_dice", "thresholded_jaccard") for s in ("mean", "std")}
         if seeds:
             comparison[endpoint] = {metric: compare_tables(tables, seeds, metric, endpoint) for metric in ("iou", "dice")}
-    return {"label": config["label"], "primary_endpoint": config["evaluation"]["primary_endpoint"],
-            "seeds": seeds, "planned_seeds": config["seeds"], "devices": sorted({r["device"] for r in complete}),
-            "runs": runs, "mean_sd": mean_sd, "comparison": comparison}
-
-
-def write_summary(out_dir: Path) -> dict:
-    """Compute :func:`summarize_experiment` and write it to ``out_dir/summary.json``."""
-    summary = summarize_experiment(out_dir)
-    write_json(Path(out_dir) / "summary.json", summary)
+    summary = {"label": config["label"], "primary_endpoint": config["evaluation"]["primary_endpoint"],
+               "seeds": seeds, "planned_seeds": config["seeds"], "devices": sorted({r["device"] for r in complete}),
+               "runs": runs, "mean_sd": mean_sd, "comparison": comparison}
+    write_json(out_dir / "summary.json", summary)
     return summary
 
 
@@ -214,18 +193,12 @@ class ExperimentRunner:
     its runs trained one by one (:meth:`run`), each a whole run or nothing.
 
     Args:
-        data_root: the dataset folder; ``protocol`` (:mod:`skinseg.data.protocols`) says which of
-            its images form the splits.
-        out_dir: the results folder; a folder that already holds finished runs of another recipe,
-            model width, evaluation protocol, data protocol or dataset is refused
-            (:class:`ConfigError`, :func:`folder_mismatch`).
-        seeds: the experiment's planned seeds (default: the profile's); the first keeps the
-            predictions and ψ maps.
-        external: ``{name: folder}`` of external test sets (:mod:`skinseg.lab.external`): every
-            finished run is scored on them; they never select anything.
-        committed: results folders holding earlier runs of the same experiment that ``out_dir``
-            does not (a slice's committed results): the display images of the first seed are
-            picked from per-image tables found in ``out_dir`` or, failing that, in these.
+        out_dir: the results folder; one holding finished runs that :func:`folder_mismatch`
+            refuses raises :class:`ConfigError`.
+        seeds: the planned seeds (default: the profile's); the first keeps predictions and ψ maps.
+        external: ``{name: folder}`` of external test sets (:mod:`skinseg.lab.external`).
+        committed: results folders with earlier runs of the same experiment (a slice's committed
+            results), where the first seed's per-image tables for the display images are also sought.
     """
 
     def __init__(self, data_root, out_dir, profile: Profile, *, seeds=None, protocol: str = OFFICIAL,
@@ -295,36 +268,27 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
                    progress: bool = True, log: Callable[[str], None] = print, time_budget: float | None = None,
                    protocol: str = OFFICIAL, run_cost: Callable[[str], float] | None = None,
                    external=None) -> dict:
-    """Run the (seed, model) pairs in their fixed order (seed by seed, U-Net first) and write the
-    artifacts listed in the module docstring; finished runs are skipped.
+    """Run the (seed, model) pairs in their fixed order (seed by seed, U-Net first), skipping
+    finished runs, and write the files listed in the module docstring.
 
-    Every run trains the profile's epochs. With ``time_budget`` (seconds for this call) a run
-    starts only if its estimated cost fits the time left, ``run_cost(model_name)`` in seconds
-    (default :class:`skinseg.lab.plan.RunCosts`: the wall time of an earlier run of that model on the
-    same hardware, else a measured training step); the first run that does not fit ends the
-    call, so runs always accumulate in order, whole. A later call adds the rest. ``external``
-    (``{name: folder}``) names external test sets, on which every finished run is also scored.
-
-    Returns the summary that is also written to ``out_dir/summary.json`` (:func:`summarize_experiment`).
+    With ``time_budget`` (seconds for this call) a run starts only if ``run_cost(model_name)``
+    (default :class:`skinseg.lab.plan.RunCosts`) fits the time left; the first that does not ends
+    the call, so runs accumulate in order, whole. Returns the summary (:func:`write_summary`).
     """
     started = time.perf_counter()
     runner = ExperimentRunner(data_root, out_dir, profile, seeds=seeds, protocol=protocol, work_dir=work_dir,
                               device=device, progress=progress, log=log, external=external)
     if time_budget is not None and run_cost is None:
         run_cost = RunCosts(profile, runner.sizes, runner.device, earlier=[runner.out_dir], log=log).estimate
-    for seed in runner.seeds:
-        for model_name in MODEL_NAMES:
-            if runner.done(model_name, seed):
-                log(f"{model_name} seed {seed}: already done, skipped")
-                continue
-            left = None if time_budget is None else time_budget - (time.perf_counter() - started)
-            if not budget_allows(run_cost(model_name) if run_cost else 0.0, left, log, f"{model_name} seed {seed}"):
-                return _finish(runner.out_dir, log)
-            runner.run(model_name, seed)
-    return _finish(runner.out_dir, log)
-
-
-def _finish(out_dir: Path, log: Callable[[str], None]) -> dict:
-    summary = write_summary(out_dir)
-    log(f"wrote {out_dir / 'summary.json'} ({len(summary['seeds'])} of {len(summary['planned_seeds'])} seeds finished)")
+    for seed, model_name in itertools.product(runner.seeds, MODEL_NAMES):
+        if runner.done(model_name, seed):
+            log(f"{model_name} seed {seed}: already done, skipped")
+            continue
+        left = None if time_budget is None else time_budget - (time.perf_counter() - started)
+        if not budget_allows(run_cost(model_name) if run_cost else 0.0, left, log, f"{model_name} seed {seed}"):
+            break
+        runner.run(model_name, seed)
+    summary = write_summary(runner.out_dir)
+    log(f"wrote {runner.out_dir / 'summary.json'} ({len(summary['seeds'])} of {len(summary['planned_seeds'])} "
+        "seeds finished)")
     return summary

@@ -1,23 +1,14 @@
 """External test sets: datasets an experiment only evaluates on, and never selects on.
 
-A test set drawn from the same archive as the training images shares their cameras, clinics,
-annotators and preprocessing, so it measures how well a model does on *more of the same*.
-An external test set (another hospital's photographs, PH2, a Kaggle folder) measures
-transfer. An experiment names them (``run_experiment(..., external={"ph2": "data/ph2"})``,
-``python -m skinseg experiment --external ph2=data/ph2``): each is the test split of a folder
-in the generic layout (:mod:`skinseg.data.folders`) or an ISIC layout. Every finished run is
-scored on each with its validation-selected weights and its validation-chosen setting; nothing
-read from an external set chooses an epoch, a setting or a model. A set that holds training
-images of the experiment is refused (:mod:`skinseg.lab.leakage`). Under the experiment's folder::
+An experiment names them (``python -m skinseg experiment --external ph2=data/ph2``): each is the
+test split of a folder in the generic or an ISIC layout, refused if it holds training images
+(:mod:`skinseg.lab.leakage`). Every finished run is scored on each with its own weights and
+validation-chosen setting, in the experiment folder's layout, so that the experiment's readers
+read it as its own test set::
 
     external/<name>/dataset.json         the folder, its source label, image count and data hash
-    external/<name>/runs/<run>.json      the run's scores on it (``test_raw``, ``test``, as runs/<run>.json)
+    external/<name>/runs/<run>.json      the run's scores on it (test_raw, test)
     external/<name>/per_image/<run>.csv  per-image table, the columns of per_image/<run>.csv
-
-so that :func:`skinseg.lab.stats.read_tables` and :func:`skinseg.lab.results.finished_seeds` read an
-external set as they read the experiment's own test set. :func:`external_table` tabulates the
-runs, :func:`external_summary` the models over seeds, :func:`external_differences` the paired
-difference between the models.
 """
 from __future__ import annotations
 
@@ -55,16 +46,10 @@ def parse_external(specs) -> dict[str, Path]:
 
 
 class ExternalSets:
-    """The external test sets of one experiment call, loaded once (bad folders, and sets that hold
-    training images of the experiment, fail before any training).
-
-    Args:
-        sets: ``{name: folder}``; each folder's ``test`` split is read at the profile's image
-            size, limited to ``profile.max_test`` images as the experiment's own test set is.
-        train: the experiment's training split; a set that is not held out from it
-            (:func:`skinseg.lab.leakage.check_held_out`) raises :class:`LeakageError`. Each run's
-            checkpoint is checked again before it is scored.
-    """
+    """The external test sets ``{name: folder}`` of one experiment call, each folder's ``test`` split
+    loaded once at the profile's size and ``max_test``, so that bad folders fail before any
+    training; a set not held out from ``train`` (or, before scoring, from a run's checkpoint)
+    raises :class:`LeakageError`."""
 
     def __init__(self, sets: dict[str, Path] | None, profile: Profile, device, log: Callable[[str], None] = print,
                  train: SegmentationData | None = None):
@@ -102,14 +87,13 @@ class ExternalSets:
         from ..train import BEST
 
         out_dir, work_dir = Path(out_dir), Path(work_dir)
-        described = self.described
         for name, data in self.data.items():
             folder = out_dir / EXTERNAL / name
             stored = folder / "dataset.json"
-            if stored.exists() and read_json(stored).get("data_hash") != described[name]["data_hash"]:
+            if stored.exists() and read_json(stored).get("data_hash") != self.described[name]["data_hash"]:
                 raise ConfigError(f"{folder} holds scores on other images than {self.folders[name]} "
                                   "(data hash differs); use another name for this set")
-            write_json(stored, described[name])
+            write_json(stored, self.described[name])
             for run_file in sorted((out_dir / "runs").glob("*.json")):
                 run = read_json(run_file)
                 if (folder / "per_image" / f"{run['run']}.csv").exists():
@@ -132,13 +116,10 @@ class ExternalSets:
 
 
 def external_table(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
-    """Every run's mean IoU and Dice on each external set of the experiment in ``folder``, beside its
-    mean IoU on the experiment's own test set, at ``endpoint`` (``"raw"`` or ``"chosen"``).
-
-    Returns one row per (``set``, ``model``, ``seed``) with columns ``source``, ``n``, ``mean_iou``,
-    ``mean_dice``, ``own_test_iou`` and ``change`` (= ``mean_iou - own_test_iou``); empty (with
-    these columns) when no external set has been scored.
-    """
+    """Every run's mean IoU and Dice on each external set of the experiment in ``folder`` at
+    ``endpoint``: one row per (``set``, ``model``, ``seed``) with ``source``, ``n``, ``mean_iou``,
+    ``mean_dice``, ``own_test_iou`` (on the experiment's test set) and ``change`` (the difference);
+    empty, with these columns, when no set has been scored."""
     from .stats import endpoint_column
 
     folder = Path(folder)
@@ -153,12 +134,8 @@ def external_table(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
             rows.append({"set": dataset.parent.name, "model": run["model"], "seed": run["seed"],
                          "source": described["source"], "n": len(table), "mean_iou": table[iou].mean(),
                          "mean_dice": table[dice].mean(), "own_test_iou": own[iou].mean()})
-    columns = ["set", "model", "seed", "source", "n", "mean_iou", "mean_dice", "own_test_iou", "change"]
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    table = pd.DataFrame(rows)
-    table["change"] = table["mean_iou"] - table["own_test_iou"]
-    return table[columns]
+    table = pd.DataFrame(rows, columns=["set", "model", "seed", "source", "n", "mean_iou", "mean_dice", "own_test_iou"])
+    return table.assign(change=table["mean_iou"] - table["own_test_iou"])
 
 
 def external_summary(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:

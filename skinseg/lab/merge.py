@@ -2,18 +2,12 @@
 
     python -m skinseg merge slice.tgz --into results/isic2017
 
-The archive (:mod:`skinseg.lab.archive`) may hold several experiments; the one merged is
-``--experiment``, else the one named like the target folder (``--each-into results`` merges
-every one into ``results/<name>``).
-The merge is refused, in one line and before any file is written, when the runs are of
-another recipe, model width, evaluation protocol, data protocol or dataset (data hash) than
-the runs already in the folder (:func:`skinseg.lab.experiment.folder_mismatch`), or when a run is
-already there, and when any file of the archive differs from the sha256 its manifest recorded
-(:func:`skinseg.lab.archive.open_archive`) or a JSON or CSV file of the experiment cannot be read.
-Then the run files are staged in a hidden folder of the target and renamed into place (and,
-into a folder without finished runs, the archive's ``config.json`` and ``display.npz``), the manifest is
-kept as ``slices/<its UTC time>_<its hash>.json`` (which slice, on which hardware, brought which runs)
-and ``summary.json`` is computed again from every finished run.
+The merged experiment of the archive (:mod:`skinseg.lab.archive`) is ``--experiment``, else the
+one named like the target folder. A merge is refused, in one line and before any file is
+written, when :func:`skinseg.lab.experiment.folder_mismatch` refuses the runs, a run is already
+there, a file differs from its manifest's sha256 or a JSON or CSV file cannot be read. The files
+are staged in a hidden folder of the target and renamed into place, the manifest is kept as
+``slices/<its UTC time>_<its hash>.json`` and ``summary.json`` is computed again.
 """
 from __future__ import annotations
 
@@ -26,6 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+import pandas as pd
 
 from ..atomic import write_bytes_atomic
 from ..errors import DataError
@@ -71,8 +67,16 @@ def _checked_runs(archive: Path, root: Path, name: str, into: Path) -> tuple[lis
     if not (source / CONFIG).is_file():
         raise MergeError(f"archive {archive}: experiment {name!r} has no {name}/{CONFIG}")
     files = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
-    for relative in files:
-        _check_readable(archive, name, source, relative)
+    for relative in files:  # a JSON or CSV file that cannot be read is refused
+        path = source / relative
+        try:
+            if path.suffix == ".json" and not isinstance(json.loads(path.read_text()), dict):
+                raise ValueError("not a JSON object")
+            if path.suffix == ".csv" and pd.read_csv(path).empty:
+                raise ValueError("no rows")
+        except (ValueError, UnicodeDecodeError, OSError) as err:  # pandas' and json's parse errors are ValueErrors
+            raise MergeError(f"archive {archive}: {name}/{relative.as_posix()} cannot be read "
+                             f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); nothing was merged") from None
     new_config = json.loads((source / CONFIG).read_text())
     runs = sorted({r for r in map(_run_of, files) if r is not None and (source / "runs" / f"{r}.json").is_file()})
     if not runs:
@@ -84,23 +88,6 @@ def _checked_runs(archive: Path, root: Path, name: str, into: Path) -> tuple[lis
     if duplicates:
         raise MergeError(f"archive {archive}: refused, {into} already holds run {', '.join(duplicates)}")
     return runs, files
-
-
-def _check_readable(archive: Path, name: str, source: Path, relative: Path) -> None:
-    """:class:`MergeError` naming a JSON or CSV file of the archive that cannot be read."""
-    path = source / relative
-    try:
-        if path.suffix == ".json":
-            content = json.loads(path.read_text())
-            if not isinstance(content, dict):
-                raise ValueError("not a JSON object")
-        elif path.suffix == ".csv":
-            import pandas as pd
-            if pd.read_csv(path).empty:
-                raise ValueError("no rows")
-    except (ValueError, UnicodeDecodeError, OSError) as err:  # pandas' and json's parse errors are ValueErrors
-        raise MergeError(f"archive {archive}: {name}/{relative.as_posix()} cannot be read "
-                         f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); nothing was merged") from None
 
 
 def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path, log: Callable[[str], None]) -> dict:
@@ -145,11 +132,8 @@ def _copy_runs(archive: Path, manifest: dict, root: Path, name: str, into: Path,
 def merge_archive(archive: Path | str, into: Path | str, *, experiment: str | None = None,
                   log: Callable[[str], None] = print) -> dict:
     """Merge the runs of one experiment of ``archive`` into the results folder ``into`` (created
-    if missing) and return its new summary (:func:`skinseg.lab.experiment.summarize_experiment`).
-
-    Raises :class:`MergeError` (a :class:`DataError`) when the merge is refused; no result file
-    is written then.
-    """
+    if missing) and return its new summary (:func:`skinseg.lab.experiment.write_summary`); raises
+    :class:`MergeError` (a :class:`DataError`), with no file written, when the merge is refused."""
     archive, into = Path(archive), Path(into)
     with tempfile.TemporaryDirectory(prefix="skinseg_merge_") as tmp:
         manifest, root = open_archive(archive, Path(tmp))

@@ -1,32 +1,15 @@
-"""What a time budget may decide, and what it may not.
+"""What a time budget may decide: which whole runs start, never how long a run trains.
 
-A budget never decides how long a run of the experiment trains: every run trains its
-profile's epochs. It decides which *whole runs* start: :class:`RunCosts` says how long one run
-of a model takes on this device (the measured wall time of an earlier run of it on the same
-hardware, else an estimate from a measured training step), and a run starts only if that fits
-the time left. :data:`skinseg.lab.order.SLICE_ORDER` is the one order in which a GPU slice adds runs
-(:mod:`skinseg.lab.slice`).
-
-For the recipe sweep, which compares variants on the validation set only, :func:`plan_epochs`
-still chooses the number of epochs that fits a budget. Both use one cost model
-(:func:`cost_model`), from the throughput of each model's real training step (the profile's
-precision, memory format and compile setting), measured on the device first:
-
-* per epoch: the training images at the measured rate, plus the validation images at
-  ``INFERENCE_SPEEDUP`` times that rate (a forward pass costs about a third of a training step);
-* per run: the first epoch's warm-up (cuDNN tries its algorithms), compiling (measured),
-  and the evaluation: every validation image once per test-time-augmentation view (the
-  views of all variants, computed once) to choose a variant, and the test images through the
-  raw and the chosen variant's views (at most eight in all).
-
-The sweep's plan (:func:`budgeted_profile`) is logged and stored in its ``sweep.json``, next
-to the time the runs really took; the estimates of :class:`RunCosts` are only logged (each
-run's ``runs/<run>.json`` records its real wall time).
+:class:`RunCosts` says how long one run of a model takes here (an earlier run's wall time on
+the same hardware, else an estimate), and a run of the experiment starts only if that fits the
+time left. Only the recipe sweep, on validation, lets :func:`plan_epochs` choose its epochs.
+Both use :func:`cost_model`, from each model's real training step measured on the device: per
+epoch, the training images at the measured rate and the validation images at
+``INFERENCE_SPEEDUP`` times it; per run, warm-up, compiling and the evaluation views.
 """
 from __future__ import annotations
 
 import functools
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -39,6 +22,7 @@ from ..errors import ConfigError
 from ..models import MODELS
 from ..step import compile_enabled
 from .bench import Setting, bench_setting
+from .result_files import read_json
 
 INFERENCE_SPEEDUP = 2.0  # conservative: inference runs about 3x the images/s of a training step
 RUN_SECONDS = 8.0  # per run: warm-up epoch, loading the best weights, post-processing, writing files
@@ -81,12 +65,7 @@ def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], 
                 device: torch.device, models=tuple(MODELS),
                 measure: Callable[[str, Profile, torch.device], dict] | None = None) -> dict:
     """The largest number of epochs with which ``runs_per_model`` runs of every model (one per seed,
-    say) fit ``budget_seconds``.
-
-    Args:
-        sizes: the number of ``train``, ``val`` and ``test`` images (``test`` 0 when a run is not tested).
-        measure: ``(model_name, profile, device) -> {"images_per_s", "compile_seconds"}``
-            (default :func:`measure_training_step`).
+    say) fit ``budget_seconds`` (``sizes`` and ``measure`` as for :func:`cost_model`).
 
     Returns a dict with ``epochs``, the estimated ``seconds``, and per model the measured
     ``images_per_s``, ``compile_seconds``, ``epoch_seconds`` and ``run_seconds`` (the fixed part).
@@ -113,30 +92,21 @@ def budgeted_profile(profile: Profile, budget_seconds: float | None, json_path: 
                      ) -> tuple[Profile, dict | None]:
     """``(profile, plan)`` for a run that may have a time budget.
 
-    Without a budget: the profile as it is and no plan. With one: the plan an earlier call
-    stored in ``json_path`` for the same budget (so that a resumed run keeps its schedule),
-    else a new :func:`plan_epochs` (its evaluation costed with ``evaluation_tta`` if given);
-    the profile gets the plan's epochs. The plan is logged either way.
+    Without a budget: the profile as it is and no plan. With one: the ``"plan"`` an earlier call
+    stored in ``json_path`` for the same budget (a resumed run keeps its schedule), else a new
+    :func:`plan_epochs` (its evaluation costed with ``evaluation_tta`` if given); the profile
+    gets the plan's epochs. The plan is logged either way.
     """
     if budget_seconds is None:
         return profile, None
-    plan = stored_plan(json_path, budget_seconds)
-    if plan is None:
+    plan = read_json(json_path).get("plan") if json_path.exists() else None
+    if not plan or plan["budget_seconds"] != budget_seconds:
         costed = profile if evaluation_tta is None else profile.replace(tta=evaluation_tta)
         plan = plan_epochs(costed, budget_seconds, sizes, runs_per_model, device, models=models)
         log(describe_plan(plan))
     else:
         log(f"{plan['epochs']} epochs, as planned by the earlier call for {plan['budget_seconds']:.0f} s")
     return profile.replace(epochs=plan["epochs"]), plan
-
-
-def stored_plan(json_path: Path, budget_seconds: float) -> dict | None:
-    """The ``"plan"`` an earlier call stored in ``json_path`` for the same budget, if any: reusing it
-    keeps the schedule of a resumed run."""
-    if not json_path.exists():
-        return None
-    plan = json.loads(json_path.read_text()).get("plan")
-    return plan if plan and plan["budget_seconds"] == budget_seconds else None
 
 
 def describe_plan(plan: dict) -> str:
@@ -173,46 +143,33 @@ class RunCosts:
         self.profile, self.sizes, self.device = profile, sizes, torch.device(device)
         self.device_name = describe(self.device)
         self.earlier, self.measure, self.log = [Path(f) for f in earlier], measure, log
-        self.models: dict[str, dict] = {}
+        self.estimated: dict[str, float] = {}
 
     def measured(self, model_name: str) -> float | None:
         """The longest wall seconds of an earlier run of ``model_name`` here, or ``None``."""
-        seconds = []
-        for folder in self.earlier:
-            for path in sorted((folder / "runs").glob(f"{model_name}_seed*.json")):
-                run = json.loads(path.read_text())
-                device = run.get("environment", {}).get("device")
-                if device == self.device_name and run.get("epochs") == self.profile.epochs and "wall_seconds" in run:
-                    seconds.append(float(run["wall_seconds"]))
-        return max(seconds) if seconds else None
+        runs = [read_json(path) for folder in self.earlier for path in (folder / "runs").glob(f"{model_name}_seed*.json")]
+        seconds = [float(r["wall_seconds"]) for r in runs if "wall_seconds" in r and r.get("epochs") == self.profile.epochs
+                   and r.get("environment", {}).get("device") == self.device_name]
+        return max(seconds, default=None)
 
     def estimate(self, model_name: str) -> float:
         measured = self.measured(model_name)
         if measured is not None:
             return measured
-        if model_name not in self.models:
-            m = self.models[model_name] = cost_model(model_name, self.profile, self.sizes, self.device, self.measure)
-            self.log(f"{model_name}: {m['images_per_s']:.0f} img/s measured, so about "
-                     f"{self.profile.epochs * m['epoch_seconds'] + m['run_seconds']:.0f} s per run of "
-                     f"{self.profile.epochs} epochs on {self.device_name} (no earlier run to go by)")
-        m = self.models[model_name]
-        return self.profile.epochs * m["epoch_seconds"] + m["run_seconds"]
+        if model_name not in self.estimated:
+            m = cost_model(model_name, self.profile, self.sizes, self.device, self.measure)
+            self.estimated[model_name] = self.profile.epochs * m["epoch_seconds"] + m["run_seconds"]
+            self.log(f"{model_name}: {m['images_per_s']:.0f} img/s measured, so about {self.estimated[model_name]:.0f} s "
+                     f"per run of {self.profile.epochs} epochs on {self.device_name} (no earlier run to go by)")
+        return self.estimated[model_name]
 
 
 def training_estimate(profile: Profile, sizes: dict[str, int], device: torch.device | str,
-                      models=("unet", "attention_unet"), measure=None) -> dict:
-    """Seconds that :func:`skinseg.train.fit` will take for each of ``models`` with ``profile``,
-    from a training step measured on ``device`` now (:func:`cost_model`: the
-    training images at the measured rate, validation after every epoch, compiling).
-
-    Args:
-        sizes: the number of ``train`` and ``val`` images the cells train and validate on.
-        measure: as for :func:`cost_model` (default: a real measurement).
-
-    Returns:
-        ``{"seconds": {model: s}, "images_per_s": {model: rate}, "text": "about 6 min on this
-        Tesla T4 ..."}``.
-    """
+                      models=tuple(MODELS), measure=None) -> dict:
+    """Seconds that :func:`skinseg.train.fit` will take for each of ``models`` with ``profile`` on
+    ``sizes["train"]`` and ``sizes["val"]`` images, from :func:`cost_model` with a short step
+    measured on ``device`` now (or ``measure``). Returns ``{"seconds": {model: s},
+    "images_per_s": {model: rate}, "text": "about 6 min on this Tesla T4 ..."}``."""
     device = torch.device(device)
     if measure is None:  # a few steps: enough for minutes-scale advice, cheap before a training cell
         measure = functools.partial(measure_training_step, steps=4, repeats=1)

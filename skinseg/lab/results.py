@@ -17,6 +17,7 @@ and figure comes from the files and nothing is copied by hand::
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,13 +30,13 @@ from ..models import MODELS
 from ..paths import results_dir
 from ..psi import PsiMaps, load_psi
 from .bench_results import setting_label
-from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display
+from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display, unpack_masks
 from .endpoints import ENDPOINTS
 from .result_files import array_names, read_arrays, read_json, read_table
 from .stats import compare_tables
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet"): U-Net first
-# The test summaries of a run: the validation-selected variant ("test") and the raw prediction ("test_raw").
+# The test summaries of a run's "test" (its chosen variant) and "test_raw" (the raw prediction).
 SUMMARY_KEYS = ("mean_iou", "mean_dice", "thresholded_jaccard", "pooled_iou", "pooled_dice")
 
 
@@ -43,10 +44,6 @@ def finished_seeds(folder: Path, models=MODEL_NAMES) -> list[int]:
     """The seeds for which ``folder/runs`` holds a finished run of every one of ``models``, in order."""
     seeds = {int(p.stem.rsplit("_seed", 1)[1]) for p in (Path(folder) / "runs").glob(f"{models[0]}_seed*.json")}
     return sorted(s for s in seeds if all((Path(folder) / "runs" / f"{m}_seed{s}.json").is_file() for m in models))
-
-
-def _read_json(path: Path) -> dict:
-    return read_json(path)
 
 
 @dataclass(frozen=True)
@@ -112,8 +109,8 @@ class Results:
         if not (self.path / "runs").is_dir() or not any((self.path / "runs").glob("*.json")):
             raise DataError(f"results folder {shown_path(self.path)} holds no finished runs yet "
                             "(not yet run on a GPU; see results/README.md)")
-        self.config = _read_json(self.path / "config.json")
-        self.summary = _read_json(self.path / "summary.json")
+        self.config = read_json(self.path / "config.json")
+        self.summary = read_json(self.path / "summary.json")
         self.models = list(self.config["models"])
         self.planned_seeds = [int(s) for s in self.config["seeds"]]
         self._comparisons: dict[tuple[str, str], dict] = {}
@@ -153,9 +150,13 @@ class Results:
         ``endpoint`` (default: :attr:`primary_endpoint`)."""
         key = (metric, endpoint or self.primary_endpoint)
         if key not in self._comparisons:  # a bootstrap per seed: computed once per folder
-            tables = {(m, s): self.per_image(m, s) for m in self.models for s in self.seeds}
+            tables = {(m, s): self.per_image(m, s) for m, s in self._pairs()}
             self._comparisons[key] = compare_tables(tables, self.seeds, *key)
         return copy.deepcopy(self._comparisons[key])
+
+    def _pairs(self):
+        """``(model, seed)`` of every finished run, model by model."""
+        return itertools.product(self.models, self.seeds)
 
     def label(self) -> str:
         """``"<data> test set (N images), <device>"``, or the smoke-run label for a reduced profile."""
@@ -165,27 +166,21 @@ class Results:
 
     def run(self, model: str, seed: int) -> dict:
         """The raw ``runs/<model>_seed<seed>.json`` of one run."""
-        return _read_json(self.path / "runs" / f"{model}_seed{seed}.json")
+        return read_json(self.path / "runs" / f"{model}_seed{seed}.json")
 
     @cached_property
     def runs(self) -> pd.DataFrame:
-        """One row per run: ``model``, ``seed``, ``best_epoch``, ``best_val_iou``, ``chosen`` (the
-        variant picked on validation), ``val_iou_chosen``, the test summaries of the chosen variant
-        (``mean_iou``, ``mean_dice``, ``thresholded_jaccard``, ``pooled_iou``, ``pooled_dice``) and of
-        the raw prediction (the same names prefixed ``raw_``), ``n_test``, ``epochs``,
-        ``train_seconds`` and ``median_images_per_s``."""
+        """One row per run: ``model``, ``seed``, ``best_epoch``, ``best_val_iou``, ``chosen`` (the variant
+        picked on validation), ``val_iou_chosen``, the test :data:`SUMMARY_KEYS` of the chosen variant and,
+        prefixed ``raw_``, of the raw prediction, ``n_test``, ``epochs``, ``train_seconds``, ``median_images_per_s``."""
         rows = []
-        for model in self.models:
-            for seed in self.seeds:
-                r = self.run(model, seed)
-                row = {"model": model, "seed": seed, "best_epoch": r["best_epoch"],
-                       "best_val_iou": r["best_val_iou"], "chosen": r["chosen"],
-                       "val_iou_chosen": r["validation"][r["chosen"]]["mean_iou"]}
-                row.update({k: r["test"][k] for k in SUMMARY_KEYS})
-                row.update({f"raw_{k}": r["test_raw"][k] for k in SUMMARY_KEYS})
-                row.update({"n_test": r["test"]["n"], "epochs": r.get("epochs"),
-                            "train_seconds": r["train_seconds"], "median_images_per_s": r["median_images_per_s"]})
-                rows.append(row)
+        for model, seed in self._pairs():
+            r = self.run(model, seed)
+            rows.append({"model": model, "seed": seed, "best_epoch": r["best_epoch"], "best_val_iou": r["best_val_iou"],
+                         "chosen": r["chosen"], "val_iou_chosen": r["validation"][r["chosen"]]["mean_iou"],
+                         **{k: r["test"][k] for k in SUMMARY_KEYS}, **{f"raw_{k}": r["test_raw"][k] for k in SUMMARY_KEYS},
+                         "n_test": r["test"]["n"], "epochs": r.get("epochs"), "train_seconds": r["train_seconds"],
+                         "median_images_per_s": r["median_images_per_s"]})
         return pd.DataFrame(rows)
 
     @cached_property
@@ -193,12 +188,10 @@ class Results:
         """One row per (model, seed, variant) with the validation summaries of every TTA and
         post-processing variant, and ``chosen`` (True for the variant the run used)."""
         rows = []
-        for model in self.models:
-            for seed in self.seeds:
-                r = self.run(model, seed)
-                for variant, scores in r["validation"].items():
-                    rows.append({"model": model, "seed": seed, "variant": variant,
-                                 **{k: scores[k] for k in SUMMARY_KEYS}, "chosen": variant == r["chosen"]})
+        for model, seed in self._pairs():
+            r = self.run(model, seed)
+            rows += [{"model": model, "seed": seed, "variant": variant, **{k: scores[k] for k in SUMMARY_KEYS},
+                      "chosen": variant == r["chosen"]} for variant, scores in r["validation"].items()]
         return pd.DataFrame(rows)
 
     @cached_property
@@ -207,14 +200,12 @@ class Results:
         (``train_loss``, ``train_dice``, ``train_iou``, ``val_loss``, ``val_dice``, ``val_iou``,
         ``lr``, ``seconds``, ``images_per_s``) and ``best`` (True at the run's best epoch)."""
         frames = []
-        for model in self.models:
-            for seed in self.seeds:
-                h = _read_json(self.path / "histories" / f"{model}_seed{seed}.json")
-                frame = pd.DataFrame(h["records"])
-                frame.insert(0, "seed", seed)
-                frame.insert(0, "model", model)
-                frame["best"] = frame["epoch"] == h["best_epoch"]
-                frames.append(frame)
+        for model, seed in self._pairs():
+            h = read_json(self.path / "histories" / f"{model}_seed{seed}.json")
+            frame = pd.DataFrame(h["records"])
+            frame.insert(0, "seed", seed)
+            frame.insert(0, "model", model)
+            frames.append(frame.assign(best=frame["epoch"] == h["best_epoch"]))
         return pd.concat(frames, ignore_index=True)
 
     def per_image(self, model: str, seed: int) -> pd.DataFrame:
@@ -224,9 +215,8 @@ class Results:
 
     def per_image_all(self) -> pd.DataFrame:
         """Every run's per-image table stacked, with ``model`` and ``seed`` columns (long format)."""
-        frames = [self.per_image(m, s).reset_index().assign(model=m, seed=s)
-                  for m in self.models for s in self.seeds]
-        return pd.concat(frames, ignore_index=True)
+        return pd.concat([self.per_image(m, s).reset_index().assign(model=m, seed=s) for m, s in self._pairs()],
+                         ignore_index=True)
 
     def _seed_of(self, folder: str, model: str, seed: int | None) -> tuple[Path, int]:
         if seed is None:
@@ -237,9 +227,8 @@ class Results:
         return path, seed
 
     def mask_endpoints(self, model: str, seed: int | None = None) -> list[str]:
-        """The endpoints (``"raw"``, ``"chosen"``) whose test masks are stored for ``model``
-        (default: the first seed). Results written before the raw masks were stored keep the
-        run's choice only, which is also the raw prediction when the run chose ``"none"``."""
+        """The endpoints whose test masks are stored for ``model`` (default: the first seed). A file with
+        only ``masks`` holds the run's choice, also the raw prediction when the run chose ``"none"``."""
         path, seed = self._seed_of("predictions", model, seed)
         files = array_names(path)
         if "masks" in files:  # the older layout: the run's choice only
@@ -247,11 +236,8 @@ class Results:
         return [e for e in ENDPOINTS if f"masks_{e}" in files]
 
     def predictions(self, model: str, seed: int | None = None, *, endpoint: str) -> Predictions:
-        """The predicted test masks of ``model`` (default: the first seed) at ``endpoint``
-        (``"raw"``, the primary endpoint, or ``"chosen"``, the run's choice; see
-        :data:`skinseg.lab.endpoints.ENDPOINTS`), unpacked. A figure says which it shows
-        (:meth:`Predictions.describe`). :class:`DataError` when the file lacks that endpoint's
-        masks (:meth:`mask_endpoints`)."""
+        """The unpacked test masks of ``model`` (default: the first seed) at ``endpoint`` (``"raw"`` or
+        ``"chosen"``); :class:`DataError` when the file lacks them (:meth:`mask_endpoints`)."""
         if endpoint not in ENDPOINTS:
             raise ConfigError(f"endpoint must be one of {sorted(ENDPOINTS)}, got {endpoint!r}")
         path, seed = self._seed_of("predictions", model, seed)
@@ -262,13 +248,8 @@ class Results:
                             "use endpoint='chosen' and say so")
         key = "masks" if "masks" in array_names(path) else f"masks_{endpoint}"
         z = read_arrays(path, ("shape", "ids", key))
-        packed = z[key]
-        shape = tuple(int(v) for v in z["shape"])
-        ids = [str(i) for i in z["ids"]]
-        masks = np.unpackbits(packed, axis=-1)[..., :shape[-1]]
-        if masks.shape != shape:
-            raise DataError(f"{path}: unpacked masks have shape {masks.shape}, expected {shape}")
-        return Predictions(model, seed, ids, masks.astype(np.uint8), endpoint, "none" if endpoint == "raw" else chosen)
+        return Predictions(model, seed, [str(i) for i in z["ids"]], unpack_masks(z[key], z["shape"], path), endpoint,
+                           "none" if endpoint == "raw" else chosen)
 
     def psi(self, model: str = "attention_unet", seed: int | None = None) -> PsiMaps:
         """The stored ψ maps of ``model`` (default: the first seed), read by :func:`skinseg.psi.load_psi`."""
@@ -336,7 +317,7 @@ def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
     files = sorted(f for f in folder.glob("*.json") if not f.name.endswith("_ops.json"))
     if not files:
         raise DataError(f"no benchmark files (*.json) in {folder}")
-    return pd.concat([report_frame(_read_json(path), path.name) for path in files], ignore_index=True)
+    return pd.concat([report_frame(read_json(path), path.name) for path in files], ignore_index=True)
 
 
 def report_frame(report: dict, file: str = "") -> pd.DataFrame:

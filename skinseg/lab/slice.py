@@ -1,15 +1,11 @@
 """One GPU slice: the next whole runs of :data:`skinseg.lab.order.SLICE_ORDER` that fit the time left,
-packed into one archive::
+packed into one archive (:mod:`skinseg.lab.archive`) that ``python -m skinseg merge`` adds to the
+committed results::
 
     python -m skinseg slice --archive $OUT/slice.tgz --time-budget 780
 
-Runs already in the committed results (``results/<experiment>``, the folder the checkout
-carries) are skipped, so each slice continues where the last one stopped. Each run starts
-only if its expected cost (:class:`skinseg.lab.plan.RunCosts`) fits the time left; the first that
-does not fit ends the slice, so the order is kept. The new runs are written to
-``work_dir/results/<experiment>`` (emptied first: an earlier slice's runs there were packed
-already) and packed with a manifest (:mod:`skinseg.lab.archive`);
-``python -m skinseg merge`` adds them to the committed results.
+Runs already committed are skipped; the first run whose expected cost
+(:class:`skinseg.lab.plan.RunCosts`) does not fit the time left ends the slice.
 """
 from __future__ import annotations
 
@@ -47,17 +43,13 @@ def run_slice(data_root, archive: Path, *, time_budget: float | None = None, wor
     """Run the next runs of the slice order that fit ``time_budget`` and pack them into ``archive``.
 
     Args:
-        work_dir: the slice's ``results/<experiment>`` (emptied first: only this slice's runs are
-            packed) and ``checkpoints/<experiment>`` (kept: a run an earlier slice began
-            resumes there, one it finished and did not merge is only evaluated again).
-        committed: the results folder that holds the experiments' finished runs (default
-            :func:`skinseg.paths.results_dir`); its runs are skipped and, on the same hardware,
-            give the expected cost of a run.
+        work_dir: holds the slice's ``results/<experiment>`` (emptied first: only this slice's runs
+            are packed) and ``checkpoints/<experiment>`` (kept: an unfinished run resumes there).
+        committed: the results folder with the finished runs to skip (default
+            :func:`skinseg.paths.results_dir`); on the same hardware they give a run's expected cost.
         experiments: only these of :data:`skinseg.lab.order.EXPERIMENTS` (default all).
-        profile: one profile for every experiment instead of each one's own (for checks on a CPU:
-            its outputs are labelled as a smoke run).
-        adjust: applied to each experiment's profile (a compile setting, variants of the recipe;
-            a changed recipe cannot be merged into committed runs of the plain one).
+        profile: one profile for every experiment instead of each one's own (checks on a CPU).
+        adjust: applied to each experiment's profile (a compile setting, a variant of the recipe).
         run_cost: ``(experiment, model) -> seconds`` instead of :class:`~skinseg.lab.plan.RunCosts`.
         clock: seconds, for the time left (tests pass one that follows ``run_cost``).
 

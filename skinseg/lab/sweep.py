@@ -1,19 +1,11 @@
-"""Measuring the levers of the recipe on the validation set: one model, one seed, one run
-per variant (:data:`skinseg.lab.variants.VARIANTS`), each compared image by image with the baseline.
+"""Measuring the levers of the recipe on the validation set (the test set is never loaded): one
+model, one seed, one run per variant (:data:`skinseg.lab.variants.VARIANTS`), each compared image
+by image with the baseline (the paired interval covers the images, not the seed).
 
-Only the training and validation splits are loaded: choosing a recipe must never look at
-the test set. With 150 validation images and one seed a difference of a few thousandths
-is within the noise; the paired confidence interval says how much is not (it covers the
-choice of images, not the seed). Each variant is scored at the epoch chosen on the same
-validation images, which flatters every variant a little, and alike.
-
-``out_dir/sweep.json`` holds the profile, the environment, and per variant its changes,
-best epoch, validation IoU (mean per image, at the best epoch, no test-time augmentation),
-the per-image validation IoU, the training history, and the paired comparison with the
-baseline; a variant whose training diverged has its ``error`` instead. It is rewritten
-after every variant, and finished variants are skipped when the sweep is run again. At the
-end, ``recommended`` names the variant to carry into the experiment
-(``python -m skinseg experiment --variant NAME``), by the rule of :func:`recommend_variant`.
+``out_dir/sweep.json``, rewritten after every variant (finished ones are skipped when run again),
+holds the profile, the environment and per variant its changes, best epoch, validation IoU (mean
+and per image), history and ``vs_baseline``, or its ``error`` if training diverged; at the end
+``recommended`` (:func:`recommend_variant`) names the ``--variant`` to carry into the experiment.
 """
 from __future__ import annotations
 
@@ -130,12 +122,8 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
 def recommend_variant(report: dict) -> list[str]:
     """The variant to carry into the experiment: ``[name]`` of the one whose paired validation
     difference from the baseline has the largest mean among those whose 95 % CI lies above
-    zero, or ``[]`` (keep the baseline) when none does.
-
-    A conservative rule, made on validation images only: one variant, because combinations
-    were not measured, and only one that beat the baseline beyond the image-to-image noise
-    (the CI does not cover the seed, so even this choice can be luck).
-    """
+    zero, or ``[]`` (keep the baseline) when none does: one variant, since combinations were
+    not measured."""
     better = {name: v["vs_baseline"] for name, v in report["variants"].items()
               if "vs_baseline" in v and v["vs_baseline"]["ci_low"] > 0}
     return [max(better, key=lambda name: better[name]["mean_diff"])] if better else []

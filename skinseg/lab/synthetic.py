@@ -1,35 +1,11 @@
-"""SYNTHETIC dermoscopy-like images with exact lesion masks.
+"""SYNTHETIC dermoscopy-like images with exact lesion masks, for tests, the CLI and demos.
 
-Nothing in this module is real data. It draws cartoon images that imitate the look of
-dermoscopy photographs in the ISIC skin-lesion segmentation challenges, so that unit
-tests, the command line and a first demo can run instantly without downloading
-anything:
-
-* a skin-toned background with smooth, low-frequency colour variation (uneven
-  pigmentation and redness) and mild sensor noise;
-* one pigmented lesion per image: a blob whose radius, in polar coordinates around a
-  random centre, is modulated by a few random Fourier harmonics, giving an irregular
-  border; it covers from about 3 % to about 50 % of the image (less when it runs off
-  the edge, as large real lesions do);
-* colour variegation inside the lesion: light and dark brown patches, blue-grey
-  veil-like areas in some images, sometimes dark dots, and a darker core;
-* a few dark, thin, curved hairs, some of which cross the lesion; hairs are *not* part of
-  the mask (as in the ISIC ground truth);
-* in some images a dark circular vignette in the corners, as left by the dermatoscope.
-
-The masks are exact: a pixel is lesion (1) if and only if its centre lies inside the
-blob, whatever colour it was painted. Everything is deterministic given the seed, and
-image ``i`` depends only on ``(seed, i, size)``, so ``make_synthetic(4, seed=s)`` gives
-the first four images of ``make_synthetic(64, seed=s)``.
-
-Every output says it is synthetic: the ``source`` of the :class:`SegmentationData` is
-``"SYNTHETIC lesions (seed S)"``. :func:`write_isic_layout` writes such images in the
-folder layout of the official ISIC 2016 or 2017 archives (JPEG images, PNG masks), to
-test the file readers; the ids look like ISIC ids but belong to no real image. With
-``layout="official"`` it writes them as the official archives extract, rather than as a
-compact copy: every image at one of several original sizes (:data:`ORIGINAL_SIZES`, such
-as 1022x767), a ``*_superpixels.png`` beside every ISIC 2017 image and a metadata CSV in
-every ISIC 2017 image folder.
+Nothing here is real data. An image has a skin-toned background with smooth shading and
+sensor noise, one pigmented lesion with an irregular border (about 3 % to 50 % of the image)
+and variegated colour, a few dark hairs (not part of the mask, as in the ISIC ground truth)
+and sometimes a dark dermatoscope vignette. The mask is exact: 1 where a pixel's centre lies
+inside the lesion. Image ``i`` depends only on ``(seed, i, size)``. :func:`write_isic_layout`
+writes such images in the folder layout of the official ISIC 2016 or 2017 archives.
 """
 from __future__ import annotations
 
@@ -49,32 +25,19 @@ from ..errors import ConfigError
 __all__ = ["LAYOUT_KINDS", "ORIGINAL_SIZES", "make_synthetic", "write_isic_layout"]
 
 # RGB colours on the 0..255 scale.
-_SKIN_TONES = np.array([
-    [242, 208, 188],
-    [234, 192, 168],
-    [226, 178, 150],
-    [214, 164, 134],
-    [196, 146, 114],
-    [232, 186, 170],
-], dtype=np.float32)
+_SKIN_TONES = np.array([[242, 208, 188], [234, 192, 168], [226, 178, 150], [214, 164, 134], [196, 146, 114],
+                        [232, 186, 170]], dtype=np.float32)
 _LIGHT_BROWN = np.array([178, 122, 88], dtype=np.float32)
 _BROWN = np.array([138, 88, 60], dtype=np.float32)
 _DARK_BROWN = np.array([82, 52, 38], dtype=np.float32)
 _BLUE_GREY = np.array([112, 116, 138], dtype=np.float32)
 _HAIR = np.array([38, 28, 24], dtype=np.float32)
-
-# Angles at which a lesion's border radius is tabulated.
-_ANGLES = 2048
-# (height, width) of the images of an "official" layout, in turn: sizes that occur in the
-# official ISIC archives (W x H 1022x767, 767x576, 1024x683, 600x450 and one portrait image),
-# none of them the model's 192x256 nor a multiple of 16.
+_ANGLES = 2048  # angles at which a lesion's border radius is tabulated
+# (height, width) of the images of an "official" layout, in turn: sizes of the official ISIC
+# archives (W x H 1022x767, 767x576, 1024x683, 600x450, a portrait one), none a multiple of 16.
 ORIGINAL_SIZES = ((767, 1022), (576, 767), (683, 1024), (450, 600), (767, 576))
-# "compact": every image at ``size``, one superpixel file per folder (like this project's
-# shared copy plus the file a reader must skip); "official": as the official archives extract.
 LAYOUT_KINDS = ("compact", "official")
 
-
-# --------------------------------------------------------------------------- checks
 
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -84,8 +47,6 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
-# --------------------------------------------------------------------------- helpers
-
 def _smooth_matrix(n: int, cells: int) -> np.ndarray:
     """``(n, cells + 2)`` weights that spread ``cells + 2`` control values smoothly over n samples."""
     x = (np.arange(n, dtype=np.float32) + 0.5) / n
@@ -94,33 +55,16 @@ def _smooth_matrix(n: int, cells: int) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
-class _Canvas:
-    """Per-size constants shared by all images of one call."""
-
-    def __init__(self, height: int, width: int) -> None:
-        self.height, self.width = height, width
-        self.y, self.x = np.mgrid[0:height, 0:width].astype(np.float32)
-        half_diag = np.hypot(height / 2, width / 2)
-        self.radius = np.hypot(self.x - (width - 1) / 2, self.y - (height - 1) / 2) / np.float32(half_diag)
-        self._matrices: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-
-    def field(self, rng: np.random.Generator, cells: int, channels: int = 1) -> np.ndarray:
-        """Smooth random field(s) ``(channels, H, W)``, zero mean and unit std each.
-
-        ``cells`` control points span the longer side, so features are about
-        ``max(H, W) / cells`` pixels across.
-        """
-        scale = max(self.height, self.width)
-        key = (max(1, round(cells * self.height / scale)), max(1, round(cells * self.width / scale)))
-        if key not in self._matrices:
-            self._matrices[key] = (_smooth_matrix(self.height, key[0]),
-                                   np.ascontiguousarray(_smooth_matrix(self.width, key[1]).T))
-        ry, rxt = self._matrices[key]
-        grid = rng.standard_normal((channels, key[0] + 2, key[1] + 2)).astype(np.float32)
-        out = np.einsum("hk,ckw->chw", ry, grid @ rxt)  # numpy's own loop: threaded BLAS is slower on products this small
-        out -= out.mean(axis=(1, 2), keepdims=True)
-        out /= out.std(axis=(1, 2), keepdims=True) + 1e-6
-        return out
+def _field(rng: np.random.Generator, shape: tuple[int, int], cells: int, channels: int = 1) -> np.ndarray:
+    """Smooth random fields ``(channels, H, W)``, zero mean and unit std each, with ``cells``
+    control points along the longer side."""
+    h, w = shape
+    ny, nx = max(1, round(cells * h / max(h, w))), max(1, round(cells * w / max(h, w)))
+    grid = rng.standard_normal((channels, ny + 2, nx + 2)).astype(np.float32)
+    out = np.einsum("hk,ckw->chw", _smooth_matrix(h, ny), grid @ np.ascontiguousarray(_smooth_matrix(w, nx).T))
+    out -= out.mean(axis=(1, 2), keepdims=True)
+    out /= out.std(axis=(1, 2), keepdims=True) + 1e-6
+    return out
 
 
 def _smoothstep(t: np.ndarray) -> np.ndarray:
@@ -128,26 +72,28 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
-def _stamp(canvas: _Canvas, target: np.ndarray, ys: np.ndarray, xs: np.ndarray, width: int) -> None:
+def _stamp(target: np.ndarray, ys: np.ndarray, xs: np.ndarray, width: int) -> None:
     """Set ``target`` to 1 at the points, with a square footprint of ``width`` pixels."""
     for dy in range(width):
         for dx in range(width):
             yi = np.round(ys).astype(np.int64) + dy
             xi = np.round(xs).astype(np.int64) + dx
-            keep = (yi >= 0) & (yi < canvas.height) & (xi >= 0) & (xi < canvas.width)
+            keep = (yi >= 0) & (yi < target.shape[0]) & (xi >= 0) & (xi < target.shape[1])
             target[yi[keep], xi[keep]] = 1.0
 
 
-# --------------------------------------------------------------------------- one image
+def _colour(rgb) -> np.ndarray:
+    return np.asarray(rgb, np.float32).reshape(3, 1, 1)
 
-def _lesion(canvas: _Canvas, rng: np.random.Generator):
-    """The blob, as ``(mask, depth, inside, centre)``.
 
-    ``mask`` is bool ``(H, W)``; ``depth`` float32 ``(H, W)`` in [0, 1], 0 on and
-    outside the border and 1 at the centre; ``inside`` float32 ``(H, W)``, roughly the
-    distance in pixels inside the border (negative outside); ``centre`` is ``(y, x)``.
+def _lesion(rng: np.random.Generator, y: np.ndarray, x: np.ndarray):
+    """The blob on the pixel grid ``y, x``, as ``(mask, depth, inside, centre)``.
+
+    ``mask`` is bool ``(H, W)``; ``depth`` float32 ``(H, W)`` in [0, 1], 0 on and outside the
+    border and 1 at the centre; ``inside`` float32, roughly the distance in pixels inside the
+    border (negative outside); ``centre`` is ``(y, x)``.
     """
-    h, w = canvas.height, canvas.width
+    h, w = y.shape
     fraction = math.exp(rng.uniform(math.log(0.03), math.log(0.5)))
     r0 = math.sqrt(fraction * h * w / math.pi)
     margin = 0.6 * r0
@@ -155,26 +101,20 @@ def _lesion(canvas: _Canvas, rng: np.random.Generator):
     cx = rng.uniform(min(margin, w / 2), max(w - margin, w / 2))
     angle = rng.uniform(0, math.pi)
     aspect = math.exp(0.5 * rng.uniform(math.log(0.7), math.log(1.45)))
-    dy, dx = canvas.y - np.float32(cy), canvas.x - np.float32(cx)
-    cos, sin = np.float32(math.cos(angle) / aspect), np.float32(math.sin(angle) / aspect)
-    u = dx * cos + dy * sin
-    cos, sin = np.float32(math.cos(angle) * aspect), np.float32(math.sin(angle) * aspect)
-    v = dy * cos - dx * sin
+    dy, dx = y - np.float32(cy), x - np.float32(cx)
+    u = dx * np.float32(math.cos(angle) / aspect) + dy * np.float32(math.sin(angle) / aspect)
+    v = dy * np.float32(math.cos(angle) * aspect) - dx * np.float32(math.sin(angle) * aspect)
     rho = np.sqrt(u * u + v * v)
     theta = np.arctan2(v, u)
 
-    # Radius modulated by a few random harmonics: coarse lobes plus a fine ragged edge,
-    # tabulated over 2048 angles and looked up per pixel.
-    ks = np.arange(2, 8)
-    amps = rng.uniform(0, 1, ks.size) / ks ** 1.1
+    # The radius in polar coordinates: a few coarse lobes and a fine ragged edge, tabulated over
+    # _ANGLES angles and looked up per pixel.
+    ks = np.r_[2:8, 9:19]
+    amps = rng.uniform(0, 1, 6) / ks[:6] ** 1.1
     amps *= rng.uniform(0.12, 0.42) / amps.sum()
-    fine_ks = np.arange(9, 19)
-    fine_amps = rng.uniform(0, rng.uniform(0.002, 0.012), fine_ks.size)
-    all_ks = np.concatenate([ks, fine_ks])
-    all_amps = np.concatenate([amps, fine_amps])
-    phases = rng.uniform(0, 2 * np.pi, all_ks.size)
-    table = np.linspace(-np.pi, np.pi, _ANGLES + 1)
-    table = r0 * (1.0 + all_amps @ np.cos(all_ks[:, None] * table + phases[:, None]))
+    amps = np.concatenate([amps, rng.uniform(0, rng.uniform(0.002, 0.012), 10)])
+    phases = rng.uniform(0, 2 * np.pi, ks.size)
+    table = r0 * (1.0 + amps @ np.cos(ks[:, None] * np.linspace(-np.pi, np.pi, _ANGLES + 1) + phases[:, None]))
     index = ((theta + np.float32(np.pi)) * np.float32(_ANGLES / (2 * np.pi)) + np.float32(0.5)).astype(np.intp)
     radius = table.astype(np.float32)[index]
 
@@ -186,21 +126,19 @@ def _lesion(canvas: _Canvas, rng: np.random.Generator):
     return mask, depth, inside, (cy, cx)
 
 
-def _colour(rgb) -> np.ndarray:
-    return np.asarray(rgb, np.float32).reshape(3, 1, 1)
-
-
-def _image(canvas: _Canvas, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One image, channel first: ``(float32 (3, H, W) in 0..255, bool mask (H, W))``."""
-    h, w = canvas.height, canvas.width
+def _draw(shape: tuple[int, int], seed_sequence: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
+    """One image as ``(uint8 (H, W, 3) RGB, uint8 (H, W) mask in {0, 1})``."""
+    rng = np.random.default_rng(seed_sequence)
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
 
     # Skin: a tone between two neighbours of the palette, smooth shading and redness.
     i = int(rng.integers(len(_SKIN_TONES)))
     j = min(i + 1, len(_SKIN_TONES) - 1)
     skin = _SKIN_TONES[i] + rng.uniform(0, 1) * (_SKIN_TONES[j] - _SKIN_TONES[i])
     skin = _colour(skin * rng.uniform(0.9, 1.04) + rng.normal(0, 4, 3))
-    low = canvas.field(rng, int(rng.integers(3, 6)), 2)
-    grain = canvas.field(rng, int(rng.integers(28, 48)))[0]
+    low = _field(rng, shape, int(rng.integers(3, 6)), 2)
+    grain = _field(rng, shape, int(rng.integers(28, 48)))[0]
     shade = (np.float32(1.0) + np.float32(rng.uniform(0.02, 0.06)) * low[0]
              + np.float32(rng.uniform(0.008, 0.02)) * grain)
     red = np.float32(rng.uniform(0.0, 10.0)) * np.maximum(low[1], np.float32(0))
@@ -208,12 +146,11 @@ def _image(canvas: _Canvas, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     image += _colour([1.0, -0.7, -0.3]) * red
 
     # Lesion colour: a base brown, darker patches, blue-grey areas, dots and a dark core.
-    mask, depth, inside, (cy, cx) = _lesion(canvas, rng)
+    mask, depth, inside, (cy, cx) = _lesion(rng, y, x)
     tone = rng.uniform(0, 1.4)
-    base = (_LIGHT_BROWN + min(tone, 1) * (_BROWN - _LIGHT_BROWN)
-            + max(tone - 1, 0) * (_DARK_BROWN - _BROWN))
+    base = _LIGHT_BROWN + min(tone, 1) * (_BROWN - _LIGHT_BROWN) + max(tone - 1, 0) * (_DARK_BROWN - _BROWN)
     base = _colour(base * rng.uniform(0.85, 1.08) + rng.normal(0, 2.5, 3))
-    patches = canvas.field(rng, int(rng.integers(6, 14)), 3)
+    patches = _field(rng, shape, int(rng.integers(6, 14)), 3)
     dark = _smoothstep((patches[0] - np.float32(rng.uniform(-0.6, 0.9))) * np.float32(1.2))
     dark *= np.float32(rng.uniform(0.6, 1.0))
     lesion = base + dark * (_colour(_DARK_BROWN) - base)
@@ -228,7 +165,7 @@ def _image(canvas: _Canvas, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
         if ys.size:
             pick = rng.integers(0, ys.size, int(rng.integers(4, 22)))
             dots = np.zeros((h, w), np.float32)
-            _stamp(canvas, dots, ys[pick], xs[pick], int(rng.integers(1, 3)))
+            _stamp(dots, ys[pick], xs[pick], int(rng.integers(1, 3)))
             dots = np.clip(ndimage.gaussian_filter(dots, 1.0) * np.float32(4.0), 0, 0.8)
             lesion += dots * (_colour(_DARK_BROWN * 0.6) - lesion)
 
@@ -236,8 +173,7 @@ def _image(canvas: _Canvas, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     edge = np.clip(inside + np.float32(0.5), 0.0, 1.0)
     rim = rng.uniform(0.45, 0.8)
     ramp = _smoothstep(depth * np.float32(1 / rng.uniform(0.05, 0.4)))
-    opacity = edge * (np.float32(rim) + np.float32(1 - rim) * ramp)
-    image += opacity * (lesion - image)
+    image += edge * (np.float32(rim) + np.float32(1 - rim) * ramp) * (lesion - image)
 
     # Hairs: quadratic Bezier curves, about half of them through the lesion.
     n_hairs = 0 if rng.uniform() < 0.3 else int(rng.integers(1, 9))
@@ -248,38 +184,28 @@ def _image(canvas: _Canvas, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
             length = rng.uniform(0.3, 1.1) * side
             direction = rng.uniform(0, 2 * np.pi)
             d = np.array([math.sin(direction), math.cos(direction)])
-            normal = np.array([-d[1], d[0]])
             if rng.uniform() < 0.5:
                 middle = np.array([cy, cx]) + rng.normal(0, 0.1 * side, 2)
             else:
                 middle = np.array([rng.uniform(0, h), rng.uniform(0, w)])
-            p0 = middle - d * length / 2
-            p2 = middle + d * length / 2
-            p1 = middle + normal * rng.normal(0, 0.15) * length
+            bend = middle + np.array([-d[1], d[0]]) * rng.normal(0, 0.15) * length
             t = np.linspace(0, 1, int(length * 2.5))[:, None]
-            pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
-            _stamp(canvas, hairs, pts[:, 0], pts[:, 1], 1 if rng.uniform() < 0.6 else 2)
+            pts = (1 - t) ** 2 * (middle - d * length / 2) + 2 * (1 - t) * t * bend + t ** 2 * (middle + d * length / 2)
+            _stamp(hairs, pts[:, 0], pts[:, 1], 1 if rng.uniform() < 0.6 else 2)
         hairs = np.clip(ndimage.gaussian_filter(hairs, 0.6) * np.float32(1.6), 0, 0.92)
         image += hairs * (_colour(_HAIR * rng.uniform(0.6, 1.4)) - image)
 
     # Dermatoscope vignette: dark corners outside a circle (never within 0.72 of the half diagonal).
     if rng.uniform() < 0.35:
+        radius = np.hypot(x - (w - 1) / 2, y - (h - 1) / 2) / np.float32(np.hypot(h / 2, w / 2))
         start = rng.uniform(0.72, 0.92)
         width = rng.uniform(0.03, 0.15)
-        dim = _smoothstep((canvas.radius - np.float32(start)) * np.float32(1 / width))
+        dim = _smoothstep((radius - np.float32(start)) * np.float32(1 / width))
         image *= np.float32(1.0) - np.float32(rng.uniform(0.6, 0.97)) * dim
 
     # Mild sensor noise (uniform, standard deviation 1 to 4 grey levels).
     noise = rng.random((3, h, w), dtype=np.float32) - np.float32(0.5)
     image += np.float32(rng.uniform(1.0, 4.0) * math.sqrt(12)) * noise
-    return image, mask
-
-
-# --------------------------------------------------------------------------- public API
-
-def _draw(canvas: _Canvas, seed_sequence: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
-    """One image as ``(uint8 (H, W, 3) RGB, uint8 (H, W) mask in {0, 1})`` at the canvas' size."""
-    image, mask = _image(canvas, np.random.default_rng(seed_sequence))
     np.clip(image + np.float32(0.5), 0, 255, out=image)
     return image.astype(np.uint8).transpose(1, 2, 0), mask.astype(np.uint8)
 
@@ -290,77 +216,47 @@ def make_synthetic(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) ->
     Args:
         n: number of images, >= 1.
         size: ``(height, width)`` in pixels, each >= 16 and divisible by 16.
-        seed: integer >= 0. The same ``(n, size, seed)`` always gives identical arrays;
-            image ``i`` does not depend on ``n``.
+        seed: integer >= 0; the same ``(n, size, seed)`` gives identical arrays, and image
+            ``i`` does not depend on ``n``.
 
     Returns:
         :class:`SegmentationData` with ``images`` ``(n, H, W, 3)`` uint8 RGB in 0..255,
-        ``masks`` ``(n, H, W)`` uint8 in {0, 1} (1 = lesion, never empty; hairs crossing
-        the lesion do not change the mask), ids ``synth_0000``, ``synth_0001``, ... and
-        ``source = "SYNTHETIC lesions (seed S)"``. None of it is real data.
+        ``masks`` ``(n, H, W)`` uint8 in {0, 1} (1 = lesion, never empty), ids ``synth_0000``, ...
+        and ``source = "SYNTHETIC lesions (seed S)"``.
 
     Raises:
         ConfigError: ``n``, ``size`` or ``seed`` is not valid.
     """
     n = _check_int("n", n, 1)
-    height, width = check_image_size(size, "size")
+    size = check_image_size(size, "size")
     seed = _check_int("seed", seed, 0)
-    canvas = _Canvas(height, width)
-    images = np.empty((n, height, width, 3), np.uint8)
-    masks = np.empty((n, height, width), np.uint8)
-    for i, child in enumerate(np.random.SeedSequence(seed).spawn(n)):
-        images[i], masks[i] = _draw(canvas, child)
-    return SegmentationData(images, masks, [f"synth_{i:04d}" for i in range(n)],
-                            f"SYNTHETIC lesions (seed {seed})")
+    pairs = [_draw(size, child) for child in np.random.SeedSequence(seed).spawn(n)]
+    return SegmentationData(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]),
+                            [f"synth_{i:04d}" for i in range(n)], f"SYNTHETIC lesions (seed {seed})")
 
 
 def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4, n_test: int = 4,
                       size: tuple[int, int] = (192, 256), seed: int = 0, layout: str = "compact") -> Path:
-    """Write SYNTHETIC images in the folder layout of an official ISIC archive.
+    """Write SYNTHETIC images in the folder layout of an official ISIC archive (:data:`skinseg.data.isic.LAYOUTS`).
 
-    Meant for tests of the file readers, the command line and the chapters; nothing written
-    is real data. Folder names are the official archives' (for ``year="2017"``)::
-
-        ISIC-2017_Training_Data/ISIC_xxxxxxx.jpg
-        ISIC-2017_Training_Part1_GroundTruth/ISIC_xxxxxxx_segmentation.png
-        ISIC-2017_Validation_Data/ + ISIC-2017_Validation_Part1_GroundTruth/
-        ISIC-2017_Test_v2_Data/   + ISIC-2017_Test_v2_Part1_GroundTruth/
-
-    and for ``year="2016"`` (no validation split; ``n_val`` is ignored)::
-
-        ISBI2016_ISIC_Part1_Training_Data/ISIC_xxxxxxx.jpg
-        ISBI2016_ISIC_Part1_Training_GroundTruth/ISIC_xxxxxxx_Segmentation.png
-        ISBI2016_ISIC_Part1_Test_Data/ + ISBI2016_ISIC_Part1_Test_GroundTruth/
-
-    Images are RGB JPEGs (quality 95); masks are 8-bit greyscale PNGs of the same size with
-    values 0 (background) and 255 (lesion). Two kinds of ``layout``:
-
-    * ``"compact"``: every image at ``size`` ``(H, W)``, made-up ids ``ISIC_0000000``,
-      ``ISIC_0000001``, ... numbered across the splits in the order train, validation, test
-      (image ``k`` is image ``k`` of ``make_synthetic(n, size, seed)``), and for 2017 one
-      ``ISIC_xxxxxxx_superpixels.png`` (an RGB PNG, not an image to segment) per ``*_Data``
-      folder, which readers must skip;
-    * ``"official"``: as the official archives extract. Image ``k`` has the size
-      ``ORIGINAL_SIZES[k % 5]`` (1022x767, 767x576, ... W x H; ``size`` is ignored), ids are
-      ISIC-style but neither consecutive nor starting at 0 (``ISIC_0012000``,
-      ``ISIC_0012013``, ...), and for 2017 every image has its ``_superpixels.png`` beside it
-      and every ``*_Data`` folder holds a ``<folder>_metadata.csv`` (``image_id,age_approximate,sex``),
-      as in the real archives.
+    Images are RGB JPEGs (quality 95), masks 8-bit PNGs of the same size in {0, 255}.
+    ``layout="compact"``: every image at ``size``, ids ``ISIC_0000000``, ``ISIC_0000001``, ...
+    across the splits in the order train, validation, test (image ``k`` is image ``k`` of
+    ``make_synthetic(n, size, seed)``), and for 2017 one ``*_superpixels.png`` per ``*_Data``
+    folder, which readers must skip. ``layout="official"``: as the archives extract: image ``k``
+    at ``ORIGINAL_SIZES[k % 5]`` (``size`` is ignored), ids neither consecutive nor from 0
+    (``ISIC_0012000``, ``ISIC_0012013``, ...), and for 2017 a ``_superpixels.png`` beside every
+    image and a ``<folder>_metadata.csv`` in every ``*_Data`` folder.
 
     Args:
-        root: folder to write into; created if missing. Existing files of the same
-            names are overwritten.
-        year: ``"2016"`` or ``"2017"``.
-        n_train, n_val, n_test: images per split, each >= 1 (``n_val`` only checked for 2017).
-        size: ``(height, width)``, each >= 16 and divisible by 16 (``"compact"`` only).
+        root: folder to write into; created if missing, same-named files overwritten.
+        year: ``"2016"`` (no validation split; ``n_val`` is ignored) or ``"2017"``.
+        n_train, n_val, n_test: images per split, each >= 1.
+        size: ``(height, width)``, each >= 16 and divisible by 16.
         seed: integer >= 0; the same arguments always write identical pixels.
-        layout: ``"compact"`` or ``"official"`` (see above).
+        layout: ``"compact"`` or ``"official"``.
 
-    Returns:
-        ``root`` as a :class:`~pathlib.Path`.
-
-    Raises:
-        ConfigError: an argument is not valid.
+    Returns ``root`` as a :class:`~pathlib.Path`; raises :class:`ConfigError` for an invalid argument.
     """
     from PIL import Image
 
@@ -374,16 +270,7 @@ def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4
     size = check_image_size(size, "size")
     seed = _check_int("seed", seed, 0)
     official = layout == "official"
-    total = sum(counts.values())
-    children = np.random.SeedSequence(seed).spawn(total)
-    canvases: dict[tuple[int, int], _Canvas] = {}
-
-    def pair(k: int) -> tuple[np.ndarray, np.ndarray]:
-        shape = ORIGINAL_SIZES[k % len(ORIGINAL_SIZES)] if official else size
-        if shape not in canvases:
-            canvases[shape] = _Canvas(*shape)
-        return _draw(canvases[shape], children[k])
-
+    children = np.random.SeedSequence(seed).spawn(sum(counts.values()))
     root = Path(root)
     start = 0
     for split, (data_dir, truth_dir) in LAYOUTS[year].items():
@@ -392,7 +279,7 @@ def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4
         stems = []
         for k in range(start, start + counts[split]):
             stem = f"ISIC_{12000 + 13 * k:07d}" if official else f"ISIC_{k:07d}"
-            image, mask = pair(k)
+            image, mask = _draw(ORIGINAL_SIZES[k % len(ORIGINAL_SIZES)] if official else size, children[k])
             write_image_atomic(root / data_dir / f"{stem}.jpg", Image.fromarray(image, "RGB"), quality=95)
             write_image_atomic(root / truth_dir / f"{stem}{MASK_SUFFIX[year]}", Image.fromarray(mask * np.uint8(255), "L"))
             if year == "2017" and (official or k == start):
