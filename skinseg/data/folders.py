@@ -35,7 +35,7 @@ from ..atomic import write_image_atomic
 from ..errors import DataError
 from ..images import shown_size
 from .arrays import SegmentationData
-from .isic import SPLITS
+from .isic import SPLITS, describe_layout, detect_year, visible_files
 
 IMAGE_DIR, MASK_DIR = "images", "masks"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -44,16 +44,6 @@ MASK_SUFFIXES = ("", "_mask", "_segmentation", "_Segmentation", "_lesion")
 FOLDERS = "folders"  # the layout's name where an ISIC layout has its year
 LAYOUT_HELP = (f"a folder with {IMAGE_DIR}/ + {MASK_DIR}/, or with train/, val/ and test/ subfolders "
                f"that each hold {IMAGE_DIR}/ + {MASK_DIR}/")
-
-
-def _files(folder: Path, extensions: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
-    """``(files with one of extensions, other visible files)`` directly inside ``folder``."""
-    keep, other = [], []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or not p.is_file():
-            continue
-        (keep if p.suffix.lower() in extensions else other).append(p)
-    return keep, other
 
 
 def split_folders(root) -> dict[str, Path]:
@@ -128,10 +118,10 @@ def find_folder_pairs(root, split: str = "test") -> list[tuple[str, Path, Path]]
         raise DataError(f"{root} has no {split!r} split: expected {where}; it has {', '.join(sorted(bases))} "
                         f"({'a single evaluation set is read as test' if set(bases) == {'test'} else LAYOUT_HELP})")
     image_dir, mask_dir = bases[split] / IMAGE_DIR, bases[split] / MASK_DIR
-    image_files, _ = _files(image_dir, IMAGE_EXTENSIONS)
-    image_files = [p for p in image_files if not p.stem.lower().endswith("_superpixels")]
-    mask_files, other = _files(mask_dir, MASK_EXTENSIONS)
-    lossy = [p for p in other if p.suffix.lower() in (".jpg", ".jpeg")]
+    image_files = [p for p in visible_files(image_dir)
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.lower().endswith("_superpixels")]
+    mask_files = [p for p in visible_files(mask_dir) if p.suffix.lower() in MASK_EXTENSIONS]
+    lossy = [p for p in visible_files(mask_dir) if p.suffix.lower() in (".jpg", ".jpeg")]
     if lossy:
         raise DataError(f"mask {lossy[0]} is a JPEG: masks must be lossless PNG or BMP files with values "
                         "{0, 1} or {0, 255}")
@@ -157,10 +147,7 @@ def describe_folder(root) -> str:
     for split in bases:
         pairs = find_folder_pairs(root, split)
         naming = Counter(repr(mask.stem[len(stem):]) if mask.stem != stem else "same stem" for stem, _, mask in pairs)
-        sizes: Counter = Counter()
-        for _, image, _ in pairs:
-            w, h = shown_size(image)
-            sizes[f"{w}x{h}"] += 1
+        sizes = Counter("{}x{}".format(*shown_size(image)) for _, image, _ in pairs)
         shown = ", ".join(f"{s} ({n})" for s, n in sizes.most_common(4)) + (", ..." if len(sizes) > 4 else "")
         lines.append(f"  {split}: {len(pairs)} image/mask pairs; masks named by "
                      + ", ".join(f"{k} ({n})" for k, n in naming.items()) + f"; image sizes (W x H): {shown}")
@@ -204,8 +191,6 @@ def write_folders(root, data: SegmentationData, split: str | None = None, *, siz
 def detect_layout(root) -> str:
     """``"2017"`` or ``"2016"`` for an official ISIC layout, :data:`FOLDERS` for a generic one
     (any of ``images/``, ``masks/``, ``train/``, ``val/``, ``test/`` and no ISIC folder)."""
-    from .isic import describe_layout, detect_year
-
     root = Path(root)
     try:
         return detect_year(root)
