@@ -95,8 +95,7 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, config,
     Returns: augmented ``(images, masks)`` with the same shapes; masks stay in {0, 1}.
     """
     n = images.shape[0]
-    geometric = config.flips or config.rot90 or config.rotate or config.scale or config.translate
-    if geometric:
+    if config.flips or config.rot90 or config.rotate or config.scale or config.translate:
         theta = random_affine(n, config, generator, images.device, size=tuple(images.shape[-2:])).to(images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         both = torch.cat([images, masks.to(images.dtype)], 1)

@@ -195,7 +195,7 @@ def detect_layout(root) -> str:
     try:
         return detect_year(root)
     except DataError:
-        if root.is_dir() and any((root / name).is_dir() for name in (IMAGE_DIR, MASK_DIR, *SPLITS)):
+        if any((root / name).is_dir() for name in (IMAGE_DIR, MASK_DIR, *SPLITS)):
             return FOLDERS
         raise DataError(f"no ISIC data found in {root}, nor images of your own: expected the official layout "
                         f"(ISIC 2017: {describe_layout('2017')}; or ISIC 2016: {describe_layout('2016')}), or "

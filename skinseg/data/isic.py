@@ -51,8 +51,6 @@ def missing_data_message(root: Path) -> str:
 def detect_year(root: Path) -> str:
     """``"2017"`` or ``"2016"``, from which official folders exist under ``root``."""
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(missing_data_message(root))
     for year, splits in LAYOUTS.items():
         if (root / splits["train"][0]).is_dir() or (root / splits["test"][0]).is_dir():
             return year
