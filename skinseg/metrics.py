@@ -82,11 +82,8 @@ def pooled_dice(tp, fp, fn) -> float:
 
 
 def summarize_counts(tp, fp, fn) -> dict[str, float]:
-    """The article's and ISIC's summary scores from per-image counts.
-
-    Returns ``mean_iou``, ``mean_dice`` (means over images), ``thresholded_jaccard``,
-    ``pooled_iou``, ``pooled_dice`` and ``n``.
-    """
+    """The article's and ISIC's summary scores from per-image counts: ``mean_iou``, ``mean_dice``
+    (means over images), ``thresholded_jaccard``, ``pooled_iou``, ``pooled_dice`` and ``n``."""
     iou = iou_from_counts(tp, fp, fn)
     return {
         "mean_iou": float(iou.mean()),
@@ -143,8 +140,7 @@ def boundary_scores(pred, target, *, tolerance: float = BOUNDARY_TOLERANCE,
     if p.shape != t.shape or p.ndim != 3:
         raise ValueError(f"pred {p.shape} and target {t.shape} must both be (N, H, W) or (N, 1, H, W) masks")
     n, h, w = p.shape
-    hd = np.empty(n)
-    bf = np.empty(n)
+    hd, bf = np.empty(n), np.empty(n)
     worst = float(np.hypot(h - 1, w - 1))
     for i in range(n):
         p_empty, t_empty = not p[i].any(), not t[i].any()

@@ -84,15 +84,9 @@ def colour_jitter(images: torch.Tensor, config, generator: torch.Generator) -> t
 
 def augment_batch(images: torch.Tensor, masks: torch.Tensor, config,
                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment a batch.
-
-    Args:
-        images: ``(B, 3, H, W)`` float in [0, 1].
-        masks: ``(B, 1, H, W)`` float in {0, 1}.
-        generator: a ``torch.Generator`` on the images' device; the same state gives the
-            same augmentation.
-
-    Returns: augmented ``(images, masks)`` with the same shapes; masks stay in {0, 1}.
+    """Augment a batch: ``images`` ``(B, 3, H, W)`` float in [0, 1] and ``masks`` ``(B, 1, H, W)``
+    float in {0, 1} -> augmented ``(images, masks)`` of the same shapes and ranges. ``generator``
+    is a ``torch.Generator`` on the images' device; the same state gives the same augmentation.
     """
     n = images.shape[0]
     if config.flips or config.rot90 or config.rotate or config.scale or config.translate:

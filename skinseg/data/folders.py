@@ -7,21 +7,8 @@ Two forms are read::
     DIR/val/images/   + DIR/val/masks/         its own images/ and masks/
     DIR/test/images/  + DIR/test/masks/
 
-Pairing rules (:func:`find_folder_pairs`):
-
-* only the files directly inside ``images/`` and ``masks/`` are read; hidden files and files
-  with other extensions (a README, a CSV) are ignored, and so are ``*_superpixels`` images;
-* images are :data:`IMAGE_EXTENSIONS` (JPEG, PNG, BMP, TIFF); masks are lossless,
-  :data:`MASK_EXTENSIONS` (PNG or BMP); a JPEG in ``masks/`` is refused;
-* a mask belongs to the image whose stem it has, or whose stem it has followed by one of
-  :data:`MASK_SUFFIXES` (``X.jpg`` pairs with ``X.png``, ``X_mask.png``, ``X_segmentation.png``,
-  ``X_Segmentation.png`` or ``X_lesion.bmp``); the image's stem is its id;
-* an image without a mask, a mask without an image, a mask that could belong to two images,
-  an image with two masks, and two images with one stem (``X.jpg`` and ``X.png``) are refused,
-  naming the files.
-
-Masks follow the rules of :func:`skinseg.data.isic.read_pair`, as ISIC masks do, and every
-image is resized to the model's input, as ISIC images are; a mask must have its image's size.
+:func:`find_folder_pairs` pairs the images with their masks. Both are then read as ISIC's are
+(:func:`skinseg.data.isic.read_pair`): resized to the model's input, each mask at its image's size.
 """
 from __future__ import annotations
 
@@ -69,16 +56,14 @@ def split_folders(root) -> dict[str, Path]:
 
 
 def _refuse_duplicate_stems(files: list[Path], what: str) -> None:
-    counts = Counter(p.stem for p in files)
-    twice = sorted(stem for stem, n in counts.items() if n > 1)
-    if twice:
+    if twice := sorted(stem for stem, n in Counter(p.stem for p in files).items() if n > 1):
         same = [p.name for p in files if p.stem == twice[0]]
         raise DataError(f"{len(twice)} {what} stem(s) appear with two extensions, e.g. {' and '.join(same)} in "
                         f"{files[0].parent}: keep one file per {what}")
 
 
 def _pair(images: dict[str, Path], masks: list[Path], image_dir: Path, mask_dir: Path) -> dict[str, Path]:
-    """``{image stem: mask}`` by the pairing rules of the module docstring."""
+    """``{image stem: mask}`` by the pairing rules of :func:`find_folder_pairs`."""
     paired: dict[str, Path] = {}
     for mask in masks:
         owners = sorted({mask.stem[: len(mask.stem) - len(s)] for s in MASK_SUFFIXES
@@ -95,8 +80,7 @@ def _pair(images: dict[str, Path], masks: list[Path], image_dir: Path, mask_dir:
             raise DataError(f"image {images[owner]} has two masks, {paired[owner].name} and {mask.name} in "
                             f"{mask_dir}: keep one")
         paired[owner] = mask
-    lonely = sorted(images.keys() - paired.keys())
-    if lonely:
+    if lonely := sorted(images.keys() - paired.keys()):
         raise DataError(f"{len(lonely)} image(s) without a mask, e.g. {images[lonely[0]]}: expected "
                         f"{mask_dir}/{lonely[0]}.png (or {lonely[0]}_mask.png, {lonely[0]}_segmentation.png, ...; "
                         f"PNG or BMP)")
@@ -106,8 +90,12 @@ def _pair(images: dict[str, Path], masks: list[Path], image_dir: Path, mask_dir:
 def find_folder_pairs(root, split: str = "test") -> list[tuple[str, Path, Path]]:
     """``(id, image_path, mask_path)`` of every image of ``split`` in a generic layout, sorted by id.
 
-    Raises :class:`DataError` for a missing split, an empty folder, and every refusal of the
-    module docstring, naming the files.
+    Read are the visible files directly inside ``images/`` (:data:`IMAGE_EXTENSIONS`, without
+    ``*_superpixels``) and ``masks/`` (lossless: :data:`MASK_EXTENSIONS`). Mask ``X<suffix>.<ext>``
+    belongs to image ``X.<ext>`` for a suffix of :data:`MASK_SUFFIXES` (``X.png``, ``X_mask.png``,
+    ``X_lesion.bmp``, ...); the image's stem is its id. Raises :class:`DataError` naming the files
+    for a missing split, an empty folder, a JPEG mask, an image without a mask, a mask without an
+    image or that could belong to two, an image with two masks, or one stem twice (``X.jpg``, ``X.png``).
     """
     root = Path(root)
     if split not in SPLITS:
@@ -121,8 +109,7 @@ def find_folder_pairs(root, split: str = "test") -> list[tuple[str, Path, Path]]
     image_files = [p for p in visible_files(image_dir)
                    if p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.lower().endswith("_superpixels")]
     mask_files = [p for p in visible_files(mask_dir) if p.suffix.lower() in MASK_EXTENSIONS]
-    lossy = [p for p in visible_files(mask_dir) if p.suffix.lower() in (".jpg", ".jpeg")]
-    if lossy:
+    if lossy := [p for p in visible_files(mask_dir) if p.suffix.lower() in (".jpg", ".jpeg")]:
         raise DataError(f"mask {lossy[0]} is a JPEG: masks must be lossless PNG or BMP files with values "
                         "{0, 1} or {0, 255}")
     if not image_files:
@@ -203,5 +190,4 @@ def detect_layout(root) -> str:
 
 
 __all__ = ["FOLDERS", "IMAGE_EXTENSIONS", "LAYOUT_HELP", "MASK_EXTENSIONS", "MASK_SUFFIXES", "describe_folder",
-           "detect_layout", "find_folder_pairs", "split_folders",
-           "write_folders"]
+           "detect_layout", "find_folder_pairs", "split_folders", "write_folders"]

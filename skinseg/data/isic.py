@@ -90,12 +90,10 @@ def find_pairs(root: Path, year: str, folder_split: str) -> list[tuple[str, Path
         raise DataError(f"empty folder {image_dir}: expected images X.jpg")
     if not masks:
         raise DataError(f"empty folder {mask_dir}: expected masks X{suffix}")
-    if images.keys() - masks.keys():
-        lonely = sorted(images.keys() - masks.keys())
+    if lonely := sorted(images.keys() - masks.keys()):
         raise DataError(f"{len(lonely)} image(s) without a mask, e.g. {images[lonely[0]]}: "
                         f"expected {mask_dir / (lonely[0] + suffix)}")
-    if masks.keys() - images.keys():
-        lonely = sorted(masks.keys() - images.keys())
+    if lonely := sorted(masks.keys() - images.keys()):
         raise DataError(f"{len(lonely)} mask(s) without an image, e.g. {masks[lonely[0]]}: "
                         f"expected {image_dir / (lonely[0] + '.jpg')}")
     return [(stem, images[stem], masks[stem]) for stem in sorted(images)]
