@@ -22,8 +22,7 @@ JACCARD_THRESHOLD = 0.65
 def confusion_counts(pred, target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-image true-positive, false-positive and false-negative pixel counts, three ``(N,)`` int64
     arrays, of boolean or {0, 1} masks ``(N, H, W)`` or ``(N, 1, H, W)`` (numpy arrays or tensors)."""
-    tp, fp, fn = device_counts(pred, target).cpu().numpy()
-    return tp, fp, fn
+    return tuple(device_counts(pred, target).cpu().numpy())
 
 
 def device_counts(pred, target) -> torch.Tensor:

@@ -27,10 +27,9 @@ def default_data_dir() -> Path:
 
 
 def results_dir() -> Path:
-    """The committed results folder: ``$SKINSEG_RESULTS``, else the first ``results/`` beside the
-    current folder or one of its parents (chapters run from ``book/``) that holds a ``README.md``
-    (this repository's does; an experiment's folder inside it, such as ``isic2017``, may not
-    exist yet)."""
+    """The committed results folder: ``$SKINSEG_RESULTS``, else the first ``results/`` holding a
+    ``README.md`` (an experiment's folder inside it may not exist yet) beside the current folder
+    or one of its parents (chapters run from ``book/``)."""
     if env := os.environ.get("SKINSEG_RESULTS"):
         return Path(env).expanduser()
     here = Path.cwd().resolve()

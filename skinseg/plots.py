@@ -25,10 +25,8 @@ def draw_outline(image: np.ndarray, mask: np.ndarray, colour: str, thickness: in
 
 def show_with_outlines(ax, image: np.ndarray, outlines: dict[str, tuple[np.ndarray, str]] | None = None,
                        title: str | None = None) -> None:
-    """Draw an ``(H, W, 3)`` uint8 image with coloured outlines of masks.
-
-    ``outlines`` maps a legend label to ``(mask, colour)``; masks are ``(H, W)`` in {0, 1}.
-    """
+    """Draw an ``(H, W, 3)`` uint8 image with coloured outlines of masks: ``outlines`` maps a legend
+    label to ``(mask, colour)``, each mask ``(H, W)`` in {0, 1}."""
     shown = image.copy()
     for mask, colour in (outlines or {}).values():
         draw_outline(shown, mask, colour)
