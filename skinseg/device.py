@@ -1,6 +1,7 @@
 """Choosing the device and the fast paths it supports."""
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -52,7 +53,6 @@ def describe(device: torch.device) -> str:
     """A human-readable name of the hardware, for labelling results."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import os
     return f"CPU ({os.cpu_count()} cores)"
 
 

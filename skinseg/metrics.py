@@ -20,16 +20,9 @@ JACCARD_THRESHOLD = 0.65
 
 
 def confusion_counts(pred, target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-image true-positive, false-positive and false-negative pixel counts.
-
-    Args:
-        pred, target: boolean or {0, 1} masks of shape ``(N, H, W)`` or ``(N, 1, H, W)``
-            (numpy arrays or tensors).
-
-    Returns: three int64 arrays of shape ``(N,)``.
-    """
-    tp, fp, fn = device_counts(pred, target).cpu().numpy()
-    return tp, fp, fn
+    """Per-image true-positive, false-positive and false-negative pixel counts, three ``(N,)`` int64
+    arrays, of boolean or {0, 1} masks ``(N, H, W)`` or ``(N, 1, H, W)`` (numpy arrays or tensors)."""
+    return tuple(device_counts(pred, target).cpu().numpy())
 
 
 def device_counts(pred, target) -> torch.Tensor:
@@ -88,11 +81,8 @@ def pooled_dice(tp, fp, fn) -> float:
 
 
 def summarize_counts(tp, fp, fn) -> dict[str, float]:
-    """The article's and ISIC's summary scores from per-image counts.
-
-    Returns ``mean_iou``, ``mean_dice`` (means over images), ``thresholded_jaccard``,
-    ``pooled_iou``, ``pooled_dice`` and ``n``.
-    """
+    """The article's and ISIC's summary scores from per-image counts: ``mean_iou``, ``mean_dice``
+    (means over images), ``thresholded_jaccard``, ``pooled_iou``, ``pooled_dice`` and ``n``."""
     iou = iou_from_counts(tp, fp, fn)
     return {
         "mean_iou": float(iou.mean()),
@@ -127,47 +117,29 @@ def _boundary_distances(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.nd
     return ndimage.distance_transform_edt(~bt)[bp], ndimage.distance_transform_edt(~bp)[bt]
 
 
-def _as_masks(pred, target) -> tuple[np.ndarray, np.ndarray]:
+def boundary_scores(pred, target, *, tolerance: float = BOUNDARY_TOLERANCE,
+                    percentile: float = HD_PERCENTILE) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image boundary agreement of boolean or {0, 1} masks ``(N, H, W)`` or ``(N, 1, H, W)``:
+    ``(hd95, boundary_f)``, two ``(N,)`` float64 (the book's section 4.8 explains both).
+
+    * ``hd95``: the larger of the two directed ``percentile``-th percentiles (:func:`numpy.percentile`)
+      of the Euclidean distances, in pixels, from each boundary pixel (:func:`boundary_pixels`) of
+      one mask to the nearest of the other; in ``[0, sqrt((H-1)^2 + (W-1)^2)]``, lower is better.
+      MONAI's ``compute_hausdorff_distance(percentile=95)`` on non-empty masks.
+    * ``boundary_f``: the harmonic mean of the fractions of predicted and of true boundary pixels
+      within ``tolerance`` pixels of the other boundary (0 when both are 0); in [0, 1].
+
+    Both masks empty scores ``hd95 = 0``, ``boundary_f = 1``; exactly one empty the worst,
+    ``hd95`` = the image's diagonal and ``boundary_f = 0``, so that means stay finite (MONAI
+    returns NaN or inf). Raises ``ValueError`` for masks of different or other shapes.
+    """
     p = torch.as_tensor(pred).bool().cpu().numpy()
     t = torch.as_tensor(target).bool().cpu().numpy()
     p, t = (a[:, 0] if a.ndim == 4 else a for a in (p, t))
     if p.shape != t.shape or p.ndim != 3:
         raise ValueError(f"pred {p.shape} and target {t.shape} must both be (N, H, W) or (N, 1, H, W) masks")
-    return p, t
-
-
-def boundary_scores(pred, target, *, tolerance: float = BOUNDARY_TOLERANCE,
-                    percentile: float = HD_PERCENTILE) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image boundary agreement of binary masks: ``(hd95, boundary_f)``, two ``(N,)`` float64.
-
-    Both compare the boundary pixels (:func:`boundary_pixels`) of prediction and ground truth,
-    with Euclidean distances in pixels from :func:`scipy.ndimage.distance_transform_edt`:
-
-    * ``hd95``, the symmetric 95th-percentile Hausdorff distance in pixels, in
-      ``[0, sqrt((H-1)^2 + (W-1)^2)]``, lower is better: the larger of the two directed
-      95th percentiles (linear interpolation, :func:`numpy.percentile`) of the distances from
-      each boundary pixel of one mask to the nearest of the other. It is MONAI's
-      ``compute_hausdorff_distance(percentile=95)`` on non-empty masks. ``percentile=100``
-      gives the Hausdorff distance itself.
-    * ``boundary_f``, the boundary F-score at ``tolerance`` pixels, in [0, 1], higher is
-      better: precision is the fraction of predicted boundary pixels within ``tolerance`` of
-      the true boundary, recall the fraction of true boundary pixels within ``tolerance`` of
-      the predicted one, and F their harmonic mean (0 when both are 0).
-
-    Empty masks, chosen like the overlap metrics' convention (both empty: IoU = Dice = 1):
-    both empty is a perfect answer, ``hd95 = 0`` and ``boundary_f = 1``; exactly one empty
-    (a missed lesion, or a lesion found where there is none) is the worst answer,
-    ``boundary_f = 0`` and ``hd95`` = the image diagonal, the largest distance the image
-    allows, so that means stay finite and such an image counts fully. (MONAI returns NaN or
-    inf there instead.)
-
-    Args:
-        pred, target: boolean or {0, 1} masks of shape ``(N, H, W)`` or ``(N, 1, H, W)``.
-    """
-    p, t = _as_masks(pred, target)
     n, h, w = p.shape
-    hd = np.empty(n)
-    bf = np.empty(n)
+    hd, bf = np.empty(n), np.empty(n)
     worst = float(np.hypot(h - 1, w - 1))
     for i in range(n):
         p_empty, t_empty = not p[i].any(), not t[i].any()
@@ -184,8 +156,3 @@ def boundary_scores(pred, target, *, tolerance: float = BOUNDARY_TOLERANCE,
 def hd95_per_image(pred, target) -> np.ndarray:
     """``(N,)`` symmetric 95th-percentile Hausdorff distance in pixels (:func:`boundary_scores`)."""
     return boundary_scores(pred, target)[0]
-
-
-def boundary_f_per_image(pred, target, tolerance: float = BOUNDARY_TOLERANCE) -> np.ndarray:
-    """``(N,)`` boundary F-score at ``tolerance`` pixels, in [0, 1] (:func:`boundary_scores`)."""
-    return boundary_scores(pred, target, tolerance=tolerance)[1]

@@ -1,10 +1,7 @@
 """Where skinseg looks for the data, the committed results and its cache.
 
-Environment variables override the defaults:
-
-* ``SKINSEG_DATA``: the dataset folder (default: see :func:`default_data_dir`);
-* ``SKINSEG_RESULTS``: the committed results folder (default: see :func:`results_dir`);
-* ``SKINSEG_CACHE``: where decoded arrays are cached (default ``~/.cache/skinseg``).
+The environment variables ``SKINSEG_DATA``, ``SKINSEG_RESULTS`` and ``SKINSEG_CACHE`` override
+the defaults.
 """
 from __future__ import annotations
 
@@ -19,8 +16,7 @@ def default_data_dir() -> Path:
     folder or one of its parents (the layout of this project's CI); else ``./data/isic2017``,
     where ``python -m skinseg download`` puts it.
     """
-    env = os.environ.get("SKINSEG_DATA")
-    if env:
+    if env := os.environ.get("SKINSEG_DATA"):
         return Path(env).expanduser()
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
@@ -31,12 +27,10 @@ def default_data_dir() -> Path:
 
 
 def results_dir() -> Path:
-    """The committed results folder: ``$SKINSEG_RESULTS``, else the first ``results/`` beside the
-    current folder or one of its parents (chapters run from ``book/``) that holds a ``README.md``
-    (this repository's does; an experiment's folder inside it, such as ``isic2017``, may not
-    exist yet)."""
-    env = os.environ.get("SKINSEG_RESULTS")
-    if env:
+    """The committed results folder: ``$SKINSEG_RESULTS``, else the first ``results/`` holding a
+    ``README.md`` (an experiment's folder inside it may not exist yet) beside the current folder
+    or one of its parents (chapters run from ``book/``)."""
+    if env := os.environ.get("SKINSEG_RESULTS"):
         return Path(env).expanduser()
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):

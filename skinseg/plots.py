@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 from .config import MODEL_LABELS  # noqa: F401 - the chapters import it from here with the colours
+from .metrics import boundary_pixels
 
 # Colours used throughout the book.
 TRUTH_COLOUR = "#00e000"
@@ -14,26 +15,18 @@ ATTENTION_COLOUR = "#ff3cc8"
 MODEL_COLOURS = {"unet": "#1f77b4", "attention_unet": "#d62728"}
 
 
-def mask_outline(mask: np.ndarray) -> np.ndarray:
-    """Boolean ``(H, W)`` map of the pixels on the border of a binary mask."""
-    mask = mask.astype(bool)
-    return mask & ~ndimage.binary_erosion(mask, border_value=0)
-
-
 def draw_outline(image: np.ndarray, mask: np.ndarray, colour: str, thickness: int = 1) -> np.ndarray:
-    """Paint the outline of the ``(H, W)`` {0, 1} ``mask``, ``thickness`` dilations wide, in ``colour``
-    onto the ``(H, W, 3)`` uint8 ``image`` (in place); returns ``image``."""
-    edge = ndimage.binary_dilation(mask_outline(mask), iterations=thickness)
+    """Paint the outline (:func:`~skinseg.metrics.boundary_pixels`) of the ``(H, W)`` {0, 1} ``mask``,
+    ``thickness`` dilations wide, in ``colour`` onto the ``(H, W, 3)`` uint8 ``image`` (in place); returns ``image``."""
+    edge = ndimage.binary_dilation(boundary_pixels(mask), iterations=thickness)
     image[edge] = np.round(np.array(plt.matplotlib.colors.to_rgb(colour)) * 255).astype(np.uint8)
     return image
 
 
 def show_with_outlines(ax, image: np.ndarray, outlines: dict[str, tuple[np.ndarray, str]] | None = None,
                        title: str | None = None) -> None:
-    """Draw an ``(H, W, 3)`` uint8 image with coloured outlines of masks.
-
-    ``outlines`` maps a legend label to ``(mask, colour)``; masks are ``(H, W)`` in {0, 1}.
-    """
+    """Draw an ``(H, W, 3)`` uint8 image with coloured outlines of masks: ``outlines`` maps a legend
+    label to ``(mask, colour)``, each mask ``(H, W)`` in {0, 1}."""
     shown = image.copy()
     for mask, colour in (outlines or {}).values():
         draw_outline(shown, mask, colour)

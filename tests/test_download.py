@@ -416,11 +416,12 @@ def _photo(w: int, h: int, seed: int) -> bytes:
 
 def test_draft_decoding_stays_within_the_stated_difference_from_a_full_decode():
     from skinseg.data.compact import decode_image
-    from skinseg.data.isic import open_image, resize_image
+    from skinseg.data.isic import resize_image
+    from skinseg.images import read_image
 
     data = _photo(3008, 2000, seed=0)  # decoded at 1/4: 752x500, the smallest scale >= 2 x 256x192
     fast = np.asarray(decode_image(data, (192, 256), "photo.jpg"), dtype=int)
-    full = np.asarray(resize_image(open_image(io.BytesIO(data)), (192, 256)), dtype=int)
+    full = np.asarray(resize_image(read_image(io.BytesIO(data))[0], (192, 256)), dtype=int)
     diff = np.abs(fast - full)
     assert fast.shape == (192, 256, 3) and diff.any()  # draft mode was used: not the full decode
     assert diff.mean() < 1 and diff.max() <= 40  # the bound stated in skinseg.data.compact
@@ -429,8 +430,9 @@ def test_draft_decoding_stays_within_the_stated_difference_from_a_full_decode():
 def test_the_compact_copy_reads_members_as_a_viewer_shows_them():
     """EXIF orientation applied to images (draft-decoded) and masks (fast path bypassed), other modes refused by name."""
     from skinseg.data.compact import compact_mask, decode_image
-    from skinseg.data.isic import open_image, resize_image
+    from skinseg.data.isic import resize_image
     from skinseg.errors import DataError
+    from skinseg.images import read_image
 
     exif = Image.Exif()
     exif[0x0112] = 6  # stored turned: a viewer shows it rotated a quarter turn, H and W swapped
@@ -438,7 +440,7 @@ def test_the_compact_copy_reads_members_as_a_viewer_shows_them():
     buf = io.BytesIO()
     stored.save(buf, format="JPEG", quality=95, exif=exif)
     fast = np.asarray(decode_image(buf.getvalue(), (192, 256), "turned.jpg"), dtype=int)
-    full = np.asarray(resize_image(open_image(io.BytesIO(buf.getvalue())), (192, 256)), dtype=int)
+    full = np.asarray(resize_image(read_image(io.BytesIO(buf.getvalue()))[0], (192, 256)), dtype=int)
     assert np.abs(fast - full).mean() < 1  # the bound of skinseg.data.compact, the photo upright
     mask = np.zeros((40, 30), np.uint8)
     mask[:10] = 255  # the top rows as stored are the right-hand columns as shown

@@ -12,8 +12,8 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
+from skinseg.metrics import boundary_pixels
 from skinseg.models import AttentionUNet
-from skinseg.plots import mask_outline
 from skinseg.psi import (PsiMaps, flatten_levels, lesion_auc, level_shapes, load_psi, overlay, psi_maps,
                          psi_statistics, unflatten_levels, upsample_to)
 from skinseg.widgets import PsiInspector
@@ -224,7 +224,7 @@ def test_inspector_walks_all_levels_and_epochs_with_psi_in_range(inspector):
 
 
 def test_inspector_opacity_ends_show_the_image_or_the_map(inspector):
-    away = ~ndimage.binary_dilation(mask_outline(inspector.masks[0]), iterations=2)  # off the drawn outline
+    away = ~ndimage.binary_dilation(boundary_pixels(inspector.masks[0]), iterations=2)  # off the drawn outline
     inspector.opacity.value = 0.0
     np.testing.assert_array_equal(inspector.rgb[away], inspector.images[0][away])
     assert not np.array_equal(inspector.rgb, inspector.images[0])  # the outline is drawn

@@ -1,30 +1,17 @@
 """Random augmentation on the device, applied identically to images and masks.
 
-Everything is batched torch code (no torchvision), so it runs on the GPU next to the
-model and the CPU never becomes the bottleneck. One ``grid_sample`` applies all the
-geometry (flips, turns, a small rotation, scaling and translation); colour jitter
-(brightness, contrast, saturation, hue) touches the image only.
+Batched torch code (no torchvision), so it runs on the GPU next to the model. One
+``grid_sample`` applies all the geometry (flips, turns, a small rotation, scaling and
+translation), filling uncovered corners by reflection; colour jitter (brightness, contrast,
+saturation, hue) touches the image only.
 
-The geometry is rigid in pixels (``AugmentConfig.geometry = "rigid"``, the default): a
-rotation turns the image as a photograph turns, whatever its aspect ratio, so a round lesion
-stays round. ``F.affine_grid`` works in normalised coordinates, in which the width and the
-height both span [-1, 1]; a rotation there stretches a 192x256 image (a quarter turn by 4/3
-along one axis and 3/4 along the other, a 15° turn into a shear). :func:`random_affine`
-therefore conjugates the rotation with the image's aspect ratio. The corners a small
-rotation uncovers are filled by reflection, identically in image and mask.
+``geometry = "rigid"`` (the default) rotates in pixels, so a round lesion stays round, and on a
+non-square image draws quarter turns from the two that fit its frame, 0° and 180° (with the
+flips: the four views of the test-time augmentation ``"d4"``). ``"stretch"`` rotates in
+``F.affine_grid``'s normalised coordinates, which distorts non-square images; the runs of
+``results/isic2017_16ep`` were trained so. Chapter 1 of the book shows both.
 
-Quarter turns: a 90° turn of a non-square image does not fit in its own frame. On a
-non-square image ``rot90`` therefore draws from the turns that do fit, 0° and 180°; with the
-flips these are the four symmetries of a rectangle, and the test-time augmentation ``"d4"``
-(:mod:`skinseg.evaluate`) uses the same four views there. On a square image it draws all four
-quarter turns (the eight symmetries of the square, as ``"d4"`` does).
-
-``geometry = "stretch"`` keeps the earlier behaviour, rotations in normalised coordinates
-(quarter turns and small rotations distorted as described above), with which
-``results/isic2017_16ep`` was trained.
-
-The settings come in as ``config``: the recipe's :class:`skinseg.config.AugmentConfig`, or
-anything with its fields.
+``config``: the recipe's :class:`skinseg.config.AugmentConfig`, or anything with its fields.
 """
 from __future__ import annotations
 
@@ -44,8 +31,7 @@ def random_affine(n: int, config, generator: torch.Generator, device, *,
     flips, turns, rotations, scalings and translations of images of ``size = (H, W)`` pixels.
 
     With ``config.geometry == "rigid"`` the rotation is rigid in pixels (``D^-1 R D`` with
-    ``D = diag(W, H)``) and quarter turns are 0° or 180° unless ``H == W``; with ``"stretch"``
-    the rotation acts on the normalised coordinates (see the module docstring).
+    ``D = diag(W, H)``) and quarter turns are 0° or 180° unless ``H == W``.
     """
     height, width = size
     rigid = config.geometry == "rigid"
@@ -98,20 +84,12 @@ def colour_jitter(images: torch.Tensor, config, generator: torch.Generator) -> t
 
 def augment_batch(images: torch.Tensor, masks: torch.Tensor, config,
                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment a batch.
-
-    Args:
-        images: ``(B, 3, H, W)`` float in [0, 1].
-        masks: ``(B, 1, H, W)`` float in {0, 1}.
-        generator: a ``torch.Generator`` on the images' device; the same state gives the
-            same augmentation.
-
-    Returns: augmented ``(images, masks)`` with the same shapes; masks stay in {0, 1}. The
-    geometry is rigid in pixels (``config.geometry``, module docstring).
+    """Augment a batch: ``images`` ``(B, 3, H, W)`` float in [0, 1] and ``masks`` ``(B, 1, H, W)``
+    float in {0, 1} -> augmented ``(images, masks)`` of the same shapes and ranges. ``generator``
+    is a ``torch.Generator`` on the images' device; the same state gives the same augmentation.
     """
     n = images.shape[0]
-    geometric = config.flips or config.rot90 or config.rotate or config.scale or config.translate
-    if geometric:
+    if config.flips or config.rot90 or config.rotate or config.scale or config.translate:
         theta = random_affine(n, config, generator, images.device, size=tuple(images.shape[-2:])).to(images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         both = torch.cat([images, masks.to(images.dtype)], 1)

@@ -7,21 +7,8 @@ Two forms are read::
     DIR/val/images/   + DIR/val/masks/         its own images/ and masks/
     DIR/test/images/  + DIR/test/masks/
 
-Pairing rules (:func:`find_folder_pairs`):
-
-* only the files directly inside ``images/`` and ``masks/`` are read; hidden files and files
-  with other extensions (a README, a CSV) are ignored, and so are ``*_superpixels`` images;
-* images are :data:`IMAGE_EXTENSIONS` (JPEG, PNG, BMP, TIFF); masks are lossless,
-  :data:`MASK_EXTENSIONS` (PNG or BMP); a JPEG in ``masks/`` is refused;
-* a mask belongs to the image whose stem it has, or whose stem it has followed by one of
-  :data:`MASK_SUFFIXES` (``X.jpg`` pairs with ``X.png``, ``X_mask.png``, ``X_segmentation.png``,
-  ``X_Segmentation.png`` or ``X_lesion.bmp``); the image's stem is its id;
-* an image without a mask, a mask without an image, a mask that could belong to two images,
-  an image with two masks, and two images with one stem (``X.jpg`` and ``X.png``) are refused,
-  naming the files.
-
-Masks follow the rules of :func:`skinseg.data.isic.read_pair`, as ISIC masks do, and every
-image is resized to the model's input, as ISIC images are; a mask must have its image's size.
+:func:`find_folder_pairs` pairs the images with their masks. Both are then read as ISIC's are
+(:func:`skinseg.data.isic.read_pair`): resized to the model's input, each mask at its image's size.
 """
 from __future__ import annotations
 
@@ -35,7 +22,7 @@ from ..atomic import write_image_atomic
 from ..errors import DataError
 from ..images import shown_size
 from .arrays import SegmentationData
-from .isic import SPLITS
+from .isic import SPLITS, describe_layout, detect_year, visible_files
 
 IMAGE_DIR, MASK_DIR = "images", "masks"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -44,16 +31,6 @@ MASK_SUFFIXES = ("", "_mask", "_segmentation", "_Segmentation", "_lesion")
 FOLDERS = "folders"  # the layout's name where an ISIC layout has its year
 LAYOUT_HELP = (f"a folder with {IMAGE_DIR}/ + {MASK_DIR}/, or with train/, val/ and test/ subfolders "
                f"that each hold {IMAGE_DIR}/ + {MASK_DIR}/")
-
-
-def _files(folder: Path, extensions: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
-    """``(files with one of extensions, other visible files)`` directly inside ``folder``."""
-    keep, other = [], []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or not p.is_file():
-            continue
-        (keep if p.suffix.lower() in extensions else other).append(p)
-    return keep, other
 
 
 def split_folders(root) -> dict[str, Path]:
@@ -79,16 +56,14 @@ def split_folders(root) -> dict[str, Path]:
 
 
 def _refuse_duplicate_stems(files: list[Path], what: str) -> None:
-    counts = Counter(p.stem for p in files)
-    twice = sorted(stem for stem, n in counts.items() if n > 1)
-    if twice:
+    if twice := sorted(stem for stem, n in Counter(p.stem for p in files).items() if n > 1):
         same = [p.name for p in files if p.stem == twice[0]]
         raise DataError(f"{len(twice)} {what} stem(s) appear with two extensions, e.g. {' and '.join(same)} in "
                         f"{files[0].parent}: keep one file per {what}")
 
 
 def _pair(images: dict[str, Path], masks: list[Path], image_dir: Path, mask_dir: Path) -> dict[str, Path]:
-    """``{image stem: mask}`` by the pairing rules of the module docstring."""
+    """``{image stem: mask}`` by the pairing rules of :func:`find_folder_pairs`."""
     paired: dict[str, Path] = {}
     for mask in masks:
         owners = sorted({mask.stem[: len(mask.stem) - len(s)] for s in MASK_SUFFIXES
@@ -105,8 +80,7 @@ def _pair(images: dict[str, Path], masks: list[Path], image_dir: Path, mask_dir:
             raise DataError(f"image {images[owner]} has two masks, {paired[owner].name} and {mask.name} in "
                             f"{mask_dir}: keep one")
         paired[owner] = mask
-    lonely = sorted(images.keys() - paired.keys())
-    if lonely:
+    if lonely := sorted(images.keys() - paired.keys()):
         raise DataError(f"{len(lonely)} image(s) without a mask, e.g. {images[lonely[0]]}: expected "
                         f"{mask_dir}/{lonely[0]}.png (or {lonely[0]}_mask.png, {lonely[0]}_segmentation.png, ...; "
                         f"PNG or BMP)")
@@ -116,8 +90,12 @@ def _pair(images: dict[str, Path], masks: list[Path], image_dir: Path, mask_dir:
 def find_folder_pairs(root, split: str = "test") -> list[tuple[str, Path, Path]]:
     """``(id, image_path, mask_path)`` of every image of ``split`` in a generic layout, sorted by id.
 
-    Raises :class:`DataError` for a missing split, an empty folder, and every refusal of the
-    module docstring, naming the files.
+    Read are the visible files directly inside ``images/`` (:data:`IMAGE_EXTENSIONS`, without
+    ``*_superpixels``) and ``masks/`` (lossless: :data:`MASK_EXTENSIONS`). Mask ``X<suffix>.<ext>``
+    belongs to image ``X.<ext>`` for a suffix of :data:`MASK_SUFFIXES` (``X.png``, ``X_mask.png``,
+    ``X_lesion.bmp``, ...); the image's stem is its id. Raises :class:`DataError` naming the files
+    for a missing split, an empty folder, a JPEG mask, an image without a mask, a mask without an
+    image or that could belong to two, an image with two masks, or one stem twice (``X.jpg``, ``X.png``).
     """
     root = Path(root)
     if split not in SPLITS:
@@ -128,11 +106,10 @@ def find_folder_pairs(root, split: str = "test") -> list[tuple[str, Path, Path]]
         raise DataError(f"{root} has no {split!r} split: expected {where}; it has {', '.join(sorted(bases))} "
                         f"({'a single evaluation set is read as test' if set(bases) == {'test'} else LAYOUT_HELP})")
     image_dir, mask_dir = bases[split] / IMAGE_DIR, bases[split] / MASK_DIR
-    image_files, _ = _files(image_dir, IMAGE_EXTENSIONS)
-    image_files = [p for p in image_files if not p.stem.lower().endswith("_superpixels")]
-    mask_files, other = _files(mask_dir, MASK_EXTENSIONS)
-    lossy = [p for p in other if p.suffix.lower() in (".jpg", ".jpeg")]
-    if lossy:
+    image_files = [p for p in visible_files(image_dir)
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.lower().endswith("_superpixels")]
+    mask_files = [p for p in visible_files(mask_dir) if p.suffix.lower() in MASK_EXTENSIONS]
+    if lossy := [p for p in visible_files(mask_dir) if p.suffix.lower() in (".jpg", ".jpeg")]:
         raise DataError(f"mask {lossy[0]} is a JPEG: masks must be lossless PNG or BMP files with values "
                         "{0, 1} or {0, 255}")
     if not image_files:
@@ -157,10 +134,7 @@ def describe_folder(root) -> str:
     for split in bases:
         pairs = find_folder_pairs(root, split)
         naming = Counter(repr(mask.stem[len(stem):]) if mask.stem != stem else "same stem" for stem, _, mask in pairs)
-        sizes: Counter = Counter()
-        for _, image, _ in pairs:
-            w, h = shown_size(image)
-            sizes[f"{w}x{h}"] += 1
+        sizes = Counter("{}x{}".format(*shown_size(image)) for _, image, _ in pairs)
         shown = ", ".join(f"{s} ({n})" for s, n in sizes.most_common(4)) + (", ..." if len(sizes) > 4 else "")
         lines.append(f"  {split}: {len(pairs)} image/mask pairs; masks named by "
                      + ", ".join(f"{k} ({n})" for k, n in naming.items()) + f"; image sizes (W x H): {shown}")
@@ -204,13 +178,11 @@ def write_folders(root, data: SegmentationData, split: str | None = None, *, siz
 def detect_layout(root) -> str:
     """``"2017"`` or ``"2016"`` for an official ISIC layout, :data:`FOLDERS` for a generic one
     (any of ``images/``, ``masks/``, ``train/``, ``val/``, ``test/`` and no ISIC folder)."""
-    from .isic import describe_layout, detect_year
-
     root = Path(root)
     try:
         return detect_year(root)
     except DataError:
-        if root.is_dir() and any((root / name).is_dir() for name in (IMAGE_DIR, MASK_DIR, *SPLITS)):
+        if any((root / name).is_dir() for name in (IMAGE_DIR, MASK_DIR, *SPLITS)):
             return FOLDERS
         raise DataError(f"no ISIC data found in {root}, nor images of your own: expected the official layout "
                         f"(ISIC 2017: {describe_layout('2017')}; or ISIC 2016: {describe_layout('2016')}), or "
@@ -218,5 +190,4 @@ def detect_layout(root) -> str:
 
 
 __all__ = ["FOLDERS", "IMAGE_EXTENSIONS", "LAYOUT_HELP", "MASK_EXTENSIONS", "MASK_SUFFIXES", "describe_folder",
-           "detect_layout", "find_folder_pairs", "split_folders",
-           "write_folders"]
+           "detect_layout", "find_folder_pairs", "split_folders", "write_folders"]

@@ -2,24 +2,19 @@
 
 Images ``X.jpg`` pair with masks ``X_segmentation.png`` (2017) or ``X_Segmentation.png``
 (2016) by file stem; ids are not assumed to look like ``ISIC_xxxxxxx``. The
-``*_superpixels.png`` files of the real archives are skipped.
-
-Images and masks are read as a viewer shows them (:mod:`skinseg.images`). Masks are binary
-images with the values 0 and 255, or 0 and 1 (8 or 16 bits); any other mask (grey edges, a
-label map, a grey-level image) is refused, naming the values found. Extensions are matched
-whatever their case, and hidden files (``.X.jpg``, macOS ``._X.jpg``) are skipped.
+``*_superpixels.png`` files of the real archives are skipped, and so are hidden files (``.X.jpg``,
+macOS ``._X.jpg``); extensions are matched whatever their case. Images and masks are read as a
+viewer shows them, by the rules of :mod:`skinseg.images`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from .. import images
 from ..errors import DataError
-from ..images import as_rgb, binary_mask, decode, read_image  # noqa: F401 (binary_mask: its old home)
+from ..images import read_image, read_mask
 
 LAYOUTS: dict[str, dict[str, tuple[str, str]]] = {
     "2017": {
@@ -37,6 +32,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "val", "test")
 
 
+def visible_files(folder: Path) -> list[Path]:
+    """The files directly inside ``folder``, sorted, without hidden ones (``.X``, macOS ``._X``)."""
+    return [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
+
+
 def describe_layout(year: str) -> str:
     """One line naming the folders of ``year``'s official layout."""
     return ", ".join(f"{images}/ + {masks}/" for images, masks in LAYOUTS[year].values())
@@ -51,8 +51,6 @@ def missing_data_message(root: Path) -> str:
 def detect_year(root: Path) -> str:
     """``"2017"`` or ``"2016"``, from which official folders exist under ``root``."""
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(missing_data_message(root))
     for year, splits in LAYOUTS.items():
         if (root / splits["train"][0]).is_dir() or (root / splits["test"][0]).is_dir():
             return year
@@ -74,17 +72,15 @@ def find_pairs(root: Path, year: str, folder_split: str) -> list[tuple[str, Path
             raise DataError(f"missing folder {folder}. " + missing_data_message(root))
     suffix = MASK_SUFFIX[year]
     images: dict[str, Path] = {}
-    for p in sorted(image_dir.iterdir()):
-        if p.name.startswith(".") or not p.is_file():
-            continue
+    for p in visible_files(image_dir):
         if p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.lower().endswith("_superpixels"):
             if p.stem in images:
                 raise DataError(f"image {p.stem} is there twice, as {images[p.stem].name} and {p.name} "
                                 f"in {image_dir}: keep one of them")
             images[p.stem] = p
     masks: dict[str, Path] = {}
-    for p in sorted(mask_dir.iterdir()):
-        if p.name.lower().endswith(suffix.lower()) and not p.name.startswith(".") and p.is_file():
+    for p in visible_files(mask_dir):
+        if p.name.lower().endswith(suffix.lower()):
             stem = p.name[: -len(suffix)]
             if stem in masks:
                 raise DataError(f"mask {stem} is there twice, as {masks[stem].name} and {p.name} in {mask_dir}: "
@@ -94,32 +90,13 @@ def find_pairs(root: Path, year: str, folder_split: str) -> list[tuple[str, Path
         raise DataError(f"empty folder {image_dir}: expected images X.jpg")
     if not masks:
         raise DataError(f"empty folder {mask_dir}: expected masks X{suffix}")
-    if images.keys() - masks.keys():
-        lonely = sorted(images.keys() - masks.keys())
+    if lonely := sorted(images.keys() - masks.keys()):
         raise DataError(f"{len(lonely)} image(s) without a mask, e.g. {images[lonely[0]]}: "
                         f"expected {mask_dir / (lonely[0] + suffix)}")
-    if masks.keys() - images.keys():
-        lonely = sorted(masks.keys() - images.keys())
+    if lonely := sorted(masks.keys() - images.keys()):
         raise DataError(f"{len(lonely)} mask(s) without an image, e.g. {masks[lonely[0]]}: "
                         f"expected {image_dir / (lonely[0] + '.jpg')}")
     return [(stem, images[stem], masks[stem]) for stem in sorted(images)]
-
-
-def open_image(source: Path | BinaryIO, mode: str | None = "RGB", name: Path | str | None = None) -> Image.Image:
-    """Decode an image file (a path, or an open binary file named ``name`` in messages) as a viewer
-    shows it (:mod:`skinseg.images`: orientation applied, large images reduced), as 8-bit RGB when
-    ``mode`` is ``"RGB"`` or in its stored mode when ``mode`` is None.
-
-    Raises :class:`DataError` naming the file for a corrupt, truncated, too large or unsupported image.
-    """
-    image, _ = decode(source, name)
-    return as_rgb(image, name or source) if mode == "RGB" else image.convert(mode) if mode else image
-
-
-def read_mask(source: Path | BinaryIO, name: Path | str | None = None) -> np.ndarray:
-    """Decode a mask file (a path, or an open binary file named ``name``) into ``(H, W)`` uint8
-    in {0, 1}, oriented as a viewer shows it (see :func:`skinseg.images.binary_mask`)."""
-    return images.read_mask(source, name)
 
 
 def resize_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -151,7 +128,7 @@ def read_pair(image_path: Path, mask_path: Path, size: tuple[int, int]) -> tuple
     """Decode one image and its mask and resize both to ``size = (H, W)``.
 
     Returns ``(image, mask)``: ``(H, W, 3)`` uint8 RGB and ``(H, W)`` uint8 in {0, 1}
-    (:func:`resize_image`, :func:`resize_mask`; masks are checked by :func:`binary_mask`).
+    (:func:`resize_image`, :func:`resize_mask`; masks are checked by :func:`skinseg.images.binary_mask`).
     """
     image, (w, h) = read_image(image_path)
     mask = read_mask(mask_path)

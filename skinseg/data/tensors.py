@@ -35,9 +35,8 @@ _CHANNEL_STATS: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch
 
 
 def _channel_stats(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """:data:`MEAN` and :data:`STD` as ``(1, 3, 1, 1)`` tensors on ``device``, made once per device and dtype:
-    building them from Python numbers copies them from the host, and on a GPU that copy waits
-    for every queued kernel to finish, in every training step."""
+    """:data:`MEAN` and :data:`STD` as ``(1, 3, 1, 1)`` tensors, made once per device and dtype: a copy
+    from the host would wait for every queued GPU kernel to finish, in every training step."""
     key = (device, dtype)
     if key not in _CHANNEL_STATS:
         _CHANNEL_STATS[key] = (torch.tensor(MEAN, device=device, dtype=dtype).view(1, 3, 1, 1),

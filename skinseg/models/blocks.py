@@ -1,7 +1,6 @@
 """The two building blocks shared by U-Net and Attention U-Net."""
 from __future__ import annotations
 
-
 from torch import nn
 
 
