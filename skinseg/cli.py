@@ -161,11 +161,10 @@ def cmd_evaluate(args) -> None:
 def cmd_compare(args) -> None:
     import pandas as pd
 
-    from .lab.stats import format_p
-    from .evaluate import paired_comparison
+    from .lab.result_files import score_column
+    from .lab.stats import format_p, paired_comparison
     from .errors import DataError
     from .outputs import WRITTEN_BY, check_outputs, written_by
-    from .score_tables import score_column
     if args.out:
         check_outputs([args.out], [args.a, args.b], overwrite=args.overwrite,
                       own=[args.out] if written_by(args.out, "compare") else [])

@@ -27,7 +27,7 @@ from ..data import load_split
 from ..data.protocols import OFFICIAL
 from ..device import resolve_device, seed_everything
 from ..errors import ConfigError, TrainingError
-from ..evaluate import binarize, paired_comparison, predict_probabilities, score_masks
+from ..evaluate import binarize, predict_probabilities, score_masks
 from ..lock import locks_folder, output_lock
 from ..models import MODELS, build_model
 from ..train import BEST, fit
@@ -36,6 +36,7 @@ from .plan import budgeted_profile
 from .provenance import environment, write_json
 from .result_files import read_json
 from .run_errors import run_folder_hint
+from .stats import paired_comparison
 from .variants import VARIANTS, check_variant_names, with_variants
 
 BASELINE = "baseline"
