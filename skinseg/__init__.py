@@ -15,7 +15,8 @@ Two layers:
   :mod:`~skinseg.outputs` (an output never replaces an input);
 * :mod:`skinseg.lab`, how the book's numbers are made: experiments, slices and merges,
   sweeps, benchmarks and run costs, statistics, provenance and the leakage guard, the
-  readers of the committed results, and the book's data analyses (artefacts, identical images). The lab imports the core, never the reverse.
+  article's data protocol, the readers of the committed results, and the book's data
+  analyses (artefacts, identical images). The lab imports the core, never the reverse.
 
 The command line, :mod:`~skinseg.cli` (``python -m skinseg``), uses both. :mod:`~skinseg.colab`, the
 chapters' first cell on Colab, is core: it only downloads the data.
