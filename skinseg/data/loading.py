@@ -72,10 +72,11 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
     The first call decodes every file and caches the arrays (``cache_dir``, default
     ``$SKINSEG_CACHE`` or ``~/.cache/skinseg``); later calls read the cache, which is keyed
     by the files' paths, sizes and modification times. ``ids`` keeps only these image ids of
-    the split (:mod:`skinseg.lab.protocols` builds the article's splits this way), ``limit``
-    then the first N images (sorted by id). The result's ``source`` names the split (``"ISIC
-    2017 test"``) and its ``origin`` (:func:`origin`) says where the images come from. The
-    dataset folder itself is only read.
+    the split, in its order (an id the split lacks raises :class:`DataError`;
+    :mod:`skinseg.lab.protocols` builds the article's splits this way), ``limit`` then the
+    first N images (sorted by id). The result's ``source`` names the split (``"ISIC 2017
+    test"``) and its ``origin`` (:func:`origin`) says where the images come from. The dataset
+    folder itself is only read.
     """
     root = Path(root)
     size, limit = check_size(size), check_limit(limit)
@@ -83,6 +84,9 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
     pairs = split_pairs(root, split, year)
     if ids is not None:
         wanted = set(ids)
+        unknown = sorted(wanted - {p[0] for p in pairs})
+        if unknown:
+            raise DataError(f"{len(unknown)} of the ids are not in the {split} split of {root}, e.g. {unknown[0]!r}")
         pairs = [p for p in pairs if p[0] in wanted]
     pairs = pairs[:limit]
     name = f"folder {root.name} {split}" if year == FOLDERS else f"ISIC {year} {split}"
