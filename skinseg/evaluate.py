@@ -2,8 +2,6 @@
 per-image metrics."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import torch
@@ -16,9 +14,6 @@ from .checks import check_images, check_model, check_positive_int
 from .device import autocast, autocast_dtype, resolve_device
 from .errors import ConfigError
 from .metrics import BOUNDARY_TOLERANCE, boundary_scores, confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
-
-# The per-image scores also kept for the raw prediction, as "<column>_raw".
-RAW_COLUMNS = ("iou", "dice", "hd95", "boundary_f")
 
 # Each TTA variant lists (k quarter-turns, flip left-right) pairs of the dihedral group, for a
 # square image. On a non-square image "d4" keeps the views that fit its frame (tta_views).
@@ -38,31 +33,6 @@ def tta_views(tta: str, height: int, width: int) -> list[tuple[int, bool]]:
     if tta not in TTA:
         raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
     return [(k, f) for k, f in TTA[tta] if height == width or k % 2 == 0]
-
-
-@dataclass(frozen=True)
-class EvalSetting:
-    """How probabilities become a mask: a test-time augmentation (a :data:`TTA` name) and, with
-    ``postprocess``, the largest region with its holes filled. Result files name it by its
-    :attr:`label`, such as ``"none"`` or ``"d4+post"``; :meth:`parse` reads a label back."""
-
-    tta: str = "none"
-    postprocess: bool = False
-
-    def __post_init__(self) -> None:
-        if self.tta not in TTA:
-            raise ConfigError(f"tta must be one of {sorted(TTA)}, got {self.tta!r}")
-
-    @property
-    def label(self) -> str:
-        return self.tta + ("+post" if self.postprocess else "")
-
-    @classmethod
-    def parse(cls, label: str) -> "EvalSetting":
-        tta, plus, post = label.partition("+")
-        if plus and post != "post":
-            raise ConfigError(f"an evaluation setting is a TTA name, optionally with '+post', got {label!r}")
-        return cls(tta, bool(plus))
 
 
 def _apply(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
@@ -171,33 +141,6 @@ def evaluate_model(model: nn.Module, data: SegmentationData, *, tta: str = "none
     """Per-image metrics of ``model`` on ``data`` (see :func:`score_masks`)."""
     prob = predict_probabilities(model, data.images, tta=tta, batch_size=batch_size, device=device)
     return score_masks(binarize(prob, postprocess), data)
-
-
-def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
-                    device=None) -> pd.DataFrame:
-    """Per-image metrics at both endpoints of an experiment's run.
-
-    ``chosen`` is a run's validation choice (an :class:`EvalSetting`). Returns the :func:`score_masks` table of
-    that setting plus ``iou_raw``, ``dice_raw``, ``hd95_raw`` and ``boundary_f_raw`` of the raw prediction (no TTA, no
-    post-processing): the columns of an experiment's ``per_image/<run>.csv``.
-    """
-    return evaluate_endpoints(model, data, chosen, batch_size=batch_size, device=device)[0]
-
-
-def evaluate_endpoints(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
-                       device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
-    """``(table, raw, masks, raw_masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks`
-    table of the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``
-    (the secondary endpoint) and raw (the primary endpoint). The raw and the chosen variant share
-    their views (:func:`predict_variants`)."""
-    probs = predict_variants(model, data.images, ("none", chosen.tta), batch_size=batch_size, device=device)
-    raw_masks = binarize(probs["none"])
-    raw = score_masks(raw_masks, data)
-    masks = binarize(probs[chosen.tta], chosen.postprocess)
-    table = score_masks(masks, data)
-    for column in RAW_COLUMNS:
-        table[f"{column}_raw"] = raw[column]
-    return table, raw, masks, raw_masks
 
 
 def summarize(per_image: pd.DataFrame) -> dict[str, float]:

@@ -8,9 +8,9 @@ from torch import nn
 from skinseg.data import SegmentationData
 from skinseg.data.tensors import normalize
 from skinseg.errors import ConfigError
-from skinseg.evaluate import (TTA, EvalSetting, _apply, _undo, binarize, evaluate_chosen, evaluate_endpoints, evaluate_model,
-                              largest_component_filled, predict_probabilities, predict_variants,
-                              score_masks, summarize, tta_views)
+from skinseg.evaluate import (TTA, _apply, _undo, binarize, evaluate_model, largest_component_filled, predict_probabilities,
+                              predict_variants, score_masks, summarize, tta_views)
+from skinseg.lab.endpoints import EvalSetting, evaluate_chosen, evaluate_endpoints
 from skinseg.metrics import boundary_scores, dice_per_image, iou_per_image
 from skinseg.models import AttentionUNet, build_model
 

@@ -3,7 +3,7 @@
 :mod:`~skinseg.lab.experiment` (both models, several seeds, every artifact), :mod:`~skinseg.lab.slice`,
 :mod:`~skinseg.lab.archive`, :mod:`~skinseg.lab.merge` and :mod:`~skinseg.lab.order` (GPU time in
 slices), :mod:`~skinseg.lab.sweep` and :mod:`~skinseg.lab.variants` (recipe variants on validation), :mod:`~skinseg.lab.external`
-(external test sets), :mod:`~skinseg.lab.endpoints` (the evaluation protocol),
+(external test sets), :mod:`~skinseg.lab.endpoints` (the evaluation protocol, a run scored at both endpoints),
 :mod:`~skinseg.lab.protocols` (the data protocols: the article's ISIC 2016 splits rebuilt from ISIC 2017),
 :mod:`~skinseg.lab.stats` (paired and two-level comparisons),
 :mod:`~skinseg.lab.artefacts` and :mod:`~skinseg.lab.duplicates` (the data's artefacts and identical images),

@@ -42,13 +42,13 @@ from ..config import Profile
 from ..data import SegmentationData
 from ..device import resolve_device, seed_everything
 from ..errors import ConfigError
-from ..evaluate import EvalSetting, binarize, evaluate_endpoints, predict_variants, score_masks, summarize
+from ..evaluate import binarize, predict_variants, score_masks, summarize
 from ..lock import locks_folder, output_lock
 from ..models import build_model
 from ..psi import flatten_levels, psi_maps
 from ..train import BEST, fit, recipe_changes, training_recipe
 from .display import store_display_of_run
-from .endpoints import evaluation_protocol
+from .endpoints import EvalSetting, evaluate_endpoints, evaluation_protocol
 from .external import ExternalSets
 from .leakage import training_record
 from .plan import RunCosts
