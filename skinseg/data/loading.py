@@ -40,13 +40,11 @@ def split_pairs(root: Path, split: str, year: str) -> list[tuple[str, Path, Path
 
 
 def origin(root: Path, year: str, split: str) -> dict[str, str]:
-    """Where a split of the folder's own splits comes from: ``{"protocol", "dataset", "split", "folder"}``.
+    """Where a split comes from, which a checkpoint records: ``{"protocol", "dataset", "split", "folder"}``.
 
-    ``dataset`` names the data set whatever the split (``"ISIC 2017"``, ``"ISIC 2016"``, or
-    ``"folder <name>"`` for a generic folder, ``year`` not an ISIC year), so that a score on
-    another data set is told from a held-out one; ``folder`` is the official image folder the
-    images were read from (e.g. ``ISIC-2017_Training_Data``), or for a generic folder its name
-    and the split. A checkpoint records it for its training data.
+    ``dataset`` is ``"ISIC 2017"``, ``"ISIC 2016"`` or ``"folder <name>"`` (``year`` not an ISIC
+    year), whatever the split, so that another data set is told from a held-out split; ``folder``
+    is the image folder read (``ISIC-2017_Training_Data``, or ``<name>/<split>``).
     """
     if year in LAYOUTS:
         dataset, folder = f"ISIC {year}", LAYOUTS[year]["train" if year == "2016" and split == "val" else split][0]
