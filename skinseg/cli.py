@@ -88,7 +88,7 @@ def cmd_download(args) -> None:
 def _limited_split(args, profile, split):
     from .lab.protocols import load_protocol_split
     return load_protocol_split(args.data, split, profile.image_size, protocol=args.protocol,
-                      limit={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test}[split])
+                               limit={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test}[split])
 
 
 def cmd_train(args) -> None:
