@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from skinseg.data import load_split
-from skinseg.data.protocols import OFFICIAL
 from skinseg.errors import SkinsegError
 from skinseg.lab.display import load_display, store_display
+from skinseg.lab.protocols import OFFICIAL, load_protocol_split
 from skinseg.lab.results import load_results
 from skinseg.metrics import iou_per_image
 
@@ -27,7 +26,7 @@ try:
     results = load_results(args.results)
     seed = results.seeds[0]
     size = tuple(results.config["profile"]["image_size"])
-    test = load_split(args.data, "test", size, protocol=results.config.get("protocol", OFFICIAL))
+    test = load_protocol_split(args.data, "test", size, protocol=results.config.get("protocol", OFFICIAL))
     tables = {m: results.per_image(m, seed) for m in ("unet", "attention_unet")}
     path = store_display(results.path, test, tables["unet"]["iou"], tables["attention_unet"]["iou"], results.psi().ids)
     stored = load_display(path)

@@ -11,12 +11,12 @@ Two layers:
   :mod:`~skinseg.config` (the recipes), :mod:`~skinseg.paths` (where data and results are
   looked for), :mod:`~skinseg.images` (images and masks read as a viewer shows them) and the
   helpers :mod:`~skinseg.device`, :mod:`~skinseg.atomic`, :mod:`~skinseg.lock`,
-  :mod:`~skinseg.errors`, :mod:`~skinseg.checks` (arguments checked at the public functions),
-  :mod:`~skinseg.outputs` (an output never replaces an input) and :mod:`~skinseg.score_tables`
-  (the per-image tables ``compare`` reads);
+  :mod:`~skinseg.errors`, :mod:`~skinseg.checks` (arguments checked at the public functions) and
+  :mod:`~skinseg.outputs` (an output never replaces an input);
 * :mod:`skinseg.lab`, how the book's numbers are made: experiments, slices and merges,
-  sweeps, benchmarks and run costs, statistics, provenance and the leakage guard, and
-  the readers of the committed results. The lab imports the core, never the reverse.
+  sweeps, benchmarks and run costs, statistics, provenance and the leakage guard, the
+  article's data protocol, the readers of the committed results, and the book's data
+  analyses (artefacts, identical images). The lab imports the core, never the reverse.
 
 The command line, :mod:`~skinseg.cli` (``python -m skinseg``), uses both. :mod:`~skinseg.colab`, the
 chapters' first cell on Colab, is core: it only downloads the data.

@@ -16,11 +16,11 @@ from .atomic import write_text_atomic
 from .cli_args import (OneLineParser, device, existing_file, image_side, nonnegative_int, output_file,
                        output_folder, positive_float, positive_int, url, width)
 from .config import COMPILE_MODES, MODEL_LABELS, PROFILES, get_profile
-from .data.protocols import OFFICIAL, PROTOCOLS
 from .errors import ConfigError, SkinsegError
 from .lock import output_lock
 from .outputs import WRITTEN_BY, check_out_of_data, check_outputs, holds_keys, written_by
 from .lab.order import EXPERIMENTS
+from .lab.protocols import OFFICIAL, PROTOCOLS
 from .lab.variants import VARIANTS, with_variants
 from .paths import default_data_dir, results_dir
 
@@ -45,9 +45,9 @@ def cmd_download(args) -> None:
 
 
 def _limited_split(args, profile, split):
-    from .data import load_split
-    return load_split(args.data, split, profile.image_size, protocol=args.protocol,
-                      limit={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test}[split])
+    from .lab.protocols import load_protocol_split
+    return load_protocol_split(args.data, split, profile.image_size, protocol=args.protocol,
+                               limit={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test}[split])
 
 
 def cmd_train(args) -> None:
@@ -82,7 +82,7 @@ def cmd_train(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from .checkpoint import load_checkpoint, model_from_state
-    from .data import load_split
+    from .lab.protocols import load_protocol_split
     from .device import resolve_device
     from .evaluate import evaluate_model, summarize
     from .lab.leakage import check_held_out
@@ -99,7 +99,7 @@ def cmd_evaluate(args) -> None:
     state = load_checkpoint(args.checkpoint)
     model = model_from_state(state, args.checkpoint, resolve_device(args.device))
     size = tuple(args.image_size) if args.image_size else checkpoint_image_size(state)
-    data = load_split(args.data, args.split, size, protocol=args.protocol, limit=args.limit)
+    data = load_protocol_split(args.data, args.split, size, protocol=args.protocol, limit=args.limit)
     # LeakageError if the model was trained on these images
     note = check_held_out(state.get("trained_on"), data, model=f"checkpoint {args.checkpoint}")
     print(note)
@@ -118,11 +118,10 @@ def cmd_evaluate(args) -> None:
 def cmd_compare(args) -> None:
     import pandas as pd
 
-    from .lab.stats import format_p
-    from .evaluate import paired_comparison
+    from .lab.result_files import score_column
+    from .lab.stats import format_p, paired_comparison
     from .errors import DataError
     from .outputs import WRITTEN_BY, check_outputs, written_by
-    from .score_tables import score_column
     if args.out:
         check_outputs([args.out], [args.a, args.b], overwrite=args.overwrite,
                       own=[args.out] if written_by(args.out, "compare") else [])
@@ -261,14 +260,13 @@ def cmd_predict(args) -> None:
 def cmd_info(args) -> None:
     from .data import detect_layout
     from .data.folders import FOLDERS, describe_folder
-    from .data.loading import split_pairs
-    from .data.protocols import dataset_label
+    from .lab.protocols import dataset_label, protocol_pairs
     year = detect_layout(args.data)
     if year == FOLDERS and args.protocol == OFFICIAL:
         print(describe_folder(args.data))
         return
     splits = ("train", "val", "test")
-    counts = ", ".join(f"{s} {len(split_pairs(Path(args.data), s, year, args.protocol))}" for s in splits)
+    counts = ", ".join(f"{s} {len(protocol_pairs(Path(args.data), s, year, args.protocol))}" for s in splits)
     print(f"{dataset_label(Path(args.data), year, args.protocol)} in {args.data}: {counts}")
 
 
@@ -277,7 +275,7 @@ SHARED = {  # the options that several commands take, with one meaning
                                    "folders) (default: $SKINSEG_DATA or ../shared/data/isic2017)"),
     "--protocol": dict(choices=PROTOCOLS, default=OFFICIAL,
                        help="which images form train/val/test: official (the folder's own splits) or isic2016-"
-                            "replica (the article's ISIC 2016 splits rebuilt from an ISIC 2017 folder; skinseg.data."
+                            "replica (the article's ISIC 2016 splits rebuilt from an ISIC 2017 folder; skinseg.lab."
                             "protocols)"),
     "--model": dict(choices=tuple(MODEL_LABELS), default="unet"),
     "--seed": dict(type=nonnegative_int, default=0),

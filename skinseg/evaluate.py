@@ -1,24 +1,19 @@
-"""Evaluation: predictions with optional test-time augmentation, post-processing,
-per-image metrics, and the paired comparison of two models on the same images."""
+"""Evaluation: predictions with optional test-time augmentation, post-processing and
+per-image metrics."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy import ndimage, stats
+from scipy import ndimage
 from torch import nn
 
 from .data.arrays import SegmentationData
 from .data.tensors import model_input
 from .checks import check_images, check_model, check_positive_int
 from .device import autocast, autocast_dtype, resolve_device
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .metrics import BOUNDARY_TOLERANCE, boundary_scores, confusion_counts, dice_from_counts, iou_from_counts, summarize_counts
-
-# The per-image scores also kept for the raw prediction, as "<column>_raw".
-RAW_COLUMNS = ("iou", "dice", "hd95", "boundary_f")
 
 # Each TTA variant lists (k quarter-turns, flip left-right) pairs of the dihedral group, for a
 # square image. On a non-square image "d4" keeps the views that fit its frame (tta_views).
@@ -38,31 +33,6 @@ def tta_views(tta: str, height: int, width: int) -> list[tuple[int, bool]]:
     if tta not in TTA:
         raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
     return [(k, f) for k, f in TTA[tta] if height == width or k % 2 == 0]
-
-
-@dataclass(frozen=True)
-class EvalSetting:
-    """How probabilities become a mask: a test-time augmentation (a :data:`TTA` name) and, with
-    ``postprocess``, the largest region with its holes filled. Result files name it by its
-    :attr:`label`, such as ``"none"`` or ``"d4+post"``; :meth:`parse` reads a label back."""
-
-    tta: str = "none"
-    postprocess: bool = False
-
-    def __post_init__(self) -> None:
-        if self.tta not in TTA:
-            raise ConfigError(f"tta must be one of {sorted(TTA)}, got {self.tta!r}")
-
-    @property
-    def label(self) -> str:
-        return self.tta + ("+post" if self.postprocess else "")
-
-    @classmethod
-    def parse(cls, label: str) -> "EvalSetting":
-        tta, plus, post = label.partition("+")
-        if plus and post != "post":
-            raise ConfigError(f"an evaluation setting is a TTA name, optionally with '+post', got {label!r}")
-        return cls(tta, bool(plus))
 
 
 def _apply(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
@@ -173,91 +143,6 @@ def evaluate_model(model: nn.Module, data: SegmentationData, *, tta: str = "none
     return score_masks(binarize(prob, postprocess), data)
 
 
-def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
-                    device=None) -> pd.DataFrame:
-    """Per-image metrics at both endpoints of an experiment's run.
-
-    ``chosen`` is a run's validation choice (an :class:`EvalSetting`). Returns the :func:`score_masks` table of
-    that setting plus ``iou_raw``, ``dice_raw``, ``hd95_raw`` and ``boundary_f_raw`` of the raw prediction (no TTA, no
-    post-processing): the columns of an experiment's ``per_image/<run>.csv``.
-    """
-    return evaluate_endpoints(model, data, chosen, batch_size=batch_size, device=device)[0]
-
-
-def evaluate_endpoints(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
-                       device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
-    """``(table, raw, masks, raw_masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks`
-    table of the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``
-    (the secondary endpoint) and raw (the primary endpoint). The raw and the chosen variant share
-    their views (:func:`predict_variants`)."""
-    probs = predict_variants(model, data.images, ("none", chosen.tta), batch_size=batch_size, device=device)
-    raw_masks = binarize(probs["none"])
-    raw = score_masks(raw_masks, data)
-    masks = binarize(probs[chosen.tta], chosen.postprocess)
-    table = score_masks(masks, data)
-    for column in RAW_COLUMNS:
-        table[f"{column}_raw"] = raw[column]
-    return table, raw, masks, raw_masks
-
-
 def summarize(per_image: pd.DataFrame) -> dict[str, float]:
     """Mean IoU and Dice over images, thresholded Jaccard and pooled scores of a per-image table."""
     return summarize_counts(per_image["tp"], per_image["fp"], per_image["fn"])
-
-
-def paired_scores(a, b) -> tuple[np.ndarray, np.ndarray]:
-    """``a`` and ``b`` as paired float64 score vectors (Series aligned on their index), or a
-    :class:`~skinseg.errors.DataError` naming the fault: no common ids, duplicated ids, text, NaN,
-    another length or shape, fewer than two pairs."""
-    if isinstance(a, pd.Series) != isinstance(b, pd.Series):
-        raise DataError("a and b must both be pandas Series (paired by their index) or both arrays (paired by order)")
-    if isinstance(a, pd.Series):
-        for label, s in (("a", a), ("b", b)):
-            twice = s.index[s.index.duplicated()]
-            if len(twice):
-                raise DataError(f"{label} has {len(twice)} duplicated id(s), e.g. {twice[0]!r}: one score per image")
-        if not len(a.index.intersection(b.index)):
-            raise DataError(f"a and b have no image id in common (a: {len(a)} ids, e.g. {a.index[0] if len(a) else None!r}; "
-                            f"b: {len(b)} ids, e.g. {b.index[0] if len(b) else None!r})")
-        a, b = a.align(b, join="inner")
-    arrays = []
-    for label, s in (("a", a), ("b", b)):
-        try:
-            arrays.append(np.asarray(s, dtype=np.float64))
-        except (TypeError, ValueError):
-            raise DataError(f"{label} must hold numbers, got {np.asarray(s).dtype} values such as "
-                            f"{np.asarray(s).ravel()[:1].tolist()}") from None
-    a, b = arrays
-    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
-        raise DataError(f"a and b must be paired 1-d score arrays of equal length >= 2, got {a.shape} and {b.shape}")
-    for label, s in (("a", a), ("b", b)):
-        if not np.isfinite(s).all():
-            raise DataError(f"{label} has {int((~np.isfinite(s)).sum())} missing or infinite score(s) (NaN or inf), "
-                            f"e.g. at position {int(np.flatnonzero(~np.isfinite(s))[0])}")
-    return a, b
-
-
-def paired_comparison(a, b, *, n_boot: int = 10_000, seed: int = 0, confidence: float = 0.95) -> dict[str, float]:
-    """Compare two models' per-image scores on the same images.
-
-    Args:
-        a, b: per-image scores (for example IoU) of model A and model B, in the same image
-            order (pandas Series are aligned on their index first).
-
-    Returns: ``n``, ``mean_a``, ``mean_b``, ``mean_diff`` (B - A), its percentile bootstrap
-    ``ci_low``/``ci_high`` (resampling images), the two-sided Wilcoxon signed-rank
-    ``p_wilcoxon``, and ``b_better`` / ``a_better``: how many images each model wins.
-    """
-    a, b = paired_scores(a, b)
-    check_positive_int(n_boot, "n_boot")
-    if not isinstance(confidence, float) or not 0 < confidence < 1:
-        raise ConfigError(f"confidence must be a number between 0 and 1 (0.95 for 95 %), got {confidence!r}")
-    diff = b - a
-    rng = np.random.default_rng(seed)
-    boot = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(1)
-    alpha = (1 - confidence) / 2
-    p = float(stats.wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
-    return {"n": int(len(diff)), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
-            "mean_diff": float(diff.mean()), "ci_low": float(np.quantile(boot, alpha)),
-            "ci_high": float(np.quantile(boot, 1 - alpha)), "p_wilcoxon": p,
-            "b_better": int((diff > 0).sum()), "a_better": int((diff < 0).sum())}

@@ -10,7 +10,8 @@ from skinseg.config import PROFILES
 from skinseg.data import SegmentationData, load_split
 from skinseg.lab.synthetic import make_synthetic
 from skinseg.errors import ConfigError, DataError, SkinsegError
-from skinseg.evaluate import paired_comparison, predict_probabilities
+from skinseg.evaluate import predict_probabilities
+from skinseg.lab.stats import paired_comparison
 from skinseg.models import UNet
 from skinseg.predict import predict
 from skinseg.train import fit

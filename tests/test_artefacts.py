@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from skinseg.data.artefacts import (black_hat, corner_region, hair_score, ink_mask, ink_score, luminance,
+from skinseg.lab.artefacts import (black_hat, corner_region, hair_score, ink_mask, ink_score, luminance,
                                     vignette_score)
 
 H, W = 96, 128

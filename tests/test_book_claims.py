@@ -16,10 +16,10 @@ import pytest
 
 from skinseg.config import PROFILES
 from skinseg.data.loading import split_pairs
-from skinseg.data.protocols import replica_counts
 from skinseg.errors import DataError
 from skinseg.lab.bench_results import latest_bench, speedup_table
 from skinseg.lab.endpoints import PRIMARY_ENDPOINT
+from skinseg.lab.protocols import replica_counts
 from skinseg.lab.results import load_bench, load_results
 from skinseg.paths import default_data_dir
 

@@ -1,5 +1,5 @@
-"""The comparison of the two models: endpoints, the two-level (seed x image) bootstrap, the t-interval
-across seeds and the printing of p-values."""
+"""The comparison of the two models: the paired per-image comparison, endpoints, the two-level
+(seed x image) bootstrap, the t-interval across seeds and the printing of p-values."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,9 +7,49 @@ import pytest
 from scipy import stats
 
 from skinseg.errors import ConfigError
-from skinseg.evaluate import paired_comparison
-from skinseg.lab.stats import (by_lesion_size, compare_tables, endpoint_column, format_p, large_losses, seed_spread,
-                               seed_t_interval, two_level_bootstrap)
+from skinseg.lab.stats import (by_lesion_size, compare_tables, endpoint_column, format_p, large_losses, paired_comparison,
+                               seed_spread, seed_t_interval, two_level_bootstrap)
+
+
+def test_paired_comparison_of_a_consistent_shift():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.4, 0.9, 60)
+    b = a + 0.03 + rng.normal(0, 0.01, 60)
+    r = paired_comparison(a, b, n_boot=2000)
+    assert r["n"] == 60
+    assert r["mean_a"] == pytest.approx(a.mean()) and r["mean_b"] == pytest.approx(b.mean())
+    assert r["mean_diff"] == pytest.approx((b - a).mean())
+    assert r["ci_low"] < r["mean_diff"] < r["ci_high"]
+    assert 0 < r["ci_low"] and r["ci_high"] < 0.04
+    assert r["p_wilcoxon"] < 1e-6
+    assert r["b_better"] + r["a_better"] == 60 and r["b_better"] > 55
+    # swapping the models flips the sign
+    s = paired_comparison(b, a, n_boot=2000)
+    assert s["mean_diff"] == pytest.approx(-r["mean_diff"]) and s["a_better"] == r["b_better"]
+    # the same seed gives the same interval
+    assert paired_comparison(a, b, n_boot=2000) == r
+
+
+def test_paired_comparison_of_identical_scores_and_no_effect():
+    a = np.linspace(0.3, 0.9, 20)
+    r = paired_comparison(a, a.copy())
+    assert r["mean_diff"] == 0 and r["ci_low"] == 0 and r["ci_high"] == 0
+    assert r["p_wilcoxon"] == 1.0 and r["a_better"] == r["b_better"] == 0
+    rng = np.random.default_rng(1)
+    noise = paired_comparison(a, a + rng.normal(0, 0.05, 20))
+    assert noise["ci_low"] < 0 < noise["ci_high"] and noise["p_wilcoxon"] > 0.05
+
+
+def test_paired_comparison_aligns_series_and_checks_shapes():
+    ids = [f"img{i}" for i in range(10)]
+    a = pd.Series(np.linspace(0, 1, 10), index=ids)
+    b = (a + 0.1).iloc[::-1]  # same images, other order
+    r = paired_comparison(a, b, n_boot=500)
+    assert r["mean_diff"] == pytest.approx(0.1) and r["b_better"] == 10
+    with pytest.raises(ValueError, match="paired"):
+        paired_comparison(np.ones(5), np.ones(4))
+    with pytest.raises(ValueError, match="paired"):
+        paired_comparison([0.5], [0.6])
 
 
 def test_endpoints_name_their_columns():

@@ -88,6 +88,15 @@ def test_resize_and_limit(layout_2017):
     np.testing.assert_allclose(d.lesion_fraction, full.lesion_fraction[:3], atol=0.03)
 
 
+def test_ids_keep_those_images_of_the_split_in_its_order(layout_2017):
+    full = load_split(layout_2017, "train", (64, 64))
+    d = load_split(layout_2017, "train", (64, 64), ids=["ISIC_0000005", "ISIC_0000001", "ISIC_0000006"], limit=2)
+    assert d.ids == ["ISIC_0000001", "ISIC_0000005"] and d.source == "ISIC 2017 train (first 2)"
+    np.testing.assert_array_equal(d.images, full.images[[1, 5]])
+    with pytest.raises(DataError, match="1 of the ids are not in the train split of .*, e.g. 'ISIC_0000099'"):
+        load_split(layout_2017, "train", (64, 64), ids=["ISIC_0000001", "ISIC_0000099"])
+
+
 def test_isic2016_validation_split_is_pinned():
     ids = [f"ISIC_{k:07d}" for k in range(20)]
     assert isic2016_validation_ids(ids) == {"ISIC_0000000", "ISIC_0000013", "ISIC_0000015", "ISIC_0000018"}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinseg.data.duplicates import identical_groups, identical_images
+from skinseg.lab.duplicates import identical_groups, identical_images
 from skinseg.data.loading import split_pairs
 from skinseg.errors import DataError
 

@@ -12,11 +12,11 @@ from conftest import run_cli
 from skinseg.config import NO_AUGMENT, PROFILES, get_profile
 from skinseg.data import SegmentationData, load_split
 from skinseg.data.loading import split_pairs
-from skinseg.data.protocols import (PROTOCOLS, REPLICA, dataset_label, isic2016_ids, origin, replica_counts,
-                                    replica_pairs)
 from skinseg.data.splits import isic2016_validation_ids
 from skinseg.errors import CheckpointError, DataError, LeakageError
 from skinseg.lab.leakage import check_checkpoint, check_held_out, ids_digest, training_record
+from skinseg.lab.protocols import (PROTOCOLS, REPLICA, dataset_label, isic2016_ids, load_protocol_split, origin,
+                                   protocol_pairs, replica_counts, replica_pairs)
 from skinseg.losses import build_loss, pooled_dice_loss, soft_dice_loss
 from skinseg.models import build_model
 from skinseg.paths import default_data_dir
@@ -75,7 +75,7 @@ def test_replica_split_sizes_are_pinned():
 @real
 def test_every_replica_label_says_what_it_is():
     assert dataset_label(ROOT, "2017", REPLICA) == LABEL
-    d = load_split(ROOT, "test", protocol=REPLICA, limit=2)
+    d = load_protocol_split(ROOT, "test", protocol=REPLICA, limit=2)
     assert d.source == f"{LABEL} test (first 2)"
     assert d.origin == {"protocol": REPLICA, "dataset": "ISIC 2016 replica", "split": "test",
                         "folder": "ISIC-2017_Training_Data"}
@@ -89,9 +89,9 @@ def test_every_replica_label_says_what_it_is():
 
 def test_replica_refuses_an_isic2016_folder_and_unknown_protocols(layout_2016, layout_2017):
     with pytest.raises(DataError, match="reads an ISIC 2017 folder.*holds ISIC 2016"):
-        split_pairs(layout_2016, "test", "2016", REPLICA)
+        protocol_pairs(layout_2016, "test", "2016", REPLICA)
     with pytest.raises(DataError, match="protocol must be one of"):
-        load_split(layout_2017, "test", (64, 64), protocol="isic2016")
+        load_protocol_split(layout_2017, "test", (64, 64), protocol="isic2016")
     assert PROTOCOLS == ("official", REPLICA)
 
 

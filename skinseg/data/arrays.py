@@ -20,7 +20,7 @@ class SegmentationData:
         source: a human-readable description of where the data came from, for instance
             ``"ISIC 2017 test"`` or ``"SYNTHETIC lesions (seed 0)"``; plots and tables print it.
         origin: where the images were read from, ``{"protocol", "dataset", "split", "folder"}``
-            (:func:`skinseg.data.protocols.origin`); empty for data made in memory. A
+            (:func:`skinseg.data.loading.origin`, :func:`skinseg.lab.protocols.origin`); empty for data made in memory. A
             checkpoint records its training data's origin, and :mod:`skinseg.lab.leakage` checks it.
     """
 

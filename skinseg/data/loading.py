@@ -14,23 +14,43 @@ from ..paths import cache_dir as default_cache_dir
 from .arrays import SegmentationData
 from .folders import FOLDERS, detect_layout, find_folder_pairs
 from ..checks import check_limit, check_size
-from .isic import SPLITS, read_pair
-from .protocols import OFFICIAL, check_protocol, dataset_label, origin, protocol_pairs
+from .isic import LAYOUTS, SPLITS, find_pairs, read_pair
+from .splits import isic2016_validation_ids
+
+# The folder's own splits; skinseg.lab.protocols adds the article's ISIC 2016 replica.
+OFFICIAL = "official"
 
 
-def split_pairs(root: Path, split: str, year: str, protocol: str = OFFICIAL) -> list[tuple[str, Path, Path]]:
-    """The ``(id, image, mask)`` triples of ``split`` (``train``, ``val`` or ``test``) under ``protocol``.
+def split_pairs(root: Path, split: str, year: str) -> list[tuple[str, Path, Path]]:
+    """The ``(id, image, mask)`` triples of ``split`` (``train``, ``val`` or ``test``) of the folder's own splits.
 
-    ``"official"``: ISIC 2017 uses its official splits, and ISIC 2016's ``train`` and ``val``
-    are the fixed 720/180 split of its training folder (:mod:`skinseg.data.splits`).
-    ``"isic2016-replica"``: ISIC 2016's splits rebuilt from an ISIC 2017 folder
-    (:mod:`skinseg.data.protocols`). A generic folder (``year`` ``"folders"``) has its own splits.
+    ISIC 2017 uses its official splits, and ISIC 2016's ``train`` and ``val`` are the fixed
+    720/180 split of its training folder (:mod:`skinseg.data.splits`). A generic folder
+    (``year`` ``"folders"``) has its own splits.
     """
     if year == FOLDERS:
-        if check_protocol(protocol) != OFFICIAL:
-            raise DataError(f"the {protocol} protocol reads an ISIC 2017 folder, not the generic folder {root}")
         return find_folder_pairs(root, split)
-    return protocol_pairs(root, split, year, protocol)
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+    if year == "2016" and split in ("train", "val"):
+        pairs = find_pairs(root, year, "train")
+        val_ids = isic2016_validation_ids([p[0] for p in pairs])
+        return [p for p in pairs if (p[0] in val_ids) == (split == "val")]
+    return find_pairs(root, year, split)
+
+
+def origin(root: Path, year: str, split: str) -> dict[str, str]:
+    """Where a split comes from, which a checkpoint records: ``{"protocol", "dataset", "split", "folder"}``.
+
+    ``dataset`` is ``"ISIC 2017"``, ``"ISIC 2016"`` or ``"folder <name>"`` (``year`` not an ISIC
+    year), whatever the split, so that another data set is told from a held-out split; ``folder``
+    is the image folder read (``ISIC-2017_Training_Data``, or ``<name>/<split>``).
+    """
+    if year in LAYOUTS:
+        dataset, folder = f"ISIC {year}", LAYOUTS[year]["train" if year == "2016" and split == "val" else split][0]
+    else:
+        dataset, folder = f"folder {Path(root).name}", f"{Path(root).name}/{split}"
+    return {"protocol": OFFICIAL, "dataset": dataset, "split": split, "folder": folder}
 
 
 def _cache_key(pairs, size) -> str:
@@ -43,26 +63,33 @@ def _cache_key(pairs, size) -> str:
 
 
 def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: str | None = None,
-               protocol: str = OFFICIAL, limit: int | None = None, cache: bool = True,
+               ids=None, limit: int | None = None, cache: bool = True,
                cache_dir: Path | None = None) -> SegmentationData:
     """Decode a split of an ISIC (or generic, :mod:`skinseg.data.folders`) folder into uint8 arrays, resized to ``size = (H, W)``.
 
     The first call decodes every file and caches the arrays (``cache_dir``, default
     ``$SKINSEG_CACHE`` or ``~/.cache/skinseg``); later calls read the cache, which is keyed
-    by the files' paths, sizes and modification times. ``limit`` keeps the first N images
-    (sorted by id). ``protocol`` names the split rule (:func:`split_pairs`); the result's
-    ``source`` names it too (``"ISIC 2017 test"``, ``"ISIC 2016 replica (...) test"``) and its
-    ``origin`` says where the images come from. The dataset folder itself is only read.
+    by the files' paths, sizes and modification times. ``ids`` keeps only these image ids of
+    the split, in its order (an id the split lacks raises :class:`DataError`;
+    :mod:`skinseg.lab.protocols` builds the article's splits this way), ``limit`` then the
+    first N images (sorted by id). The result's ``source`` names the split (``"ISIC 2017
+    test"``) and its ``origin`` (:func:`origin`) says where the images come from. The dataset
+    folder itself is only read.
     """
     root = Path(root)
     size, limit = check_size(size), check_limit(limit)
     year = year or detect_layout(root)
-    pairs = split_pairs(root, split, year, protocol)
-    if limit is not None:
-        pairs = pairs[:limit]
-    name = f"folder {root.name} {split}" if year == FOLDERS else f"{dataset_label(root, year, protocol, size)} {split}"
+    pairs = split_pairs(root, split, year)
+    if ids is not None:
+        wanted = set(ids)
+        unknown = sorted(wanted - {p[0] for p in pairs})
+        if unknown:
+            raise DataError(f"{len(unknown)} of the ids are not in the {split} split of {root}, e.g. {unknown[0]!r}")
+        pairs = [p for p in pairs if p[0] in wanted]
+    pairs = pairs[:limit]
+    name = f"folder {root.name} {split}" if year == FOLDERS else f"ISIC {year} {split}"
     source = name + (f" (first {len(pairs)})" if limit is not None else "")
-    where = origin(root, year, split, protocol)
+    where = origin(root, year, split)
     ids = [p[0] for p in pairs]
     cache_file = Path(cache_dir or default_cache_dir()) / f"{'' if year == FOLDERS else 'isic'}{year}_{split}_{size[0]}x{size[1]}_{_cache_key(pairs, size)}.npz"
     if cache and cache_file.exists():
@@ -86,7 +113,7 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
 
 def load_dataset(root, size: tuple[int, int] = (192, 256), *, limits: dict[str, int | None] | None = None,
                  **kwargs) -> dict[str, SegmentationData]:
-    """``{"train": ..., "val": ..., "test": ...}`` of an ISIC folder (see :func:`load_split`; pass
-    ``protocol="isic2016-replica"`` for the article's protocol rebuilt from ISIC 2017)."""
+    """``{"train": ..., "val": ..., "test": ...}`` of an ISIC folder (see :func:`load_split`;
+    :func:`skinseg.lab.protocols.load_protocol_dataset` reads the article's protocol rebuilt from ISIC 2017)."""
     limits = limits or {}
     return {split: load_split(root, split, size, limit=limits.get(split), **kwargs) for split in SPLITS}

@@ -1,7 +1,17 @@
-"""The evaluation protocol: how the two models are compared on the test set."""
+"""The evaluation protocol: how the two models are compared on the test set, and the scoring of
+a run at both endpoints."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
 from ..config import Profile
+from ..data.arrays import SegmentationData
+from ..errors import ConfigError
+from ..evaluate import TTA, binarize, predict_variants, score_masks
 
 # How the two models are compared on the test set, fixed here before any test image is read and
 # the same for both: the primary endpoint is the raw prediction (threshold 0.5, no test-time
@@ -12,8 +22,63 @@ ENDPOINTS = {"raw": "raw prediction at the validation-chosen epoch",
              "chosen": "test-time augmentation and post-processing chosen per run on validation"}
 PRIMARY_ENDPOINT = "raw"
 
+# The per-image scores also kept for the raw prediction, as "<column>_raw".
+RAW_COLUMNS = ("iou", "dice", "hd95", "boundary_f")
+
 
 def evaluation_protocol(profile: Profile) -> dict:
     """How a run is scored: the primary endpoint and the candidates of the secondary, per-run choice."""
     return {"primary_endpoint": PRIMARY_ENDPOINT, "threshold": 0.5, "tta": list(profile.tta),
             "postprocess": profile.postprocess}
+
+
+@dataclass(frozen=True)
+class EvalSetting:
+    """How probabilities become a mask: a test-time augmentation (a :data:`skinseg.evaluate.TTA` name) and, with
+    ``postprocess``, the largest region with its holes filled. Result files name it by its
+    :attr:`label`, such as ``"none"`` or ``"d4+post"``; :meth:`parse` reads a label back."""
+
+    tta: str = "none"
+    postprocess: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tta not in TTA:
+            raise ConfigError(f"tta must be one of {sorted(TTA)}, got {self.tta!r}")
+
+    @property
+    def label(self) -> str:
+        return self.tta + ("+post" if self.postprocess else "")
+
+    @classmethod
+    def parse(cls, label: str) -> "EvalSetting":
+        tta, plus, post = label.partition("+")
+        if plus and post != "post":
+            raise ConfigError(f"an evaluation setting is a TTA name, optionally with '+post', got {label!r}")
+        return cls(tta, bool(plus))
+
+
+def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
+                    device=None) -> pd.DataFrame:
+    """Per-image metrics at both endpoints of an experiment's run.
+
+    ``chosen`` is a run's validation choice (an :class:`EvalSetting`). Returns the :func:`score_masks` table of
+    that setting plus ``iou_raw``, ``dice_raw``, ``hd95_raw`` and ``boundary_f_raw`` of the raw prediction (no TTA, no
+    post-processing): the columns of an experiment's ``per_image/<run>.csv``.
+    """
+    return evaluate_endpoints(model, data, chosen, batch_size=batch_size, device=device)[0]
+
+
+def evaluate_endpoints(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
+                       device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    """``(table, raw, masks, raw_masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks`
+    table of the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``
+    (the secondary endpoint) and raw (the primary endpoint). The raw and the chosen variant share
+    their views (:func:`predict_variants`)."""
+    probs = predict_variants(model, data.images, ("none", chosen.tta), batch_size=batch_size, device=device)
+    raw_masks = binarize(probs["none"])
+    raw = score_masks(raw_masks, data)
+    masks = binarize(probs[chosen.tta], chosen.postprocess)
+    table = score_masks(masks, data)
+    for column in RAW_COLUMNS:
+        table[f"{column}_raw"] = raw[column]
+    return table, raw, masks, raw_masks

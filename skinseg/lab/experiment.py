@@ -29,20 +29,20 @@ import pandas as pd
 from ..atomic import write_atomic, write_npz_atomic, write_text_atomic
 from ..checkpoint import load_model
 from ..config import Profile
-from ..data import SegmentationData, load_dataset
-from ..data.protocols import OFFICIAL
+from ..data import SegmentationData
 from ..device import resolve_device, seed_everything
 from ..errors import ConfigError
-from ..evaluate import EvalSetting, binarize, evaluate_endpoints, predict_variants, score_masks, summarize
+from ..evaluate import binarize, predict_variants, score_masks, summarize
 from ..lock import locks_folder, output_lock
 from ..models import build_model
 from ..psi import flatten_levels, psi_maps
 from ..train import BEST, fit, recipe_changes, training_recipe
 from .display import store_display_of_run
-from .endpoints import evaluation_protocol
+from .endpoints import EvalSetting, evaluate_endpoints, evaluation_protocol
 from .external import ExternalSets
 from .leakage import training_record
 from .plan import RunCosts
+from .protocols import OFFICIAL, load_protocol_dataset
 from .provenance import data_fingerprint, environment, write_json
 from .result_files import read_json
 from .results import MODEL_NAMES, finished_seeds
@@ -193,6 +193,7 @@ class ExperimentRunner:
     its runs trained one by one (:meth:`run`), each a whole run or nothing.
 
     Args:
+        data_root: the dataset folder; ``protocol`` (:mod:`skinseg.lab.protocols`) which of its images form the splits.
         out_dir: the results folder; one holding finished runs that :func:`folder_mismatch`
             refuses raises :class:`ConfigError`.
         seeds: the planned seeds (default: the profile's); the first keeps predictions and ψ maps.
@@ -209,8 +210,8 @@ class ExperimentRunner:
         self.seeds = list(profile.seeds if seeds is None else seeds)
         self.work_dir = Path(work_dir) if work_dir else Path("runs") / self.out_dir.name
         self.device = resolve_device(device)
-        self.data = load_dataset(data_root, profile.image_size, protocol=protocol,
-                                 limits={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test})
+        self.data = load_protocol_dataset(data_root, profile.image_size, protocol=protocol,
+                                          limits={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test})
         self.psi_index = psi_image_indices(self.data["test"])
         self.external = ExternalSets(external, profile, self.device, log, train=self.data["train"])
         self.config = {"profile": profile.to_dict(), "recipe": training_recipe(profile), "label": profile.label(),

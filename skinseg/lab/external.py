@@ -22,8 +22,8 @@ from ..atomic import write_text_atomic
 from ..config import Profile
 from ..data.arrays import SegmentationData
 from ..errors import ConfigError, LeakageError
-from ..evaluate import EvalSetting, evaluate_endpoints, summarize
-from .endpoints import PRIMARY_ENDPOINT
+from ..evaluate import summarize
+from .endpoints import PRIMARY_ENDPOINT, EvalSetting, evaluate_endpoints
 from .leakage import check_held_out, training_record
 from .provenance import data_fingerprint, write_json
 from .result_files import read_json, read_table

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ExperimentSpec:
     """One experiment of the book: its results folder ``results/<name>``, data protocol
-    (:mod:`skinseg.data.protocols`), profile (:data:`skinseg.config.PROFILES`) and seeds."""
+    (:mod:`skinseg.lab.protocols`), profile (:data:`skinseg.config.PROFILES`) and seeds."""
 
     name: str
     protocol: str

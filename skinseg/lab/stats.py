@@ -3,7 +3,7 @@
 Both models are scored on the same test images with several training seeds each. The
 comparison is Attention U-Net (B) minus U-Net (A), image by image:
 
-* per seed: :func:`skinseg.evaluate.paired_comparison` (bootstrap over images, Wilcoxon test,
+* per seed: :func:`paired_comparison` (bootstrap over images, Wilcoxon test,
   wins) and the median difference;
 * seed-averaged: the same, on each image's score averaged over the seeds;
 * across seeds: a t-interval on the per-seed mean differences (:func:`seed_t_interval`), and
@@ -34,13 +34,71 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import ConfigError
-from ..evaluate import paired_comparison
+from ..checks import check_positive_int
+from ..errors import ConfigError, DataError
 from ..models import MODELS
 from .endpoints import ENDPOINTS
 from .result_files import read_table
 
 MODEL_A, MODEL_B = MODELS  # "unet", "attention_unet"
+
+
+def paired_scores(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` as paired float64 score vectors (Series aligned on their index), or a
+    :class:`~skinseg.errors.DataError` naming the fault: no common ids, duplicated ids, text, NaN,
+    another length or shape, fewer than two pairs."""
+    if isinstance(a, pd.Series) != isinstance(b, pd.Series):
+        raise DataError("a and b must both be pandas Series (paired by their index) or both arrays (paired by order)")
+    if isinstance(a, pd.Series):
+        for label, s in (("a", a), ("b", b)):
+            twice = s.index[s.index.duplicated()]
+            if len(twice):
+                raise DataError(f"{label} has {len(twice)} duplicated id(s), e.g. {twice[0]!r}: one score per image")
+        if not len(a.index.intersection(b.index)):
+            raise DataError(f"a and b have no image id in common (a: {len(a)} ids, e.g. {a.index[0] if len(a) else None!r}; "
+                            f"b: {len(b)} ids, e.g. {b.index[0] if len(b) else None!r})")
+        a, b = a.align(b, join="inner")
+    arrays = []
+    for label, s in (("a", a), ("b", b)):
+        try:
+            arrays.append(np.asarray(s, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise DataError(f"{label} must hold numbers, got {np.asarray(s).dtype} values such as "
+                            f"{np.asarray(s).ravel()[:1].tolist()}") from None
+    a, b = arrays
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise DataError(f"a and b must be paired 1-d score arrays of equal length >= 2, got {a.shape} and {b.shape}")
+    for label, s in (("a", a), ("b", b)):
+        if not np.isfinite(s).all():
+            raise DataError(f"{label} has {int((~np.isfinite(s)).sum())} missing or infinite score(s) (NaN or inf), "
+                            f"e.g. at position {int(np.flatnonzero(~np.isfinite(s))[0])}")
+    return a, b
+
+
+def paired_comparison(a, b, *, n_boot: int = 10_000, seed: int = 0, confidence: float = 0.95) -> dict[str, float]:
+    """Compare two models' per-image scores on the same images.
+
+    Args:
+        a, b: per-image scores (for example IoU) of model A and model B, in the same image
+            order (pandas Series are aligned on their index first).
+
+    Returns: ``n``, ``mean_a``, ``mean_b``, ``mean_diff`` (B - A), its percentile bootstrap
+    ``ci_low``/``ci_high`` (resampling images), the two-sided Wilcoxon signed-rank
+    ``p_wilcoxon``, and ``b_better`` / ``a_better``: how many images each model wins.
+    """
+    a, b = paired_scores(a, b)
+    check_positive_int(n_boot, "n_boot")
+    if not isinstance(confidence, float) or not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be a number between 0 and 1 (0.95 for 95 %), got {confidence!r}")
+    diff = b - a
+    rng = np.random.default_rng(seed)
+    boot = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(1)
+    alpha = (1 - confidence) / 2
+    p = float(stats.wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
+    return {"n": int(len(diff)), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+            "mean_diff": float(diff.mean()), "ci_low": float(np.quantile(boot, alpha)),
+            "ci_high": float(np.quantile(boot, 1 - alpha)), "p_wilcoxon": p,
+            "b_better": int((diff > 0).sum()), "a_better": int((diff < 0).sum())}
 
 
 def endpoint_column(metric: str, endpoint: str) -> str:

@@ -15,19 +15,19 @@ from typing import Callable
 
 from ..checkpoint import load_model
 from ..config import Profile
-from ..data import load_split
-from ..data.protocols import OFFICIAL
 from ..device import resolve_device, seed_everything
 from ..errors import ConfigError, TrainingError
-from ..evaluate import binarize, paired_comparison, predict_probabilities, score_masks
+from ..evaluate import binarize, predict_probabilities, score_masks
 from ..lock import locks_folder, output_lock
 from ..models import MODELS, build_model
 from ..train import BEST, fit
 from .leakage import training_record
 from .plan import budgeted_profile
+from .protocols import OFFICIAL, load_protocol_split
 from .provenance import environment, write_json
 from .result_files import read_json
 from .run_errors import run_folder_hint
+from .stats import paired_comparison
 from .variants import VARIANTS, check_variant_names, with_variants
 
 BASELINE = "baseline"
@@ -66,8 +66,8 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     names = [BASELINE] + [n for n in dict.fromkeys(names) if n != BASELINE]
     out_dir, device = Path(out_dir), resolve_device(device)
     work_dir = Path(work_dir) if work_dir else Path("runs") / out_dir.name
-    train = load_split(data_root, "train", profile.image_size, protocol=protocol, limit=profile.max_train)
-    val = load_split(data_root, "val", profile.image_size, protocol=protocol, limit=profile.max_val)
+    train = load_protocol_split(data_root, "train", profile.image_size, protocol=protocol, limit=profile.max_train)
+    val = load_protocol_split(data_root, "val", profile.image_size, protocol=protocol, limit=profile.max_val)
     path = out_dir / "sweep.json"
     # only the best epoch's validation images are scored at the end: no TTA views, no test set
     profile, plan = budgeted_profile(profile, time_budget, path, {"train": len(train), "val": len(val), "test": 0},

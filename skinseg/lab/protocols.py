@@ -1,9 +1,8 @@
 """Named data protocols: which images of a folder form the train, val and test splits.
 
 ``official``
-    The folder's own splits: ISIC 2017's training, validation and test folders, or ISIC 2016's
-    training folder split 4:1 by :func:`skinseg.data.splits.isic2016_validation_ids` and its
-    test folder.
+    The folder's own splits (:func:`skinseg.data.loading.split_pairs`): ISIC 2017's training,
+    validation and test folders, or ISIC 2016's training folder split 4:1 and its test folder.
 
 ``isic2016-replica``
     The source article's protocol (ISIC 2016: 900 training images split 4:1, 379 test
@@ -22,14 +21,19 @@ the image folder it was read from, which a checkpoint records for its training d
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 from pathlib import Path
 
+from ..checks import check_size
+from ..data import loading
+from ..data.arrays import SegmentationData
+from ..data.folders import FOLDERS, detect_layout
+from ..data.isic import LAYOUTS, SPLITS, find_pairs
+from ..data.loading import OFFICIAL
+from ..data.splits import isic2016_validation_ids
 from ..errors import DataError
-from .isic import LAYOUTS, SPLITS, find_pairs
-from .splits import isic2016_validation_ids
 
-OFFICIAL = "official"
 REPLICA = "isic2016-replica"
 PROTOCOLS = (OFFICIAL, REPLICA)
 REPLICA_DATASET = "ISIC 2016 replica"
@@ -54,26 +58,11 @@ def isic2016_ids() -> dict[str, tuple[str, ...]]:
             for split in ("train", "test")}
 
 
-def official_pairs(root: Path, split: str, year: str) -> list[Pair]:
-    """The ``(id, image, mask)`` triples of ``split`` under the folder's own splits."""
-    if split not in SPLITS:
-        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
-    if year == "2016" and split in ("train", "val"):
-        pairs = find_pairs(root, year, "train")
-        val_ids = isic2016_validation_ids([p[0] for p in pairs])
-        return [p for p in pairs if (p[0] in val_ids) == (split == "val")]
-    return find_pairs(root, year, split)
-
-
-def _check_replica_folder(root: Path, year: str) -> None:
+def replica_present(root: Path, year: str = "2017") -> dict[str, list[Pair]]:
+    """The ISIC 2017 training pairs whose ids are on the ISIC 2016 ``train`` and ``test`` lists."""
     if year != "2017":
         raise DataError(f"the {REPLICA} protocol reads an ISIC 2017 folder, but {root} holds ISIC {year} "
                         f"(for ISIC 2016's own splits use --protocol {OFFICIAL})")
-
-
-def replica_present(root: Path, year: str = "2017") -> dict[str, list[Pair]]:
-    """The ISIC 2017 training pairs whose ids are on the ISIC 2016 ``train`` and ``test`` lists."""
-    _check_replica_folder(Path(root), year)
     pairs = find_pairs(root, "2017", "train")
     wanted = {split: set(ids) for split, ids in isic2016_ids().items()}
     return {split: [p for p in pairs if p[0] in ids] for split, ids in wanted.items()}
@@ -96,9 +85,11 @@ def replica_pairs(root: Path, split: str, year: str = "2017") -> list[Pair]:
 
 def protocol_pairs(root: Path, split: str, year: str, protocol: str = OFFICIAL) -> list[Pair]:
     """The ``(id, image, mask)`` triples of ``split`` of the folder ``root`` under ``protocol``."""
-    if check_protocol(protocol) == REPLICA:
-        return replica_pairs(root, split, year)
-    return official_pairs(root, split, year)
+    if check_protocol(protocol) == OFFICIAL:
+        return loading.split_pairs(root, split, year)
+    if year == FOLDERS:
+        raise DataError(f"the {protocol} protocol reads an ISIC 2017 folder, not the generic folder {root}")
+    return replica_pairs(root, split, year)
 
 
 def replica_counts(root: Path) -> dict[str, int]:
@@ -127,17 +118,29 @@ def dataset_label(root: Path, year: str, protocol: str = OFFICIAL, size: tuple[i
 
 
 def origin(root: Path, year: str, split: str, protocol: str = OFFICIAL) -> dict[str, str]:
-    """Where a split's images come from: ``{"protocol", "dataset", "split", "folder"}``.
+    """Where a split's images come from: :func:`skinseg.data.loading.origin` for the official
+    splits, ``dataset`` ``"ISIC 2016 replica"`` and ``folder`` ISIC 2017's training folder for the replica."""
+    if check_protocol(protocol) == OFFICIAL:
+        return loading.origin(root, year, split)
+    return {"protocol": protocol, "dataset": REPLICA_DATASET, "split": split, "folder": LAYOUTS["2017"]["train"][0]}
 
-    ``dataset`` names the data set whatever the split (``"ISIC 2017"``, ``"ISIC 2016"``,
-    ``"ISIC 2016 replica"``, or ``"folder <name>"`` for a generic folder, ``year`` not an ISIC
-    year), so that a score on another data set is told from a held-out one; ``folder`` is the
-    official image folder the images were read from (e.g. ``ISIC-2017_Training_Data``), or for
-    a generic folder its name and the split."""
-    if check_protocol(protocol) == REPLICA:
-        dataset, folder = REPLICA_DATASET, LAYOUTS["2017"]["train"][0]
-    elif year in LAYOUTS:
-        dataset, folder = f"ISIC {year}", LAYOUTS[year]["train" if year == "2016" and split == "val" else split][0]
-    else:
-        dataset, folder = f"folder {Path(root).name}", f"{Path(root).name}/{split}"
-    return {"protocol": protocol, "dataset": dataset, "split": split, "folder": folder}
+
+def load_protocol_split(root, split: str, size: tuple[int, int] = (192, 256), *, protocol: str = OFFICIAL,
+                        year: str | None = None, limit: int | None = None, **kwargs) -> SegmentationData:
+    """:func:`skinseg.data.load_split` of ``split`` under ``protocol``; the replica's split is
+    read from ISIC 2017's training folder and its ``source`` (``"ISIC 2016 replica (...) test"``)
+    and ``origin`` name the replica."""
+    if check_protocol(protocol) == OFFICIAL:
+        return loading.load_split(root, split, size, year=year, limit=limit, **kwargs)
+    ids = [p[0] for p in protocol_pairs(Path(root), split, year or detect_layout(root), protocol)]
+    data = loading.load_split(root, "train", size, year="2017", ids=ids, limit=limit, **kwargs)
+    source = f"{dataset_label(root, '2017', protocol, check_size(size))} {split}"
+    return dataclasses.replace(data, source=source + (f" (first {len(data)})" if limit is not None else ""),
+                               origin=origin(root, "2017", split, protocol))
+
+
+def load_protocol_dataset(root, size: tuple[int, int] = (192, 256), *, limits: dict[str, int | None] | None = None,
+                          **kwargs) -> dict[str, SegmentationData]:
+    """``{"train": ..., "val": ..., "test": ...}``: :func:`load_protocol_split` of each split."""
+    limits = limits or {}
+    return {split: load_protocol_split(root, split, size, limit=limits.get(split), **kwargs) for split in SPLITS}

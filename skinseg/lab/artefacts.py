@@ -24,6 +24,12 @@ def _check(images: np.ndarray) -> np.ndarray:
     return images
 
 
+def _in_chunks(function, images: np.ndarray) -> np.ndarray:
+    """``function`` of the (checked) ``images``, :data:`_CHUNK` images at a time, concatenated."""
+    images = _check(images)
+    return np.concatenate([function(images[i:i + _CHUNK]) for i in range(0, max(len(images), 1), _CHUNK)])
+
+
 def luminance(images: np.ndarray) -> np.ndarray:
     """Grey levels of ``(N, H, W, 3)`` uint8 RGB images: ``(N, H, W)`` uint8, 0..255.
 
@@ -55,13 +61,8 @@ def vignette_score(images: np.ndarray, dark: int = 50) -> np.ndarray:
 
     Returns: ``(N,)`` float in [0, 1]; near 1 for a black circular vignette, near 0 without one.
     """
-    images = _check(images)
-    corners = corner_region(images.shape[1:3])
-    out = np.empty(len(images))
-    for start in range(0, len(images), _CHUNK):
-        grey = luminance(images[start:start + _CHUNK])
-        out[start:start + _CHUNK] = (grey[:, corners] < dark).mean(axis=1)
-    return out
+    corners = corner_region(_check(images).shape[1:3])
+    return _in_chunks(lambda chunk: (luminance(chunk)[:, corners] < dark).mean(axis=1), images)
 
 
 def black_hat(images: np.ndarray, size: int = 9) -> np.ndarray:
@@ -72,12 +73,10 @@ def black_hat(images: np.ndarray, size: int = 9) -> np.ndarray:
     lines and dots (hairs, ruler ticks, pen strokes, fine pigment network) and near zero on
     smooth skin and on dark areas wider than ``size`` (most of a lesion).
     """
-    images = _check(images)
-    out = np.empty(images.shape[:3], np.uint8)
-    for start in range(0, len(images), _CHUNK):
-        grey = luminance(images[start:start + _CHUNK])
-        out[start:start + _CHUNK] = ndimage.grey_closing(grey, size=(1, size, size)) - grey
-    return out
+    def hat(chunk):
+        grey = luminance(chunk)
+        return ndimage.grey_closing(grey, size=(1, size, size)) - grey
+    return _in_chunks(hat, images)
 
 
 def hair_score(images: np.ndarray, size: int = 9, threshold: int = 25) -> np.ndarray:
@@ -92,12 +91,7 @@ def hair_score(images: np.ndarray, size: int = 9, threshold: int = 25) -> np.nda
     Fine pigment network, ruler ticks and ink lines also count: high scores are mostly,
     not only, hair.
     """
-    images = _check(images)
-    out = np.empty(len(images))
-    for start in range(0, len(images), _CHUNK):
-        hat = black_hat(images[start:start + _CHUNK], size)
-        out[start:start + _CHUNK] = (hat > threshold).mean(axis=(1, 2))
-    return out
+    return _in_chunks(lambda chunk: (black_hat(chunk, size) > threshold).mean(axis=(1, 2)), images)
 
 
 def ink_mask(images: np.ndarray, margin: int = 35) -> np.ndarray:
@@ -108,21 +102,15 @@ def ink_mask(images: np.ndarray, margin: int = 35) -> np.ndarray:
     absorbs a bluish colour cast of the whole photograph), and its red exceeds its green
     by at least 10. Skin and brown pigment have red > green > blue and never qualify.
     """
-    images = _check(images)
-    out = np.empty(images.shape[:3], bool)
-    for start in range(0, len(images), _CHUNK):
-        x = images[start:start + _CHUNK].astype(np.int16)
+    def violet(chunk):
+        x = chunk.astype(np.int16)
         r, g, b = x[..., 0], x[..., 1], x[..., 2]
         blue_green = b - g
-        typical = np.median(blue_green[:, ::4, ::4].reshape(len(x), -1), axis=1)[:, None, None]
-        out[start:start + _CHUNK] = (blue_green - typical > margin) & (blue_green > 30) & (r - g > 10)
-    return out
+        typical = np.median(blue_green[:, ::4, ::4], axis=(1, 2), keepdims=True) if len(x) else 0  # no median of nothing
+        return (blue_green - typical > margin) & (blue_green > 30) & (r - g > 10)
+    return _in_chunks(violet, images)
 
 
 def ink_score(images: np.ndarray, margin: int = 35) -> np.ndarray:
     """The fraction of each image's pixels that :func:`ink_mask` calls violet: ``(N,)`` in [0, 1]."""
-    images = _check(images)
-    out = np.empty(len(images))
-    for start in range(0, len(images), _CHUNK):
-        out[start:start + _CHUNK] = ink_mask(images[start:start + _CHUNK], margin).mean(axis=(1, 2))
-    return out
+    return _in_chunks(lambda chunk: ink_mask(chunk, margin).mean(axis=(1, 2)), images)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .folders import FOLDERS, detect_layout, split_folders
-from .isic import SPLITS
-from .loading import split_pairs
+from ..data.folders import FOLDERS, detect_layout, split_folders
+from ..data.isic import SPLITS
+from ..data.loading import split_pairs
 
 
 def identical_groups(root) -> list[list[tuple[str, str]]]:
