@@ -10,7 +10,7 @@ from skinseg.data.tensors import normalize
 from skinseg.errors import ConfigError
 from skinseg.evaluate import (TTA, _apply, _undo, binarize, evaluate_model, largest_component_filled, predict_probabilities,
                               predict_variants, score_masks, summarize, tta_views)
-from skinseg.lab.endpoints import EvalSetting, evaluate_chosen, evaluate_endpoints
+from skinseg.lab.endpoints import EvalSetting, evaluate_endpoints
 from skinseg.metrics import boundary_scores, dice_per_image, iou_per_image
 from skinseg.models import AttentionUNet, build_model
 
@@ -176,7 +176,7 @@ def test_shared_views_give_the_numbers_of_one_call_per_variant():
         np.testing.assert_array_equal(prob, predict_probabilities(model, images, tta=tta, batch_size=2, device="cpu"))
 
 
-def test_evaluate_chosen_scores_both_endpoints_from_shared_views():
+def test_evaluate_endpoints_scores_both_endpoints_from_shared_views():
     data = SegmentationData(_images(3, 32, 32), np.zeros((3, 32, 32), np.uint8), source="x")
     data.masks[:, 8:24, 8:24] = 1
     model = AttentionUNet(width=4)
@@ -193,7 +193,6 @@ def test_evaluate_chosen_scores_both_endpoints_from_shared_views():
     for column in ("iou", "dice", "hd95", "boundary_f"):
         np.testing.assert_array_equal(table[f"{column}_raw"], raw[column])
     np.testing.assert_array_equal(table["dice_raw"], raw["dice"])
-    pd.testing.assert_frame_equal(evaluate_chosen(model, data, EvalSetting.parse("flip+post"), batch_size=2, device="cpu"), table)
 
 
 def test_an_evaluation_setting_reads_back_its_label():

@@ -57,23 +57,13 @@ class EvalSetting:
         return cls(tta, bool(plus))
 
 
-def evaluate_chosen(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
-                    device=None) -> pd.DataFrame:
-    """Per-image metrics at both endpoints of an experiment's run.
-
-    ``chosen`` is a run's validation choice (an :class:`EvalSetting`). Returns the :func:`score_masks` table of
-    that setting plus ``iou_raw``, ``dice_raw``, ``hd95_raw`` and ``boundary_f_raw`` of the raw prediction (no TTA, no
-    post-processing): the columns of an experiment's ``per_image/<run>.csv``.
-    """
-    return evaluate_endpoints(model, data, chosen, batch_size=batch_size, device=device)[0]
-
-
 def evaluate_endpoints(model: nn.Module, data: SegmentationData, chosen: EvalSetting, *, batch_size: int = 32,
                        device=None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
-    """``(table, raw, masks, raw_masks)``: the :func:`evaluate_chosen` table, the :func:`score_masks`
-    table of the raw prediction, and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen``
-    (the secondary endpoint) and raw (the primary endpoint). The raw and the chosen variant share
-    their views (:func:`predict_variants`)."""
+    """``(table, raw, masks, raw_masks)``: ``table``, the :func:`score_masks` table at ``chosen`` (a run's
+    validation choice) plus ``iou_raw``, ``dice_raw``, ``hd95_raw`` and ``boundary_f_raw`` of the raw
+    prediction (the columns of an experiment's ``per_image/<run>.csv``); ``raw``, the table of the raw
+    prediction; and the ``(N, H, W)`` uint8 masks in {0, 1} scored at ``chosen`` (the secondary
+    endpoint) and raw (the primary endpoint). Both share their views (:func:`predict_variants`)."""
     probs = predict_variants(model, data.images, ("none", chosen.tta), batch_size=batch_size, device=device)
     raw_masks = binarize(probs["none"])
     raw = score_masks(raw_masks, data)
