@@ -16,25 +16,27 @@ from .atomic import write_text_atomic
 from .cli_args import (OneLineParser, device, existing_file, image_side, nonnegative_int, output_file,
                        output_folder, positive_float, positive_int, url, width)
 from .config import COMPILE_MODES, MODEL_LABELS, PROFILES, get_profile
-from .errors import ConfigError, SkinsegError
+from .data import detect_layout
+from .data.folders import FOLDERS, describe_folder
+from .data.isic import LAYOUTS
+from .errors import ConfigError, DataError, SkinsegError
+from .lab.leakage import check_held_out, training_record
+from .lab.order import EXPERIMENTS
+from .lab.protocols import OFFICIAL, PROTOCOLS, dataset_label, load_protocol_split, protocol_pairs
+from .lab.variants import VARIANTS, with_variants
 from .lock import output_lock
 from .outputs import WRITTEN_BY, check_out_of_data, check_outputs, holds_keys, written_by
-from .lab.order import EXPERIMENTS
-from .lab.protocols import OFFICIAL, PROTOCOLS
-from .lab.variants import VARIANTS, with_variants
 from .paths import default_data_dir, results_dir
 
 
-def _adjust(args, profile):
-    """``profile`` with the variants and overrides (``--epochs``, ``--width``, ...) given on the command line."""
+def _profile(args, profile=None):
+    """``profile`` (default: ``--profile``'s) with the variants and overrides (``--epochs``, ``--width``, ...)
+    given on the command line."""
+    profile = get_profile(args.profile) if profile is None else profile
     if getattr(args, "variant", None):
         profile = with_variants(profile, args.variant)
     changes = {k: getattr(args, k) for k in ("epochs", "width", "batch_size", "compile", "compile_mode") if getattr(args, k, None) is not None}
     return profile.replace(**changes) if changes else profile
-
-
-def _profile(args):
-    return _adjust(args, get_profile(args.profile))
 
 
 def cmd_download(args) -> None:
@@ -44,24 +46,18 @@ def cmd_download(args) -> None:
     print(f"ISIC {args.year} is in {root}" + (" (compact copy: images and masks at 192x256)" if args.compact else ""))
 
 
-def _limited_split(args, profile, split):
-    from .lab.protocols import load_protocol_split
-    return load_protocol_split(args.data, split, profile.image_size, protocol=args.protocol,
-                               limit={"train": profile.max_train, "val": profile.max_val, "test": profile.max_test}[split])
-
-
 def cmd_train(args) -> None:
     profile = _profile(args)
     check_out_of_data(args.out, [args.data])
-    train, val = _limited_split(args, profile, "train"), _limited_split(args, profile, "val")
+    train, val = (load_protocol_split(args.data, split, profile.image_size, protocol=args.protocol,
+                                      limit=getattr(profile, f"max_{split}")) for split in ("train", "val"))
     # torch is imported only now, so that bad data is reported at once
     from .device import seed_everything
     from .models import build_model
-    from .lab.leakage import training_record
     from .train import BEST, HISTORY, LAST, fit
-    outputs = [Path(args.out) / name for name in (BEST, LAST, HISTORY)]
+    outputs = [args.out / name for name in (BEST, LAST, HISTORY)]
     # without last.pt, a best.pt or history.json there is not this run's: a left-over of another
-    check_outputs(outputs, overwrite=args.overwrite, own=outputs if (Path(args.out) / LAST).exists() else [])
+    check_outputs(outputs, overwrite=args.overwrite, own=outputs if (args.out / LAST).exists() else [])
     seed_everything(args.seed)
     model = build_model(args.model, profile.width)
     print(f"{args.model}, {profile.label()}: {len(train)} training images ({train.source}) and {len(val)} "
@@ -82,18 +78,15 @@ def cmd_train(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from .checkpoint import load_checkpoint, model_from_state
-    from .lab.protocols import load_protocol_split
     from .device import resolve_device
     from .evaluate import evaluate_model, summarize
-    from .lab.leakage import check_held_out
     from .predict import checkpoint_image_size
-    out, summary_path = Path(args.out), Path(args.out).with_suffix(".json")
-    data_root = Path(args.data)
+    out, summary_path = args.out, args.out.with_suffix(".json")
 
     def check() -> None:
         check_outputs([out, summary_path], [args.checkpoint], overwrite=args.overwrite,
                       own=[out, summary_path] if written_by(summary_path, "evaluate") else [],
-                      input_folders=[data_root, *data_root.glob("*/"), *data_root.glob("*/*/")])
+                      input_folders=[args.data, *args.data.glob("*/"), *args.data.glob("*/*/")])
 
     check()  # before any work, and again once the folder is held
     state = load_checkpoint(args.checkpoint)
@@ -116,12 +109,8 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    import pandas as pd
-
     from .lab.result_files import score_column
     from .lab.stats import format_p, paired_comparison
-    from .errors import DataError
-    from .outputs import WRITTEN_BY, check_outputs, written_by
     if args.out:
         check_outputs([args.out], [args.a, args.b], overwrite=args.overwrite,
                       own=[args.out] if written_by(args.out, "compare") else [])
@@ -142,9 +131,8 @@ def cmd_compare(args) -> None:
         print(f"wrote {args.out}")
 
 
-def _run_folders(args, data: list) -> None:
-    """``--out`` (default: the results folder) and ``--work-dir`` of experiment and sweep, never in a data folder."""
-    args.out = args.out or results_dir() / args.default_out
+def _check_work_dir(args, data: list) -> None:
+    """``--out`` and ``--work-dir`` of experiment and sweep are never in a data folder."""
     check_out_of_data(args.out, data)
     if args.work_dir is not None:
         check_out_of_data(args.work_dir, data, "--work-dir")
@@ -155,13 +143,14 @@ def cmd_experiment(args) -> None:
     from .lab.external import parse_external
     profile = _profile(args)  # a budget decides how many runs start, never the epochs
     external = parse_external(args.external)
-    _run_folders(args, [args.data, *external.values()])
+    _check_work_dir(args, [args.data, *external.values()])
     run_experiment(args.data, args.out, profile, seeds=args.seeds, work_dir=args.work_dir, device=args.device,
                    progress=not args.quiet, time_budget=args.time_budget, protocol=args.protocol,
                    external=external)
 
 
 def cmd_slice(args) -> None:
+    from .device import resolve_device
     from .lab.archive import is_slice_archive
     from .lab.slice import run_slice
     if args.epochs is not None:
@@ -173,14 +162,12 @@ def cmd_slice(args) -> None:
     profile = None  # each experiment's own recipe
     if args.profile or os.environ.get("SKINSEG_PROFILE"):
         profile = get_profile(args.profile)
-    else:
-        from .device import resolve_device
-        if resolve_device(args.device).type != "cuda":
-            profile = get_profile("smoke")
-            print("no --profile or $SKINSEG_PROFILE and no GPU: every experiment runs the smoke profile")
+    elif resolve_device(args.device).type != "cuda":
+        profile = get_profile("smoke")
+        print("no --profile or $SKINSEG_PROFILE and no GPU: every experiment runs the smoke profile")
     run_slice(args.data, args.archive, time_budget=args.time_budget, work_dir=args.work_dir, committed=args.committed,
               experiments=args.experiments, profile=profile,
-              adjust=functools.partial(_adjust, args), device=args.device, progress=not args.quiet)
+              adjust=functools.partial(_profile, args), device=args.device, progress=not args.quiet)
 
 
 def cmd_merge(args) -> None:
@@ -195,7 +182,7 @@ def cmd_merge(args) -> None:
 
 def cmd_sweep(args) -> None:
     from .lab.sweep import run_sweep
-    _run_folders(args, [args.data])
+    _check_work_dir(args, [args.data])
     if args.time_budget is not None and args.epochs is not None:
         raise ConfigError("give either --epochs or --time-budget, not both")
     run_sweep(args.data, args.out, _profile(args), args.variants, model=args.model, seed=args.seed,
@@ -204,8 +191,12 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .lab.bench import default_settings, run_benchmark
+    import pandas as pd
+
     from .device import resolve_device
+    from .lab.bench import default_settings, run_benchmark, run_operator_profiles, time_book_tests
+    from .lab.bench_results import latest_bench, speedup_table
+    from .lab.results import report_frame
     ops_out = args.out.with_name(args.out.stem + "_ops.json")
     outputs = [args.out] + ([ops_out] if args.ops else [])
     check_out_of_data(args.out.parent, output=args.out)
@@ -216,30 +207,22 @@ def cmd_bench(args) -> None:
     settings = default_settings(device, profile, batch_sizes=tuple(args.batch_sizes),
                                 compile_batch_sizes=tuple(args.compile_batch_sizes))
     if args.ops:  # first: a few seconds, and what a run cut short should not lose
-        from .lab.bench import run_operator_profiles
         run_operator_profiles(profile, device, settings, out_path=ops_out)
     report = run_benchmark(profile, device, settings, out_path=args.out, steps=args.steps, repeats=args.repeats)
     if args.book:
-        from .lab.bench import time_book_tests
         report["book_tests"] = time_book_tests()
         print(f"pytest --nbval book: {report['book_tests']['seconds']:.0f} s ({report['book_tests']['summary']})")
         write_text_atomic(args.out, json.dumps(report, indent=1))
     print(f"wrote {args.out}")
-    import pandas as pd
-
-    from .lab.bench_results import latest_bench, speedup_table
-    from .lab.results import report_frame
     table = speedup_table(latest_bench(report_frame(report, args.out.name)))  # DataError if every setting failed
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(f"\n{report['label']}: each model against its plain step\n" + table.round(2).to_string())
 
 
 def cmd_synthetic(args) -> None:
-    from .data.isic import LAYOUTS
     from .lab.synthetic import write_isic_layout
-    out = Path(args.out)
-    marker = out / ".skinseg-synthetic.json"  # says the folder's images are SYNTHETIC, to be replaced freely
-    folders = [out / name for split in LAYOUTS[args.year].values() for name in split]
+    marker = args.out / ".skinseg-synthetic.json"  # says the folder's images are SYNTHETIC, to be replaced freely
+    folders = [args.out / name for split in LAYOUTS[args.year].values() for name in split]
     check_outputs([f for f in folders if f.is_dir() and any(f.iterdir())], overwrite=args.overwrite,
                   own=folders if written_by(marker, "synthetic") else [])
     root = write_isic_layout(args.out, args.year, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
@@ -258,16 +241,12 @@ def cmd_predict(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from .data import detect_layout
-    from .data.folders import FOLDERS, describe_folder
-    from .lab.protocols import dataset_label, protocol_pairs
     year = detect_layout(args.data)
     if year == FOLDERS and args.protocol == OFFICIAL:
         print(describe_folder(args.data))
         return
-    splits = ("train", "val", "test")
-    counts = ", ".join(f"{s} {len(protocol_pairs(Path(args.data), s, year, args.protocol))}" for s in splits)
-    print(f"{dataset_label(Path(args.data), year, args.protocol)} in {args.data}: {counts}")
+    counts = ", ".join(f"{s} {len(protocol_pairs(args.data, s, year, args.protocol))}" for s in ("train", "val", "test"))
+    print(f"{dataset_label(args.data, year, args.protocol)} in {args.data}: {counts}")
 
 
 SHARED = {  # the options that several commands take, with one meaning
@@ -323,9 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def run_options(p: argparse.ArgumentParser, out: Path, out_help: str) -> None:
         """What the experiment and the sweep share: output and checkpoint folders, a time budget, the recipe."""
-        p.add_argument("--out", type=output_folder, help=f"{out_help} (default: $SKINSEG_RESULTS/{out.name}, else "
-                                                         f"{out} of this repository)")
-        p.set_defaults(default_out=out.name)
+        p.add_argument("--out", type=output_folder, default=results_dir() / out.name,
+                       help=f"{out_help} (default: $SKINSEG_RESULTS/{out.name}, else {out} of this repository)")
         p.add_argument("--work-dir", type=output_folder, help="folder for checkpoints (default runs/<out name>)")
         p.add_argument("--time-budget", type=positive_float, metavar="SECONDS",
                        help="experiment: start only the whole runs whose expected time fits (the epochs stay the "

@@ -1,10 +1,7 @@
 """Checks of command-line values, as ``argparse`` types (``p.add_argument("--limit", type=positive_int)``),
-and a parser whose errors are one line.
-
-Each type returns the converted value or raises :class:`argparse.ArgumentTypeError` saying what was
-expected and what was given; :class:`OneLineParser` prints it as ``skinseg <command>: error: argument
---x: expected ..., got ...`` on one line of stderr and exits with code 2.
-"""
+each raising :class:`argparse.ArgumentTypeError` that says what was expected and what was given, and
+:class:`OneLineParser`, which prints it as one line, ``skinseg <command>: error: argument --x: expected
+..., got ...``, on stderr with exit code 2."""
 from __future__ import annotations
 
 import argparse
@@ -14,9 +11,6 @@ from urllib.parse import urlparse
 
 from .config import INPUT_MULTIPLE, check_image_size
 from .errors import ConfigError
-
-__all__ = ["OneLineParser", "bounded_int", "device", "existing_file", "image_side", "nonnegative_int",
-           "output_file", "output_folder", "positive_float", "positive_int", "url", "width"]
 
 MAX_WIDTH = 512  # base channels; the article's network has 64, and 512 already needs ~64x its memory
 MAX_IMAGE_SIDE = 4096
@@ -93,28 +87,23 @@ def existing_file(text: str) -> Path:
     return path
 
 
-def output_file(text: str) -> Path:
-    """A file to write: not an existing folder, and not inside an existing file."""
-    path = Path(text)
-    if path.is_dir() or text.endswith(("/", "\\")):
-        raise argparse.ArgumentTypeError(f"expected a file name to write, got the folder {text!r}")
-    _no_file_above(path, text)
-    return path
+def _output(folder: bool):
+    """A type for a folder (``folder``) or else a file to write: not the other kind, and not inside an existing file."""
+    def check(text: str) -> Path:
+        path = Path(text)
+        if folder and path.exists() and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"expected a folder to write into, got the existing file {text!r}")
+        if not folder and (path.is_dir() or text.endswith(("/", "\\"))):
+            raise argparse.ArgumentTypeError(f"expected a file name to write, got the folder {text!r}")
+        parent = next((p for p in path.parents if p.exists()), path)  # the nearest existing folder above
+        if parent != path and not parent.is_dir():
+            raise argparse.ArgumentTypeError(f"expected a path in a folder, got {text!r}, but {parent} is a file")
+        return path
+    return check
 
 
-def output_folder(text: str) -> Path:
-    """A folder to write into: not an existing file, and not inside an existing file."""
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"expected a folder to write into, got the existing file {text!r}")
-    _no_file_above(path, text)
-    return path
-
-
-def _no_file_above(path: Path, text: str) -> None:
-    parent = next((p for p in path.parents if p.exists()), path)  # the nearest existing folder above
-    if parent != path and not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"expected a path in a folder, got {text!r}, but {parent} is a file")
+output_file = _output(folder=False)
+output_folder = _output(folder=True)
 
 
 def device(text: str) -> str:
