@@ -68,12 +68,10 @@ def cmd_train(args) -> None:
                       device=args.device, trained_on=training_record(train))
     print(f"best epoch {history.best_epoch}: validation IoU {history.best_val_iou:.4f}")
     for path in outputs:  # only what this call wrote
-        if path.exists() and before.get(path) != path.stat().st_mtime_ns:
-            print(f"wrote {path}")
-        elif path.exists():
-            print(f"kept {path} (unchanged)")
-        else:  # best.pt when no epoch had a finite validation IoU
+        if not path.exists():  # best.pt when no epoch had a finite validation IoU
             print(f"{path} was not written", file=sys.stderr)
+        else:
+            print(f"wrote {path}" if before.get(path) != path.stat().st_mtime_ns else f"kept {path} (unchanged)")
 
 
 def cmd_evaluate(args) -> None:
@@ -117,11 +115,10 @@ def cmd_compare(args) -> None:
     tables = [score_column(path, args.metric) for path in (args.a, args.b)]
     ids_a, ids_b = set(tables[0].index), set(tables[1].index)
     if ids_a != ids_b:
-        only_a, only_b = sorted(ids_a - ids_b), sorted(ids_b - ids_a)
-        raise DataError(f"{args.a} and {args.b} score different images: {len(only_a)} only in {args.a}"
-                        f"{f' (e.g. {only_a[0]})' if only_a else ''}, {len(only_b)} only in {args.b}"
-                        f"{f' (e.g. {only_b[0]})' if only_b else ''}, {len(ids_a & ids_b)} in both; "
-                        "compare tables of the same images")
+        only = [f"{len(ids)} only in {path}" + (f" (e.g. {ids[0]})" if ids else "")
+                for path, ids in ((args.a, sorted(ids_a - ids_b)), (args.b, sorted(ids_b - ids_a)))]
+        raise DataError(f"{args.a} and {args.b} score different images: {', '.join(only)}, {len(ids_a & ids_b)} in "
+                        "both; compare tables of the same images")
     result = paired_comparison(*tables, seed=args.seed)
     print(f"{args.metric}: A {result['mean_a']:.4f}, B {result['mean_b']:.4f}, B - A {result['mean_diff']:+.4f} "
           f"[95 % CI {result['ci_low']:+.4f}, {result['ci_high']:+.4f}], Wilcoxon {format_p(result['p_wilcoxon'])}, "

@@ -88,7 +88,7 @@ def existing_file(text: str) -> Path:
 
 
 def _output(folder: bool):
-    """A type for a folder (``folder``) or else a file to write: not the other kind, and not inside an existing file."""
+    """A type for a folder (``folder``) or a file to write: not an existing one of the other kind, nor inside a file."""
     def check(text: str) -> Path:
         path = Path(text)
         if folder and path.exists() and not path.is_dir():
