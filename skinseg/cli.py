@@ -128,7 +128,7 @@ def cmd_compare(args) -> None:
         print(f"wrote {args.out}")
 
 
-def _check_work_dir(args, data: list) -> None:
+def _check_run_folders(args, data: list) -> None:
     """``--out`` and ``--work-dir`` of experiment and sweep are never in a data folder."""
     check_out_of_data(args.out, data)
     if args.work_dir is not None:
@@ -140,7 +140,7 @@ def cmd_experiment(args) -> None:
     from .lab.external import parse_external
     profile = _profile(args)  # a budget decides how many runs start, never the epochs
     external = parse_external(args.external)
-    _check_work_dir(args, [args.data, *external.values()])
+    _check_run_folders(args, [args.data, *external.values()])
     run_experiment(args.data, args.out, profile, seeds=args.seeds, work_dir=args.work_dir, device=args.device,
                    progress=not args.quiet, time_budget=args.time_budget, protocol=args.protocol,
                    external=external)
@@ -179,7 +179,7 @@ def cmd_merge(args) -> None:
 
 def cmd_sweep(args) -> None:
     from .lab.sweep import run_sweep
-    _check_work_dir(args, [args.data])
+    _check_run_folders(args, [args.data])
     if args.time_budget is not None and args.epochs is not None:
         raise ConfigError("give either --epochs or --time-budget, not both")
     run_sweep(args.data, args.out, _profile(args), args.variants, model=args.model, seed=args.seed,
