@@ -47,6 +47,3 @@ def identical_images(root) -> pd.DataFrame:
              "across": len({s for s, _ in members}) > 1} for members in identical_groups(root)]
     table = pd.DataFrame(rows, columns=["ids", "splits", "across"])
     return table.sort_values(["across", "ids"], ascending=[False, True], ignore_index=True)
-
-
-__all__ = ["identical_groups", "identical_images"]
