@@ -11,9 +11,7 @@ import dataclasses
 from ..config import Profile
 from ..errors import ConfigError
 
-# Changes to a profile that ``python -m skinseg sweep`` compares on the validation set only
-# (the levers of the recipe; the test set is never used to choose among them). An "augment"
-# entry names only the augmentation settings it changes.
+# An "augment" entry names only the augmentation settings it changes.
 VARIANTS: dict[str, dict] = {
     "baseline": {},
     "dice_loss": {"loss": "dice"},  # per-image Dice instead of BCE + Dice (the article's pools the batch: "dice_pooled")
