@@ -64,8 +64,8 @@ def paired_comparison(a, b, *, n_boot: int = 10_000, seed: int = 0, confidence: 
     """Compare two models' per-image scores on the same images.
 
     Args:
-        a, b: per-image scores (for example IoU) of model A and model B, in the same image
-            order (pandas Series are aligned on their index first).
+        a, b: per-image scores of model A and model B, in the same image order, or pandas Series
+            aligned on their index (:func:`paired_scores`).
 
     Returns: ``n``, ``mean_a``, ``mean_b``, ``mean_diff`` (B - A), its percentile bootstrap
     ``ci_low``/``ci_high`` (resampling images), the two-sided Wilcoxon signed-rank
@@ -215,12 +215,9 @@ def large_losses(tables, seeds, metric: str = "iou", endpoint: str = "raw", marg
     """Per seed, the ids of the images where B (Attention U-Net) scores more than ``margin``
     below A (U-Net) on ``metric`` at ``endpoint``, worst first. ``tables`` as in
     :func:`compare_tables`."""
-    scores = _scores(tables, seeds, metric, endpoint)
-    out = {}
-    for s in seeds:
-        diff = (scores[MODEL_B][s] - scores[MODEL_A][s]).sort_values(kind="stable")
-        out[s] = [str(i) for i in diff.index[diff < -margin]]
-    return out
+    a, b = _scores(tables, seeds, metric, endpoint).values()
+    diffs = {s: (b[s] - a[s]).sort_values(kind="stable") for s in seeds}
+    return {s: [str(i) for i in diff.index[diff < -margin]] for s, diff in diffs.items()}
 
 
 def by_lesion_size(tables, seeds, metric: str = "iou", endpoint: str = "raw", edges=SIZE_EDGES) -> pd.DataFrame:
@@ -240,8 +237,6 @@ def by_lesion_size(tables, seeds, metric: str = "iou", endpoint: str = "raw", ed
 
 
 def seed_spread(runs: pd.DataFrame, column: str = "raw_mean_iou") -> pd.Series:
-    """Per model, the largest minus the smallest ``column`` over its seeds (the spread that the
-    seed alone makes), from a table with one row per run and ``model``, ``seed`` columns
-    (:attr:`skinseg.lab.results.Results.runs`: ``raw_mean_iou`` is the primary endpoint,
-    ``mean_iou`` the run's choice, which adds the variant choice to the spread)."""
+    """Per model, the largest minus the smallest ``column`` over its seeds, from a table with one
+    row per run and ``model``, ``seed`` columns (:attr:`skinseg.lab.results.Results.runs`)."""
     return runs.groupby("model", sort=False)[column].agg(lambda v: v.max() - v.min())
