@@ -69,13 +69,10 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
     check_images(images)
     check_positive_int(batch_size, "batch_size")
     ttas = list(dict.fromkeys([ttas] if isinstance(ttas, str) else ttas))
-    unknown = [t for t in ttas if t not in TTA]
-    if unknown:
-        raise ConfigError(f"tta must be one of {sorted(TTA)}, got {unknown[0]!r}")
+    views_of = {t: tta_views(t, *images.shape[1:3]) for t in ttas}  # raises for an unknown name
     device = resolve_device(device)
     model.eval().to(device)
     dtype = autocast_dtype(device)
-    views_of = {t: tta_views(t, *images.shape[1:3]) for t in ttas}
     views = list(dict.fromkeys(v for t in ttas for v in views_of[t]))
     out = {t: np.empty(images.shape[:3], np.float32) for t in ttas}
     for i in range(0, len(images), batch_size):

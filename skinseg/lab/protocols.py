@@ -94,12 +94,9 @@ def replica_counts(root: Path) -> dict[str, int]:
 
 
 def dataset_label(root: Path, year: str, protocol: str = OFFICIAL, size: tuple[int, int] = (192, 256)) -> str:
-    """What a protocol's data is called in every output.
-
-    ``"ISIC 2017"`` for the official splits; for the replica, for example ``"ISIC 2016 replica
-    (746/900 train, 305/379 test, ISIC 2017 masks at 256x192)"``, with the counts found in
-    ``root`` and the ``size = (H, W)`` the masks are used at.
-    """
+    """What a protocol's data is called in every output: ``"ISIC 2017"``, or for the replica, for
+    example, ``"ISIC 2016 replica (746/900 train, 305/379 test, ISIC 2017 masks at 256x192)"``,
+    with the counts found in ``root`` and the ``size = (H, W)`` the masks are used at."""
     if check_protocol(protocol) == OFFICIAL:
         return f"ISIC {year}"
     c = replica_counts(root)

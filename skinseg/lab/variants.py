@@ -31,10 +31,8 @@ VARIANTS: dict[str, dict] = {
 
 def variant_settings(names) -> dict[str, object]:
     """The settings the named :data:`VARIANTS` change together, as ``{"lr": 3e-3, "augment.rot90": False}``.
-
-    Raises :class:`ConfigError` for an unknown name, and for two variants that set the same
-    setting to different values (``light_augment`` and ``strong_augment`` both set the rotation).
-    """
+    Raises :class:`ConfigError` for an unknown name, and for two variants that set one setting
+    to different values."""
     names = check_variant_names(names)
     settings: dict[str, object] = {}
     set_by: dict[str, str] = {}
@@ -51,10 +49,8 @@ def variant_settings(names) -> dict[str, object]:
 
 def with_variants(profile: Profile, names) -> Profile:
     """``profile`` with the changes of the named :data:`VARIANTS` (in any order), and their names
-    added to :attr:`Profile.variants`. ``"baseline"`` changes nothing and is not recorded.
-
-    Raises :class:`ConfigError` as :func:`variant_settings` does.
-    """
+    added to :attr:`Profile.variants` (``"baseline"`` changes nothing and is not recorded).
+    Raises :class:`ConfigError` as :func:`variant_settings` does."""
     names = list(dict.fromkeys(names))
     settings = variant_settings(names)
     augment = {k.removeprefix("augment."): v for k, v in settings.items() if k.startswith("augment.")}
