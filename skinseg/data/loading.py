@@ -22,12 +22,9 @@ OFFICIAL = "official"
 
 
 def split_pairs(root: Path, split: str, year: str) -> list[tuple[str, Path, Path]]:
-    """The ``(id, image, mask)`` triples of ``split`` (``train``, ``val`` or ``test``) of the folder's own splits.
-
-    ISIC 2017 uses its official splits, and ISIC 2016's ``train`` and ``val`` are the fixed
-    720/180 split of its training folder (:mod:`skinseg.data.splits`). A generic folder
-    (``year`` ``"folders"``) has its own splits.
-    """
+    """The ``(id, image, mask)`` triples of ``split`` (``train``, ``val`` or ``test``) of the folder's own
+    splits; ISIC 2016's ``train`` and ``val`` are the fixed 720/180 split of its training folder
+    (:mod:`skinseg.data.splits`)."""
     if year == FOLDERS:
         return find_folder_pairs(root, split)
     if split not in SPLITS:

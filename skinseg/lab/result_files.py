@@ -70,12 +70,9 @@ def _from_npz(path, read):
 
 
 def score_column(path, metric: str) -> pd.Series:
-    """Column ``metric`` of the per-image CSV at ``path`` (``evaluate``'s table, which ``compare``
-    reads), indexed by its ``id`` column, as float64.
-
-    Raises :class:`DataError` naming ``path`` for a missing or unreadable file, no ``id`` column,
-    no ``metric`` column, duplicated ids, text in the column, and missing (NaN) or infinite scores.
-    """
+    """Column ``metric`` of ``evaluate``'s per-image CSV at ``path``, indexed by its ``id`` column,
+    as float64. Raises :class:`DataError` naming ``path`` for a missing or unreadable file, a
+    missing ``id`` or ``metric`` column, duplicated ids, text, and missing or infinite scores."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"per-image table {path} does not exist (write one with 'python -m skinseg evaluate')")
