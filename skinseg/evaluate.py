@@ -89,10 +89,8 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
 
 
 def largest_component_filled(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest 8-connected region of a binary ``(H, W)`` mask and fill its holes.
-
-    Every ISIC ground-truth mask is one region without holes. An empty mask stays empty.
-    """
+    """Keep the largest 8-connected region of a binary ``(H, W)`` mask and fill its holes, as every
+    ISIC ground-truth mask is one region without holes; uint8 in {0, 1}. An empty mask stays empty."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         return np.zeros_like(mask, dtype=np.uint8)

@@ -75,13 +75,9 @@ def hair_score(images: np.ndarray, size: int = 9, threshold: int = 25) -> np.nda
 
 
 def ink_mask(images: np.ndarray, margin: int = 35) -> np.ndarray:
-    """``(N, H, W)`` bool map of violet pixels, such as surgical-marker (gentian violet) ink.
-
-    A pixel counts as violet when its blue exceeds its green by at least 30 and by
-    ``margin`` more than is typical for the image (the median of blue minus green, which
-    absorbs a bluish colour cast of the whole photograph), and its red exceeds its green
-    by at least 10. Skin and brown pigment have red > green > blue and never qualify.
-    """
+    """``(N, H, W)`` bool map of violet pixels, such as surgical-marker (gentian violet) ink: blue
+    exceeds green by at least 30 and by ``margin`` more than the image's median (which absorbs a
+    bluish colour cast), and red exceeds green by at least 10 (skin has red > green > blue)."""
     def violet(chunk):
         x = chunk.astype(np.int16)
         r, g, b = x[..., 0], x[..., 1], x[..., 2]
