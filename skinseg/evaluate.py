@@ -26,10 +26,8 @@ TTA = {
 
 def tta_views(tta: str, height: int, width: int) -> list[tuple[int, bool]]:
     """The ``(k quarter turns, flip left-right)`` views of the variant ``tta`` for an image of
-    ``height x width`` pixels: :data:`TTA`, except that on a non-square image only the turns by 0°
-    and 180° are kept, the ones training draws there (:mod:`skinseg.data.augment`). ``"d4"`` is
-    then the 4 symmetries of a rectangle (identity, left-right and up-down flips, half turn), on
-    a square image the 8 of the square."""
+    ``height x width`` pixels: :data:`TTA`, except that a non-square image keeps only the turns by
+    0° and 180° that training draws there, so ``"d4"`` is then the 4 symmetries of a rectangle."""
     if tta not in TTA:
         raise ConfigError(f"tta must be one of {sorted(TTA)}, got {tta!r}")
     return [(k, f) for k, f in TTA[tta] if height == width or k % 2 == 0]
@@ -52,9 +50,8 @@ def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: str = "n
     Args:
         model: a trained model (put in eval mode here).
         images: ``(N, H, W, 3)`` uint8, values 0..255 (float images are refused, :func:`skinseg.checks.check_images`).
-        tta: ``"none"``, ``"flip"`` (left-right) or ``"d4"`` (the symmetries training sees: all 8
-            flips and quarter turns of a square image, the 4 flips and half turns of a non-square
-            one, :func:`tta_views`); the probabilities of the views are averaged.
+        tta: ``"none"``, ``"flip"`` (left-right) or ``"d4"`` (the flips and turns training sees,
+            :func:`tta_views`); the probabilities of the views are averaged.
 
     Returns: ``(N, H, W)`` float32 in [0, 1].
     """
@@ -72,13 +69,10 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
     check_images(images)
     check_positive_int(batch_size, "batch_size")
     ttas = list(dict.fromkeys([ttas] if isinstance(ttas, str) else ttas))
-    unknown = [t for t in ttas if t not in TTA]
-    if unknown:
-        raise ConfigError(f"tta must be one of {sorted(TTA)}, got {unknown[0]!r}")
+    views_of = {t: tta_views(t, *images.shape[1:3]) for t in ttas}  # raises for an unknown name
     device = resolve_device(device)
     model.eval().to(device)
     dtype = autocast_dtype(device)
-    views_of = {t: tta_views(t, *images.shape[1:3]) for t in ttas}
     views = list(dict.fromkeys(v for t in ttas for v in views_of[t]))
     out = {t: np.empty(images.shape[:3], np.float32) for t in ttas}
     for i in range(0, len(images), batch_size):
@@ -89,18 +83,14 @@ def predict_variants(model: nn.Module, images: np.ndarray, ttas, *, batch_size: 
                 logits = model(_apply(x, k, flip).contiguous())
             probs[k, flip] = _undo(torch.sigmoid(logits.float()), k, flip)
         for t in ttas:
-            prob = torch.zeros(x.shape[0], 1, *x.shape[2:], device=device)
-            for view in views_of[t]:  # summed in the variant's own order, as one call per variant does
-                prob += probs[view]
+            prob = sum(probs[view] for view in views_of[t])  # in the variant's own order, as one call per variant
             out[t][i:i + batch_size] = (prob / len(views_of[t]))[:, 0].cpu().numpy()
     return out
 
 
 def largest_component_filled(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest 8-connected region of a binary ``(H, W)`` mask and fill its holes.
-
-    Every ISIC ground-truth mask is one region without holes. An empty mask stays empty.
-    """
+    """Keep the largest 8-connected region of a binary ``(H, W)`` mask and fill its holes, as every
+    ISIC ground-truth mask is one region without holes; uint8 in {0, 1}. An empty mask stays empty."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         return np.zeros_like(mask, dtype=np.uint8)
@@ -122,10 +112,8 @@ def score_masks(pred: np.ndarray, data: SegmentationData, *, boundary: bool = Tr
     Returns a DataFrame indexed by image ``id`` with columns ``iou``, ``dice``, ``tp``,
     ``fp``, ``fn``, ``lesion_fraction`` (of the ground truth), ``predicted_fraction``, and the
     boundary scores of :func:`skinseg.metrics.boundary_scores`: ``hd95`` (pixels, lower is
-    better) and ``boundary_f`` (at :data:`~skinseg.metrics.BOUNDARY_TOLERANCE` = 2 pixels).
-    Results written before the boundary scores existed lack the last two columns, and so does
-    the table of ``boundary=False`` (which saves their 3 to 6 ms per image where only the
-    summaries of :func:`summarize` are needed, as in choosing a variant on validation).
+    better) and ``boundary_f`` (at :data:`~skinseg.metrics.BOUNDARY_TOLERANCE` = 2 pixels), left
+    out with ``boundary=False`` (3 to 6 ms per image saved where only :func:`summarize` is needed).
     """
     tp, fp, fn = confusion_counts(pred, data.masks)
     table = pd.DataFrame({"id": data.ids, "iou": iou_from_counts(tp, fp, fn), "dice": dice_from_counts(tp, fp, fn),

@@ -22,12 +22,9 @@ OFFICIAL = "official"
 
 
 def split_pairs(root: Path, split: str, year: str) -> list[tuple[str, Path, Path]]:
-    """The ``(id, image, mask)`` triples of ``split`` (``train``, ``val`` or ``test``) of the folder's own splits.
-
-    ISIC 2017 uses its official splits, and ISIC 2016's ``train`` and ``val`` are the fixed
-    720/180 split of its training folder (:mod:`skinseg.data.splits`). A generic folder
-    (``year`` ``"folders"``) has its own splits.
-    """
+    """The ``(id, image, mask)`` triples of ``split`` (``train``, ``val`` or ``test``) of the folder's own
+    splits; ISIC 2016's ``train`` and ``val`` are the fixed 720/180 split of its training folder
+    (:mod:`skinseg.data.splits`)."""
     if year == FOLDERS:
         return find_folder_pairs(root, split)
     if split not in SPLITS:
@@ -67,14 +64,11 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
                cache_dir: Path | None = None) -> SegmentationData:
     """Decode a split of an ISIC (or generic, :mod:`skinseg.data.folders`) folder into uint8 arrays, resized to ``size = (H, W)``.
 
-    The first call decodes every file and caches the arrays (``cache_dir``, default
-    ``$SKINSEG_CACHE`` or ``~/.cache/skinseg``); later calls read the cache, which is keyed
-    by the files' paths, sizes and modification times. ``ids`` keeps only these image ids of
-    the split, in its order (an id the split lacks raises :class:`DataError`;
-    :mod:`skinseg.lab.protocols` builds the article's splits this way), ``limit`` then the
-    first N images (sorted by id). The result's ``source`` names the split (``"ISIC 2017
-    test"``) and its ``origin`` (:func:`origin`) says where the images come from. The dataset
-    folder itself is only read.
+    The arrays are cached in ``cache_dir`` (default ``$SKINSEG_CACHE`` or ``~/.cache/skinseg``),
+    keyed by the files' paths, sizes and modification times. ``ids`` keeps only these image ids
+    of the split (an id the split lacks raises :class:`DataError`), ``limit`` then the first N
+    images (sorted by id). The result's ``source`` names the split (``"ISIC 2017 test"``) and its
+    ``origin`` (:func:`origin`) says where the images come from.
     """
     root = Path(root)
     size, limit = check_size(size), check_limit(limit)
@@ -113,7 +107,6 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
 
 def load_dataset(root, size: tuple[int, int] = (192, 256), *, limits: dict[str, int | None] | None = None,
                  **kwargs) -> dict[str, SegmentationData]:
-    """``{"train": ..., "val": ..., "test": ...}`` of an ISIC folder (see :func:`load_split`;
-    :func:`skinseg.lab.protocols.load_protocol_dataset` reads the article's protocol rebuilt from ISIC 2017)."""
+    """``{"train": ..., "val": ..., "test": ...}`` of an ISIC folder (see :func:`load_split`)."""
     limits = limits or {}
     return {split: load_split(root, split, size, limit=limits.get(split), **kwargs) for split in SPLITS}

@@ -1,12 +1,9 @@
-"""Simple detectors for the artefacts of dermoscopy images: vignettes, hairs and ink marks.
+"""Screening scores for the artefacts of dermoscopy images (vignettes, hairs, ink marks), to
+rank a split and look at its most affected images; not validated classifiers. The thresholds
+suit the book's 256x192 ISIC copy (rescale ``size`` for other resolutions).
 
-They are deliberately small: each turns a batch of images into one score per image, so
-that a split can be ranked and its most affected images looked at. They are screening
-tools for exploring data, not validated classifiers; the thresholds suit the 256x192
-ISIC copy used in the book (rescale ``size`` for other resolutions).
-
-All functions take ``images`` as an ``(N, H, W, 3)`` uint8 RGB array (values 0..255)
-and return ``(N,)`` float64 scores in [0, 1].
+The ``*_score`` functions take ``(N, H, W, 3)`` uint8 RGB images (0..255) and return ``(N,)``
+float64 scores in [0, 1].
 """
 from __future__ import annotations
 
@@ -41,11 +38,8 @@ def luminance(images: np.ndarray) -> np.ndarray:
 
 
 def corner_region(shape: tuple[int, int]) -> np.ndarray:
-    """``(H, W)`` bool map of the pixels outside the ellipse inscribed in an ``H x W`` image.
-
-    A dermatoscope's round field of view leaves exactly these corners dark (about 21 % of
-    the image).
-    """
+    """``(H, W)`` bool map of the pixels outside the ellipse inscribed in an ``H x W`` image (about
+    21 % of it), the corners a dermatoscope's round field of view leaves dark."""
     h, w = shape
     y = (np.arange(h) + 0.5 - h / 2) / (h / 2)
     x = (np.arange(w) + 0.5 - w / 2) / (w / 2)
@@ -53,14 +47,8 @@ def corner_region(shape: tuple[int, int]) -> np.ndarray:
 
 
 def vignette_score(images: np.ndarray, dark: int = 50) -> np.ndarray:
-    """The fraction of each image's corner pixels (:func:`corner_region`) darker than ``dark``.
-
-    Args:
-        images: ``(N, H, W, 3)`` uint8 RGB.
-        dark: grey level (0..255) below which a pixel counts as black.
-
-    Returns: ``(N,)`` float in [0, 1]; near 1 for a black circular vignette, near 0 without one.
-    """
+    """The fraction of each image's corner pixels (:func:`corner_region`) darker than the grey
+    level ``dark`` (0..255): near 1 for a black circular vignette, near 0 without one."""
     corners = corner_region(_check(images).shape[1:3])
     return _in_chunks(lambda chunk: (luminance(chunk)[:, corners] < dark).mean(axis=1), images)
 
@@ -80,28 +68,16 @@ def black_hat(images: np.ndarray, size: int = 9) -> np.ndarray:
 
 
 def hair_score(images: np.ndarray, size: int = 9, threshold: int = 25) -> np.ndarray:
-    """The fraction of each image's pixels whose :func:`black_hat` exceeds ``threshold``.
-
-    Args:
-        images: ``(N, H, W, 3)`` uint8 RGB.
-        size: the widest structure (pixels) that counts as thin; 9 suits hairs at 256x192.
-        threshold: how much darker (grey levels) than its surroundings a pixel must be.
-
-    Returns: ``(N,)`` float in [0, 1]. Dense hair gives 0.1 or more; clean skin about 0.01.
-    Fine pigment network, ruler ticks and ink lines also count: high scores are mostly,
-    not only, hair.
-    """
+    """The fraction of each image's pixels whose :func:`black_hat` (structures up to ``size``
+    pixels wide) exceeds ``threshold`` grey levels. Dense hair gives 0.1 or more, clean skin about
+    0.01; pigment network, ruler ticks and ink lines count too."""
     return _in_chunks(lambda chunk: (black_hat(chunk, size) > threshold).mean(axis=(1, 2)), images)
 
 
 def ink_mask(images: np.ndarray, margin: int = 35) -> np.ndarray:
-    """``(N, H, W)`` bool map of violet pixels, such as surgical-marker (gentian violet) ink.
-
-    A pixel counts as violet when its blue exceeds its green by at least 30 and by
-    ``margin`` more than is typical for the image (the median of blue minus green, which
-    absorbs a bluish colour cast of the whole photograph), and its red exceeds its green
-    by at least 10. Skin and brown pigment have red > green > blue and never qualify.
-    """
+    """``(N, H, W)`` bool map of violet pixels, such as surgical-marker (gentian violet) ink: blue
+    exceeds green by at least 30 and by ``margin`` more than the image's median (which absorbs a
+    bluish colour cast), and red exceeds green by at least 10 (skin has red > green > blue)."""
     def violet(chunk):
         x = chunk.astype(np.int16)
         r, g, b = x[..., 0], x[..., 1], x[..., 2]

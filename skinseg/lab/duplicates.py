@@ -37,16 +37,10 @@ def identical_groups(root) -> list[list[tuple[str, str]]]:
 
 
 def identical_images(root) -> pd.DataFrame:
-    """:func:`identical_groups` of ``root`` as a table.
-
-    Returns one row per group with ``ids`` (``"split/id"`` joined by ``" = "``), ``splits``
-    (the splits involved, sorted) and ``across`` (True when they are not all one split),
-    sorted by ``across`` then ``ids``; empty (with these columns) when there are none.
-    """
+    """:func:`identical_groups` of ``root`` as a table, one row per group: ``ids`` (``"split/id"``
+    joined by ``" = "``), ``splits`` (sorted) and ``across`` (True when they are not all one
+    split), sorted by ``across`` then ``ids``; empty (with these columns) when there are none."""
     rows = [{"ids": " = ".join(f"{s}/{i}" for s, i in members), "splits": ", ".join(sorted({s for s, _ in members})),
              "across": len({s for s, _ in members}) > 1} for members in identical_groups(root)]
     table = pd.DataFrame(rows, columns=["ids", "splits", "across"])
     return table.sort_values(["across", "ids"], ascending=[False, True], ignore_index=True)
-
-
-__all__ = ["identical_groups", "identical_images"]

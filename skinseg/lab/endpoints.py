@@ -13,11 +13,8 @@ from ..data.arrays import SegmentationData
 from ..errors import ConfigError
 from ..evaluate import TTA, binarize, predict_variants, score_masks
 
-# How the two models are compared on the test set, fixed here before any test image is read and
-# the same for both: the primary endpoint is the raw prediction (threshold 0.5, no test-time
-# augmentation, no post-processing) of the weights of the epoch with the best validation IoU.
-# The secondary endpoint, the TTA and post-processing each run chose on the validation set,
-# is reported beside it and never decides the verdict.
+# Fixed before any test image is read: the primary endpoint (threshold 0.5, no TTA, no
+# post-processing) decides the verdict; the secondary is reported beside it.
 ENDPOINTS = {"raw": "raw prediction at the validation-chosen epoch",
              "chosen": "test-time augmentation and post-processing chosen per run on validation"}
 PRIMARY_ENDPOINT = "raw"

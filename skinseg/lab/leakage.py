@@ -1,22 +1,10 @@
 """The guard against scoring a model on images it was trained on.
 
-A checkpoint records its training data (:func:`training_record`): the protocol, data set, split
-and image folder the images came from (:attr:`SegmentationData.origin
-<skinseg.data.SegmentationData>`), its label and its ids. Before a held-out split (``val`` or
-``test``) is scored, :func:`check_held_out` refuses, with a :class:`LeakageError`, when
-
-* some of its images were training images of the model (the same ids), or
-* its images come from the image folder the training images came from, under another split
-  rule: the ISIC 2016 replica's val and test images are ISIC 2017 *training* images, so a
-  model trained on ISIC 2017 training data (any part of it) is refused there;
-* the checkpoint does not record its training data, and the split was carved out of an
-  official training folder (the replica's val and test, ISIC 2016's val), since nothing then
-  rules out that the model saw them.
-
-Everything else is allowed, and the returned note says what the score is: a held-out score
-of the data set the model was trained on, or a cross-data-set score (trained on the replica,
-scored on the ISIC 2017 test set; trained on ISIC 2017, scored on ISIC 2016 or a folder of
-one's own, for example).
+A checkpoint records its training data (:func:`training_record`); before a ``val`` or ``test``
+split is scored, :func:`check_held_out` refuses it when some of its images are training images
+of the model, when they come from the model's training folder under another split rule (the
+ISIC 2016 replica's val and test are ISIC 2017 *training* images), or when the checkpoint does
+not record its training data and the split was carved out of an official training folder.
 """
 from __future__ import annotations
 
@@ -49,13 +37,12 @@ def check_held_out(trained_on: dict | None, data: SegmentationData, model: str =
     """Refuse to score ``model`` on ``data`` if ``data`` is not held out from its training data.
 
     Args:
-        trained_on: the model's :func:`training_record` (from its checkpoint), or ``None``
-            where the checkpoint does not record one.
-        data: the split to be scored; only ``val`` and ``test`` splits (by ``data.origin``) are
-            checked, a training split is scored as what it is.
+        trained_on: the model's :func:`training_record` (from its checkpoint), or ``None``.
+        data: the split to be scored; only ``val`` and ``test`` splits (by ``data.origin``) are checked.
         model: how the model is named in the message, e.g. the checkpoint's path.
 
-    Returns: a one-line note saying what the score is. Raises :class:`LeakageError`.
+    Returns: a one-line note saying what the score is (held-out or cross-data-set). Raises
+    :class:`LeakageError`.
     """
     where = data.origin
     if where.get("split") not in HELD_OUT:

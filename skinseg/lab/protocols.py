@@ -1,22 +1,12 @@
 """Named data protocols: which images of a folder form the train, val and test splits.
 
-``official``
-    The folder's own splits (:func:`skinseg.data.loading.split_pairs`): ISIC 2017's training,
-    validation and test folders, or ISIC 2016's training folder split 4:1 and its test folder.
+``official``: the folder's own splits (:func:`skinseg.data.loading.split_pairs`).
 
-``isic2016-replica``
-    The source article's protocol (ISIC 2016: 900 training images split 4:1, 379 test
-    images), rebuilt from an ISIC 2017 folder. Most ISIC 2016 images were carried into the
-    ISIC 2017 *training* set; the official 2016 id lists ship with the library
-    (``isic2016_ids.csv``: ``isic_id``, ``isic2016_split``), and which of them the folder holds
-    is found when the split is read, so the protocol works on this project's copy and on an
-    official download alike. The 2016 training ids present are split by the same fixed 4:1
-    rule, the 2016 test ids present are the test set. Every one of these images is an ISIC
-    2017 training image: :mod:`skinseg.lab.leakage` refuses to score a model trained on ISIC 2017
-    training data on them.
-
-Each split also gets an *origin* (:func:`origin`): the protocol, the data set, the split and
-the image folder it was read from, which a checkpoint records for its training data.
+``isic2016-replica``: the source article's ISIC 2016 protocol (900 training images split 4:1,
+379 test images) rebuilt from the ISIC 2016 ids an ISIC 2017 *training* folder holds (the
+official id lists ship as ``isic2016_ids.csv``: ``isic_id``, ``isic2016_split``). The training
+ids present are split by the fixed 4:1 rule of :mod:`skinseg.data.splits`; chapter 01 shows
+how the replica differs from the original.
 """
 from __future__ import annotations
 
@@ -69,7 +59,7 @@ def replica_present(root: Path, year: str = "2017") -> dict[str, list[Pair]]:
 
 
 def replica_pairs(root: Path, split: str, year: str = "2017") -> list[Pair]:
-    """The ``(id, image, mask)`` triples of the replica's ``split`` (see the module docstring)."""
+    """The ``(id, image, mask)`` triples of the replica's ``split``."""
     if split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, got {split!r}")
     present = replica_present(root, year)
@@ -104,12 +94,9 @@ def replica_counts(root: Path) -> dict[str, int]:
 
 
 def dataset_label(root: Path, year: str, protocol: str = OFFICIAL, size: tuple[int, int] = (192, 256)) -> str:
-    """What a protocol's data is called in every output.
-
-    ``"ISIC 2017"`` for the official splits; for the replica, for example ``"ISIC 2016 replica
-    (746/900 train, 305/379 test, ISIC 2017 masks at 256x192)"``, with the counts found in
-    ``root`` and the ``size = (H, W)`` the masks are used at.
-    """
+    """What a protocol's data is called in every output: ``"ISIC 2017"``, or for the replica, for
+    example, ``"ISIC 2016 replica (746/900 train, 305/379 test, ISIC 2017 masks at 256x192)"``,
+    with the counts found in ``root`` and the ``size = (H, W)`` the masks are used at."""
     if check_protocol(protocol) == OFFICIAL:
         return f"ISIC {year}"
     c = replica_counts(root)

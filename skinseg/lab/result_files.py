@@ -1,10 +1,5 @@
-"""Reading the files skinseg wrote (a results folder, ``evaluate``'s per-image tables), with one
-line naming a damaged one.
-
-A results folder (``config.json``, ``runs/*.json``, ``per_image/*.csv``, ``*.npz``) is
-written by skinseg itself; a file that was truncated, edited or lost afterwards raises
-:class:`~skinseg.errors.DataError` naming it, never a parser's traceback.
-"""
+"""Reading the files skinseg wrote (a results folder, ``evaluate``'s per-image tables): a file
+that was truncated, edited or lost raises one :class:`~skinseg.errors.DataError` naming it."""
 from __future__ import annotations
 
 import json
@@ -24,11 +19,16 @@ def _first_line(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def read_json(path) -> dict:
-    """The JSON object in ``path``, or :class:`DataError` naming it when it is missing or damaged."""
+def _existing(path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"results file {path} is missing")
+    return path
+
+
+def read_json(path) -> dict:
+    """The JSON object in ``path``, or :class:`DataError` naming it when it is missing or damaged."""
+    path = _existing(path)
     try:
         content = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as err:
@@ -40,9 +40,7 @@ def read_json(path) -> dict:
 
 def read_table(path, index_col: str | None = "id") -> pd.DataFrame:
     """The CSV table in ``path`` (indexed by ``index_col``), or :class:`DataError` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"results file {path} is missing")
+    path = _existing(path)
     try:
         table = pd.read_csv(path, index_col=index_col)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
@@ -52,36 +50,29 @@ def read_table(path, index_col: str | None = "id") -> pd.DataFrame:
 
 def array_names(path) -> set[str]:
     """The names of the arrays in the ``.npz`` file ``path`` (none is read), or :class:`DataError` naming it."""
-    path = Path(path)
-    try:
-        with np.load(path) as z:
-            return set(z.files)
-    except FileNotFoundError:
-        raise DataError(f"results file {path} is missing") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"results file {path} is damaged ({_first_line(err)}); {_HINT}") from None
+    return _from_npz(path, lambda z: set(z.files))
 
 
 def read_arrays(path, names=None) -> dict[str, np.ndarray]:
     """Arrays ``names`` (default: all) of the ``.npz`` file ``path``, or :class:`DataError` naming it."""
+    return _from_npz(path, lambda z: {name: z[name] for name in (z.files if names is None else names)})
+
+
+def _from_npz(path, read):
     path = Path(path)
     try:
         with np.load(path) as z:
-            return {name: z[name] for name in (z.files if names is None else names)}
+            return read(z)
     except FileNotFoundError:
         raise DataError(f"results file {path} is missing") from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"results file {path} is damaged ({_first_line(err)}); {_HINT}") from None
 
 
-
 def score_column(path, metric: str) -> pd.Series:
-    """Column ``metric`` of the per-image CSV at ``path`` (``evaluate``'s table, which ``compare``
-    reads), indexed by its ``id`` column, as float64.
-
-    Raises :class:`DataError` naming ``path`` for a missing or unreadable file, no ``id`` column,
-    no ``metric`` column, duplicated ids, text in the column, and missing (NaN) or infinite scores.
-    """
+    """Column ``metric`` of ``evaluate``'s per-image CSV at ``path``, indexed by its ``id`` column,
+    as float64. Raises :class:`DataError` naming ``path`` for a missing or unreadable file, a
+    missing ``id`` or ``metric`` column, duplicated ids, text, and missing or infinite scores."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"per-image table {path} does not exist (write one with 'python -m skinseg evaluate')")
@@ -105,6 +96,3 @@ def score_column(path, metric: str) -> pd.Series:
         raise DataError(f"{path}: column {metric!r} has {len(bad)} missing or infinite score(s), e.g. for id "
                         f"{table['id'][bad.index[0]]!r}")
     return pd.Series(scores.to_numpy(float), index=table["id"].astype(str), name=metric)
-
-
-__all__ = ["array_names", "read_arrays", "read_json", "read_table", "score_column"]

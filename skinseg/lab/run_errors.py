@@ -26,6 +26,3 @@ def run_folder_hint(run_dir: Path, command: str) -> Iterator[None]:
         cut = text.index("Use another output folder") if _TRAIN_HINT in text else text.index("--no-resume")
         raise CheckpointError(f"{text[:cut].rstrip()} Delete {run_dir} to start this run again, or give "
                               f"{command} another --work-dir") from None
-
-
-__all__ = ["run_folder_hint"]

@@ -1,28 +1,13 @@
-"""Comparing the two models over the finished runs of an experiment.
+"""Comparing the two models over the finished runs of an experiment: Attention U-Net (B) minus
+U-Net (A), image by image, per seed (:func:`paired_comparison`), on the seed-averaged scores,
+and across seeds (:func:`seed_t_interval`, :func:`two_level_bootstrap`), at one endpoint
+(:data:`skinseg.lab.endpoints.ENDPOINTS`).
 
-Both models are scored on the same test images with several training seeds each. The
-comparison is Attention U-Net (B) minus U-Net (A), image by image:
-
-* per seed: :func:`paired_comparison` (bootstrap over images, Wilcoxon test,
-  wins) and the median difference;
-* seed-averaged: the same, on each image's score averaged over the seeds;
-* across seeds: a t-interval on the per-seed mean differences (:func:`seed_t_interval`), and
-  a two-level bootstrap that resamples seeds *and* images (:func:`two_level_bootstrap`). Both
-  try to cover the randomness of training, which the per-image interval of fixed trained
-  networks cannot see; with 3 seeds neither can do it well (see their docstrings), and the
-  t-interval is the wider, more honest one.
-
-Why U-Net seed ``s`` is paired with Attention U-Net seed ``s``: both runs of a seed see the same
-training images in the same order and the same augmentation draws (:func:`skinseg.train.fit`
-seeds its shuffling and augmentation generators from ``(seed, epoch)``), and
-:func:`skinseg.device.seed_everything` seeds the initialisation, so every layer the two networks
-share starts with the same weights (the Attention U-Net builds its gates after the U-Net's
-layers). The pair differs only in the gates, which is what the difference is meant to measure;
-pairing removes the part of the seed-to-seed spread that the two runs share.
-
-Every comparison is made on one *endpoint* (:data:`skinseg.lab.endpoints.ENDPOINTS`): the primary
-one, fixed in the configuration before any test image is read, or the secondary per-run
-choice of test-time augmentation and post-processing.
+U-Net seed ``s`` is paired with Attention U-Net seed ``s``: both runs see the same training
+images in the same order with the same augmentation draws (:func:`skinseg.train.fit` seeds its
+generators from ``(seed, epoch)``), and :func:`skinseg.device.seed_everything` seeds the
+initialisation, so every layer the two networks share starts with the same weights (the
+Attention U-Net builds its gates after the U-Net's layers).
 """
 from __future__ import annotations
 
@@ -79,8 +64,8 @@ def paired_comparison(a, b, *, n_boot: int = 10_000, seed: int = 0, confidence: 
     """Compare two models' per-image scores on the same images.
 
     Args:
-        a, b: per-image scores (for example IoU) of model A and model B, in the same image
-            order (pandas Series are aligned on their index first).
+        a, b: per-image scores of model A and model B, in the same image order, or pandas Series
+            aligned on their index (:func:`paired_scores`).
 
     Returns: ``n``, ``mean_a``, ``mean_b``, ``mean_diff`` (B - A), its percentile bootstrap
     ``ci_low``/``ci_high`` (resampling images), the two-sided Wilcoxon signed-rank
@@ -93,12 +78,16 @@ def paired_comparison(a, b, *, n_boot: int = 10_000, seed: int = 0, confidence: 
     diff = b - a
     rng = np.random.default_rng(seed)
     boot = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(1)
-    alpha = (1 - confidence) / 2
     p = float(stats.wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
     return {"n": int(len(diff)), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
-            "mean_diff": float(diff.mean()), "ci_low": float(np.quantile(boot, alpha)),
-            "ci_high": float(np.quantile(boot, 1 - alpha)), "p_wilcoxon": p,
+            "mean_diff": float(diff.mean()), **_interval(boot, confidence), "p_wilcoxon": p,
             "b_better": int((diff > 0).sum()), "a_better": int((diff < 0).sum())}
+
+
+def _interval(boot: np.ndarray, confidence: float) -> dict[str, float]:
+    """The percentile interval of the bootstrap replicates ``boot``: ``ci_low``, ``ci_high``."""
+    alpha = (1 - confidence) / 2
+    return {"ci_low": float(np.quantile(boot, alpha)), "ci_high": float(np.quantile(boot, 1 - alpha))}
 
 
 def endpoint_column(metric: str, endpoint: str) -> str:
@@ -127,9 +116,7 @@ def two_level_bootstrap(diffs: np.ndarray, *, n_boot: int = 10_000, seed: int = 
     image_weights = rng.multinomial(n, np.full(n, 1 / n), size=n_boot) / n  # (n_boot, N)
     seed_weights = rng.multinomial(s, np.full(s, 1 / s), size=n_boot) / s  # (n_boot, S)
     boot = np.einsum("bs,sb->b", seed_weights, d @ image_weights.T)
-    alpha = (1 - confidence) / 2
-    return {"n_seeds": s, "n": n, "mean_diff": float(d.mean()), "ci_low": float(np.quantile(boot, alpha)),
-            "ci_high": float(np.quantile(boot, 1 - alpha))}
+    return {"n_seeds": s, "n": n, "mean_diff": float(d.mean()), **_interval(boot, confidence)}
 
 
 def seed_t_interval(diffs: np.ndarray, *, confidence: float = 0.95) -> dict:
@@ -139,17 +126,9 @@ def seed_t_interval(diffs: np.ndarray, *, confidence: float = 0.95) -> dict:
         diffs: ``(S, N)`` paired differences (B - A) of ``S`` seeds on the same ``N`` images.
 
     Each seed's mean over the images is one observation; the interval is their mean
-    ± ``t(1 - alpha/2, S - 1)`` × their standard deviation (``ddof=1``) / sqrt(S)
-    (:data:`scipy.stats.t`). It treats the trained pair of networks as the unit that varies and
-    the test set as fixed.
-
-    The 3-seed caveat: with ``S = 3`` there are 2 degrees of freedom, ``t = 4.30``, and the
-    standard deviation of 3 numbers is itself very uncertain, so the interval is wide and its
-    width is a rough guess; it is still the honest statement about seeds. The two-level
-    bootstrap (:func:`two_level_bootstrap`) draws from only 10 distinct seed multisets when
-    ``S = 3`` and its bootstrap variance of a mean of ``S`` values is ``(S - 1) / S`` of the
-    usual estimate (2/3 for 3 seeds), so it is narrower than this interval and should not be
-    read as covering the randomness of training.
+    ± ``t(1 - alpha/2, S - 1)`` × their standard deviation (``ddof=1``) / sqrt(S). With 3 seeds
+    it is wide, and still wider than :func:`two_level_bootstrap`, which shrinks the seed
+    variance to ``(S - 1) / S`` of it (chapter 06).
 
     Returns ``n_seeds``, ``df``, ``seed_means`` (list of ``S`` floats), ``sd_seeds``,
     ``mean_diff``, ``ci_low``, ``ci_high`` (``None`` for the last four that need 2 seeds).
@@ -198,23 +177,22 @@ def compare_tables(tables: dict[tuple[str, int], pd.DataFrame], seeds, metric: s
     if lacking:
         raise ConfigError(f"per-image table of {lacking[0][0]} seed {lacking[0][1]} has no column {column!r} "
                           "(results written before it was recorded)")
-    scores = {(m, s): tables[m, s][column] for m in (MODEL_A, MODEL_B) for s in seeds}
-    ids = scores[MODEL_A, seeds[0]].index
-    for key, series in scores.items():
-        if not series.index.equals(ids):
-            raise ConfigError(f"per-image table of {key[0]} seed {key[1]} has other test images than "
+    ids = tables[MODEL_A, seeds[0]].index
+    for m, s in ((m, s) for m in (MODEL_A, MODEL_B) for s in seeds):
+        if not tables[m, s].index.equals(ids):
+            raise ConfigError(f"per-image table of {m} seed {s} has other test images than "
                               f"{MODEL_A} seed {seeds[0]}; runs of one experiment must share one test set")
-    per_seed = {}
-    for s in seeds:
-        result = paired_comparison(scores[MODEL_A, s], scores[MODEL_B, s])
-        result["median_diff"] = float((scores[MODEL_B, s] - scores[MODEL_A, s]).median())
-        per_seed[str(s)] = result
-    averaged = {m: pd.concat([scores[m, s] for s in seeds], axis=1).mean(axis=1) for m in (MODEL_A, MODEL_B)}
-    seed_averaged = paired_comparison(averaged[MODEL_A], averaged[MODEL_B])
-    seed_averaged["median_diff"] = float((averaged[MODEL_B] - averaged[MODEL_A]).median())
-    diffs = np.stack([(scores[MODEL_B, s] - scores[MODEL_A, s]).to_numpy() for s in seeds])
-    return {"metric": metric, "endpoint": endpoint, "per_seed": per_seed, "seed_averaged": seed_averaged,
+    a, b = _scores(tables, seeds, metric, endpoint).values()
+    diffs = np.stack([(b[s] - a[s]).to_numpy() for s in seeds])
+    return {"metric": metric, "endpoint": endpoint,
+            "per_seed": {str(s): _with_median(a[s], b[s]) for s in seeds},
+            "seed_averaged": _with_median(a.mean(axis=1), b.mean(axis=1)),
             "two_level": two_level_bootstrap(diffs), "seed_t": seed_t_interval(diffs)}
+
+
+def _with_median(a: pd.Series, b: pd.Series) -> dict:
+    """:func:`paired_comparison` of ``a`` and ``b`` plus ``median_diff`` (B - A)."""
+    return {**paired_comparison(a, b), "median_diff": float((b - a).median())}
 
 
 def read_tables(folder: Path, seeds, models=(MODEL_A, MODEL_B)) -> dict[tuple[str, int], pd.DataFrame]:
@@ -237,12 +215,9 @@ def large_losses(tables, seeds, metric: str = "iou", endpoint: str = "raw", marg
     """Per seed, the ids of the images where B (Attention U-Net) scores more than ``margin``
     below A (U-Net) on ``metric`` at ``endpoint``, worst first. ``tables`` as in
     :func:`compare_tables`."""
-    scores = _scores(tables, seeds, metric, endpoint)
-    out = {}
-    for s in seeds:
-        diff = (scores[MODEL_B][s] - scores[MODEL_A][s]).sort_values(kind="stable")
-        out[s] = [str(i) for i in diff.index[diff < -margin]]
-    return out
+    a, b = _scores(tables, seeds, metric, endpoint).values()
+    diffs = {s: (b[s] - a[s]).sort_values(kind="stable") for s in seeds}
+    return {s: [str(i) for i in diff.index[diff < -margin]] for s, diff in diffs.items()}
 
 
 def by_lesion_size(tables, seeds, metric: str = "iou", endpoint: str = "raw", edges=SIZE_EDGES) -> pd.DataFrame:
@@ -262,8 +237,6 @@ def by_lesion_size(tables, seeds, metric: str = "iou", endpoint: str = "raw", ed
 
 
 def seed_spread(runs: pd.DataFrame, column: str = "raw_mean_iou") -> pd.Series:
-    """Per model, the largest minus the smallest ``column`` over its seeds (the spread that the
-    seed alone makes), from a table with one row per run and ``model``, ``seed`` columns
-    (:attr:`skinseg.lab.results.Results.runs`: ``raw_mean_iou`` is the primary endpoint,
-    ``mean_iou`` the run's choice, which adds the variant choice to the spread)."""
+    """Per model, the largest minus the smallest ``column`` over its seeds, from a table with one
+    row per run and ``model``, ``seed`` columns (:attr:`skinseg.lab.results.Results.runs`)."""
     return runs.groupby("model", sort=False)[column].agg(lambda v: v.max() - v.min())

@@ -11,9 +11,7 @@ import dataclasses
 from ..config import Profile
 from ..errors import ConfigError
 
-# Changes to a profile that ``python -m skinseg sweep`` compares on the validation set only
-# (the levers of the recipe; the test set is never used to choose among them). An "augment"
-# entry names only the augmentation settings it changes.
+# An "augment" entry names only the augmentation settings it changes.
 VARIANTS: dict[str, dict] = {
     "baseline": {},
     "dice_loss": {"loss": "dice"},  # per-image Dice instead of BCE + Dice (the article's pools the batch: "dice_pooled")
@@ -33,10 +31,8 @@ VARIANTS: dict[str, dict] = {
 
 def variant_settings(names) -> dict[str, object]:
     """The settings the named :data:`VARIANTS` change together, as ``{"lr": 3e-3, "augment.rot90": False}``.
-
-    Raises :class:`ConfigError` for an unknown name, and for two variants that set the same
-    setting to different values (``light_augment`` and ``strong_augment`` both set the rotation).
-    """
+    Raises :class:`ConfigError` for an unknown name, and for two variants that set one setting
+    to different values."""
     names = check_variant_names(names)
     settings: dict[str, object] = {}
     set_by: dict[str, str] = {}
@@ -53,10 +49,8 @@ def variant_settings(names) -> dict[str, object]:
 
 def with_variants(profile: Profile, names) -> Profile:
     """``profile`` with the changes of the named :data:`VARIANTS` (in any order), and their names
-    added to :attr:`Profile.variants`. ``"baseline"`` changes nothing and is not recorded.
-
-    Raises :class:`ConfigError` as :func:`variant_settings` does.
-    """
+    added to :attr:`Profile.variants` (``"baseline"`` changes nothing and is not recorded).
+    Raises :class:`ConfigError` as :func:`variant_settings` does."""
     names = list(dict.fromkeys(names))
     settings = variant_settings(names)
     augment = {k.removeprefix("augment."): v for k, v in settings.items() if k.startswith("augment.")}
