@@ -1,7 +1,6 @@
-"""Training-step throughput benchmark: images per second of one full optimisation step of both
-models over a grid of batch sizes, precisions, memory formats and ``torch.compile`` settings
-(the median of several timed repeats after a warm-up), with the achieved TFLOP/s against a
-matrix-multiply peak measured in the same run, and the share of the data pipeline.
+"""Training-step throughput of both models over a grid of batch sizes, precisions, memory formats
+and ``torch.compile`` settings (median of timed repeats after a warm-up), with the achieved
+TFLOP/s against a matrix-multiply peak measured in the same run.
 """
 from __future__ import annotations
 
@@ -51,10 +50,7 @@ def training_flops_per_image(model_name: str, width: int, image_size: tuple[int,
 @functools.lru_cache(maxsize=None)
 def attention_flops_overhead(width: int = 64, image_size: tuple[int, int] = (192, 256)) -> float:
     """How many more FLOPs Attention U-Net's training step does than U-Net's, as a fraction
-    (0.0165 = +1.65 %), from :func:`training_flops_per_image` of both.
-
-    This is the one figure the book and the README give for the gates' FLOP overhead.
-    """
+    (0.0165 = +1.65 %): the figure the book and the README give."""
     return (training_flops_per_image("attention_unet", width, image_size)
             / training_flops_per_image("unet", width, image_size) - 1)
 
@@ -65,10 +61,8 @@ def matmul_peak(device: torch.device, size: int | None = None, repeats: int = 10
     size = size or (8192 if cuda else 1024)
     dtype = torch.bfloat16 if cuda else torch.float32
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    for _ in range(3):
-        a @ b
-    seconds = _time(lambda: a @ b, device, repeats, 1)
-    return 2 * size ** 3 / seconds
+    _time(lambda: a @ b, device, 3, 1)  # warm-up
+    return 2 * size ** 3 / _time(lambda: a @ b, device, repeats, 1)
 
 
 def _time(fn, device: torch.device, steps: int, repeats: int) -> float:
@@ -126,9 +120,6 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     bs = setting.batch_size
     fixed_x, fixed_y = step.prepare(images[:bs], masks[:bs], generator)
 
-    def model_step():  # the model step alone, on one prepared batch
-        step.update(fixed_x, fixed_y)
-
     def full_step():  # what fit() does per batch: index the resident set, augment, step
         idx = torch.randint(0, pool, (bs,), device=device, generator=generator)
         step(images[idx], masks[idx], generator)
@@ -141,11 +132,10 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     for _ in range(warmup):
         full_step()
     full = _time(full_step, device, steps, repeats)
-    alone = _time(model_step, device, steps, repeats)
-    stats = None
-    if compiling:  # what TorchDynamo captured: more than one graph means recompiling, graph breaks split the step
-        stats = {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
-                 "frames": counters["frames"]["total"]}
+    alone = _time(lambda: step.update(fixed_x, fixed_y), device, steps, repeats)  # one prepared batch
+    # what TorchDynamo captured: more than one graph means recompiling, graph breaks split the step
+    stats = {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
+             "frames": counters["frames"]["total"]} if compiling else None
     return {**asdict(setting), "images_per_s": bs / full, "step_ms": 1000 * full,
             "model_step_ms": 1000 * alone, "pipeline_fraction": max(0.0, 1 - alone / full),
             "compile_seconds": compile_seconds, "compiled": step.compiled, "compile_stats": stats}
@@ -197,11 +187,8 @@ def run_operator_profiles(profile: Profile, device=None, settings: list[Setting]
     :func:`default_settings`: the plain bf16 + channels_last step on a GPU), logged and, with
     ``out_path``, written as JSON."""
     device = resolve_device(device)
-    settings = settings or default_settings(device, profile)
-    plain = {}
-    for s in settings:
-        if not (s.compile or s.compile_gates):
-            plain.setdefault(s.model, s)
+    eager = [s for s in settings or default_settings(device, profile) if not (s.compile or s.compile_gates)]
+    plain = {model: next(s for s in eager if s.model == model) for model in dict.fromkeys(s.model for s in eager)}
     report = {"device": describe(device), "torch": torch.__version__, "width": profile.width,
               "image_size": list(profile.image_size), "profiles": []}
     for setting in plain.values():
@@ -250,11 +237,8 @@ def default_settings(device: torch.device, profile: Profile, models=tuple(MODELS
 
 def run_benchmark(profile: Profile, device=None, settings: list[Setting] | None = None,
                   log=print, out_path=None, **timing) -> dict:
-    """Benchmark ``settings`` (default :func:`default_settings`) and return a JSON-ready dict.
-
-    With ``out_path`` the dict is also written there as JSON after every setting, so an
-    interrupted run keeps what it measured.
-    """
+    """Benchmark ``settings`` (default :func:`default_settings`) and return a JSON-ready dict,
+    also written to ``out_path`` (if given) after every setting: an interrupted run keeps what it measured."""
     device = resolve_device(device)
     settings = settings or default_settings(device, profile)
     peak = matmul_peak(device)

@@ -2,11 +2,10 @@
 
     python -m skinseg merge slice.tgz --into results/isic2017
 
-The merged experiment of the archive (:mod:`skinseg.lab.archive`) is ``--experiment``, else the
-one named like the target folder. A merge is refused, in one line and before any file is
-written, when :func:`skinseg.lab.experiment.folder_mismatch` refuses the runs, a run is already
-there, a file differs from its manifest's sha256 or a JSON or CSV file cannot be read. The files
-are staged in a hidden folder of the target and renamed into place, the manifest is kept as
+A merge is refused, in one line and before any file is written, when
+:func:`skinseg.lab.experiment.folder_mismatch` refuses the runs, a run is already there, a file
+differs from its manifest's sha256 or a JSON or CSV file cannot be read. The files are staged in
+a hidden folder of the target and renamed into place; the manifest is kept as
 ``slices/<its UTC time>_<its hash>.json`` and ``summary.json`` is computed again.
 """
 from __future__ import annotations
@@ -41,6 +40,7 @@ class MergeError(DataError):
 
 
 def _pick(manifest: dict, archive: Path, into: Path, experiment: str | None) -> str:
+    """The experiment of ``archive`` to merge: ``experiment``, else the one named like ``into``."""
     names = list(manifest["experiments"])
     if not names:
         raise MergeError(f"archive {archive} holds no finished runs (its slice started none)")

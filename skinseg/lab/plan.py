@@ -1,11 +1,6 @@
-"""What a time budget may decide: which whole runs start, never how long a run trains.
-
-:class:`RunCosts` says how long one run of a model takes here (an earlier run's wall time on
-the same hardware, else an estimate), and a run of the experiment starts only if that fits the
-time left. Only the recipe sweep, on validation, lets :func:`plan_epochs` choose its epochs.
-Both use :func:`cost_model`, from each model's real training step measured on the device: per
-epoch, the training images at the measured rate and the validation images at
-``INFERENCE_SPEEDUP`` times it; per run, warm-up, compiling and the evaluation views.
+"""What a time budget may decide: which whole runs start (:class:`RunCosts`), never how long a run
+trains; only the recipe sweep, on validation, lets :func:`plan_epochs` choose its epochs. Both
+cost a run with :func:`cost_model`, from each model's training step measured on the device.
 """
 from __future__ import annotations
 
@@ -73,11 +68,9 @@ def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], 
     """
     if budget_seconds <= 0:
         raise ConfigError(f"time budget must be a positive number of seconds, got {budget_seconds}")
-    per_model, epoch_seconds, fixed_seconds = {}, 0.0, 0.0
-    for name in models:
-        per_model[name] = cost_model(name, profile, sizes, device, measure)
-        epoch_seconds += runs_per_model * per_model[name]["epoch_seconds"]
-        fixed_seconds += runs_per_model * per_model[name]["run_seconds"]
+    per_model = {name: cost_model(name, profile, sizes, device, measure) for name in models}
+    epoch_seconds = sum(runs_per_model * m["epoch_seconds"] for m in per_model.values())
+    fixed_seconds = sum(runs_per_model * m["run_seconds"] for m in per_model.values())
     epochs = math.floor((budget_seconds - fixed_seconds) / epoch_seconds)
     if epochs < 1:
         raise ConfigError(f"time budget of {budget_seconds:.0f} s is too small: one epoch of every run needs "
@@ -124,17 +117,12 @@ def describe_plan(plan: dict) -> str:
 
 
 class RunCosts:
-    """The expected wall seconds of one whole run of a model with ``profile`` on ``device``.
+    """The expected wall seconds of one whole run of a model with ``profile`` on ``device``
+    (``sizes`` and ``measure`` as for :func:`cost_model`).
 
     :meth:`estimate` is the longest wall time of an earlier finished run of that model with the
-    same epochs on the same hardware, found in the ``runs/`` of the ``earlier`` folders (read
-    afresh each time, so a run finished in this call counts); without one, ``profile.epochs``
-    epochs and the fixed part of :func:`cost_model`, from a training step measured once per model.
-
-    Args:
-        sizes: the number of ``train``, ``val`` and ``test`` images.
-        earlier: results folders whose ``runs/*.json`` record runs of the same recipe.
-        measure: as for :func:`cost_model`.
+    same epochs on the same hardware, in the ``runs/`` of the ``earlier`` results folders (read
+    afresh each time); without one, ``profile.epochs`` epochs and the fixed part of :func:`cost_model`.
     """
 
     def __init__(self, profile: Profile, sizes: dict[str, int], device: torch.device, *, earlier=(),
@@ -173,11 +161,9 @@ def training_estimate(profile: Profile, sizes: dict[str, int], device: torch.dev
     device = torch.device(device)
     if measure is None:  # a few steps: enough for minutes-scale advice, cheap before a training cell
         measure = functools.partial(measure_training_step, steps=4, repeats=1)
-    seconds, rates = {}, {}
-    for name in models:
-        cost = cost_model(name, profile, {"train": sizes["train"], "val": sizes["val"], "test": 0}, device, measure)
-        seconds[name] = profile.epochs * cost["epoch_seconds"] + cost["compile_seconds"]
-        rates[name] = cost["images_per_s"]
+    costs = {name: cost_model(name, profile, {**sizes, "test": 0}, device, measure) for name in models}
+    seconds = {name: profile.epochs * c["epoch_seconds"] + c["compile_seconds"] for name, c in costs.items()}
+    rates = {name: c["images_per_s"] for name, c in costs.items()}
     total = sum(seconds.values())
     when = f"about {total / 60:.0f} min" if total >= 90 else f"about {total:.0f} s"
     text = (f"{when} on this {describe(device)} for {' and '.join(models)} ({profile.label()}, "
