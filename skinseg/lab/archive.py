@@ -1,10 +1,7 @@
 """One ``.tgz`` per GPU slice: ``manifest.json`` first, then ``<experiment>/...``, every file the
-slice's runs wrote.
-
-The manifest records ``format``, ``created`` (UTC), ``environment``, ``budget_seconds``,
-``seconds``, per experiment its recipe, data and runs (:func:`experiment_entry`), and ``files``:
-the sha256 of every other file, so that :func:`open_archive` can tell one changed or lost after
-packing. :mod:`skinseg.lab.merge` adds the runs to the committed results.
+slice's runs wrote. The manifest records ``format``, ``created`` (UTC), ``environment``,
+``budget_seconds``, ``seconds``, per experiment its recipe, data and runs (:func:`experiment_entry`),
+and ``files``: the sha256 of every other file, which :func:`open_archive` checks.
 """
 from __future__ import annotations
 
@@ -41,10 +38,7 @@ def experiment_entry(folder: Path) -> dict:
 def pack_slice(folders: dict[str, Path], archive: Path, *, environment: dict, budget_seconds: float | None,
                seconds: float, log_text: str = "") -> dict:
     """Write ``archive`` (a ``.tgz``) holding the experiment ``folders`` (``{name: folder}``; those
-    without a finished run are left out) and the manifest, which it returns.
-
-    ``log_text``, if given, is stored as ``slice.log`` beside the manifest.
-    """
+    without a finished run are left out), the manifest, which it returns, and ``log_text`` as ``slice.log``."""
     folders = {name: Path(f) for name, f in folders.items() if any((Path(f) / "runs").glob("*.json"))}
     members = {f"{name}/{path.relative_to(folder).as_posix()}": path for name, folder in folders.items()
                for path in sorted(folder.rglob("*"))
@@ -106,8 +100,7 @@ def open_archive(archive: Path, into: Path | None = None) -> tuple[dict, Path]:
     except json.JSONDecodeError as err:
         raise DataError(f"{MANIFEST} of archive {archive} is not valid JSON ({err})") from None
     if manifest.get("format") != FORMAT:
-        raise DataError(f"archive {archive} has format {manifest.get('format')!r}, expected {FORMAT!r}"
-                        f"{' (an older slice without file hashes: run the slice again)' if manifest.get('format') == 'skinseg-slice 1' else ''}")
+        raise DataError(f"archive {archive} has format {manifest.get('format')!r}, expected {FORMAT!r}")
     recorded = manifest.get("files")
     if not isinstance(recorded, dict) or not isinstance(manifest.get("experiments"), dict):
         raise DataError(f"{MANIFEST} of archive {archive} lacks its 'files' or 'experiments'; expected an archive "

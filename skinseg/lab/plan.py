@@ -40,8 +40,8 @@ def measure_training_step(model_name: str, profile: Profile, device: torch.devic
 def cost_model(model_name: str, profile: Profile, sizes: dict[str, int], device: torch.device,
                measure: Callable[[str, Profile, torch.device], dict] | None = None) -> dict:
     """The measured training step of ``model_name`` and what it predicts: ``images_per_s``,
-    ``compile_seconds``, ``epoch_seconds`` (training and validation) and ``run_seconds`` (the
-    fixed part of a run: warm-up, compiling, choosing and scoring the evaluation variants).
+    ``compile_seconds``, ``epoch_seconds`` (training, and validation at ``INFERENCE_SPEEDUP`` times
+    the rate) and ``run_seconds`` (the fixed part: warm-up, compiling, scoring the evaluation views).
 
     Args:
         sizes: the number of ``train``, ``val`` and ``test`` images (``test`` 0 when a run is not tested).
@@ -62,9 +62,8 @@ def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], 
     """The largest number of epochs with which ``runs_per_model`` runs of every model (one per seed,
     say) fit ``budget_seconds`` (``sizes`` and ``measure`` as for :func:`cost_model`).
 
-    Returns a dict with ``epochs``, the estimated ``seconds``, and per model the measured
-    ``images_per_s``, ``compile_seconds``, ``epoch_seconds`` and ``run_seconds`` (the fixed part).
-    Raises :class:`ConfigError` when not even one epoch fits.
+    Returns ``budget_seconds``, ``epochs``, the estimated ``seconds``, ``runs_per_model`` and per model
+    (``models``) :func:`cost_model`'s figures; raises :class:`ConfigError` when not even one epoch fits.
     """
     if budget_seconds <= 0:
         raise ConfigError(f"time budget must be a positive number of seconds, got {budget_seconds}")
@@ -133,17 +132,12 @@ class RunCosts:
         self.earlier, self.measure, self.log = [Path(f) for f in earlier], measure, log
         self.estimated: dict[str, float] = {}
 
-    def measured(self, model_name: str) -> float | None:
-        """The longest wall seconds of an earlier run of ``model_name`` here, or ``None``."""
-        runs = [read_json(path) for folder in self.earlier for path in (folder / "runs").glob(f"{model_name}_seed*.json")]
-        seconds = [float(r["wall_seconds"]) for r in runs if "wall_seconds" in r and r.get("epochs") == self.profile.epochs
-                   and r.get("environment", {}).get("device") == self.device_name]
-        return max(seconds, default=None)
-
     def estimate(self, model_name: str) -> float:
-        measured = self.measured(model_name)
-        if measured is not None:
-            return measured
+        runs = [read_json(path) for folder in self.earlier for path in (folder / "runs").glob(f"{model_name}_seed*.json")]
+        measured = [float(r["wall_seconds"]) for r in runs if "wall_seconds" in r and r.get("epochs") == self.profile.epochs
+                    and r.get("environment", {}).get("device") == self.device_name]
+        if measured:
+            return max(measured)
         if model_name not in self.estimated:
             m = cost_model(model_name, self.profile, self.sizes, self.device, self.measure)
             self.estimated[model_name] = self.profile.epochs * m["epoch_seconds"] + m["run_seconds"]
@@ -155,9 +149,8 @@ class RunCosts:
 def training_estimate(profile: Profile, sizes: dict[str, int], device: torch.device | str,
                       models=tuple(MODELS), measure=None) -> dict:
     """Seconds that :func:`skinseg.train.fit` will take for each of ``models`` with ``profile`` on
-    ``sizes["train"]`` and ``sizes["val"]`` images, from :func:`cost_model` with a short step
-    measured on ``device`` now (or ``measure``). Returns ``{"seconds": {model: s},
-    "images_per_s": {model: rate}, "text": "about 6 min on this Tesla T4 ..."}``."""
+    ``sizes["train"]`` and ``sizes["val"]`` images, from :func:`cost_model` with a short step measured
+    now (or ``measure``): ``{"seconds": {model: s}, "images_per_s": {model: rate}, "text": "about 6 min ..."}``."""
     device = torch.device(device)
     if measure is None:  # a few steps: enough for minutes-scale advice, cheap before a training cell
         measure = functools.partial(measure_training_step, steps=4, repeats=1)

@@ -74,12 +74,11 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 
 def _stamp(target: np.ndarray, ys: np.ndarray, xs: np.ndarray, width: int) -> None:
     """Set ``target`` to 1 at the points, with a square footprint of ``width`` pixels."""
-    for dy in range(width):
-        for dx in range(width):
-            yi = np.round(ys).astype(np.int64) + dy
-            xi = np.round(xs).astype(np.int64) + dx
-            keep = (yi >= 0) & (yi < target.shape[0]) & (xi >= 0) & (xi < target.shape[1])
-            target[yi[keep], xi[keep]] = 1.0
+    offsets = np.arange(width)
+    yi, xi = np.broadcast_arrays(np.round(ys).astype(np.int64)[:, None, None] + offsets[:, None],
+                                 np.round(xs).astype(np.int64)[:, None, None] + offsets)
+    keep = (yi >= 0) & (yi < target.shape[0]) & (xi >= 0) & (xi < target.shape[1])
+    target[yi[keep], xi[keep]] = 1.0
 
 
 def _colour(rgb) -> np.ndarray:
@@ -211,21 +210,12 @@ def _draw(shape: tuple[int, int], seed_sequence: np.random.SeedSequence) -> tupl
 
 
 def make_synthetic(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) -> SegmentationData:
-    """Draw ``n`` SYNTHETIC dermoscopy-like images with exact lesion masks.
+    """Draw ``n`` (>= 1) SYNTHETIC images of ``size`` ``(height, width)`` (each a multiple of 16, >= 16)
+    from ``seed`` (>= 0): the same arguments give identical arrays, and image ``i`` does not depend on ``n``.
 
-    Args:
-        n: number of images, >= 1.
-        size: ``(height, width)`` in pixels, each >= 16 and divisible by 16.
-        seed: integer >= 0; the same ``(n, size, seed)`` gives identical arrays, and image
-            ``i`` does not depend on ``n``.
-
-    Returns:
-        :class:`SegmentationData` with ``images`` ``(n, H, W, 3)`` uint8 RGB in 0..255,
-        ``masks`` ``(n, H, W)`` uint8 in {0, 1} (1 = lesion, never empty), ids ``synth_0000``, ...
-        and ``source = "SYNTHETIC lesions (seed S)"``.
-
-    Raises:
-        ConfigError: ``n``, ``size`` or ``seed`` is not valid.
+    Returns :class:`SegmentationData` with ``images`` ``(n, H, W, 3)`` uint8 RGB in 0..255, ``masks``
+    ``(n, H, W)`` uint8 in {0, 1} (1 = lesion, never empty), ids ``synth_0000``, ... and ``source =
+    "SYNTHETIC lesions (seed S)"``; raises :class:`ConfigError` for an invalid argument.
     """
     n = _check_int("n", n, 1)
     size = check_image_size(size, "size")
@@ -237,24 +227,18 @@ def make_synthetic(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) ->
 
 def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4, n_test: int = 4,
                       size: tuple[int, int] = (192, 256), seed: int = 0, layout: str = "compact") -> Path:
-    """Write SYNTHETIC images in the folder layout of an official ISIC archive (:data:`skinseg.data.isic.LAYOUTS`).
+    """Write SYNTHETIC images into ``root`` (created if missing) in the folder layout of an official
+    ISIC archive of ``year`` (:data:`skinseg.data.isic.LAYOUTS`; 2016 has no validation split, so
+    ``n_val`` is ignored): RGB JPEGs (quality 95), masks 8-bit PNGs in {0, 255}, ``n_*`` >= 1 per
+    split, ``size`` and ``seed`` as for :func:`make_synthetic` (the same arguments write identical pixels).
 
-    Images are RGB JPEGs (quality 95), masks 8-bit PNGs of the same size in {0, 255}.
-    ``layout="compact"``: every image at ``size``, ids ``ISIC_0000000``, ``ISIC_0000001``, ...
-    across the splits in the order train, validation, test (image ``k`` is image ``k`` of
-    ``make_synthetic(n, size, seed)``), and for 2017 one ``*_superpixels.png`` per ``*_Data``
-    folder, which readers must skip. ``layout="official"``: as the archives extract: image ``k``
-    at ``ORIGINAL_SIZES[k % 5]`` (``size`` is ignored), ids neither consecutive nor from 0
-    (``ISIC_0012000``, ``ISIC_0012013``, ...), and for 2017 a ``_superpixels.png`` beside every
-    image and a ``<folder>_metadata.csv`` in every ``*_Data`` folder.
-
-    Args:
-        root: folder to write into; created if missing, same-named files overwritten.
-        year: ``"2016"`` (no validation split; ``n_val`` is ignored) or ``"2017"``.
-        n_train, n_val, n_test: images per split, each >= 1.
-        size: ``(height, width)``, each >= 16 and divisible by 16.
-        seed: integer >= 0; the same arguments always write identical pixels.
-        layout: ``"compact"`` or ``"official"``.
+    ``layout="compact"``: every image at ``size``, ids ``ISIC_0000000``, ``ISIC_0000001``, ... across
+    the splits in the order train, validation, test (image ``k`` is image ``k`` of
+    ``make_synthetic(n, size, seed)``), and for 2017 one ``*_superpixels.png`` per ``*_Data`` folder,
+    which readers must skip. ``layout="official"``: as the archives extract: image ``k`` at
+    ``ORIGINAL_SIZES[k % 5]`` (``size`` is ignored), ids neither consecutive nor from 0
+    (``ISIC_0012000``, ``ISIC_0012013``, ...), and for 2017 a ``_superpixels.png`` beside every image
+    and a ``<folder>_metadata.csv`` in every ``*_Data`` folder.
 
     Returns ``root`` as a :class:`~pathlib.Path`; raises :class:`ConfigError` for an invalid argument.
     """
@@ -273,9 +257,7 @@ def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4
     children = np.random.SeedSequence(seed).spawn(sum(counts.values()))
     root = Path(root)
     start = 0
-    for split, (data_dir, truth_dir) in LAYOUTS[year].items():
-        (root / data_dir).mkdir(parents=True, exist_ok=True)
-        (root / truth_dir).mkdir(parents=True, exist_ok=True)
+    for split, (data_dir, truth_dir) in LAYOUTS[year].items():  # the atomic writes create the folders
         stems = []
         for k in range(start, start + counts[split]):
             stem = f"ISIC_{12000 + 13 * k:07d}" if official else f"ISIC_{k:07d}"
