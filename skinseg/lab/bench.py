@@ -5,7 +5,6 @@ TFLOP/s against a matrix-multiply peak measured in the same run.
 from __future__ import annotations
 
 import functools
-import itertools
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -107,9 +106,8 @@ def _training_step(setting: Setting, width: int, image_size: tuple[int, int], de
 
 def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device,
                   warmup: int = 3, steps: int = 10, repeats: int = 3, pool: int = 256) -> dict:
-    """Time one setting. Returns the setting plus ``images_per_s``, ``step_ms``,
-    ``compile_seconds``, ``pipeline_fraction`` (share of the full step spent indexing and
-    augmenting the batch) and, for a compiled setting, ``compile_stats``."""
+    """Time one setting: the setting plus ``images_per_s``, ``step_ms``, ``model_step_ms``, ``compile_seconds``,
+    ``pipeline_fraction`` (share of the step spent indexing and augmenting) and ``compile_stats`` (compiled)."""
     compiling = setting.compile or setting.compile_gates
     if compiling:  # a cold start for each compiled setting, and counters of its own
         from torch._dynamo.utils import counters
@@ -143,13 +141,10 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
 
 def operator_profile(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device,
                      steps: int = 5, top: int = 20) -> dict:
-    """Where the time of a model step goes: the ``top`` operators by their own time (GPU time on a
-    GPU, CPU time on a CPU) over ``steps`` steps on one prepared batch, after a warm-up.
-
-    Returns the setting plus ``step_ms`` (the profiled total per step: on a GPU the busy time),
-    ``floor_step_ms`` (:func:`launch_floor`) and ``operators``: per operator and input shapes its
-    ``name``, ``input_shapes``, ``ms_per_step``, ``share`` of the total and ``calls_per_step``.
-    """
+    """Where the time of a model step goes: the setting plus ``step_ms`` (the profiled total per step,
+    GPU busy time on a GPU, CPU time on a CPU, over ``steps`` steps after a warm-up), ``floor_step_ms``
+    (:func:`launch_floor`) and the ``top`` ``operators`` by their own time, per operator and input
+    shapes: ``name``, ``input_shapes``, ``ms_per_step``, ``share`` of the total and ``calls_per_step``."""
     from torch.profiler import ProfilerActivity, profile
 
     step, images, masks, generator = _training_step(setting, width, image_size, device, setting.batch_size)
@@ -229,10 +224,8 @@ def default_settings(device: torch.device, profile: Profile, models=tuple(MODELS
     grid += [Setting(m, b, "bf16", True, True, mode) for mode in COMPILE_MODES for m in models for b in compile_batch_sizes]
     grid += [Setting(m, b, "bf16", True, False, compile_gates=True) for m in models if m == "attention_unet"
              for b in compile_batch_sizes]
-    for m in models:
-        grid += [Setting(m, 16, amp, cl, False) for amp, cl in itertools.product(("off", "bf16"), (False, True))
-                 if (amp, cl) != ("bf16", True)]
-    return grid
+    return grid + [Setting(m, 16, amp, cl, False) for m in models
+                   for amp, cl in (("off", False), ("off", True), ("bf16", False))]
 
 
 def run_benchmark(profile: Profile, device=None, settings: list[Setting] | None = None,

@@ -52,14 +52,11 @@ def latest_bench(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def speedup_table(frame: pd.DataFrame, plain: dict | None = None) -> pd.DataFrame:
-    """Both models' training throughput in every setting of ``frame``, against their plain step.
-
-    ``frame`` holds the rows of one device (:func:`latest_bench`); ``plain``, the baseline (a subset
-    of :data:`SETTING_KEYS`), defaults to :data:`PLAIN_GPU` on a GPU and :data:`PLAIN_CPU` on a CPU.
-    Returns one row per setting label (plain first, then by batch size and speed) with
-    ``"<model> img/s"``, ``"<model> vs plain"`` (over its own plain step), ``"<model> model step ms"``
-    and ``"Attention / U-Net"`` (the throughput ratio); NaN for a model a setting lacks.
-    """
+    """Both models' training throughput in every setting of ``frame`` (the rows of one device,
+    :func:`latest_bench`) against their ``plain`` step (a subset of :data:`SETTING_KEYS`; default
+    :data:`PLAIN_GPU` on a GPU, :data:`PLAIN_CPU` on a CPU): one row per setting label (plain first,
+    then by batch size and speed) with ``"<model> img/s"``, ``"<model> vs plain"``, ``"<model> model
+    step ms"`` and ``"Attention / U-Net"`` (the throughput ratio); NaN for a model a setting lacks."""
     if frame.duplicated(list(SETTING_KEYS)).any() or frame.device.nunique() > 1:
         raise ValueError("speedup_table needs one row per setting of one device: pass latest_bench(frame)")
     plain = _baseline(frame, plain)

@@ -1,11 +1,9 @@
 """SYNTHETIC dermoscopy-like images with exact lesion masks, for tests, the CLI and demos.
 
-Nothing here is real data. An image has a skin-toned background with smooth shading and
-sensor noise, one pigmented lesion with an irregular border (about 3 % to 50 % of the image)
-and variegated colour, a few dark hairs (not part of the mask, as in the ISIC ground truth)
-and sometimes a dark dermatoscope vignette. The mask is exact: 1 where a pixel's centre lies
-inside the lesion. Image ``i`` depends only on ``(seed, i, size)``. :func:`write_isic_layout`
-writes such images in the folder layout of the official ISIC 2016 or 2017 archives.
+Nothing here is real data. An image has a shaded, noisy skin-toned background, one pigmented
+lesion with an irregular border (about 3 % to 50 % of the image) and variegated colour, a few dark
+hairs (not in the mask, as in the ISIC ground truth) and sometimes a dermatoscope vignette. The
+mask is exact: 1 where a pixel's centre lies inside the lesion.
 """
 from __future__ import annotations
 
