@@ -86,8 +86,7 @@ def _time(fn, device: torch.device, steps: int, repeats: int) -> float:
 
 
 def _training_step(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device, pool: int):
-    """A fresh model's :class:`TrainStep` for ``setting``, a resident pool of ``pool`` random uint8
-    images and masks on ``device``, and a seeded generator."""
+    """A fresh model's :class:`TrainStep`, ``pool`` random uint8 images and masks on ``device``, a generator."""
     torch.manual_seed(0)
     model = build_model(setting.model, width).to(device)
     if setting.compile_gates:
@@ -170,17 +169,15 @@ def operator_profile(setting: Setting, width: int, image_size: tuple[int, int], 
 
 
 def launch_floor(setting: Setting, device: torch.device) -> float:
-    """Wall-clock ms of ``setting``'s model step for the same network with two channels at the first
-    level on 32x32 images: the same operators, each almost free, so on a GPU what is left is the
-    cost of issuing them from the CPU."""
+    """Wall-clock ms of ``setting``'s model step with two channels at the first level on 32x32 images:
+    the same operators, each almost free, so on a GPU what is left is the cost of issuing them."""
     return bench_setting(setting, 2, (32, 32), device, warmup=3, steps=10, repeats=3, pool=setting.batch_size)["model_step_ms"]
 
 
 def run_operator_profiles(profile: Profile, device=None, settings: list[Setting] | None = None,
                           log=print, out_path=None) -> dict:
     """:func:`operator_profile` of the first eager setting of each model in ``settings`` (default
-    :func:`default_settings`: the plain bf16 + channels_last step on a GPU), logged and, with
-    ``out_path``, written as JSON."""
+    :func:`default_settings`), logged and, with ``out_path``, written as JSON."""
     device = resolve_device(device)
     eager = [s for s in settings or default_settings(device, profile) if not (s.compile or s.compile_gates)]
     plain = {model: next(s for s in eager if s.model == model) for model in dict.fromkeys(s.model for s in eager)}
@@ -207,8 +204,8 @@ def time_book_tests(root: Path | str = ".") -> dict:
     t0 = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-q", "book"],
                             cwd=root, capture_output=True, text=True)
-    lines = (result.stdout.strip().splitlines() or [""])
-    return {"seconds": time.perf_counter() - t0, "returncode": result.returncode, "summary": lines[-1]}
+    return {"seconds": time.perf_counter() - t0, "returncode": result.returncode,
+            "summary": (result.stdout.strip().splitlines() or [""])[-1]}
 
 
 def default_settings(device: torch.device, profile: Profile, models=tuple(MODELS),

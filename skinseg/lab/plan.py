@@ -29,9 +29,8 @@ def measure_training_step(model_name: str, profile: Profile, device: torch.devic
     """Images/s and compile seconds of ``model_name``'s training step as :func:`~skinseg.train.fit`
     runs it with ``profile`` on ``device`` (a short benchmark on synthetic batches: the best of
     ``repeats`` timings of ``steps`` steps each)."""
-    cuda = device.type == "cuda"
-    setting = Setting(model_name, profile.batch_size, "auto", cuda, compile_enabled(profile.compile, device),
-                      profile.compile_mode)  # as fit() does
+    setting = Setting(model_name, profile.batch_size, "auto", device.type == "cuda",  # as fit() does
+                      compile_enabled(profile.compile, device), profile.compile_mode)
     result = bench_setting(setting, profile.width, profile.image_size, device, warmup=3, steps=steps, repeats=repeats,
                            pool=max(64, profile.batch_size))
     return {"images_per_s": result["images_per_s"], "compile_seconds": result["compile_seconds"]}
@@ -42,11 +41,9 @@ def cost_model(model_name: str, profile: Profile, sizes: dict[str, int], device:
     """The measured training step of ``model_name`` and what it predicts: ``images_per_s``,
     ``compile_seconds``, ``epoch_seconds`` (training, and validation at ``INFERENCE_SPEEDUP`` times
     the rate) and ``run_seconds`` (the fixed part: warm-up, compiling, scoring the evaluation views).
-
-    Args:
-        sizes: the number of ``train``, ``val`` and ``test`` images (``test`` 0 when a run is not tested).
-        measure: ``(model_name, profile, device) -> {"images_per_s", "compile_seconds"}``
-            (default :func:`measure_training_step`).
+    ``sizes`` holds the number of ``train``, ``val`` and ``test`` images (``test`` 0 for an untested
+    run); ``measure(model_name, profile, device) -> {"images_per_s", "compile_seconds"}`` defaults
+    to :func:`measure_training_step`.
     """
     m = (measure or measure_training_step)(model_name, profile, device)
     views = max(TTA_VIEWS[t] for t in profile.tta)  # nested variants share their views (predict_variants)
@@ -82,13 +79,10 @@ def budgeted_profile(profile: Profile, budget_seconds: float | None, json_path: 
                      runs_per_model: int, device: torch.device, models=tuple(MODELS),
                      log: Callable[[str], None] = print, evaluation_tta: tuple[str, ...] | None = None
                      ) -> tuple[Profile, dict | None]:
-    """``(profile, plan)`` for a run that may have a time budget.
-
-    Without a budget: the profile as it is and no plan. With one: the ``"plan"`` an earlier call
-    stored in ``json_path`` for the same budget (a resumed run keeps its schedule), else a new
-    :func:`plan_epochs` (its evaluation costed with ``evaluation_tta`` if given); the profile
-    gets the plan's epochs. The plan is logged either way.
-    """
+    """``(profile, plan)``: without a budget the profile as it is and ``None``; with one, the profile
+    with the epochs of the ``"plan"`` an earlier call stored in ``json_path`` for the same budget (a
+    resumed run keeps its schedule), else of a new, logged :func:`plan_epochs` (its evaluation
+    costed with ``evaluation_tta`` if given)."""
     if budget_seconds is None:
         return profile, None
     plan = read_json(json_path).get("plan") if json_path.exists() else None
@@ -116,13 +110,10 @@ def describe_plan(plan: dict) -> str:
 
 
 class RunCosts:
-    """The expected wall seconds of one whole run of a model with ``profile`` on ``device``
-    (``sizes`` and ``measure`` as for :func:`cost_model`).
-
-    :meth:`estimate` is the longest wall time of an earlier finished run of that model with the
-    same epochs on the same hardware, in the ``runs/`` of the ``earlier`` results folders (read
-    afresh each time); without one, ``profile.epochs`` epochs and the fixed part of :func:`cost_model`.
-    """
+    """:meth:`estimate`: the wall seconds of one whole run of a model with ``profile`` on ``device``, the
+    longest of an earlier finished run with the same epochs on the same hardware in the ``runs/`` of
+    the ``earlier`` results folders (read afresh each time), else ``profile.epochs`` epochs and the
+    fixed part of :func:`cost_model` (``sizes`` and ``measure`` as there)."""
 
     def __init__(self, profile: Profile, sizes: dict[str, int], device: torch.device, *, earlier=(),
                  measure: Callable[[str, Profile, torch.device], dict] | None = None,

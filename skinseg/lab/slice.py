@@ -75,17 +75,16 @@ def run_slice(data_root, archive: Path, *, time_budget: float | None = None, wor
         if name not in runners:
             recipe = profile or get_profile(spec.profile)
             recipe = adjust(recipe) if adjust else recipe
-            runners[name] = ExperimentRunner(data_root, results / name, recipe, seeds=spec.seeds,
-                                             protocol=spec.protocol, work_dir=work_dir / "checkpoints" / name,
-                                             device=device, progress=progress, log=say,
-                                             committed=[committed / name])
-            problem = folder_mismatch(committed / name, runners[name].config)
+            runner = runners[name] = ExperimentRunner(data_root, results / name, recipe, seeds=spec.seeds,
+                                                      protocol=spec.protocol, work_dir=work_dir / "checkpoints" / name,
+                                                      device=device, progress=progress, log=say,
+                                                      committed=[committed / name])
+            problem = folder_mismatch(committed / name, runner.config)
             if problem:
                 raise ConfigError(f"{committed / name} holds finished runs of {problem}; "
                                   "this slice's runs could not be merged into it")
-            costs[name] = RunCosts(recipe, runners[name].sizes, runners[name].device,
-                                   earlier=[committed / name, runners[name].out_dir], log=say)
-            device_env = runners[name].config["environment"]
+            costs[name] = RunCosts(recipe, runner.sizes, runner.device, earlier=[committed / name, runner.out_dir], log=say)
+            device_env = runner.config["environment"]
         runner = runners[name]
         if runner.done(model, seed):
             continue

@@ -256,7 +256,8 @@ def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4
     root = Path(root)
     start = 0
     for split, (data_dir, truth_dir) in LAYOUTS[year].items():  # the atomic writes create the folders
-        stems = []
+        rng = np.random.default_rng([seed, start])  # the official metadata's ages and sexes
+        rows = []
         for k in range(start, start + counts[split]):
             stem = f"ISIC_{12000 + 13 * k:07d}" if official else f"ISIC_{k:07d}"
             image, mask = _draw(ORIGINAL_SIZES[k % len(ORIGINAL_SIZES)] if official else size, children[k])
@@ -265,10 +266,8 @@ def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4
             if year == "2017" and (official or k == start):
                 write_image_atomic(root / data_dir / f"{stem}_superpixels.png",
                                    Image.fromarray(_superpixels(image.shape[:2], k), "RGB"))
-            stems.append(stem)
+            rows.append(f"{stem},{5 * int(rng.integers(4, 17))},{rng.choice(['female', 'male'])}")
         if year == "2017" and official:
-            rng = np.random.default_rng([seed, start])
-            rows = [f"{stem},{5 * int(rng.integers(4, 17))},{rng.choice(['female', 'male'])}" for stem in stems]
             write_text_atomic(root / data_dir / f"{data_dir}_metadata.csv", "\n".join(["image_id,age_approximate,sex", *rows]) + "\n")
         start += counts[split]
     return root
