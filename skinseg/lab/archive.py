@@ -66,17 +66,15 @@ def is_slice_archive(path: Path) -> bool:
     """Whether ``path`` is a ``.tgz`` that starts with a slice manifest (:func:`pack_slice` writes it first)."""
     try:
         with tarfile.open(path, "r:*") as tar:
-            first = tar.next()
-            return first is not None and first.name == MANIFEST
+            return getattr(tar.next(), "name", None) == MANIFEST
     except (tarfile.TarError, OSError, EOFError):
         return False
 
 
 def open_archive(archive: Path, into: Path | None = None) -> tuple[dict, Path]:
-    """Extract ``archive`` (tarfile's ``data`` filter) into ``into`` (default a new temporary
-    folder); returns ``(manifest, folder)``. Raises :class:`DataError` for a missing or unreadable
-    archive, one without a manifest of this format, and a file changed, missing or added since
-    it was packed."""
+    """Extract ``archive`` (tarfile's ``data`` filter) into ``into`` (default a new temporary folder);
+    returns ``(manifest, folder)``. Raises :class:`DataError` for a missing or unreadable archive, one
+    without a manifest of this format, and a file changed, missing or added since it was packed."""
     archive = Path(archive)
     if not archive.is_file():
         raise DataError(f"archive {archive} does not exist")

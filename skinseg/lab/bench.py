@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import functools
 import statistics
+import subprocess
+import sys
 import time
+import timeit
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,10 +81,7 @@ def _time(fn, device: torch.device, steps: int, repeats: int) -> float:
             torch.cuda.synchronize()
             results.append(start.elapsed_time(end) / 1000 / steps)
         else:
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            results.append((time.perf_counter() - t0) / steps)
+            results.append(timeit.timeit(fn, number=steps) / steps)
     return statistics.median(results)
 
 
@@ -94,9 +94,8 @@ def _training_step(setting: Setting, width: int, image_size: tuple[int, int], de
             raise ValueError(f"{setting}: compile the whole step or its gates, not both")
         for gate in model.gates:  # each gate's elementwise chain becomes a few fused kernels
             gate.compile(mode=setting.compile_mode)
-    optimizer = build_optimizer(model, 1e-4, 1e-4, device)
-    step = TrainStep(model, optimizer, build_loss("bce_dice"), device, AugmentConfig(), amp=setting.amp,
-                     channels_last="on" if setting.channels_last else "off",
+    step = TrainStep(model, build_optimizer(model, 1e-4, 1e-4, device), build_loss("bce_dice"), device, AugmentConfig(),
+                     amp=setting.amp, channels_last="on" if setting.channels_last else "off",
                      compile="on" if setting.compile else "off", compile_mode=setting.compile_mode)
     images = torch.randint(0, 256, (pool, 3, *image_size), dtype=torch.uint8, device=device)
     masks = (torch.rand(pool, 1, *image_size, device=device) > 0.7).to(torch.uint8)
@@ -161,11 +160,10 @@ def operator_profile(setting: Setting, width: int, image_size: tuple[int, int], 
     events = prof.key_averages(group_by_input_shape=True)
     own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # microseconds
     total = sum(own(e) for e in events)
-    ranked = sorted(events, key=own, reverse=True)[:top]
     return {**asdict(setting), "clock": "gpu" if cuda else "cpu", "step_ms": total / 1000 / steps,
             "floor_step_ms": launch_floor(setting, device),
             "operators": [{"name": e.key, "input_shapes": [shape for shape in e.input_shapes if shape], "ms_per_step": own(e) / 1000 / steps,
-                           "share": own(e) / total, "calls_per_step": e.count / steps} for e in ranked]}
+                           "share": own(e) / total, "calls_per_step": e.count / steps} for e in sorted(events, key=own, reverse=True)[:top]]}
 
 
 def launch_floor(setting: Setting, device: torch.device) -> float:
@@ -198,9 +196,6 @@ def run_operator_profiles(profile: Profile, device=None, settings: list[Setting]
 
 def time_book_tests(root: Path | str = ".") -> dict:
     """Wall-clock seconds of ``pytest --nbval`` over the book's chapters (re-executes them on this machine)."""
-    import subprocess
-    import sys
-
     t0 = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-q", "book"],
                             cwd=root, capture_output=True, text=True)

@@ -40,7 +40,6 @@ class MergeError(DataError):
 
 
 def _pick(manifest: dict, archive: Path, into: Path, experiment: str | None) -> str:
-    """The experiment of ``archive`` to merge: ``experiment``, else the one named like ``into``."""
     names = list(manifest["experiments"])
     if not names:
         raise MergeError(f"archive {archive} holds no finished runs (its slice started none)")

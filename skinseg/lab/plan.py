@@ -104,8 +104,7 @@ def describe_plan(plan: dict) -> str:
     n = plan["runs_per_model"]
     runs = f"{n} run{'s' if n != 1 else ''} of " + (f"each of {len(plan['models'])} models" if len(plan["models"]) > 1
                                                     else next(iter(plan["models"])))
-    lines.append(f"{runs}: {plan['epochs']} epochs fit "
-                 f"{plan['budget_seconds']:.0f} s (estimate {plan['seconds']:.0f} s)")
+    lines.append(f"{runs}: {plan['epochs']} epochs fit {plan['budget_seconds']:.0f} s (estimate {plan['seconds']:.0f} s)")
     return "\n".join(lines)
 
 

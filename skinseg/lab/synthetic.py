@@ -84,12 +84,9 @@ def _colour(rgb) -> np.ndarray:
 
 
 def _lesion(rng: np.random.Generator, y: np.ndarray, x: np.ndarray):
-    """The blob on the pixel grid ``y, x``, as ``(mask, depth, inside, centre)``.
-
-    ``mask`` is bool ``(H, W)``; ``depth`` float32 ``(H, W)`` in [0, 1], 0 on and outside the
-    border and 1 at the centre; ``inside`` float32, roughly the distance in pixels inside the
-    border (negative outside); ``centre`` is ``(y, x)``.
-    """
+    """The blob on the pixel grid ``y, x`` as ``(mask, depth, inside, centre)``: ``mask`` bool ``(H, W)``;
+    ``depth`` float32 ``(H, W)`` in [0, 1], 0 on and outside the border and 1 at the centre; ``inside``
+    float32, roughly the distance in pixels inside the border (negative outside); ``centre`` ``(y, x)``."""
     h, w = y.shape
     fraction = math.exp(rng.uniform(math.log(0.03), math.log(0.5)))
     r0 = math.sqrt(fraction * h * w / math.pi)
@@ -139,8 +136,7 @@ def _draw(shape: tuple[int, int], seed_sequence: np.random.SeedSequence) -> tupl
     shade = (np.float32(1.0) + np.float32(rng.uniform(0.02, 0.06)) * low[0]
              + np.float32(rng.uniform(0.008, 0.02)) * grain)
     red = np.float32(rng.uniform(0.0, 10.0)) * np.maximum(low[1], np.float32(0))
-    image = skin * shade
-    image += _colour([1.0, -0.7, -0.3]) * red
+    image = skin * shade + _colour([1.0, -0.7, -0.3]) * red
 
     # Lesion colour: a base brown, darker patches, blue-grey areas, dots and a dark core.
     mask, depth, inside, (cy, cx) = _lesion(rng, y, x)
