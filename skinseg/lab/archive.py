@@ -1,10 +1,7 @@
 """One ``.tgz`` per GPU slice: ``manifest.json`` first, then ``<experiment>/...``, every file the
-slice's runs wrote.
-
-The manifest records ``format``, ``created`` (UTC), ``environment``, ``budget_seconds``,
-``seconds``, per experiment its recipe, data and runs (:func:`experiment_entry`), and ``files``:
-the sha256 of every other file, so that :func:`open_archive` can tell one changed or lost after
-packing. :mod:`skinseg.lab.merge` adds the runs to the committed results.
+slice's runs wrote. The manifest records ``format``, ``created`` (UTC), ``environment``,
+``budget_seconds``, ``seconds``, per experiment its recipe, data and runs (:func:`experiment_entry`),
+and ``files``: the sha256 of every other file, which :func:`open_archive` checks.
 """
 from __future__ import annotations
 
@@ -28,29 +25,23 @@ def experiment_entry(folder: Path) -> dict:
     """The manifest entry of one experiment folder: its recipe, data and finished runs."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
-    runs = {}
-    for path in sorted((folder / "runs").glob("*.json")):
-        run = json.loads(path.read_text())
-        runs[path.stem] = {"wall_seconds": run.get("wall_seconds"), "train_seconds": run.get("train_seconds"),
-                           "device": run.get("environment", config["environment"])["device"]}
+    runs = {path.stem: json.loads(path.read_text()) for path in sorted((folder / "runs").glob("*.json"))}
     return {"recipe": config.get("recipe"), "profile": config["profile"]["name"], "label": config["label"],
             "protocol": config.get("protocol"), "data_hash": config.get("data_hash"),
-            "evaluation": config.get("evaluation"), "runs": runs}
+            "evaluation": config.get("evaluation"),
+            "runs": {name: {"wall_seconds": run.get("wall_seconds"), "train_seconds": run.get("train_seconds"),
+                            "device": run.get("environment", config["environment"])["device"]} for name, run in runs.items()}}
 
 
 def pack_slice(folders: dict[str, Path], archive: Path, *, environment: dict, budget_seconds: float | None,
                seconds: float, log_text: str = "") -> dict:
     """Write ``archive`` (a ``.tgz``) holding the experiment ``folders`` (``{name: folder}``; those
-    without a finished run are left out) and the manifest, which it returns.
-
-    ``log_text``, if given, is stored as ``slice.log`` beside the manifest.
-    """
+    without a finished run are left out), the manifest, which it returns, and ``log_text`` as ``slice.log``."""
     folders = {name: Path(f) for name, f in folders.items() if any((Path(f) / "runs").glob("*.json"))}
-    members = {f"{name}/{path.relative_to(folder).as_posix()}": path for name, folder in folders.items()
-               for path in sorted(folder.rglob("*"))
-               if path.is_file() and path.name not in SKIPPED_NAMES and not path.name.endswith(".tmp")
-               and not any(part.startswith(".") for part in path.relative_to(folder).parts)}
-    contents = {arcname: path.read_bytes() for arcname, path in members.items()}
+    contents = {f"{name}/{path.relative_to(folder).as_posix()}": path.read_bytes() for name, folder in folders.items()
+                for path in sorted(folder.rglob("*"))
+                if path.is_file() and path.name not in SKIPPED_NAMES and not path.name.endswith(".tmp")
+                and not any(part.startswith(".") for part in path.relative_to(folder).parts)}
     if log_text:
         contents["slice.log"] = log_text.encode()
     manifest = {"format": FORMAT,
@@ -59,16 +50,13 @@ def pack_slice(folders: dict[str, Path], archive: Path, *, environment: dict, bu
                 "experiments": {name: experiment_entry(folder) for name, folder in folders.items()},
                 "files": {arcname: hashlib.sha256(data).hexdigest() for arcname, data in sorted(contents.items())}}
 
-    def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime = len(data), 0
-        tar.addfile(info, io.BytesIO(data))
-
     def write(f) -> None:
         with tarfile.open(fileobj=f, mode="w:gz") as tar:
-            add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1).encode())
-            for arcname, data in contents.items():  # the bytes that were hashed, whatever happens to the files since
-                add_bytes(tar, arcname, data)
+            # the manifest first, then the bytes that were hashed, whatever happens to the files since
+            for arcname, data in {MANIFEST: json.dumps(manifest, indent=1).encode(), **contents}.items():
+                info = tarfile.TarInfo(arcname)
+                info.size, info.mtime = len(data), 0
+                tar.addfile(info, io.BytesIO(data))
 
     write_atomic(Path(archive), write)
     return manifest
@@ -78,17 +66,15 @@ def is_slice_archive(path: Path) -> bool:
     """Whether ``path`` is a ``.tgz`` that starts with a slice manifest (:func:`pack_slice` writes it first)."""
     try:
         with tarfile.open(path, "r:*") as tar:
-            first = tar.next()
-            return first is not None and first.name == MANIFEST
+            return getattr(tar.next(), "name", None) == MANIFEST
     except (tarfile.TarError, OSError, EOFError):
         return False
 
 
 def open_archive(archive: Path, into: Path | None = None) -> tuple[dict, Path]:
-    """Extract ``archive`` (tarfile's ``data`` filter) into ``into`` (default a new temporary
-    folder); returns ``(manifest, folder)``. Raises :class:`DataError` for a missing or unreadable
-    archive, one without a manifest of this format, and a file changed, missing or added since
-    it was packed."""
+    """Extract ``archive`` (tarfile's ``data`` filter) into ``into`` (default a new temporary folder);
+    returns ``(manifest, folder)``. Raises :class:`DataError` for a missing or unreadable archive, one
+    without a manifest of this format, and a file changed, missing or added since it was packed."""
     archive = Path(archive)
     if not archive.is_file():
         raise DataError(f"archive {archive} does not exist")
@@ -106,8 +92,7 @@ def open_archive(archive: Path, into: Path | None = None) -> tuple[dict, Path]:
     except json.JSONDecodeError as err:
         raise DataError(f"{MANIFEST} of archive {archive} is not valid JSON ({err})") from None
     if manifest.get("format") != FORMAT:
-        raise DataError(f"archive {archive} has format {manifest.get('format')!r}, expected {FORMAT!r}"
-                        f"{' (an older slice without file hashes: run the slice again)' if manifest.get('format') == 'skinseg-slice 1' else ''}")
+        raise DataError(f"archive {archive} has format {manifest.get('format')!r}, expected {FORMAT!r}")
     recorded = manifest.get("files")
     if not isinstance(recorded, dict) or not isinstance(manifest.get("experiments"), dict):
         raise DataError(f"{MANIFEST} of archive {archive} lacks its 'files' or 'experiments'; expected an archive "

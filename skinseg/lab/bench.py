@@ -1,14 +1,15 @@
-"""Training-step throughput benchmark: images per second of one full optimisation step of both
-models over a grid of batch sizes, precisions, memory formats and ``torch.compile`` settings
-(the median of several timed repeats after a warm-up), with the achieved TFLOP/s against a
-matrix-multiply peak measured in the same run, and the share of the data pipeline.
+"""Training-step throughput of both models over a grid of batch sizes, precisions, memory formats
+and ``torch.compile`` settings (median of timed repeats after a warm-up), with the achieved
+TFLOP/s against a matrix-multiply peak measured in the same run.
 """
 from __future__ import annotations
 
 import functools
-import itertools
 import statistics
+import subprocess
+import sys
 import time
+import timeit
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,10 +52,7 @@ def training_flops_per_image(model_name: str, width: int, image_size: tuple[int,
 @functools.lru_cache(maxsize=None)
 def attention_flops_overhead(width: int = 64, image_size: tuple[int, int] = (192, 256)) -> float:
     """How many more FLOPs Attention U-Net's training step does than U-Net's, as a fraction
-    (0.0165 = +1.65 %), from :func:`training_flops_per_image` of both.
-
-    This is the one figure the book and the README give for the gates' FLOP overhead.
-    """
+    (0.0165 = +1.65 %): the figure the book and the README give."""
     return (training_flops_per_image("attention_unet", width, image_size)
             / training_flops_per_image("unet", width, image_size) - 1)
 
@@ -65,10 +63,8 @@ def matmul_peak(device: torch.device, size: int | None = None, repeats: int = 10
     size = size or (8192 if cuda else 1024)
     dtype = torch.bfloat16 if cuda else torch.float32
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    for _ in range(3):
-        a @ b
-    seconds = _time(lambda: a @ b, device, repeats, 1)
-    return 2 * size ** 3 / seconds
+    _time(lambda: a @ b, device, 3, 1)  # warm-up
+    return 2 * size ** 3 / _time(lambda: a @ b, device, repeats, 1)
 
 
 def _time(fn, device: torch.device, steps: int, repeats: int) -> float:
@@ -85,16 +81,12 @@ def _time(fn, device: torch.device, steps: int, repeats: int) -> float:
             torch.cuda.synchronize()
             results.append(start.elapsed_time(end) / 1000 / steps)
         else:
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            results.append((time.perf_counter() - t0) / steps)
+            results.append(timeit.timeit(fn, number=steps) / steps)
     return statistics.median(results)
 
 
 def _training_step(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device, pool: int):
-    """A fresh model's :class:`TrainStep` for ``setting``, a resident pool of ``pool`` random uint8
-    images and masks on ``device``, and a seeded generator."""
+    """A fresh model's :class:`TrainStep`, ``pool`` random uint8 images and masks on ``device``, a generator."""
     torch.manual_seed(0)
     model = build_model(setting.model, width).to(device)
     if setting.compile_gates:
@@ -102,9 +94,8 @@ def _training_step(setting: Setting, width: int, image_size: tuple[int, int], de
             raise ValueError(f"{setting}: compile the whole step or its gates, not both")
         for gate in model.gates:  # each gate's elementwise chain becomes a few fused kernels
             gate.compile(mode=setting.compile_mode)
-    optimizer = build_optimizer(model, 1e-4, 1e-4, device)
-    step = TrainStep(model, optimizer, build_loss("bce_dice"), device, AugmentConfig(), amp=setting.amp,
-                     channels_last="on" if setting.channels_last else "off",
+    step = TrainStep(model, build_optimizer(model, 1e-4, 1e-4, device), build_loss("bce_dice"), device, AugmentConfig(),
+                     amp=setting.amp, channels_last="on" if setting.channels_last else "off",
                      compile="on" if setting.compile else "off", compile_mode=setting.compile_mode)
     images = torch.randint(0, 256, (pool, 3, *image_size), dtype=torch.uint8, device=device)
     masks = (torch.rand(pool, 1, *image_size, device=device) > 0.7).to(torch.uint8)
@@ -113,9 +104,8 @@ def _training_step(setting: Setting, width: int, image_size: tuple[int, int], de
 
 def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device,
                   warmup: int = 3, steps: int = 10, repeats: int = 3, pool: int = 256) -> dict:
-    """Time one setting. Returns the setting plus ``images_per_s``, ``step_ms``,
-    ``compile_seconds``, ``pipeline_fraction`` (share of the full step spent indexing and
-    augmenting the batch) and, for a compiled setting, ``compile_stats``."""
+    """Time one setting: the setting plus ``images_per_s``, ``step_ms``, ``model_step_ms``, ``compile_seconds``,
+    ``pipeline_fraction`` (share of the step spent indexing and augmenting) and ``compile_stats`` (compiled)."""
     compiling = setting.compile or setting.compile_gates
     if compiling:  # a cold start for each compiled setting, and counters of its own
         from torch._dynamo.utils import counters
@@ -125,9 +115,6 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     step, images, masks, generator = _training_step(setting, width, image_size, device, pool)
     bs = setting.batch_size
     fixed_x, fixed_y = step.prepare(images[:bs], masks[:bs], generator)
-
-    def model_step():  # the model step alone, on one prepared batch
-        step.update(fixed_x, fixed_y)
 
     def full_step():  # what fit() does per batch: index the resident set, augment, step
         idx = torch.randint(0, pool, (bs,), device=device, generator=generator)
@@ -141,11 +128,10 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
     for _ in range(warmup):
         full_step()
     full = _time(full_step, device, steps, repeats)
-    alone = _time(model_step, device, steps, repeats)
-    stats = None
-    if compiling:  # what TorchDynamo captured: more than one graph means recompiling, graph breaks split the step
-        stats = {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
-                 "frames": counters["frames"]["total"]}
+    alone = _time(lambda: step.update(fixed_x, fixed_y), device, steps, repeats)  # one prepared batch
+    # what TorchDynamo captured: more than one graph means recompiling, graph breaks split the step
+    stats = {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
+             "frames": counters["frames"]["total"]} if compiling else None
     return {**asdict(setting), "images_per_s": bs / full, "step_ms": 1000 * full,
             "model_step_ms": 1000 * alone, "pipeline_fraction": max(0.0, 1 - alone / full),
             "compile_seconds": compile_seconds, "compiled": step.compiled, "compile_stats": stats}
@@ -153,13 +139,10 @@ def bench_setting(setting: Setting, width: int, image_size: tuple[int, int], dev
 
 def operator_profile(setting: Setting, width: int, image_size: tuple[int, int], device: torch.device,
                      steps: int = 5, top: int = 20) -> dict:
-    """Where the time of a model step goes: the ``top`` operators by their own time (GPU time on a
-    GPU, CPU time on a CPU) over ``steps`` steps on one prepared batch, after a warm-up.
-
-    Returns the setting plus ``step_ms`` (the profiled total per step: on a GPU the busy time),
-    ``floor_step_ms`` (:func:`launch_floor`) and ``operators``: per operator and input shapes its
-    ``name``, ``input_shapes``, ``ms_per_step``, ``share`` of the total and ``calls_per_step``.
-    """
+    """Where the time of a model step goes: the setting plus ``step_ms`` (the profiled total per step,
+    GPU busy time on a GPU, CPU time on a CPU, over ``steps`` steps after a warm-up), ``floor_step_ms``
+    (:func:`launch_floor`) and the ``top`` ``operators`` by their own time, per operator and input
+    shapes: ``name``, ``input_shapes``, ``ms_per_step``, ``share`` of the total and ``calls_per_step``."""
     from torch.profiler import ProfilerActivity, profile
 
     step, images, masks, generator = _training_step(setting, width, image_size, device, setting.batch_size)
@@ -177,31 +160,25 @@ def operator_profile(setting: Setting, width: int, image_size: tuple[int, int], 
     events = prof.key_averages(group_by_input_shape=True)
     own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # microseconds
     total = sum(own(e) for e in events)
-    ranked = sorted(events, key=own, reverse=True)[:top]
     return {**asdict(setting), "clock": "gpu" if cuda else "cpu", "step_ms": total / 1000 / steps,
             "floor_step_ms": launch_floor(setting, device),
             "operators": [{"name": e.key, "input_shapes": [shape for shape in e.input_shapes if shape], "ms_per_step": own(e) / 1000 / steps,
-                           "share": own(e) / total, "calls_per_step": e.count / steps} for e in ranked]}
+                           "share": own(e) / total, "calls_per_step": e.count / steps} for e in sorted(events, key=own, reverse=True)[:top]]}
 
 
 def launch_floor(setting: Setting, device: torch.device) -> float:
-    """Wall-clock ms of ``setting``'s model step for the same network with two channels at the first
-    level on 32x32 images: the same operators, each almost free, so on a GPU what is left is the
-    cost of issuing them from the CPU."""
+    """Wall-clock ms of ``setting``'s model step with two channels at the first level on 32x32 images:
+    the same operators, each almost free, so on a GPU what is left is the cost of issuing them."""
     return bench_setting(setting, 2, (32, 32), device, warmup=3, steps=10, repeats=3, pool=setting.batch_size)["model_step_ms"]
 
 
 def run_operator_profiles(profile: Profile, device=None, settings: list[Setting] | None = None,
                           log=print, out_path=None) -> dict:
     """:func:`operator_profile` of the first eager setting of each model in ``settings`` (default
-    :func:`default_settings`: the plain bf16 + channels_last step on a GPU), logged and, with
-    ``out_path``, written as JSON."""
+    :func:`default_settings`), logged and, with ``out_path``, written as JSON."""
     device = resolve_device(device)
-    settings = settings or default_settings(device, profile)
-    plain = {}
-    for s in settings:
-        if not (s.compile or s.compile_gates):
-            plain.setdefault(s.model, s)
+    eager = [s for s in settings or default_settings(device, profile) if not (s.compile or s.compile_gates)]
+    plain = {model: next(s for s in eager if s.model == model) for model in dict.fromkeys(s.model for s in eager)}
     report = {"device": describe(device), "torch": torch.__version__, "width": profile.width,
               "image_size": list(profile.image_size), "profiles": []}
     for setting in plain.values():
@@ -219,14 +196,11 @@ def run_operator_profiles(profile: Profile, device=None, settings: list[Setting]
 
 def time_book_tests(root: Path | str = ".") -> dict:
     """Wall-clock seconds of ``pytest --nbval`` over the book's chapters (re-executes them on this machine)."""
-    import subprocess
-    import sys
-
     t0 = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-q", "book"],
                             cwd=root, capture_output=True, text=True)
-    lines = (result.stdout.strip().splitlines() or [""])
-    return {"seconds": time.perf_counter() - t0, "returncode": result.returncode, "summary": lines[-1]}
+    return {"seconds": time.perf_counter() - t0, "returncode": result.returncode,
+            "summary": (result.stdout.strip().splitlines() or [""])[-1]}
 
 
 def default_settings(device: torch.device, profile: Profile, models=tuple(MODELS),
@@ -242,19 +216,14 @@ def default_settings(device: torch.device, profile: Profile, models=tuple(MODELS
     grid += [Setting(m, b, "bf16", True, True, mode) for mode in COMPILE_MODES for m in models for b in compile_batch_sizes]
     grid += [Setting(m, b, "bf16", True, False, compile_gates=True) for m in models if m == "attention_unet"
              for b in compile_batch_sizes]
-    for m in models:
-        grid += [Setting(m, 16, amp, cl, False) for amp, cl in itertools.product(("off", "bf16"), (False, True))
-                 if (amp, cl) != ("bf16", True)]
-    return grid
+    return grid + [Setting(m, 16, amp, cl, False) for m in models
+                   for amp, cl in (("off", False), ("off", True), ("bf16", False))]
 
 
 def run_benchmark(profile: Profile, device=None, settings: list[Setting] | None = None,
                   log=print, out_path=None, **timing) -> dict:
-    """Benchmark ``settings`` (default :func:`default_settings`) and return a JSON-ready dict.
-
-    With ``out_path`` the dict is also written there as JSON after every setting, so an
-    interrupted run keeps what it measured.
-    """
+    """Benchmark ``settings`` (default :func:`default_settings`) and return a JSON-ready dict,
+    also written to ``out_path`` (if given) after every setting: an interrupted run keeps what it measured."""
     device = resolve_device(device)
     settings = settings or default_settings(device, profile)
     peak = matmul_peak(device)

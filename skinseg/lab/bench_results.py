@@ -1,8 +1,5 @@
-"""Tables from benchmark results (the rows :func:`skinseg.lab.results.load_bench` reads).
-
-A benchmark folder collects files from several calls, perhaps on several machines. Timings
-are comparable only when they come from the same hardware and software, so the tables here
-take one device and torch version at a time::
+"""Tables from benchmark results (the rows :func:`skinseg.lab.results.load_bench` reads), one device
+and torch version at a time: timings are comparable only on the same hardware and software::
 
     frame = load_bench()              # skinseg.lab.results: every file in results/bench, one row per setting
     latest = latest_bench(frame)      # the newest file's device and torch, newest row per setting
@@ -43,11 +40,8 @@ def _matches(rows: pd.DataFrame, setting: dict) -> pd.Series:
 
 
 def latest_bench(frame: pd.DataFrame) -> pd.DataFrame:
-    """The measurements to show: those of the newest file's device and torch version, one row
-    per setting (the newest, where several files measured it), failed settings left out.
-
-    Files are ordered by their ``date``, then by name. Rows keep their order in ``frame``.
-    """
+    """The measurements of the newest file's (by ``date``, then name) device and torch version, one
+    row per setting (the newest), failed settings left out; rows keep their order in ``frame``."""
     ok = frame[frame["error"].isna()] if "error" in frame else frame
     if ok.empty:
         raise DataError("every benchmarked setting failed; there is nothing to show")
@@ -58,14 +52,11 @@ def latest_bench(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def speedup_table(frame: pd.DataFrame, plain: dict | None = None) -> pd.DataFrame:
-    """Both models' training throughput in every setting of ``frame``, against their plain step.
-
-    ``frame`` holds the rows of one device (:func:`latest_bench`); ``plain``, the baseline (a subset
-    of :data:`SETTING_KEYS`), defaults to :data:`PLAIN_GPU` on a GPU and :data:`PLAIN_CPU` on a CPU.
-    Returns one row per setting label (plain first, then by batch size and speed) with
-    ``"<model> img/s"``, ``"<model> vs plain"`` (over its own plain step), ``"<model> model step ms"``
-    and ``"Attention / U-Net"`` (the throughput ratio); NaN for a model a setting lacks.
-    """
+    """Both models' training throughput in every setting of ``frame`` (the rows of one device,
+    :func:`latest_bench`) against their ``plain`` step (a subset of :data:`SETTING_KEYS`; default
+    :data:`PLAIN_GPU` on a GPU, :data:`PLAIN_CPU` on a CPU): one row per setting label (plain first,
+    then by batch size and speed) with ``"<model> img/s"``, ``"<model> vs plain"``, ``"<model> model
+    step ms"`` and ``"Attention / U-Net"`` (the throughput ratio); NaN for a model a setting lacks."""
     if frame.duplicated(list(SETTING_KEYS)).any() or frame.device.nunique() > 1:
         raise ValueError("speedup_table needs one row per setting of one device: pass latest_bench(frame)")
     plain = _baseline(frame, plain)
@@ -87,8 +78,7 @@ def gate_cost(frame: pd.DataFrame, plain: dict | None = None) -> dict[str, float
     """What the gates cost in the ``plain`` setting (default as :func:`speedup_table`) of one
     device's rows (:func:`latest_bench`): ``unet_step_ms``, ``attention_step_ms``,
     ``step_time_change`` (Attention / U-Net step time - 1: +0.24 is a step 24 % longer) and
-    ``throughput_change`` (Attention / U-Net images/s - 1: its mirror, -0.19 for +0.24).
-    A longer time and a lower throughput are different numbers: 1 / 1.24 = 0.81."""
+    ``throughput_change`` (Attention / U-Net images/s - 1: -0.19 for +0.24, as 1 / 1.24 = 0.81)."""
     plain = _baseline(frame, plain)
     rows = frame[_matches(frame, plain)].drop_duplicates("model", keep="last").set_index("model")
     if not {"unet", "attention_unet"} <= set(rows.index):

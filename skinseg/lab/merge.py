@@ -2,11 +2,10 @@
 
     python -m skinseg merge slice.tgz --into results/isic2017
 
-The merged experiment of the archive (:mod:`skinseg.lab.archive`) is ``--experiment``, else the
-one named like the target folder. A merge is refused, in one line and before any file is
-written, when :func:`skinseg.lab.experiment.folder_mismatch` refuses the runs, a run is already
-there, a file differs from its manifest's sha256 or a JSON or CSV file cannot be read. The files
-are staged in a hidden folder of the target and renamed into place, the manifest is kept as
+A merge is refused, in one line and before any file is written, when
+:func:`skinseg.lab.experiment.folder_mismatch` refuses the runs, a run is already there, a file
+differs from its manifest's sha256 or a JSON or CSV file cannot be read. The files are staged in
+a hidden folder of the target and renamed into place; the manifest is kept as
 ``slices/<its UTC time>_<its hash>.json`` and ``summary.json`` is computed again.
 """
 from __future__ import annotations
@@ -77,11 +76,10 @@ def _checked_runs(archive: Path, root: Path, name: str, into: Path) -> tuple[lis
         except (ValueError, UnicodeDecodeError, OSError) as err:  # pandas' and json's parse errors are ValueErrors
             raise MergeError(f"archive {archive}: {name}/{relative.as_posix()} cannot be read "
                              f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); nothing was merged") from None
-    new_config = json.loads((source / CONFIG).read_text())
     runs = sorted({r for r in map(_run_of, files) if r is not None and (source / "runs" / f"{r}.json").is_file()})
     if not runs:
         raise MergeError(f"archive {archive}: experiment {name!r} has no finished runs to merge")
-    problem = folder_mismatch(into, new_config)
+    problem = folder_mismatch(into, json.loads((source / CONFIG).read_text()))
     if problem:
         raise MergeError(f"archive {archive}: refused, its {name!r} runs are of {problem} than those in {into}")
     duplicates = [r for r in runs if (into / "runs" / f"{r}.json").exists()]

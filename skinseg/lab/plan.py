@@ -1,11 +1,6 @@
-"""What a time budget may decide: which whole runs start, never how long a run trains.
-
-:class:`RunCosts` says how long one run of a model takes here (an earlier run's wall time on
-the same hardware, else an estimate), and a run of the experiment starts only if that fits the
-time left. Only the recipe sweep, on validation, lets :func:`plan_epochs` choose its epochs.
-Both use :func:`cost_model`, from each model's real training step measured on the device: per
-epoch, the training images at the measured rate and the validation images at
-``INFERENCE_SPEEDUP`` times it; per run, warm-up, compiling and the evaluation views.
+"""What a time budget may decide: which whole runs start (:class:`RunCosts`), never how long a run
+trains; only the recipe sweep, on validation, lets :func:`plan_epochs` choose its epochs. Both
+cost a run with :func:`cost_model`, from each model's training step measured on the device.
 """
 from __future__ import annotations
 
@@ -34,9 +29,8 @@ def measure_training_step(model_name: str, profile: Profile, device: torch.devic
     """Images/s and compile seconds of ``model_name``'s training step as :func:`~skinseg.train.fit`
     runs it with ``profile`` on ``device`` (a short benchmark on synthetic batches: the best of
     ``repeats`` timings of ``steps`` steps each)."""
-    cuda = device.type == "cuda"
-    setting = Setting(model_name, profile.batch_size, "auto", cuda, compile_enabled(profile.compile, device),
-                      profile.compile_mode)  # as fit() does
+    setting = Setting(model_name, profile.batch_size, "auto", device.type == "cuda",  # as fit() does
+                      compile_enabled(profile.compile, device), profile.compile_mode)
     result = bench_setting(setting, profile.width, profile.image_size, device, warmup=3, steps=steps, repeats=repeats,
                            pool=max(64, profile.batch_size))
     return {"images_per_s": result["images_per_s"], "compile_seconds": result["compile_seconds"]}
@@ -45,13 +39,11 @@ def measure_training_step(model_name: str, profile: Profile, device: torch.devic
 def cost_model(model_name: str, profile: Profile, sizes: dict[str, int], device: torch.device,
                measure: Callable[[str, Profile, torch.device], dict] | None = None) -> dict:
     """The measured training step of ``model_name`` and what it predicts: ``images_per_s``,
-    ``compile_seconds``, ``epoch_seconds`` (training and validation) and ``run_seconds`` (the
-    fixed part of a run: warm-up, compiling, choosing and scoring the evaluation variants).
-
-    Args:
-        sizes: the number of ``train``, ``val`` and ``test`` images (``test`` 0 when a run is not tested).
-        measure: ``(model_name, profile, device) -> {"images_per_s", "compile_seconds"}``
-            (default :func:`measure_training_step`).
+    ``compile_seconds``, ``epoch_seconds`` (training, and validation at ``INFERENCE_SPEEDUP`` times
+    the rate) and ``run_seconds`` (the fixed part: warm-up, compiling, scoring the evaluation views).
+    ``sizes`` holds the number of ``train``, ``val`` and ``test`` images (``test`` 0 for an untested
+    run); ``measure(model_name, profile, device) -> {"images_per_s", "compile_seconds"}`` defaults
+    to :func:`measure_training_step`.
     """
     m = (measure or measure_training_step)(model_name, profile, device)
     views = max(TTA_VIEWS[t] for t in profile.tta)  # nested variants share their views (predict_variants)
@@ -67,17 +59,14 @@ def plan_epochs(profile: Profile, budget_seconds: float, sizes: dict[str, int], 
     """The largest number of epochs with which ``runs_per_model`` runs of every model (one per seed,
     say) fit ``budget_seconds`` (``sizes`` and ``measure`` as for :func:`cost_model`).
 
-    Returns a dict with ``epochs``, the estimated ``seconds``, and per model the measured
-    ``images_per_s``, ``compile_seconds``, ``epoch_seconds`` and ``run_seconds`` (the fixed part).
-    Raises :class:`ConfigError` when not even one epoch fits.
+    Returns ``budget_seconds``, ``epochs``, the estimated ``seconds``, ``runs_per_model`` and per model
+    (``models``) :func:`cost_model`'s figures; raises :class:`ConfigError` when not even one epoch fits.
     """
     if budget_seconds <= 0:
         raise ConfigError(f"time budget must be a positive number of seconds, got {budget_seconds}")
-    per_model, epoch_seconds, fixed_seconds = {}, 0.0, 0.0
-    for name in models:
-        per_model[name] = cost_model(name, profile, sizes, device, measure)
-        epoch_seconds += runs_per_model * per_model[name]["epoch_seconds"]
-        fixed_seconds += runs_per_model * per_model[name]["run_seconds"]
+    per_model = {name: cost_model(name, profile, sizes, device, measure) for name in models}
+    epoch_seconds = sum(runs_per_model * m["epoch_seconds"] for m in per_model.values())
+    fixed_seconds = sum(runs_per_model * m["run_seconds"] for m in per_model.values())
     epochs = math.floor((budget_seconds - fixed_seconds) / epoch_seconds)
     if epochs < 1:
         raise ConfigError(f"time budget of {budget_seconds:.0f} s is too small: one epoch of every run needs "
@@ -90,13 +79,10 @@ def budgeted_profile(profile: Profile, budget_seconds: float | None, json_path: 
                      runs_per_model: int, device: torch.device, models=tuple(MODELS),
                      log: Callable[[str], None] = print, evaluation_tta: tuple[str, ...] | None = None
                      ) -> tuple[Profile, dict | None]:
-    """``(profile, plan)`` for a run that may have a time budget.
-
-    Without a budget: the profile as it is and no plan. With one: the ``"plan"`` an earlier call
-    stored in ``json_path`` for the same budget (a resumed run keeps its schedule), else a new
-    :func:`plan_epochs` (its evaluation costed with ``evaluation_tta`` if given); the profile
-    gets the plan's epochs. The plan is logged either way.
-    """
+    """``(profile, plan)``: without a budget the profile as it is and ``None``; with one, the profile
+    with the epochs of the ``"plan"`` an earlier call stored in ``json_path`` for the same budget (a
+    resumed run keeps its schedule), else of a new, logged :func:`plan_epochs` (its evaluation
+    costed with ``evaluation_tta`` if given)."""
     if budget_seconds is None:
         return profile, None
     plan = read_json(json_path).get("plan") if json_path.exists() else None
@@ -118,24 +104,15 @@ def describe_plan(plan: dict) -> str:
     n = plan["runs_per_model"]
     runs = f"{n} run{'s' if n != 1 else ''} of " + (f"each of {len(plan['models'])} models" if len(plan["models"]) > 1
                                                     else next(iter(plan["models"])))
-    lines.append(f"{runs}: {plan['epochs']} epochs fit "
-                 f"{plan['budget_seconds']:.0f} s (estimate {plan['seconds']:.0f} s)")
+    lines.append(f"{runs}: {plan['epochs']} epochs fit {plan['budget_seconds']:.0f} s (estimate {plan['seconds']:.0f} s)")
     return "\n".join(lines)
 
 
 class RunCosts:
-    """The expected wall seconds of one whole run of a model with ``profile`` on ``device``.
-
-    :meth:`estimate` is the longest wall time of an earlier finished run of that model with the
-    same epochs on the same hardware, found in the ``runs/`` of the ``earlier`` folders (read
-    afresh each time, so a run finished in this call counts); without one, ``profile.epochs``
-    epochs and the fixed part of :func:`cost_model`, from a training step measured once per model.
-
-    Args:
-        sizes: the number of ``train``, ``val`` and ``test`` images.
-        earlier: results folders whose ``runs/*.json`` record runs of the same recipe.
-        measure: as for :func:`cost_model`.
-    """
+    """:meth:`estimate`: the wall seconds of one whole run of a model with ``profile`` on ``device``, the
+    longest of an earlier finished run with the same epochs on the same hardware in the ``runs/`` of
+    the ``earlier`` results folders (read afresh each time), else ``profile.epochs`` epochs and the
+    fixed part of :func:`cost_model` (``sizes`` and ``measure`` as there)."""
 
     def __init__(self, profile: Profile, sizes: dict[str, int], device: torch.device, *, earlier=(),
                  measure: Callable[[str, Profile, torch.device], dict] | None = None,
@@ -145,17 +122,12 @@ class RunCosts:
         self.earlier, self.measure, self.log = [Path(f) for f in earlier], measure, log
         self.estimated: dict[str, float] = {}
 
-    def measured(self, model_name: str) -> float | None:
-        """The longest wall seconds of an earlier run of ``model_name`` here, or ``None``."""
-        runs = [read_json(path) for folder in self.earlier for path in (folder / "runs").glob(f"{model_name}_seed*.json")]
-        seconds = [float(r["wall_seconds"]) for r in runs if "wall_seconds" in r and r.get("epochs") == self.profile.epochs
-                   and r.get("environment", {}).get("device") == self.device_name]
-        return max(seconds, default=None)
-
     def estimate(self, model_name: str) -> float:
-        measured = self.measured(model_name)
-        if measured is not None:
-            return measured
+        runs = [read_json(path) for folder in self.earlier for path in (folder / "runs").glob(f"{model_name}_seed*.json")]
+        measured = [float(r["wall_seconds"]) for r in runs if "wall_seconds" in r and r.get("epochs") == self.profile.epochs
+                    and r.get("environment", {}).get("device") == self.device_name]
+        if measured:
+            return max(measured)
         if model_name not in self.estimated:
             m = cost_model(model_name, self.profile, self.sizes, self.device, self.measure)
             self.estimated[model_name] = self.profile.epochs * m["epoch_seconds"] + m["run_seconds"]
@@ -167,17 +139,14 @@ class RunCosts:
 def training_estimate(profile: Profile, sizes: dict[str, int], device: torch.device | str,
                       models=tuple(MODELS), measure=None) -> dict:
     """Seconds that :func:`skinseg.train.fit` will take for each of ``models`` with ``profile`` on
-    ``sizes["train"]`` and ``sizes["val"]`` images, from :func:`cost_model` with a short step
-    measured on ``device`` now (or ``measure``). Returns ``{"seconds": {model: s},
-    "images_per_s": {model: rate}, "text": "about 6 min on this Tesla T4 ..."}``."""
+    ``sizes["train"]`` and ``sizes["val"]`` images, from :func:`cost_model` with a short step measured
+    now (or ``measure``): ``{"seconds": {model: s}, "images_per_s": {model: rate}, "text": "about 6 min ..."}``."""
     device = torch.device(device)
     if measure is None:  # a few steps: enough for minutes-scale advice, cheap before a training cell
         measure = functools.partial(measure_training_step, steps=4, repeats=1)
-    seconds, rates = {}, {}
-    for name in models:
-        cost = cost_model(name, profile, {"train": sizes["train"], "val": sizes["val"], "test": 0}, device, measure)
-        seconds[name] = profile.epochs * cost["epoch_seconds"] + cost["compile_seconds"]
-        rates[name] = cost["images_per_s"]
+    costs = {name: cost_model(name, profile, {**sizes, "test": 0}, device, measure) for name in models}
+    seconds = {name: profile.epochs * c["epoch_seconds"] + c["compile_seconds"] for name, c in costs.items()}
+    rates = {name: c["images_per_s"] for name, c in costs.items()}
     total = sum(seconds.values())
     when = f"about {total / 60:.0f} min" if total >= 90 else f"about {total:.0f} s"
     text = (f"{when} on this {describe(device)} for {' and '.join(models)} ({profile.label()}, "

@@ -1,11 +1,7 @@
 """One GPU slice: the next whole runs of :data:`skinseg.lab.order.SLICE_ORDER` that fit the time left,
-packed into one archive (:mod:`skinseg.lab.archive`) that ``python -m skinseg merge`` adds to the
-committed results::
+packed into one archive that ``python -m skinseg merge`` adds to the committed results::
 
     python -m skinseg slice --archive $OUT/slice.tgz --time-budget 780
-
-Runs already committed are skipped; the first run whose expected cost
-(:class:`skinseg.lab.plan.RunCosts`) does not fit the time left ends the slice.
 """
 from __future__ import annotations
 
@@ -40,7 +36,8 @@ def run_slice(data_root, archive: Path, *, time_budget: float | None = None, wor
               progress: bool = False, log: Callable[[str], None] = print,
               run_cost: Callable[[str, str], float] | None = None,
               clock: Callable[[], float] = time.perf_counter) -> dict:
-    """Run the next runs of the slice order that fit ``time_budget`` and pack them into ``archive``.
+    """Run the next runs of the slice order that fit ``time_budget`` (committed runs skipped; the first
+    whose expected cost does not fit ends the slice), pack them into ``archive``; returns its manifest.
 
     Args:
         work_dir: holds the slice's ``results/<experiment>`` (emptied first: only this slice's runs
@@ -52,13 +49,10 @@ def run_slice(data_root, archive: Path, *, time_budget: float | None = None, wor
         adjust: applied to each experiment's profile (a compile setting, a variant of the recipe).
         run_cost: ``(experiment, model) -> seconds`` instead of :class:`~skinseg.lab.plan.RunCosts`.
         clock: seconds, for the time left (tests pass one that follows ``run_cost``).
-
-    Returns the archive's manifest.
     """
-    committed = Path(committed) if committed is not None else results_dir()
-    work_dir = Path(work_dir)
+    committed, work_dir = Path(committed or results_dir()), Path(work_dir)
     results = work_dir / "results"
-    if committed.resolve() == results.resolve() or results.resolve() in committed.resolve().parents:
+    if committed.resolve().is_relative_to(results.resolve()):
         raise ConfigError(f"the slice's work folder {work_dir} holds the committed results {committed}: "
                           "choose another --work-dir")
     # this slice packs only its own runs: those of an earlier slice in the same work folder were
@@ -81,17 +75,16 @@ def run_slice(data_root, archive: Path, *, time_budget: float | None = None, wor
         if name not in runners:
             recipe = profile or get_profile(spec.profile)
             recipe = adjust(recipe) if adjust else recipe
-            runners[name] = ExperimentRunner(data_root, results / name, recipe, seeds=spec.seeds,
-                                             protocol=spec.protocol, work_dir=work_dir / "checkpoints" / name,
-                                             device=device, progress=progress, log=say,
-                                             committed=[committed / name])
-            problem = folder_mismatch(committed / name, runners[name].config)
+            runner = runners[name] = ExperimentRunner(data_root, results / name, recipe, seeds=spec.seeds,
+                                                      protocol=spec.protocol, work_dir=work_dir / "checkpoints" / name,
+                                                      device=device, progress=progress, log=say,
+                                                      committed=[committed / name])
+            problem = folder_mismatch(committed / name, runner.config)
             if problem:
                 raise ConfigError(f"{committed / name} holds finished runs of {problem}; "
                                   "this slice's runs could not be merged into it")
-            costs[name] = RunCosts(recipe, runners[name].sizes, runners[name].device,
-                                   earlier=[committed / name, runners[name].out_dir], log=say)
-            device_env = runners[name].config["environment"]
+            costs[name] = RunCosts(recipe, runner.sizes, runner.device, earlier=[committed / name, runner.out_dir], log=say)
+            device_env = runner.config["environment"]
         runner = runners[name]
         if runner.done(model, seed):
             continue

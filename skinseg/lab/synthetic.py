@@ -1,11 +1,9 @@
 """SYNTHETIC dermoscopy-like images with exact lesion masks, for tests, the CLI and demos.
 
-Nothing here is real data. An image has a skin-toned background with smooth shading and
-sensor noise, one pigmented lesion with an irregular border (about 3 % to 50 % of the image)
-and variegated colour, a few dark hairs (not part of the mask, as in the ISIC ground truth)
-and sometimes a dark dermatoscope vignette. The mask is exact: 1 where a pixel's centre lies
-inside the lesion. Image ``i`` depends only on ``(seed, i, size)``. :func:`write_isic_layout`
-writes such images in the folder layout of the official ISIC 2016 or 2017 archives.
+Nothing here is real data. An image has a shaded, noisy skin-toned background, one pigmented
+lesion with an irregular border (about 3 % to 50 % of the image) and variegated colour, a few dark
+hairs (not in the mask, as in the ISIC ground truth) and sometimes a dermatoscope vignette. The
+mask is exact: 1 where a pixel's centre lies inside the lesion.
 """
 from __future__ import annotations
 
@@ -74,12 +72,11 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 
 def _stamp(target: np.ndarray, ys: np.ndarray, xs: np.ndarray, width: int) -> None:
     """Set ``target`` to 1 at the points, with a square footprint of ``width`` pixels."""
-    for dy in range(width):
-        for dx in range(width):
-            yi = np.round(ys).astype(np.int64) + dy
-            xi = np.round(xs).astype(np.int64) + dx
-            keep = (yi >= 0) & (yi < target.shape[0]) & (xi >= 0) & (xi < target.shape[1])
-            target[yi[keep], xi[keep]] = 1.0
+    offsets = np.arange(width)
+    yi, xi = np.broadcast_arrays(np.round(ys).astype(np.int64)[:, None, None] + offsets[:, None],
+                                 np.round(xs).astype(np.int64)[:, None, None] + offsets)
+    keep = (yi >= 0) & (yi < target.shape[0]) & (xi >= 0) & (xi < target.shape[1])
+    target[yi[keep], xi[keep]] = 1.0
 
 
 def _colour(rgb) -> np.ndarray:
@@ -87,12 +84,9 @@ def _colour(rgb) -> np.ndarray:
 
 
 def _lesion(rng: np.random.Generator, y: np.ndarray, x: np.ndarray):
-    """The blob on the pixel grid ``y, x``, as ``(mask, depth, inside, centre)``.
-
-    ``mask`` is bool ``(H, W)``; ``depth`` float32 ``(H, W)`` in [0, 1], 0 on and outside the
-    border and 1 at the centre; ``inside`` float32, roughly the distance in pixels inside the
-    border (negative outside); ``centre`` is ``(y, x)``.
-    """
+    """The blob on the pixel grid ``y, x`` as ``(mask, depth, inside, centre)``: ``mask`` bool ``(H, W)``;
+    ``depth`` float32 ``(H, W)`` in [0, 1], 0 on and outside the border and 1 at the centre; ``inside``
+    float32, roughly the distance in pixels inside the border (negative outside); ``centre`` ``(y, x)``."""
     h, w = y.shape
     fraction = math.exp(rng.uniform(math.log(0.03), math.log(0.5)))
     r0 = math.sqrt(fraction * h * w / math.pi)
@@ -142,8 +136,7 @@ def _draw(shape: tuple[int, int], seed_sequence: np.random.SeedSequence) -> tupl
     shade = (np.float32(1.0) + np.float32(rng.uniform(0.02, 0.06)) * low[0]
              + np.float32(rng.uniform(0.008, 0.02)) * grain)
     red = np.float32(rng.uniform(0.0, 10.0)) * np.maximum(low[1], np.float32(0))
-    image = skin * shade
-    image += _colour([1.0, -0.7, -0.3]) * red
+    image = skin * shade + _colour([1.0, -0.7, -0.3]) * red
 
     # Lesion colour: a base brown, darker patches, blue-grey areas, dots and a dark core.
     mask, depth, inside, (cy, cx) = _lesion(rng, y, x)
@@ -211,21 +204,12 @@ def _draw(shape: tuple[int, int], seed_sequence: np.random.SeedSequence) -> tupl
 
 
 def make_synthetic(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) -> SegmentationData:
-    """Draw ``n`` SYNTHETIC dermoscopy-like images with exact lesion masks.
+    """Draw ``n`` (>= 1) SYNTHETIC images of ``size`` ``(height, width)`` (each a multiple of 16, >= 16)
+    from ``seed`` (>= 0): the same arguments give identical arrays, and image ``i`` does not depend on ``n``.
 
-    Args:
-        n: number of images, >= 1.
-        size: ``(height, width)`` in pixels, each >= 16 and divisible by 16.
-        seed: integer >= 0; the same ``(n, size, seed)`` gives identical arrays, and image
-            ``i`` does not depend on ``n``.
-
-    Returns:
-        :class:`SegmentationData` with ``images`` ``(n, H, W, 3)`` uint8 RGB in 0..255,
-        ``masks`` ``(n, H, W)`` uint8 in {0, 1} (1 = lesion, never empty), ids ``synth_0000``, ...
-        and ``source = "SYNTHETIC lesions (seed S)"``.
-
-    Raises:
-        ConfigError: ``n``, ``size`` or ``seed`` is not valid.
+    Returns :class:`SegmentationData` with ``images`` ``(n, H, W, 3)`` uint8 RGB in 0..255, ``masks``
+    ``(n, H, W)`` uint8 in {0, 1} (1 = lesion, never empty), ids ``synth_0000``, ... and ``source =
+    "SYNTHETIC lesions (seed S)"``; raises :class:`ConfigError` for an invalid argument.
     """
     n = _check_int("n", n, 1)
     size = check_image_size(size, "size")
@@ -237,24 +221,18 @@ def make_synthetic(n: int, size: tuple[int, int] = (192, 256), seed: int = 0) ->
 
 def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4, n_test: int = 4,
                       size: tuple[int, int] = (192, 256), seed: int = 0, layout: str = "compact") -> Path:
-    """Write SYNTHETIC images in the folder layout of an official ISIC archive (:data:`skinseg.data.isic.LAYOUTS`).
+    """Write SYNTHETIC images into ``root`` (created if missing) in the folder layout of an official
+    ISIC archive of ``year`` (:data:`skinseg.data.isic.LAYOUTS`; 2016 has no validation split, so
+    ``n_val`` is ignored): RGB JPEGs (quality 95), masks 8-bit PNGs in {0, 255}, ``n_*`` >= 1 per
+    split, ``size`` and ``seed`` as for :func:`make_synthetic` (the same arguments write identical pixels).
 
-    Images are RGB JPEGs (quality 95), masks 8-bit PNGs of the same size in {0, 255}.
-    ``layout="compact"``: every image at ``size``, ids ``ISIC_0000000``, ``ISIC_0000001``, ...
-    across the splits in the order train, validation, test (image ``k`` is image ``k`` of
-    ``make_synthetic(n, size, seed)``), and for 2017 one ``*_superpixels.png`` per ``*_Data``
-    folder, which readers must skip. ``layout="official"``: as the archives extract: image ``k``
-    at ``ORIGINAL_SIZES[k % 5]`` (``size`` is ignored), ids neither consecutive nor from 0
-    (``ISIC_0012000``, ``ISIC_0012013``, ...), and for 2017 a ``_superpixels.png`` beside every
-    image and a ``<folder>_metadata.csv`` in every ``*_Data`` folder.
-
-    Args:
-        root: folder to write into; created if missing, same-named files overwritten.
-        year: ``"2016"`` (no validation split; ``n_val`` is ignored) or ``"2017"``.
-        n_train, n_val, n_test: images per split, each >= 1.
-        size: ``(height, width)``, each >= 16 and divisible by 16.
-        seed: integer >= 0; the same arguments always write identical pixels.
-        layout: ``"compact"`` or ``"official"``.
+    ``layout="compact"``: every image at ``size``, ids ``ISIC_0000000``, ``ISIC_0000001``, ... across
+    the splits in the order train, validation, test (image ``k`` is image ``k`` of
+    ``make_synthetic(n, size, seed)``), and for 2017 one ``*_superpixels.png`` per ``*_Data`` folder,
+    which readers must skip. ``layout="official"``: as the archives extract: image ``k`` at
+    ``ORIGINAL_SIZES[k % 5]`` (``size`` is ignored), ids neither consecutive nor from 0
+    (``ISIC_0012000``, ``ISIC_0012013``, ...), and for 2017 a ``_superpixels.png`` beside every image
+    and a ``<folder>_metadata.csv`` in every ``*_Data`` folder.
 
     Returns ``root`` as a :class:`~pathlib.Path`; raises :class:`ConfigError` for an invalid argument.
     """
@@ -273,10 +251,9 @@ def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4
     children = np.random.SeedSequence(seed).spawn(sum(counts.values()))
     root = Path(root)
     start = 0
-    for split, (data_dir, truth_dir) in LAYOUTS[year].items():
-        (root / data_dir).mkdir(parents=True, exist_ok=True)
-        (root / truth_dir).mkdir(parents=True, exist_ok=True)
-        stems = []
+    for split, (data_dir, truth_dir) in LAYOUTS[year].items():  # the atomic writes create the folders
+        rng = np.random.default_rng([seed, start])  # the official metadata's ages and sexes
+        rows = []
         for k in range(start, start + counts[split]):
             stem = f"ISIC_{12000 + 13 * k:07d}" if official else f"ISIC_{k:07d}"
             image, mask = _draw(ORIGINAL_SIZES[k % len(ORIGINAL_SIZES)] if official else size, children[k])
@@ -285,10 +262,8 @@ def write_isic_layout(root, year: str = "2017", n_train: int = 8, n_val: int = 4
             if year == "2017" and (official or k == start):
                 write_image_atomic(root / data_dir / f"{stem}_superpixels.png",
                                    Image.fromarray(_superpixels(image.shape[:2], k), "RGB"))
-            stems.append(stem)
+            rows.append(f"{stem},{5 * int(rng.integers(4, 17))},{rng.choice(['female', 'male'])}")
         if year == "2017" and official:
-            rng = np.random.default_rng([seed, start])
-            rows = [f"{stem},{5 * int(rng.integers(4, 17))},{rng.choice(['female', 'male'])}" for stem in stems]
             write_text_atomic(root / data_dir / f"{data_dir}_metadata.csv", "\n".join(["image_id,age_approximate,sex", *rows]) + "\n")
         start += counts[split]
     return root
