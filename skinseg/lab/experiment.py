@@ -69,7 +69,6 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     started = time.perf_counter()
     run = f"{model_name}_seed{seed}"
     run_dir = work_dir / run
-    run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     model = build_model(model_name, profile.width)
     psi_at = set(psi_epochs(profile.epochs)) if (keep_details and model.has_attention) else set()
@@ -83,7 +82,6 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
     with output_lock(run_dir), run_folder_hint(run_dir, "experiment"):
         history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
                       progress=progress, on_epoch_end=snapshot, trained_on=training_record(data["train"]))
-    train_seconds = sum(r["seconds"] for r in history.records)  # also right for a resumed run
     write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
 
     evaluation_started = time.perf_counter()
@@ -111,7 +109,8 @@ def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profi
                                 image_size=np.array(profile.image_size))
     summary = {"run": run, "model": model_name, "seed": seed, "best_epoch": history.best_epoch,
                "best_val_iou": history.best_val_iou, "validation": validation, "chosen": chosen.label,
-               "test_raw": summarize(raw), "test": summarize(table), "train_seconds": train_seconds,
+               "test_raw": summarize(raw), "test": summarize(table),
+               "train_seconds": sum(r["seconds"] for r in history.records),  # also right for a resumed run
                "evaluation_seconds": time.perf_counter() - evaluation_started,
                "wall_seconds": time.perf_counter() - started, "epochs": profile.epochs,
                "median_images_per_s": float(np.median([r["images_per_s"] for r in history.records])),
@@ -131,15 +130,13 @@ def folder_mismatch(folder: Path, new: dict) -> str | None:
     changed = recipe_changes(stored["recipe"], new["recipe"])
     if changed:
         return f"another recipe ({'; '.join(changed)})"
-    old_width, new_width = stored["profile"]["width"], new["profile"]["width"]
-    if old_width != new_width:
-        return f"another model width ({old_width} -> {new_width})"
-    for key, what in (("protocol", "another data protocol"), ("data_hash", "another dataset (data hash)")):
-        if stored[key] != new[key]:
-            return f"{what} ({stored[key]} -> {new[key]})"
     old, now = stored["evaluation"], new["evaluation"]
-    if old["primary_endpoint"] != now["primary_endpoint"]:
-        return f"another primary endpoint ({old['primary_endpoint']} -> {now['primary_endpoint']})"
+    for what, before, after in (("another model width", stored["profile"]["width"], new["profile"]["width"]),
+                                ("another data protocol", stored["protocol"], new["protocol"]),
+                                ("another dataset (data hash)", stored["data_hash"], new["data_hash"]),
+                                ("another primary endpoint", old["primary_endpoint"], now["primary_endpoint"])):
+        if before != after:
+            return f"{what} ({before} -> {after})"
     for key in ("tta", "postprocess"):  # the candidates of each run's own choice
         if old[key] != now[key]:
             return f"another evaluation protocol ({key} {old[key]!r} -> {now[key]!r})"
@@ -150,15 +147,12 @@ RUN_SCORES = ("run", "model", "seed", "epochs", "best_epoch", "best_val_iou", "c
 
 
 def write_summary(out_dir: Path) -> dict:
-    """Compute ``out_dir/summary.json`` from its finished runs only (run files and per-image tables),
-    so that runs added by several calls or merged from archives give what one call would, write
-    it and return it.
+    """Write and return ``out_dir/summary.json``, computed from the finished runs' files only (so that
+    runs added by several calls or merged from archives give what one call would).
 
     Keys: ``label``, ``primary_endpoint``, ``seeds`` (those with a finished run of every model),
-    ``planned_seeds``, ``devices``, ``runs`` (each run's scores, no timings), ``mean_sd`` and
-    ``comparison``, both keyed by endpoint (``raw``, ``chosen``) and then by model or metric.
-    ``mean_sd`` has ``None`` for the sd of a single seed; ``comparison`` is empty before the
-    first seed is complete.
+    ``planned_seeds``, ``devices``, ``runs`` (each run's scores, no timings), ``mean_sd`` (sd ``None``
+    for one seed) and ``comparison`` (empty before a seed is complete), keyed by endpoint, then model or metric.
     """
     out_dir = Path(out_dir)
     config = read_json(out_dir / "config.json")
@@ -215,8 +209,7 @@ class ExperimentRunner:
         self.psi_index = psi_image_indices(self.data["test"])
         self.external = ExternalSets(external, profile, self.device, log, train=self.data["train"])
         self.config = {"profile": profile.to_dict(), "recipe": training_recipe(profile), "label": profile.label(),
-                       "seeds": self.seeds,
-                       "models": list(MODEL_NAMES), "protocol": protocol,
+                       "seeds": self.seeds, "models": list(MODEL_NAMES), "protocol": protocol,
                        "data": {split: {"source": d.source, "n": len(d)} for split, d in self.data.items()},
                        "data_hash": data_fingerprint(self.data), "evaluation": evaluation_protocol(profile),
                        "data_root": str(data_root), "environment": environment(self.device),

@@ -19,14 +19,18 @@ from typing import Callable
 import pandas as pd
 
 from ..atomic import write_text_atomic
+from ..checkpoint import load_checkpoint, model_from_state
 from ..config import Profile
-from ..data.arrays import SegmentationData
+from ..data import SegmentationData, load_split
 from ..errors import ConfigError, LeakageError
 from ..evaluate import summarize
+from ..train import BEST
 from .endpoints import PRIMARY_ENDPOINT, EvalSetting, evaluate_endpoints
 from .leakage import check_held_out, training_record
 from .provenance import data_fingerprint, write_json
 from .result_files import read_json, read_table
+from .results import finished_seeds
+from .stats import compare_tables, endpoint_column, read_tables
 
 EXTERNAL = "external"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -53,8 +57,6 @@ class ExternalSets:
 
     def __init__(self, sets: dict[str, Path] | None, profile: Profile, device, log: Callable[[str], None] = print,
                  train: SegmentationData | None = None):
-        from ..data import load_split
-
         self.profile, self.device, self.log = profile, device, log
         self.folders = dict(sets or {})
         self.data = {name: load_split(folder, "test", profile.image_size, limit=profile.max_test)
@@ -83,9 +85,6 @@ class ExternalSets:
     def score_finished(self, out_dir, work_dir) -> None:
         """Score every finished run of ``out_dir`` (``runs/<run>.json``) not yet scored on a set, with
         the checkpoint ``work_dir/<run>/best.pt`` and the run's ``chosen`` setting."""
-        from ..checkpoint import load_checkpoint, model_from_state
-        from ..train import BEST
-
         out_dir, work_dir = Path(out_dir), Path(work_dir)
         for name, data in self.data.items():
             folder = out_dir / EXTERNAL / name
@@ -120,17 +119,14 @@ def external_table(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
     ``endpoint``: one row per (``set``, ``model``, ``seed``) with ``source``, ``n``, ``mean_iou``,
     ``mean_dice``, ``own_test_iou`` (on the experiment's test set) and ``change`` (the difference);
     empty, with these columns, when no set has been scored."""
-    from .stats import endpoint_column
-
-    folder = Path(folder)
-    rows = []
+    folder, rows = Path(folder), []
+    iou, dice = (endpoint_column(m, endpoint) for m in ("iou", "dice"))
     for dataset in sorted((folder / EXTERNAL).glob("*/dataset.json")):
         described = read_json(dataset)
         for run_file in sorted((dataset.parent / "runs").glob("*.json")):
             run = read_json(run_file)
             table = read_table(dataset.parent / "per_image" / f"{run['run']}.csv")
             own = read_table(folder / "per_image" / f"{run['run']}.csv")
-            iou, dice = (endpoint_column(m, endpoint) for m in ("iou", "dice"))
             rows.append({"set": dataset.parent.name, "model": run["model"], "seed": run["seed"],
                          "source": described["source"], "n": len(table), "mean_iou": table[iou].mean(),
                          "mean_dice": table[dice].mean(), "own_test_iou": own[iou].mean()})
@@ -154,9 +150,6 @@ def external_differences(folder, metric: str = "iou", endpoint: str = PRIMARY_EN
     one row per set with ``seeds``, ``n``, ``mean_diff``, ``ci_low``, ``ci_high`` (the 95 %
     two-level bootstrap over seeds and images, :func:`skinseg.lab.stats.two_level_bootstrap`),
     ``b_better`` and ``a_better`` (images won, on the seed-averaged scores)."""
-    from .stats import compare_tables, read_tables
-    from .results import finished_seeds
-
     rows = []
     for dataset in sorted(Path(folder).glob(f"{EXTERNAL}/*/dataset.json")):
         seeds = finished_seeds(dataset.parent)
