@@ -3,9 +3,8 @@ model, one seed, one run per variant (:data:`skinseg.lab.variants.VARIANTS`), ea
 by image with the baseline (the paired interval covers the images, not the seed).
 
 ``out_dir/sweep.json``, rewritten after every variant (finished ones are skipped when run again),
-holds the profile, the environment and per variant its changes, best epoch, validation IoU (mean
-and per image), history and ``vs_baseline``, or its ``error`` if training diverged; at the end
-``recommended`` (:func:`recommend_variant`) names the ``--variant`` to carry into the experiment.
+holds per variant its changes, best epoch, validation IoU (mean and per image), history and
+``vs_baseline``, or its ``error`` if training diverged, and ``recommended`` (:func:`recommend_variant`).
 """
 from __future__ import annotations
 
@@ -36,11 +35,8 @@ BASELINE = "baseline"
 def describe_changes(changes: dict) -> str:
     """A variant's changes as text: ``{"lr": 3e-4}`` -> ``"lr=0.0003"``, ``{"augment": {"rot90": False}}``
     -> ``"augment=(rot90=False)"``."""
-    parts = []
-    for key, value in changes.items():
-        if isinstance(value, dict):
-            value = "(" + ", ".join(f"{k}={v}" for k, v in value.items()) + ")"
-        parts.append(f"{key}={value}")
+    parts = [f"{key}=({', '.join(f'{k}={v}' for k, v in value.items())})" if isinstance(value, dict)
+             else f"{key}={value}" for key, value in changes.items()]
     return ", ".join(parts) or "the profile as it is"
 
 
@@ -53,9 +49,8 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     Args:
         variants: names from :data:`skinseg.lab.variants.VARIANTS` (default: all); ``"baseline"`` is
             always included, first, because every variant is compared with it.
-        time_budget: seconds for all variants together; the number of epochs is then planned
-            by :func:`skinseg.lab.plan.budgeted_profile` (stored in ``sweep.json`` and reused when
-            run again).
+        time_budget: seconds for all variants together, which set the number of epochs
+            (:func:`skinseg.lab.plan.budgeted_profile`, stored in ``sweep.json`` and reused).
 
     Returns what is written to ``out_dir/sweep.json``.
     """
@@ -120,10 +115,9 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
 
 
 def recommend_variant(report: dict) -> list[str]:
-    """The variant to carry into the experiment: ``[name]`` of the one whose paired validation
-    difference from the baseline has the largest mean among those whose 95 % CI lies above
-    zero, or ``[]`` (keep the baseline) when none does: one variant, since combinations were
-    not measured."""
+    """The variant to carry into the experiment: ``[name]`` of the largest mean paired validation difference
+    from the baseline among those whose 95 % CI lies above zero, or ``[]`` (keep the baseline); one
+    variant, since combinations were not measured."""
     better = {name: v["vs_baseline"] for name, v in report["variants"].items()
               if "vs_baseline" in v and v["vs_baseline"]["ci_low"] > 0}
     return [max(better, key=lambda name: better[name]["mean_diff"])] if better else []
