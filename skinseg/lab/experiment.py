@@ -63,62 +63,6 @@ def psi_image_indices(test: SegmentationData, n: int = N_PSI_IMAGES) -> np.ndarr
     return order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
 
 
-def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profile: Profile, out_dir: Path,
-            work_dir: Path, device, progress: bool, keep_details: bool, psi_index: np.ndarray) -> dict:
-    """Train, select and evaluate one model with one seed; returns the run's summary."""
-    started = time.perf_counter()
-    run = f"{model_name}_seed{seed}"
-    run_dir = work_dir / run
-    seed_everything(seed)
-    model = build_model(model_name, profile.width)
-    psi_at = set(psi_epochs(profile.epochs)) if (keep_details and model.has_attention) else set()
-    psi_images = data["test"].images[psi_index]
-
-    def snapshot(epoch: int, evaluated) -> None:
-        if epoch in psi_at:
-            psi = flatten_levels(psi_maps(evaluated, psi_images, device))
-            write_atomic(run_dir / f"psi_epoch{epoch:03d}.npy", lambda f: np.save(f, psi))
-
-    with output_lock(run_dir), run_folder_hint(run_dir, "experiment"):
-        history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
-                      progress=progress, on_epoch_end=snapshot, trained_on=training_record(data["train"]))
-    write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
-
-    evaluation_started = time.perf_counter()
-    best = load_model(run_dir / BEST, device)
-    val_probs = predict_variants(best, data["val"].images, profile.tta, batch_size=profile.eval_batch_size, device=device)
-    settings = [EvalSetting(tta, post) for tta in val_probs for post in ((False, True) if profile.postprocess else (False,))]
-    validation = {s.label: summarize(score_masks(binarize(val_probs[s.tta], s.postprocess), data["val"], boundary=False))
-                  for s in settings}
-    chosen = EvalSetting.parse(max(validation, key=lambda k: validation[k]["mean_iou"]))
-
-    # the test set is read from here on: the primary endpoint (raw) and the run's own choice
-    table, raw, masks, raw_masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
-                                                      device=device)
-    write_text_atomic(out_dir / "per_image" / f"{run}.csv", table.to_csv(float_format="%.6f"))
-
-    if keep_details:
-        write_npz_atomic(out_dir / "predictions" / f"{run}.npz", ids=np.array(data["test"].ids),
-                         masks_raw=np.packbits(raw_masks, axis=-1), masks_chosen=np.packbits(masks, axis=-1),
-                         chosen=np.array(chosen.label), shape=np.array(masks.shape))
-        if psi_at:
-            epochs = sorted(e for e in psi_at if (run_dir / f"psi_epoch{e:03d}.npy").exists())
-            write_npz_atomic(out_dir / "psi" / f"{run}.npz", epochs=np.array(epochs),
-                                ids=np.array([data["test"].ids[i] for i in psi_index]),
-                                psi=np.stack([np.load(run_dir / f"psi_epoch{e:03d}.npy") for e in epochs]),
-                                image_size=np.array(profile.image_size))
-    summary = {"run": run, "model": model_name, "seed": seed, "best_epoch": history.best_epoch,
-               "best_val_iou": history.best_val_iou, "validation": validation, "chosen": chosen.label,
-               "test_raw": summarize(raw), "test": summarize(table),
-               "train_seconds": sum(r["seconds"] for r in history.records),  # also right for a resumed run
-               "evaluation_seconds": time.perf_counter() - evaluation_started,
-               "wall_seconds": time.perf_counter() - started, "epochs": profile.epochs,
-               "median_images_per_s": float(np.median([r["images_per_s"] for r in history.records])),
-               "environment": environment(device)}
-    write_json(out_dir / "runs" / f"{run}.json", summary)
-    return summary
-
-
 def folder_mismatch(folder: Path, new: dict) -> str | None:
     """What makes the runs described by the ``config.json`` dict ``new`` unfit to join the finished
     runs in ``folder`` (another recipe, model width, evaluation protocol, data protocol or
@@ -234,13 +178,59 @@ class ExperimentRunner:
         return (self.out_dir / "runs" / f"{model_name}_seed{seed}.json").exists()
 
     def run(self, model_name: str, seed: int) -> dict:
-        """Train and evaluate one run (resuming its checkpoint in ``work_dir``); returns its summary."""
-        summary = run_one(model_name, seed, self.data, self.profile, self.out_dir, self.work_dir, self.device,
-                          self.progress, keep_details=seed == self.seeds[0], psi_index=self.psi_index)
-        self.external.score_finished(self.out_dir, self.work_dir)
-        if seed == self.seeds[0]:  # the shown test images' pixels, once both models' predictions exist
-            store_display_of_run(self.out_dir, self.data["test"], seed, [self.data["test"].ids[i] for i in self.psi_index],
-                                 folders=[self.out_dir, *self.committed])
+        """Train, select and evaluate one run (resuming its checkpoint in ``work_dir``); returns its summary."""
+        started = time.perf_counter()
+        data, profile, device, out_dir = self.data, self.profile, self.device, self.out_dir
+        run, keep_details = f"{model_name}_seed{seed}", seed == self.seeds[0]
+        run_dir = self.work_dir / run
+        seed_everything(seed)
+        model = build_model(model_name, profile.width)
+        psi_at = set(psi_epochs(profile.epochs)) if (keep_details and model.has_attention) else set()
+        psi_images, psi_ids = data["test"].images[self.psi_index], [data["test"].ids[i] for i in self.psi_index]
+
+        def snapshot(epoch: int, evaluated) -> None:
+            if epoch in psi_at:
+                psi = flatten_levels(psi_maps(evaluated, psi_images, device))
+                write_atomic(run_dir / f"psi_epoch{epoch:03d}.npy", lambda f: np.save(f, psi))
+
+        with output_lock(run_dir), run_folder_hint(run_dir, "experiment"):
+            history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
+                          progress=self.progress, on_epoch_end=snapshot, trained_on=training_record(data["train"]))
+        write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
+
+        evaluation_started = time.perf_counter()
+        best = load_model(run_dir / BEST, device)
+        val_probs = predict_variants(best, data["val"].images, profile.tta, batch_size=profile.eval_batch_size, device=device)
+        settings = [EvalSetting(tta, post) for tta in val_probs for post in ((False, True) if profile.postprocess else (False,))]
+        validation = {s.label: summarize(score_masks(binarize(val_probs[s.tta], s.postprocess), data["val"], boundary=False))
+                      for s in settings}
+        chosen = EvalSetting.parse(max(validation, key=lambda k: validation[k]["mean_iou"]))
+
+        # the test set is read from here on: the primary endpoint (raw) and the run's own choice
+        table, raw, masks, raw_masks = evaluate_endpoints(best, data["test"], chosen,
+                                                          batch_size=profile.eval_batch_size, device=device)
+        write_text_atomic(out_dir / "per_image" / f"{run}.csv", table.to_csv(float_format="%.6f"))
+        if keep_details:
+            write_npz_atomic(out_dir / "predictions" / f"{run}.npz", ids=np.array(data["test"].ids),
+                             masks_raw=np.packbits(raw_masks, axis=-1), masks_chosen=np.packbits(masks, axis=-1),
+                             chosen=np.array(chosen.label), shape=np.array(masks.shape))
+        if psi_at:
+            epochs = sorted(e for e in psi_at if (run_dir / f"psi_epoch{e:03d}.npy").exists())
+            write_npz_atomic(out_dir / "psi" / f"{run}.npz", epochs=np.array(epochs), ids=np.array(psi_ids),
+                             psi=np.stack([np.load(run_dir / f"psi_epoch{e:03d}.npy") for e in epochs]),
+                             image_size=np.array(profile.image_size))
+        summary = {"run": run, "model": model_name, "seed": seed, "best_epoch": history.best_epoch,
+                   "best_val_iou": history.best_val_iou, "validation": validation, "chosen": chosen.label,
+                   "test_raw": summarize(raw), "test": summarize(table),
+                   "train_seconds": sum(r["seconds"] for r in history.records),  # also right for a resumed run
+                   "evaluation_seconds": time.perf_counter() - evaluation_started,
+                   "wall_seconds": time.perf_counter() - started, "epochs": profile.epochs,
+                   "median_images_per_s": float(np.median([r["images_per_s"] for r in history.records])),
+                   "environment": environment(device)}
+        write_json(out_dir / "runs" / f"{run}.json", summary)
+        self.external.score_finished(out_dir, self.work_dir)
+        if keep_details:  # the shown test images' pixels, once both models' predictions exist
+            store_display_of_run(out_dir, data["test"], seed, psi_ids, folders=[out_dir, *self.committed])
         self.log(f"{model_name} seed {seed}: best epoch {summary['best_epoch']}, val IoU {summary['best_val_iou']:.4f}, "
                  f"test IoU {summary['test_raw']['mean_iou']:.4f} raw, {summary['test']['mean_iou']:.4f} "
                  f"({summary['chosen']}), {summary['train_seconds']:.0f} s training, "
