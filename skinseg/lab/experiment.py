@@ -64,9 +64,8 @@ def psi_image_indices(test: SegmentationData, n: int = N_PSI_IMAGES) -> np.ndarr
 
 
 def folder_mismatch(folder: Path, new: dict) -> str | None:
-    """What makes the runs described by the ``config.json`` dict ``new`` unfit to join the finished
-    runs in ``folder`` (another recipe, model width, evaluation protocol, data protocol or
-    dataset), or ``None``, also when ``folder`` holds no finished run."""
+    """What makes the runs of the ``config.json`` dict ``new`` unfit to join the finished runs in ``folder``
+    (another recipe, width, data or evaluation protocol, dataset), or ``None`` (also for no finished run)."""
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not any((folder / "runs").glob("*.json")):
         return None
@@ -103,8 +102,7 @@ def write_summary(out_dir: Path) -> dict:
     seeds = finished_seeds(out_dir, MODEL_NAMES)
     records = sorted((read_json(p) for p in (out_dir / "runs").glob("*.json")),
                      key=lambda r: (r["seed"], MODEL_NAMES.index(r["model"])))
-    runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r["environment"]["device"]}
-            for r in records]
+    runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r["environment"]["device"]} for r in records]
     complete = [r for r in runs if r["seed"] in seeds]
     tables = read_tables(out_dir, seeds, MODEL_NAMES)  # per-image, of the complete seeds
     mean_sd, comparison = {}, {}
@@ -132,12 +130,10 @@ class ExperimentRunner:
 
     Args:
         data_root: the dataset folder; ``protocol`` (:mod:`skinseg.lab.protocols`) which of its images form the splits.
-        out_dir: the results folder; one holding finished runs that :func:`folder_mismatch`
-            refuses raises :class:`ConfigError`.
+        out_dir: the results folder; :class:`ConfigError` if it holds finished runs :func:`folder_mismatch` refuses.
         seeds: the planned seeds (default: the profile's); the first keeps predictions and ψ maps.
         external: ``{name: folder}`` of external test sets (:mod:`skinseg.lab.external`).
-        committed: results folders with earlier runs of the same experiment (a slice's committed
-            results), where the first seed's per-image tables for the display images are also sought.
+        committed: results folders with earlier runs (a slice's), also searched for the display images' tables.
     """
 
     def __init__(self, data_root, out_dir, profile: Profile, *, seeds=None, protocol: str = OFFICIAL,

@@ -1,10 +1,8 @@
 """External test sets: datasets an experiment only evaluates on, and never selects on.
 
-An experiment names them (``python -m skinseg experiment --external ph2=data/ph2``): each is the
-test split of a folder in the generic or an ISIC layout, refused if it holds training images
-(:mod:`skinseg.lab.leakage`). Every finished run is scored on each with its own weights and
-validation-chosen setting, in the experiment folder's layout, so that the experiment's readers
-read it as its own test set::
+An experiment names them (``python -m skinseg experiment --external ph2=data/ph2``): the test split of a
+folder, refused if it holds training images (:mod:`skinseg.lab.leakage`). Every finished run is scored on
+each with its own weights and validation-chosen setting, in the experiment folder's layout::
 
     external/<name>/dataset.json         the folder, its source label, image count and data hash
     external/<name>/runs/<run>.json      the run's scores on it (test_raw, test)

@@ -1,16 +1,8 @@
-"""Reading an experiment's results folder (written by :func:`skinseg.lab.experiment.run_experiment`);
-the chapters read the committed GPU results through this module only::
+"""Reading an experiment's results folder (written by :func:`skinseg.lab.experiment.run_experiment`).
 
-    from skinseg.lab.results import load_results
-    res = load_results()                 # results/isic2017 of this repository (converged runs)
-    old = load_results("isic2017_16ep")  # the 16-epoch runs, kept as a lesson
-    res.runs                             # one row per (model, seed)
-    res.histories                        # one row per (model, seed, epoch)
-    res.per_image("unet", 0)             # test metrics per image of one run
-    res.predictions("unet", endpoint="raw").masks  # (600, 192, 256) uint8 test masks of the first seed
-    res.psi()                            # the Attention U-Net's stored attention maps (skinseg.psi)
-    res.display_image("test_0458")       # a shown test image and its ground truth, stored with the results
-    res.bench()                          # the training-step benchmark, one row per setting (load_bench)
+The chapters read the committed GPU results through this module only: :func:`load_results` (default
+``results/isic2017``) gives :class:`Results`, with one row per run (``runs``) or epoch (``histories``),
+the per-image tables, the stored masks, ψ maps and display images, and the benchmark (:func:`load_bench`).
 """
 from __future__ import annotations
 

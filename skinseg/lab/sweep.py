@@ -55,10 +55,9 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     Returns what is written to ``out_dir/sweep.json``.
     """
     started = time.perf_counter()
-    names = check_variant_names(VARIANTS if variants is None else variants)
+    names = list(dict.fromkeys([BASELINE, *check_variant_names(VARIANTS if variants is None else variants)]))
     if model not in MODELS:
         raise ConfigError(f"model must be one of {sorted(MODELS)}, got {model!r}")
-    names = [BASELINE] + [n for n in dict.fromkeys(names) if n != BASELINE]
     out_dir, device = Path(out_dir), resolve_device(device)
     work_dir = Path(work_dir) if work_dir else Path("runs") / out_dir.name
     train = load_protocol_split(data_root, "train", profile.image_size, protocol=protocol, limit=profile.max_train)
@@ -67,8 +66,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     # only the best epoch's validation images are scored at the end: no TTA views, no test set
     profile, plan = budgeted_profile(profile, time_budget, path, {"train": len(train), "val": len(val), "test": 0},
                                      len(names), device, models=(model,), log=log, evaluation_tta=("none",))
-    report = read_json(path) if path.exists() else {}
-    done = report.get("variants", {})
+    done = (read_json(path) if path.exists() else {}).get("variants", {})
     report = {"label": profile.label(), "profile": profile.to_dict(), "model": model, "seed": seed,
               "data": {"train": {"source": train.source, "n": len(train)}, "val": {"source": val.source, "n": len(val)}},
               "environment": environment(device), "plan": plan, "variants": {}}
