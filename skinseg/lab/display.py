@@ -41,14 +41,8 @@ def display_ids(unet_iou: pd.Series, attention_iou: pd.Series, psi_ids=()) -> li
 
 @dataclass(frozen=True)
 class DisplayImages:
-    """Stored test images with their ground truth.
-
-    Attributes:
-        ids: ``N`` test image ids.
-        images: ``(N, H, W, 3)`` uint8 RGB in 0..255.
-        masks: ``(N, H, W)`` bool, True on the lesion.
-        source: the file they were read from.
-    """
+    """Stored test images with their ground truth, read from ``source``: ``N`` ``ids``, ``images``
+    ``(N, H, W, 3)`` uint8 RGB in 0..255 and ``masks`` ``(N, H, W)`` bool, True on the lesion."""
 
     ids: list[str]
     images: np.ndarray

@@ -1,10 +1,8 @@
 """The experiment behind the book: both models, several seeds, one recipe, every artifact.
 
-Each run trains with :func:`skinseg.train.fit`, picks test-time augmentation and
-post-processing on the validation set, and only then scores the test set, on both endpoints
-(:data:`skinseg.lab.endpoints.ENDPOINTS`). A time budget only decides how many whole runs a
-call starts, in a fixed order; finished runs are skipped and an interrupted one resumes from
-its checkpoint in ``work_dir``. ``out_dir`` gets small files only::
+Each run trains with :func:`skinseg.train.fit`, picks test-time augmentation and post-processing on
+the validation set, and only then scores the test set, on both endpoints (:data:`skinseg.lab.endpoints.ENDPOINTS`);
+an interrupted run resumes from its checkpoint in ``work_dir``. ``out_dir`` gets small files only::
 
     config.json           profile, recipe, seeds, data protocol and hash, evaluation protocol, environment
     runs/<run>.json       best epoch, validation table, test summaries, timing, hardware
@@ -105,18 +103,16 @@ def write_summary(out_dir: Path) -> dict:
     runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r["environment"]["device"]} for r in records]
     complete = [r for r in runs if r["seed"] in seeds]
     tables = read_tables(out_dir, seeds, MODEL_NAMES)  # per-image, of the complete seeds
-    mean_sd, comparison = {}, {}
+    mean_sd, comparison = {"raw": {}, "chosen": {}}, {}
     for endpoint, key in (("raw", "test_raw"), ("chosen", "test")):
-        mean_sd[endpoint] = {}
+        if not seeds:  # no seed with every model finished: nothing to summarize yet
+            continue
         for model in MODEL_NAMES:
             values = pd.DataFrame([r[key] for r in complete if r["model"] == model])
-            if values.empty:
-                continue
             mean_sd[endpoint][model] = {
                 f"{k}_{s}": (float(getattr(values[k], s)()) if s == "mean" or len(values) > 1 else None)
                 for k in ("mean_iou", "mean_dice", "thresholded_jaccard") for s in ("mean", "std")}
-        if seeds:
-            comparison[endpoint] = {metric: compare_tables(tables, seeds, metric, endpoint) for metric in ("iou", "dice")}
+        comparison[endpoint] = {metric: compare_tables(tables, seeds, metric, endpoint) for metric in ("iou", "dice")}
     summary = {"label": config["label"], "primary_endpoint": config["evaluation"]["primary_endpoint"],
                "seeds": seeds, "planned_seeds": config["seeds"], "devices": sorted({r["device"] for r in complete}),
                "runs": runs, "mean_sd": mean_sd, "comparison": comparison}
@@ -248,13 +244,10 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
                    progress: bool = True, log: Callable[[str], None] = print, time_budget: float | None = None,
                    protocol: str = OFFICIAL, run_cost: Callable[[str], float] | None = None,
                    external=None) -> dict:
-    """Run the (seed, model) pairs in their fixed order (seed by seed, U-Net first), skipping
-    finished runs, and write the files listed in the module docstring.
-
-    With ``time_budget`` (seconds for this call) a run starts only if ``run_cost(model_name)``
-    (default :class:`skinseg.lab.plan.RunCosts`) fits the time left; the first that does not ends
-    the call, so runs accumulate in order, whole. Returns the summary (:func:`write_summary`).
-    """
+    """Run the (seed, model) pairs in order (seed by seed, U-Net first), skipping finished runs, and write
+    the module docstring's files; returns :func:`write_summary`. With ``time_budget`` (seconds) a run starts
+    only if ``run_cost(model_name)`` (default :class:`skinseg.lab.plan.RunCosts`) fits the time left; the
+    first that does not ends the call, so runs accumulate in order, whole."""
     started = time.perf_counter()
     runner = ExperimentRunner(data_root, out_dir, profile, seeds=seeds, protocol=protocol, work_dir=work_dir,
                               device=device, progress=progress, log=log, external=external)

@@ -136,11 +136,9 @@ def external_summary(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
     """:func:`external_table` per external set and model, over the seeds: ``seeds``, ``n``,
     ``mean_iou`` and ``sd_iou`` (mean and standard deviation over seeds of each run's mean IoU;
     ``sd_iou`` is NaN for one seed), ``own_test_iou`` and ``change`` (means over seeds)."""
-    table = external_table(folder, endpoint)
-    grouped = table.groupby(["set", "model"])
-    return pd.DataFrame({"seeds": grouped["seed"].count(), "n": grouped["n"].first(),
-                         "mean_iou": grouped["mean_iou"].mean(), "sd_iou": grouped["mean_iou"].std(),
-                         "own_test_iou": grouped["own_test_iou"].mean(), "change": grouped["change"].mean()})
+    return external_table(folder, endpoint).groupby(["set", "model"]).agg(
+        seeds=("seed", "count"), n=("n", "first"), mean_iou=("mean_iou", "mean"), sd_iou=("mean_iou", "std"),
+        own_test_iou=("own_test_iou", "mean"), change=("change", "mean"))
 
 
 def external_differences(folder, metric: str = "iou", endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:

@@ -41,8 +41,7 @@ class Predictions:
     """Predicted test masks of one run.
 
     Attributes:
-        model, seed: the run.
-        ids: ``N`` test image ids, in the order of ``masks``.
+        model, seed, ids: the run and its ``N`` test image ids, in the order of ``masks``.
         masks: ``(N, H, W)`` uint8 in {0, 1} (1 = lesion) at ``endpoint``.
         endpoint: ``"raw"`` (primary: threshold 0.5, no TTA or post-processing) or ``"chosen"``.
         variant: the TTA/post-processing variant the masks come from (``"none"`` for raw).
@@ -83,13 +82,8 @@ def shown_path(folder: Path) -> str:
 
 
 class Results:
-    """One experiment folder. Use :func:`load_results` to open it.
-
-    Attributes:
-        path: the folder.
-        config: ``config.json`` (the profile, seeds, data and the hardware and software).
-        summary: ``summary.json`` (per-run summaries, mean ± sd, paired comparisons).
-    """
+    """One experiment folder ``path`` with its ``config`` and ``summary`` (``config.json``, ``summary.json``);
+    open it with :func:`load_results`."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

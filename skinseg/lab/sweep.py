@@ -93,8 +93,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
         prob = predict_probabilities(best, val.images, batch_size=recipe.eval_batch_size, device=device)
         per_image = score_masks(binarize(prob), val, boundary=False)["iou"]
         report["variants"][name] = {
-            "changes": changes, "epochs": recipe.epochs,
-            "best_epoch": history.best_epoch, "val_iou": float(per_image.mean()),
+            "changes": changes, "epochs": recipe.epochs, "best_epoch": history.best_epoch, "val_iou": float(per_image.mean()),
             "per_image_iou": [round(float(v), 6) for v in per_image],
             "train_seconds": sum(r["seconds"] for r in history.records), "history": history.records}
         _compare_with_baseline(report)
