@@ -262,6 +262,5 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
             break
         runner.run(model_name, seed)
     summary = write_summary(runner.out_dir)
-    log(f"wrote {runner.out_dir / 'summary.json'} ({len(summary['seeds'])} of {len(summary['planned_seeds'])} "
-        "seeds finished)")
+    log(f"wrote {runner.out_dir / 'summary.json'} ({len(summary['seeds'])} of {len(summary['planned_seeds'])} seeds finished)")
     return summary

@@ -48,10 +48,9 @@ def parse_external(specs) -> dict[str, Path]:
 
 
 class ExternalSets:
-    """The external test sets ``{name: folder}`` of one experiment call, each folder's ``test`` split
-    loaded once at the profile's size and ``max_test``, so that bad folders fail before any
-    training; a set not held out from ``train`` (or, before scoring, from a run's checkpoint)
-    raises :class:`LeakageError`."""
+    """The external test sets ``{name: folder}`` of one experiment call, each folder's ``test`` split loaded
+    once at the profile's size and ``max_test``, so that bad folders fail before any training; a set not
+    held out from ``train`` (or, before scoring, from a run's checkpoint) raises :class:`LeakageError`."""
 
     def __init__(self, sets: dict[str, Path] | None, profile: Profile, device, log: Callable[[str], None] = print,
                  train: SegmentationData | None = None):
@@ -102,11 +101,10 @@ class ExternalSets:
                 state = load_checkpoint(checkpoint)
                 self._check(state.get("trained_on"), name, f"checkpoint {checkpoint}")
                 model = model_from_state(state, checkpoint, self.device)
-                table, raw, *_ = evaluate_endpoints(model, data, EvalSetting.parse(run["chosen"]), batch_size=self.profile.eval_batch_size,
-                                                   device=self.device)
-                write_json(folder / "runs" / f"{run['run']}.json",
-                           {"run": run["run"], "model": run["model"], "seed": run["seed"], "chosen": run["chosen"],
-                            "test_raw": summarize(raw), "test": summarize(table)})
+                table, raw, *_ = evaluate_endpoints(model, data, EvalSetting.parse(run["chosen"]),
+                                                    batch_size=self.profile.eval_batch_size, device=self.device)
+                write_json(folder / "runs" / f"{run['run']}.json", {k: run[k] for k in ("run", "model", "seed", "chosen")}
+                           | {"test_raw": summarize(raw), "test": summarize(table)})
                 write_text_atomic(folder / "per_image" / f"{run['run']}.csv", table.to_csv(float_format="%.6f"))
                 self.log(f"{run['run']} on external set {name} ({len(data)} images): "
                          f"mean IoU {table['iou_raw'].mean():.4f} raw, {table['iou'].mean():.4f} ({run['chosen']})")

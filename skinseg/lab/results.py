@@ -56,9 +56,8 @@ class Predictions:
 
     def describe(self) -> str:
         """What the masks are, for captions: ``"d4+post, the run's choice (secondary endpoint)"``."""
-        if self.endpoint == "raw":
-            return "raw prediction (primary endpoint)"
-        return f"{self.variant}, the run's choice (secondary endpoint)"
+        raw = self.endpoint == "raw"
+        return "raw prediction (primary endpoint)" if raw else f"{self.variant}, the run's choice (secondary endpoint)"
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -73,12 +72,10 @@ class Predictions:
 
 def shown_path(folder: Path) -> str:
     """How messages name a results folder: ``results/<name>`` inside this repository's, else as given."""
-    root = results_dir().resolve()
-    try:
-        inside = Path(folder).resolve().relative_to(root).as_posix()
-    except ValueError:
-        return str(folder)
-    return f"results/{inside}" if root.name == "results" else str(folder)
+    root, path = results_dir().resolve(), Path(folder).resolve()
+    if root.name == "results" and path.is_relative_to(root):
+        return f"results/{path.relative_to(root).as_posix()}"
+    return str(folder)
 
 
 class Results:
@@ -171,9 +168,8 @@ class Results:
 
     @cached_property
     def histories(self) -> pd.DataFrame:
-        """One row per (model, seed, epoch) with every column of the training history
-        (``train_loss``, ``train_dice``, ``train_iou``, ``val_loss``, ``val_dice``, ``val_iou``,
-        ``lr``, ``seconds``, ``images_per_s``) and ``best`` (True at the run's best epoch)."""
+        """One row per (model, seed, epoch) with every column of the training history (``train_loss``, ...,
+        ``val_iou``, ``lr``, ``seconds``, ``images_per_s``) and ``best`` (True at the run's best epoch)."""
         frames = []
         for model, seed in self._pairs():
             h = read_json(self.path / "histories" / f"{model}_seed{seed}.json")

@@ -123,8 +123,7 @@ def recommend_variant(report: dict) -> list[str]:
 def describe_recommendation(report: dict) -> str:
     """One line: which ``--variant`` the sweep recommends for the experiment, and why."""
     if not report["recommended"]:
-        n = report["data"]["val"]["n"]
-        return (f"no variant beat the baseline beyond the noise of {n} validation images: "
+        return (f"no variant beat the baseline beyond the noise of {report['data']['val']['n']} validation images: "
                 "the experiment keeps the recipe as it is")
     name = report["recommended"][0]
     c = report["variants"][name]["vs_baseline"]
@@ -134,10 +133,7 @@ def describe_recommendation(report: dict) -> str:
 
 def _compare_with_baseline(report: dict) -> None:
     """Add ``vs_baseline`` (variant - baseline, paired over validation images) to every other variant."""
-    variants = report["variants"]
-    if BASELINE not in variants or "error" in variants[BASELINE]:
-        return
-    base = variants[BASELINE]["per_image_iou"]
-    for name, v in variants.items():
-        if name != BASELINE and "error" not in v:
+    base = report["variants"].get(BASELINE, {}).get("per_image_iou")  # None until the baseline ran, or if it failed
+    for name, v in report["variants"].items():
+        if base is not None and name != BASELINE and "error" not in v:
             v["vs_baseline"] = paired_comparison(base, v["per_image_iou"])
