@@ -59,8 +59,7 @@ class DisplayImages:
     def select(self, ids) -> tuple[np.ndarray, np.ndarray]:
         """``(images (K, H, W, 3) uint8, masks (K, H, W) bool)`` of ``ids``, in their order."""
         ids = list(ids)
-        missing = [i for i in ids if i not in self.ids]
-        if missing:
+        if missing := [i for i in ids if i not in self.ids]:
             raise DataError(f"{self.source}: test image {missing[0]!r} is not among the {len(self.ids)} stored "
                             f"display images (stored: {', '.join(self.ids[:4])}, ...)")
         where = [self.ids.index(i) for i in ids]
@@ -85,8 +84,7 @@ def load_display(path) -> DisplayImages:
     if not path.is_file():
         raise DataError(f"results file {path} is missing: these results keep no display images "
                         "(written by the experiment since it stores them; draw from local data instead)")
-    missing = {"ids", "images", "masks", "shape"} - array_names(path)
-    if missing:
+    if missing := {"ids", "images", "masks", "shape"} - array_names(path):
         raise DataError(f"{path} is not a display-images file: it lacks {sorted(missing)}")
     z = read_arrays(path, ("shape", "masks", "images", "ids"))
     masks = unpack_masks(z["masks"], z["shape"], path).astype(bool)
@@ -112,8 +110,7 @@ def store_display(out_dir, test, unet_iou: pd.Series, attention_iou: pd.Series, 
 
 
 def _store_ids(out_dir, test, ids) -> Path:
-    missing = [i for i in ids if i not in test.ids]
-    if missing:
+    if missing := [i for i in ids if i not in test.ids]:
         raise DataError(f"{test.source} lacks test image {missing[0]!r} that the results name")
     where = [test.ids.index(i) for i in ids]
     return write_display(Path(out_dir) / FILE_NAME, ids, test.images[where], test.masks[where])

@@ -68,8 +68,7 @@ def folder_mismatch(folder: Path, new: dict) -> str | None:
     if not (folder / "config.json").is_file() or not any((folder / "runs").glob("*.json")):
         return None
     stored = read_json(folder / "config.json")
-    changed = recipe_changes(stored["recipe"], new["recipe"])
-    if changed:
+    if changed := recipe_changes(stored["recipe"], new["recipe"]):
         return f"another recipe ({'; '.join(changed)})"
     old, now = stored["evaluation"], new["evaluation"]
     for what, before, after in (("another model width", stored["profile"]["width"], new["profile"]["width"]),
@@ -152,8 +151,7 @@ class ExperimentRunner:
                        "psi_epochs": psi_epochs(profile.epochs)}
         if self.external:
             self.config["external"] = self.external.describe()
-        problem = folder_mismatch(self.out_dir, self.config)
-        if problem:
+        if problem := folder_mismatch(self.out_dir, self.config):
             raise ConfigError(f"{self.out_dir} holds finished runs of {problem}; "
                               "use another output folder, or delete it to start again")
         write_json(self.out_dir / "config.json", self.config)

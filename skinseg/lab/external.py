@@ -111,10 +111,9 @@ class ExternalSets:
 
 
 def external_table(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
-    """Every run's mean IoU and Dice on each external set of the experiment in ``folder`` at
-    ``endpoint``: one row per (``set``, ``model``, ``seed``) with ``source``, ``n``, ``mean_iou``,
-    ``mean_dice``, ``own_test_iou`` (on the experiment's test set) and ``change`` (the difference);
-    empty, with these columns, when no set has been scored."""
+    """Every run's mean IoU and Dice on each external set of the experiment in ``folder`` at ``endpoint``: one
+    row per (``set``, ``model``, ``seed``) with ``source``, ``n``, ``mean_iou``, ``mean_dice``, ``own_test_iou``
+    (on the experiment's test set) and ``change`` (the difference); empty, with these columns, before any."""
     folder, rows = Path(folder), []
     iou, dice = (endpoint_column(m, endpoint) for m in ("iou", "dice"))
     for dataset in sorted((folder / EXTERNAL).glob("*/dataset.json")):
@@ -140,10 +139,9 @@ def external_summary(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
 
 
 def external_differences(folder, metric: str = "iou", endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
-    """Attention U-Net minus U-Net on each external set, over the seeds with both models scored:
-    one row per set with ``seeds``, ``n``, ``mean_diff``, ``ci_low``, ``ci_high`` (the 95 %
-    two-level bootstrap over seeds and images, :func:`skinseg.lab.stats.two_level_bootstrap`),
-    ``b_better`` and ``a_better`` (images won, on the seed-averaged scores)."""
+    """Attention U-Net minus U-Net on each external set, over the seeds with both models scored: one row per
+    set with ``seeds``, ``n``, ``mean_diff``, ``ci_low``, ``ci_high`` (the 95 % two-level bootstrap over seeds
+    and images, :func:`skinseg.lab.stats.two_level_bootstrap`), ``b_better`` and ``a_better`` (images won)."""
     rows = []
     for dataset in sorted(Path(folder).glob(f"{EXTERNAL}/*/dataset.json")):
         seeds = finished_seeds(dataset.parent)
