@@ -141,7 +141,7 @@ def external_summary(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
 def external_differences(folder, metric: str = "iou", endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
     """Attention U-Net minus U-Net on each external set, over the seeds with both models scored: one row per
     set with ``seeds``, ``n``, ``mean_diff``, ``ci_low``, ``ci_high`` (the 95 % two-level bootstrap over seeds
-    and images, :func:`skinseg.lab.stats.two_level_bootstrap`), ``b_better`` and ``a_better`` (images won)."""
+    and images, :func:`skinseg.lab.stats.two_level_bootstrap`), ``b_better`` and ``a_better`` (images won, seed-averaged)."""
     rows = []
     for dataset in sorted(Path(folder).glob(f"{EXTERNAL}/*/dataset.json")):
         seeds = finished_seeds(dataset.parent)
