@@ -1,8 +1,5 @@
-"""The test images the book displays, stored with the results that show them.
-
-Predictions and ψ maps name test images by id; so that a reader with other ids (the official
-archives) or no data can still draw them, an experiment keeps the pixels of about 40 of them
-(:func:`display_ids`) in ``display.npz`` beside ``summary.json``: ``ids`` ``(N,)`` str,
+"""The test images the book displays, stored with the results that show them, so that a reader
+without the data can draw them: ``display.npz`` beside ``summary.json`` holds ``ids`` ``(N,)`` str,
 ``images`` ``(N, H, W, 3)`` uint8 RGB at the model's input size, ``masks`` the ground truth
 bit-packed along the width (:func:`numpy.packbits`) and ``shape`` ``(N, H, W)``.
 """
@@ -20,20 +17,16 @@ from ..models import MODELS
 from .result_files import array_names, read_arrays, read_table
 
 FILE_NAME = "display.npz"
-# Quantiles of the U-Net's per-image IoU whose image is kept (position int(q * (n - 1))
-# in the sorted IoUs, as scripts/readme_figure.py picks them).
+# Quantiles of the U-Net's per-image IoU whose image is kept (position int(q * (n - 1)) in the sorted IoUs)
 QUANTILES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 N_EXTREMES = 5  # the best, the worst and the most disputed images kept of each kind
 
 
 def display_ids(unet_iou: pd.Series, attention_iou: pd.Series, psi_ids=()) -> list[str]:
-    """The ids of the test images to store, in a fixed order without repeats.
-
-    ``unet_iou`` and ``attention_iou`` are one seed's per-image test IoU, indexed by id.
-    Kept: the ``psi_ids``; the U-Net's image at each of :data:`QUANTILES` and the one
-    closest to its median; the :data:`N_EXTREMES` lowest and highest by the mean IoU of
-    both models; and the :data:`N_EXTREMES` with the largest absolute difference.
-    """
+    """The ids of the test images to store, in a fixed order without repeats, from one seed's per-image
+    test IoU of each model (indexed by id): the ``psi_ids``; the U-Net's image at each of :data:`QUANTILES`
+    and the one closest to its median; the :data:`N_EXTREMES` lowest and highest by the mean IoU of both
+    models; and the :data:`N_EXTREMES` with the largest absolute difference."""
     if not unet_iou.index.equals(attention_iou.index):
         raise DataError("the two models' per-image tables name different test images")
     ids = list(psi_ids)
@@ -48,14 +41,8 @@ def display_ids(unet_iou: pd.Series, attention_iou: pd.Series, psi_ids=()) -> li
 
 @dataclass(frozen=True)
 class DisplayImages:
-    """Stored test images with their ground truth.
-
-    Attributes:
-        ids: ``N`` test image ids.
-        images: ``(N, H, W, 3)`` uint8 RGB in 0..255.
-        masks: ``(N, H, W)`` bool, True on the lesion.
-        source: the file they were read from.
-    """
+    """Stored test images with their ground truth, read from ``source``: ``N`` ``ids``, ``images``
+    ``(N, H, W, 3)`` uint8 RGB in 0..255 and ``masks`` ``(N, H, W)`` bool, True on the lesion."""
 
     ids: list[str]
     images: np.ndarray
@@ -72,8 +59,7 @@ class DisplayImages:
     def select(self, ids) -> tuple[np.ndarray, np.ndarray]:
         """``(images (K, H, W, 3) uint8, masks (K, H, W) bool)`` of ``ids``, in their order."""
         ids = list(ids)
-        missing = [i for i in ids if i not in self.ids]
-        if missing:
+        if missing := [i for i in ids if i not in self.ids]:
             raise DataError(f"{self.source}: test image {missing[0]!r} is not among the {len(self.ids)} stored "
                             f"display images (stored: {', '.join(self.ids[:4])}, ...)")
         where = [self.ids.index(i) for i in ids]
@@ -81,8 +67,7 @@ class DisplayImages:
 
 
 def write_display(path, ids, images: np.ndarray, masks: np.ndarray) -> Path:
-    """Write ``display.npz`` (the module docstring's layout) of ``ids``, ``images`` ``(N, H, W, 3)``
-    uint8 and ``masks`` ``(N, H, W)`` in {0, 1} atomically; returns its path."""
+    """Write ``display.npz`` of ``ids``, ``images`` ``(N, H, W, 3)`` uint8 and ``masks`` ``(N, H, W)`` in {0, 1}."""
     ids, images, masks = [str(i) for i in ids], np.asarray(images), np.asarray(masks)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(ids):
         raise DataError(f"display images must be ({len(ids)}, H, W, 3) uint8, got {images.shape} {images.dtype}")
@@ -99,8 +84,7 @@ def load_display(path) -> DisplayImages:
     if not path.is_file():
         raise DataError(f"results file {path} is missing: these results keep no display images "
                         "(written by the experiment since it stores them; draw from local data instead)")
-    missing = {"ids", "images", "masks", "shape"} - array_names(path)
-    if missing:
+    if missing := {"ids", "images", "masks", "shape"} - array_names(path):
         raise DataError(f"{path} is not a display-images file: it lacks {sorted(missing)}")
     z = read_arrays(path, ("shape", "masks", "images", "ids"))
     masks = unpack_masks(z["masks"], z["shape"], path).astype(bool)
@@ -126,19 +110,16 @@ def store_display(out_dir, test, unet_iou: pd.Series, attention_iou: pd.Series, 
 
 
 def _store_ids(out_dir, test, ids) -> Path:
-    missing = [i for i in ids if i not in test.ids]
-    if missing:
+    if missing := [i for i in ids if i not in test.ids]:
         raise DataError(f"{test.source} lacks test image {missing[0]!r} that the results name")
     where = [test.ids.index(i) for i in ids]
     return write_display(Path(out_dir) / FILE_NAME, ids, test.images[where], test.masks[where])
 
 
 def store_display_of_run(out_dir, test, seed: int, psi_ids=(), folders=None) -> Path | None:
-    """:func:`store_display` for an experiment folder, from the ``per_image/<model>_seed<seed>.csv``
-    tables of both models, each taken from the first of ``folders`` (default ``[out_dir]``; a
-    slice adds the committed results, which may hold a run of that seed) that has it; ``None``
-    (nothing written) until both tables exist. The images are :func:`display_ids` of the raw
-    prediction's IoU (``iou_raw``, the primary endpoint) and then of the run's choice (``iou``)."""
+    """:func:`store_display` of the ``per_image/<model>_seed<seed>.csv`` tables of both models, each from
+    the first of ``folders`` (default ``[out_dir]``) that has it; ``None`` until both exist. The images are
+    :func:`display_ids` of the raw prediction's IoU (``iou_raw``), then of the run's choice (``iou``)."""
     folders = [Path(out_dir)] if folders is None else [Path(f) for f in folders]
     tables = [next((t for t in (f / "per_image" / f"{m}_seed{seed}.csv" for f in folders) if t.is_file()), None)
               for m in MODELS]

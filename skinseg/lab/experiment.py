@@ -1,10 +1,8 @@
 """The experiment behind the book: both models, several seeds, one recipe, every artifact.
 
-Each run trains with :func:`skinseg.train.fit`, picks test-time augmentation and
-post-processing on the validation set, and only then scores the test set, on both endpoints
-(:data:`skinseg.lab.endpoints.ENDPOINTS`). A time budget only decides how many whole runs a
-call starts, in a fixed order; finished runs are skipped and an interrupted one resumes from
-its checkpoint in ``work_dir``. ``out_dir`` gets small files only::
+Each run trains with :func:`skinseg.train.fit`, picks test-time augmentation and post-processing on
+the validation set, and only then scores the test set, on both endpoints (:data:`skinseg.lab.endpoints.ENDPOINTS`);
+an interrupted run resumes from its checkpoint in ``work_dir``. ``out_dir`` gets small files only::
 
     config.json           profile, recipe, seeds, data protocol and hash, evaluation protocol, environment
     runs/<run>.json       best epoch, validation table, test summaries, timing, hardware
@@ -63,83 +61,22 @@ def psi_image_indices(test: SegmentationData, n: int = N_PSI_IMAGES) -> np.ndarr
     return order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
 
 
-def run_one(model_name: str, seed: int, data: dict[str, SegmentationData], profile: Profile, out_dir: Path,
-            work_dir: Path, device, progress: bool, keep_details: bool, psi_index: np.ndarray) -> dict:
-    """Train, select and evaluate one model with one seed; returns the run's summary."""
-    started = time.perf_counter()
-    run = f"{model_name}_seed{seed}"
-    run_dir = work_dir / run
-    run_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(seed)
-    model = build_model(model_name, profile.width)
-    psi_at = set(psi_epochs(profile.epochs)) if (keep_details and model.has_attention) else set()
-    psi_images = data["test"].images[psi_index]
-
-    def snapshot(epoch: int, evaluated) -> None:
-        if epoch in psi_at:
-            psi = flatten_levels(psi_maps(evaluated, psi_images, device))
-            write_atomic(run_dir / f"psi_epoch{epoch:03d}.npy", lambda f: np.save(f, psi))
-
-    with output_lock(run_dir), run_folder_hint(run_dir, "experiment"):
-        history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
-                      progress=progress, on_epoch_end=snapshot, trained_on=training_record(data["train"]))
-    train_seconds = sum(r["seconds"] for r in history.records)  # also right for a resumed run
-    write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
-
-    evaluation_started = time.perf_counter()
-    best = load_model(run_dir / BEST, device)
-    val_probs = predict_variants(best, data["val"].images, profile.tta, batch_size=profile.eval_batch_size, device=device)
-    settings = [EvalSetting(tta, post) for tta in val_probs for post in ((False, True) if profile.postprocess else (False,))]
-    validation = {s.label: summarize(score_masks(binarize(val_probs[s.tta], s.postprocess), data["val"], boundary=False))
-                  for s in settings}
-    chosen = EvalSetting.parse(max(validation, key=lambda k: validation[k]["mean_iou"]))
-
-    # the test set is read from here on: the primary endpoint (raw) and the run's own choice
-    table, raw, masks, raw_masks = evaluate_endpoints(best, data["test"], chosen, batch_size=profile.eval_batch_size,
-                                                      device=device)
-    write_text_atomic(out_dir / "per_image" / f"{run}.csv", table.to_csv(float_format="%.6f"))
-
-    if keep_details:
-        write_npz_atomic(out_dir / "predictions" / f"{run}.npz", ids=np.array(data["test"].ids),
-                         masks_raw=np.packbits(raw_masks, axis=-1), masks_chosen=np.packbits(masks, axis=-1),
-                         chosen=np.array(chosen.label), shape=np.array(masks.shape))
-        if psi_at:
-            epochs = sorted(e for e in psi_at if (run_dir / f"psi_epoch{e:03d}.npy").exists())
-            write_npz_atomic(out_dir / "psi" / f"{run}.npz", epochs=np.array(epochs),
-                                ids=np.array([data["test"].ids[i] for i in psi_index]),
-                                psi=np.stack([np.load(run_dir / f"psi_epoch{e:03d}.npy") for e in epochs]),
-                                image_size=np.array(profile.image_size))
-    summary = {"run": run, "model": model_name, "seed": seed, "best_epoch": history.best_epoch,
-               "best_val_iou": history.best_val_iou, "validation": validation, "chosen": chosen.label,
-               "test_raw": summarize(raw), "test": summarize(table), "train_seconds": train_seconds,
-               "evaluation_seconds": time.perf_counter() - evaluation_started,
-               "wall_seconds": time.perf_counter() - started, "epochs": profile.epochs,
-               "median_images_per_s": float(np.median([r["images_per_s"] for r in history.records])),
-               "environment": environment(device)}
-    write_json(out_dir / "runs" / f"{run}.json", summary)
-    return summary
-
-
 def folder_mismatch(folder: Path, new: dict) -> str | None:
-    """What makes the runs described by the ``config.json`` dict ``new`` unfit to join the finished
-    runs in ``folder`` (another recipe, model width, evaluation protocol, data protocol or
-    dataset), or ``None``, also when ``folder`` holds no finished run."""
+    """What makes the runs of the ``config.json`` dict ``new`` unfit to join the finished runs in ``folder``
+    (another recipe, width, data or evaluation protocol, dataset), or ``None`` (also for no finished run)."""
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not any((folder / "runs").glob("*.json")):
         return None
     stored = read_json(folder / "config.json")
-    changed = recipe_changes(stored["recipe"], new["recipe"])
-    if changed:
+    if changed := recipe_changes(stored["recipe"], new["recipe"]):
         return f"another recipe ({'; '.join(changed)})"
-    old_width, new_width = stored["profile"]["width"], new["profile"]["width"]
-    if old_width != new_width:
-        return f"another model width ({old_width} -> {new_width})"
-    for key, what in (("protocol", "another data protocol"), ("data_hash", "another dataset (data hash)")):
-        if stored[key] != new[key]:
-            return f"{what} ({stored[key]} -> {new[key]})"
     old, now = stored["evaluation"], new["evaluation"]
-    if old["primary_endpoint"] != now["primary_endpoint"]:
-        return f"another primary endpoint ({old['primary_endpoint']} -> {now['primary_endpoint']})"
+    for what, before, after in (("another model width", stored["profile"]["width"], new["profile"]["width"]),
+                                ("another data protocol", stored["protocol"], new["protocol"]),
+                                ("another dataset (data hash)", stored["data_hash"], new["data_hash"]),
+                                ("another primary endpoint", old["primary_endpoint"], now["primary_endpoint"])):
+        if before != after:
+            return f"{what} ({before} -> {after})"
     for key in ("tta", "postprocess"):  # the candidates of each run's own choice
         if old[key] != now[key]:
             return f"another evaluation protocol ({key} {old[key]!r} -> {now[key]!r})"
@@ -150,37 +87,31 @@ RUN_SCORES = ("run", "model", "seed", "epochs", "best_epoch", "best_val_iou", "c
 
 
 def write_summary(out_dir: Path) -> dict:
-    """Compute ``out_dir/summary.json`` from its finished runs only (run files and per-image tables),
-    so that runs added by several calls or merged from archives give what one call would, write
-    it and return it.
+    """Write and return ``out_dir/summary.json``, computed from the finished runs' files only (so that
+    runs added by several calls or merged from archives give what one call would).
 
     Keys: ``label``, ``primary_endpoint``, ``seeds`` (those with a finished run of every model),
-    ``planned_seeds``, ``devices``, ``runs`` (each run's scores, no timings), ``mean_sd`` and
-    ``comparison``, both keyed by endpoint (``raw``, ``chosen``) and then by model or metric.
-    ``mean_sd`` has ``None`` for the sd of a single seed; ``comparison`` is empty before the
-    first seed is complete.
+    ``planned_seeds``, ``devices``, ``runs`` (each run's scores, no timings), ``mean_sd`` (sd ``None``
+    for one seed) and ``comparison`` (empty before a seed is complete), keyed by endpoint, then model or metric.
     """
     out_dir = Path(out_dir)
     config = read_json(out_dir / "config.json")
     seeds = finished_seeds(out_dir, MODEL_NAMES)
     records = sorted((read_json(p) for p in (out_dir / "runs").glob("*.json")),
                      key=lambda r: (r["seed"], MODEL_NAMES.index(r["model"])))
-    runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r["environment"]["device"]}
-            for r in records]
+    runs = [{k: r.get(k) for k in RUN_SCORES} | {"device": r["environment"]["device"]} for r in records]
     complete = [r for r in runs if r["seed"] in seeds]
     tables = read_tables(out_dir, seeds, MODEL_NAMES)  # per-image, of the complete seeds
-    mean_sd, comparison = {}, {}
+    mean_sd, comparison = {"raw": {}, "chosen": {}}, {}
     for endpoint, key in (("raw", "test_raw"), ("chosen", "test")):
-        mean_sd[endpoint] = {}
+        if not seeds:  # no seed with every model finished: nothing to summarize yet
+            continue
         for model in MODEL_NAMES:
             values = pd.DataFrame([r[key] for r in complete if r["model"] == model])
-            if values.empty:
-                continue
             mean_sd[endpoint][model] = {
                 f"{k}_{s}": (float(getattr(values[k], s)()) if s == "mean" or len(values) > 1 else None)
                 for k in ("mean_iou", "mean_dice", "thresholded_jaccard") for s in ("mean", "std")}
-        if seeds:
-            comparison[endpoint] = {metric: compare_tables(tables, seeds, metric, endpoint) for metric in ("iou", "dice")}
+        comparison[endpoint] = {metric: compare_tables(tables, seeds, metric, endpoint) for metric in ("iou", "dice")}
     summary = {"label": config["label"], "primary_endpoint": config["evaluation"]["primary_endpoint"],
                "seeds": seeds, "planned_seeds": config["seeds"], "devices": sorted({r["device"] for r in complete}),
                "runs": runs, "mean_sd": mean_sd, "comparison": comparison}
@@ -194,12 +125,10 @@ class ExperimentRunner:
 
     Args:
         data_root: the dataset folder; ``protocol`` (:mod:`skinseg.lab.protocols`) which of its images form the splits.
-        out_dir: the results folder; one holding finished runs that :func:`folder_mismatch`
-            refuses raises :class:`ConfigError`.
+        out_dir: the results folder; :class:`ConfigError` if it holds finished runs :func:`folder_mismatch` refuses.
         seeds: the planned seeds (default: the profile's); the first keeps predictions and ψ maps.
         external: ``{name: folder}`` of external test sets (:mod:`skinseg.lab.external`).
-        committed: results folders with earlier runs of the same experiment (a slice's committed
-            results), where the first seed's per-image tables for the display images are also sought.
+        committed: results folders with earlier runs (a slice's), also searched for the display images' tables.
     """
 
     def __init__(self, data_root, out_dir, profile: Profile, *, seeds=None, protocol: str = OFFICIAL,
@@ -215,16 +144,14 @@ class ExperimentRunner:
         self.psi_index = psi_image_indices(self.data["test"])
         self.external = ExternalSets(external, profile, self.device, log, train=self.data["train"])
         self.config = {"profile": profile.to_dict(), "recipe": training_recipe(profile), "label": profile.label(),
-                       "seeds": self.seeds,
-                       "models": list(MODEL_NAMES), "protocol": protocol,
+                       "seeds": self.seeds, "models": list(MODEL_NAMES), "protocol": protocol,
                        "data": {split: {"source": d.source, "n": len(d)} for split, d in self.data.items()},
                        "data_hash": data_fingerprint(self.data), "evaluation": evaluation_protocol(profile),
                        "data_root": str(data_root), "environment": environment(self.device),
                        "psi_epochs": psi_epochs(profile.epochs)}
         if self.external:
             self.config["external"] = self.external.describe()
-        problem = folder_mismatch(self.out_dir, self.config)
-        if problem:
+        if problem := folder_mismatch(self.out_dir, self.config):
             raise ConfigError(f"{self.out_dir} holds finished runs of {problem}; "
                               "use another output folder, or delete it to start again")
         write_json(self.out_dir / "config.json", self.config)
@@ -241,13 +168,59 @@ class ExperimentRunner:
         return (self.out_dir / "runs" / f"{model_name}_seed{seed}.json").exists()
 
     def run(self, model_name: str, seed: int) -> dict:
-        """Train and evaluate one run (resuming its checkpoint in ``work_dir``); returns its summary."""
-        summary = run_one(model_name, seed, self.data, self.profile, self.out_dir, self.work_dir, self.device,
-                          self.progress, keep_details=seed == self.seeds[0], psi_index=self.psi_index)
-        self.external.score_finished(self.out_dir, self.work_dir)
-        if seed == self.seeds[0]:  # the shown test images' pixels, once both models' predictions exist
-            store_display_of_run(self.out_dir, self.data["test"], seed, [self.data["test"].ids[i] for i in self.psi_index],
-                                 folders=[self.out_dir, *self.committed])
+        """Train, select and evaluate one run (resuming its checkpoint in ``work_dir``); returns its summary."""
+        started = time.perf_counter()
+        data, profile, device, out_dir = self.data, self.profile, self.device, self.out_dir
+        run, keep_details = f"{model_name}_seed{seed}", seed == self.seeds[0]
+        run_dir = self.work_dir / run
+        seed_everything(seed)
+        model = build_model(model_name, profile.width)
+        psi_at = set(psi_epochs(profile.epochs)) if (keep_details and model.has_attention) else set()
+        psi_images, psi_ids = data["test"].images[self.psi_index], [data["test"].ids[i] for i in self.psi_index]
+
+        def snapshot(epoch: int, evaluated) -> None:
+            if epoch in psi_at:
+                psi = flatten_levels(psi_maps(evaluated, psi_images, device))
+                write_atomic(run_dir / f"psi_epoch{epoch:03d}.npy", lambda f: np.save(f, psi))
+
+        with output_lock(run_dir), run_folder_hint(run_dir, "experiment"):
+            history = fit(model, data["train"], data["val"], profile, run_dir, seed=seed, device=device,
+                          progress=self.progress, on_epoch_end=snapshot, trained_on=training_record(data["train"]))
+        write_json(out_dir / "histories" / f"{run}.json", history.to_dict())
+
+        evaluation_started = time.perf_counter()
+        best = load_model(run_dir / BEST, device)
+        val_probs = predict_variants(best, data["val"].images, profile.tta, batch_size=profile.eval_batch_size, device=device)
+        settings = [EvalSetting(tta, post) for tta in val_probs for post in ((False, True) if profile.postprocess else (False,))]
+        validation = {s.label: summarize(score_masks(binarize(val_probs[s.tta], s.postprocess), data["val"], boundary=False))
+                      for s in settings}
+        chosen = EvalSetting.parse(max(validation, key=lambda k: validation[k]["mean_iou"]))
+
+        # the test set is read from here on: the primary endpoint (raw) and the run's own choice
+        table, raw, masks, raw_masks = evaluate_endpoints(best, data["test"], chosen,
+                                                          batch_size=profile.eval_batch_size, device=device)
+        write_text_atomic(out_dir / "per_image" / f"{run}.csv", table.to_csv(float_format="%.6f"))
+        if keep_details:
+            write_npz_atomic(out_dir / "predictions" / f"{run}.npz", ids=np.array(data["test"].ids),
+                             masks_raw=np.packbits(raw_masks, axis=-1), masks_chosen=np.packbits(masks, axis=-1),
+                             chosen=np.array(chosen.label), shape=np.array(masks.shape))
+        if psi_at:
+            epochs = sorted(e for e in psi_at if (run_dir / f"psi_epoch{e:03d}.npy").exists())
+            write_npz_atomic(out_dir / "psi" / f"{run}.npz", epochs=np.array(epochs), ids=np.array(psi_ids),
+                             psi=np.stack([np.load(run_dir / f"psi_epoch{e:03d}.npy") for e in epochs]),
+                             image_size=np.array(profile.image_size))
+        summary = {"run": run, "model": model_name, "seed": seed, "best_epoch": history.best_epoch,
+                   "best_val_iou": history.best_val_iou, "validation": validation, "chosen": chosen.label,
+                   "test_raw": summarize(raw), "test": summarize(table),
+                   "train_seconds": sum(r["seconds"] for r in history.records),  # also right for a resumed run
+                   "evaluation_seconds": time.perf_counter() - evaluation_started,
+                   "wall_seconds": time.perf_counter() - started, "epochs": profile.epochs,
+                   "median_images_per_s": float(np.median([r["images_per_s"] for r in history.records])),
+                   "environment": environment(device)}
+        write_json(out_dir / "runs" / f"{run}.json", summary)
+        self.external.score_finished(out_dir, self.work_dir)
+        if keep_details:  # the shown test images' pixels, once both models' predictions exist
+            store_display_of_run(out_dir, data["test"], seed, psi_ids, folders=[out_dir, *self.committed])
         self.log(f"{model_name} seed {seed}: best epoch {summary['best_epoch']}, val IoU {summary['best_val_iou']:.4f}, "
                  f"test IoU {summary['test_raw']['mean_iou']:.4f} raw, {summary['test']['mean_iou']:.4f} "
                  f"({summary['chosen']}), {summary['train_seconds']:.0f} s training, "
@@ -269,13 +242,10 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
                    progress: bool = True, log: Callable[[str], None] = print, time_budget: float | None = None,
                    protocol: str = OFFICIAL, run_cost: Callable[[str], float] | None = None,
                    external=None) -> dict:
-    """Run the (seed, model) pairs in their fixed order (seed by seed, U-Net first), skipping
-    finished runs, and write the files listed in the module docstring.
-
-    With ``time_budget`` (seconds for this call) a run starts only if ``run_cost(model_name)``
-    (default :class:`skinseg.lab.plan.RunCosts`) fits the time left; the first that does not ends
-    the call, so runs accumulate in order, whole. Returns the summary (:func:`write_summary`).
-    """
+    """Run the (seed, model) pairs in order (seed by seed, U-Net first), skipping finished runs, and write
+    the module docstring's files; returns :func:`write_summary`. With ``time_budget`` (seconds) a run starts
+    only if ``run_cost(model_name)`` (default :class:`skinseg.lab.plan.RunCosts`) fits the time left; the
+    first that does not ends the call, so runs accumulate in order, whole."""
     started = time.perf_counter()
     runner = ExperimentRunner(data_root, out_dir, profile, seeds=seeds, protocol=protocol, work_dir=work_dir,
                               device=device, progress=progress, log=log, external=external)
@@ -290,6 +260,5 @@ def run_experiment(data_root, out_dir, profile: Profile, *, seeds=None, work_dir
             break
         runner.run(model_name, seed)
     summary = write_summary(runner.out_dir)
-    log(f"wrote {runner.out_dir / 'summary.json'} ({len(summary['seeds'])} of {len(summary['planned_seeds'])} "
-        "seeds finished)")
+    log(f"wrote {runner.out_dir / 'summary.json'} ({len(summary['seeds'])} of {len(summary['planned_seeds'])} seeds finished)")
     return summary

@@ -1,10 +1,8 @@
 """External test sets: datasets an experiment only evaluates on, and never selects on.
 
-An experiment names them (``python -m skinseg experiment --external ph2=data/ph2``): each is the
-test split of a folder in the generic or an ISIC layout, refused if it holds training images
-(:mod:`skinseg.lab.leakage`). Every finished run is scored on each with its own weights and
-validation-chosen setting, in the experiment folder's layout, so that the experiment's readers
-read it as its own test set::
+An experiment names them (``python -m skinseg experiment --external ph2=data/ph2``): the test split of a
+folder, refused if it holds training images (:mod:`skinseg.lab.leakage`). Every finished run is scored on
+each with its own weights and validation-chosen setting, in the experiment folder's layout::
 
     external/<name>/dataset.json         the folder, its source label, image count and data hash
     external/<name>/runs/<run>.json      the run's scores on it (test_raw, test)
@@ -19,14 +17,18 @@ from typing import Callable
 import pandas as pd
 
 from ..atomic import write_text_atomic
+from ..checkpoint import load_checkpoint, model_from_state
 from ..config import Profile
-from ..data.arrays import SegmentationData
+from ..data import SegmentationData, load_split
 from ..errors import ConfigError, LeakageError
 from ..evaluate import summarize
+from ..train import BEST
 from .endpoints import PRIMARY_ENDPOINT, EvalSetting, evaluate_endpoints
 from .leakage import check_held_out, training_record
 from .provenance import data_fingerprint, write_json
 from .result_files import read_json, read_table
+from .results import finished_seeds
+from .stats import compare_tables, endpoint_column, read_tables
 
 EXTERNAL = "external"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -46,15 +48,12 @@ def parse_external(specs) -> dict[str, Path]:
 
 
 class ExternalSets:
-    """The external test sets ``{name: folder}`` of one experiment call, each folder's ``test`` split
-    loaded once at the profile's size and ``max_test``, so that bad folders fail before any
-    training; a set not held out from ``train`` (or, before scoring, from a run's checkpoint)
-    raises :class:`LeakageError`."""
+    """The external test sets ``{name: folder}`` of one experiment call, each folder's ``test`` split loaded
+    once at the profile's size and ``max_test``, so that bad folders fail before any training; a set not
+    held out from ``train`` (or, before scoring, from a run's checkpoint) raises :class:`LeakageError`."""
 
     def __init__(self, sets: dict[str, Path] | None, profile: Profile, device, log: Callable[[str], None] = print,
                  train: SegmentationData | None = None):
-        from ..data import load_split
-
         self.profile, self.device, self.log = profile, device, log
         self.folders = dict(sets or {})
         self.data = {name: load_split(folder, "test", profile.image_size, limit=profile.max_test)
@@ -83,9 +82,6 @@ class ExternalSets:
     def score_finished(self, out_dir, work_dir) -> None:
         """Score every finished run of ``out_dir`` (``runs/<run>.json``) not yet scored on a set, with
         the checkpoint ``work_dir/<run>/best.pt`` and the run's ``chosen`` setting."""
-        from ..checkpoint import load_checkpoint, model_from_state
-        from ..train import BEST
-
         out_dir, work_dir = Path(out_dir), Path(work_dir)
         for name, data in self.data.items():
             folder = out_dir / EXTERNAL / name
@@ -105,32 +101,27 @@ class ExternalSets:
                 state = load_checkpoint(checkpoint)
                 self._check(state.get("trained_on"), name, f"checkpoint {checkpoint}")
                 model = model_from_state(state, checkpoint, self.device)
-                table, raw, *_ = evaluate_endpoints(model, data, EvalSetting.parse(run["chosen"]), batch_size=self.profile.eval_batch_size,
-                                                   device=self.device)
-                write_json(folder / "runs" / f"{run['run']}.json",
-                           {"run": run["run"], "model": run["model"], "seed": run["seed"], "chosen": run["chosen"],
-                            "test_raw": summarize(raw), "test": summarize(table)})
+                table, raw, *_ = evaluate_endpoints(model, data, EvalSetting.parse(run["chosen"]),
+                                                    batch_size=self.profile.eval_batch_size, device=self.device)
+                write_json(folder / "runs" / f"{run['run']}.json", {k: run[k] for k in ("run", "model", "seed", "chosen")}
+                           | {"test_raw": summarize(raw), "test": summarize(table)})
                 write_text_atomic(folder / "per_image" / f"{run['run']}.csv", table.to_csv(float_format="%.6f"))
                 self.log(f"{run['run']} on external set {name} ({len(data)} images): "
                          f"mean IoU {table['iou_raw'].mean():.4f} raw, {table['iou'].mean():.4f} ({run['chosen']})")
 
 
 def external_table(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
-    """Every run's mean IoU and Dice on each external set of the experiment in ``folder`` at
-    ``endpoint``: one row per (``set``, ``model``, ``seed``) with ``source``, ``n``, ``mean_iou``,
-    ``mean_dice``, ``own_test_iou`` (on the experiment's test set) and ``change`` (the difference);
-    empty, with these columns, when no set has been scored."""
-    from .stats import endpoint_column
-
-    folder = Path(folder)
-    rows = []
+    """Every run's mean IoU and Dice on each external set of the experiment in ``folder`` at ``endpoint``: one
+    row per (``set``, ``model``, ``seed``) with ``source``, ``n``, ``mean_iou``, ``mean_dice``, ``own_test_iou``
+    (on the experiment's test set) and ``change`` (the difference); empty, with these columns, before any."""
+    folder, rows = Path(folder), []
+    iou, dice = (endpoint_column(m, endpoint) for m in ("iou", "dice"))
     for dataset in sorted((folder / EXTERNAL).glob("*/dataset.json")):
         described = read_json(dataset)
         for run_file in sorted((dataset.parent / "runs").glob("*.json")):
             run = read_json(run_file)
             table = read_table(dataset.parent / "per_image" / f"{run['run']}.csv")
             own = read_table(folder / "per_image" / f"{run['run']}.csv")
-            iou, dice = (endpoint_column(m, endpoint) for m in ("iou", "dice"))
             rows.append({"set": dataset.parent.name, "model": run["model"], "seed": run["seed"],
                          "source": described["source"], "n": len(table), "mean_iou": table[iou].mean(),
                          "mean_dice": table[dice].mean(), "own_test_iou": own[iou].mean()})
@@ -142,21 +133,15 @@ def external_summary(folder, endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
     """:func:`external_table` per external set and model, over the seeds: ``seeds``, ``n``,
     ``mean_iou`` and ``sd_iou`` (mean and standard deviation over seeds of each run's mean IoU;
     ``sd_iou`` is NaN for one seed), ``own_test_iou`` and ``change`` (means over seeds)."""
-    table = external_table(folder, endpoint)
-    grouped = table.groupby(["set", "model"])
-    return pd.DataFrame({"seeds": grouped["seed"].count(), "n": grouped["n"].first(),
-                         "mean_iou": grouped["mean_iou"].mean(), "sd_iou": grouped["mean_iou"].std(),
-                         "own_test_iou": grouped["own_test_iou"].mean(), "change": grouped["change"].mean()})
+    return external_table(folder, endpoint).groupby(["set", "model"]).agg(
+        seeds=("seed", "count"), n=("n", "first"), mean_iou=("mean_iou", "mean"), sd_iou=("mean_iou", "std"),
+        own_test_iou=("own_test_iou", "mean"), change=("change", "mean"))
 
 
 def external_differences(folder, metric: str = "iou", endpoint: str = PRIMARY_ENDPOINT) -> pd.DataFrame:
-    """Attention U-Net minus U-Net on each external set, over the seeds with both models scored:
-    one row per set with ``seeds``, ``n``, ``mean_diff``, ``ci_low``, ``ci_high`` (the 95 %
-    two-level bootstrap over seeds and images, :func:`skinseg.lab.stats.two_level_bootstrap`),
-    ``b_better`` and ``a_better`` (images won, on the seed-averaged scores)."""
-    from .stats import compare_tables, read_tables
-    from .results import finished_seeds
-
+    """Attention U-Net minus U-Net on each external set, over the seeds with both models scored: one row per
+    set with ``seeds``, ``n``, ``mean_diff``, ``ci_low``, ``ci_high`` (the 95 % two-level bootstrap over seeds
+    and images, :func:`skinseg.lab.stats.two_level_bootstrap`), ``b_better`` and ``a_better`` (images won, seed-averaged)."""
     rows = []
     for dataset in sorted(Path(folder).glob(f"{EXTERNAL}/*/dataset.json")):
         seeds = finished_seeds(dataset.parent)

@@ -1,18 +1,8 @@
 """Reading an experiment's results folder (written by :func:`skinseg.lab.experiment.run_experiment`).
 
-The chapters read the committed GPU results through this module only, so that every table
-and figure comes from the files and nothing is copied by hand::
-
-    from skinseg.lab.results import load_results
-    res = load_results()                 # results/isic2017 of this repository (converged runs)
-    old = load_results("isic2017_16ep")  # the 16-epoch runs, kept as a lesson
-    res.runs                             # one row per (model, seed)
-    res.histories                        # one row per (model, seed, epoch)
-    res.per_image("unet", 0)             # test metrics per image of one run
-    res.predictions("unet", endpoint="raw").masks  # (600, 192, 256) uint8 test masks of the first seed
-    res.psi()                            # the Attention U-Net's stored attention maps (skinseg.psi)
-    res.display_image("test_0458")       # a shown test image and its ground truth, stored with the results
-    res.bench()                          # the training-step benchmark, one row per setting (load_bench)
+The chapters read the committed GPU results through this module only: :func:`load_results` (default
+``results/isic2017``) gives :class:`Results`, with one row per run (``runs``) or epoch (``histories``),
+the per-image tables, the stored masks, ψ maps and display images, and the benchmark (:func:`load_bench`).
 """
 from __future__ import annotations
 
@@ -33,7 +23,7 @@ from .bench_results import setting_label
 from .display import FILE_NAME as DISPLAY_FILE, DisplayImages, load_display, unpack_masks
 from .endpoints import ENDPOINTS
 from .result_files import array_names, read_arrays, read_json, read_table
-from .stats import compare_tables
+from .stats import compare_tables, read_tables
 
 MODEL_NAMES = tuple(MODELS)  # ("unet", "attention_unet"): U-Net first
 # The test summaries of a run's "test" (its chosen variant) and "test_raw" (the raw prediction).
@@ -51,11 +41,9 @@ class Predictions:
     """Predicted test masks of one run.
 
     Attributes:
-        model, seed: the run.
-        ids: ``N`` test image ids, in the order of ``masks``.
+        model, seed, ids: the run and its ``N`` test image ids, in the order of ``masks``.
         masks: ``(N, H, W)`` uint8 in {0, 1} (1 = lesion) at ``endpoint``.
-        endpoint: ``"raw"`` (the primary endpoint: threshold 0.5, no test-time augmentation,
-            no post-processing) or ``"chosen"`` (the secondary: the run's validation choice).
+        endpoint: ``"raw"`` (primary: threshold 0.5, no TTA or post-processing) or ``"chosen"``.
         variant: the TTA/post-processing variant the masks come from (``"none"`` for raw).
     """
 
@@ -67,11 +55,9 @@ class Predictions:
     variant: str = ""
 
     def describe(self) -> str:
-        """What the masks are, for figure titles and captions: ``"raw prediction (primary
-        endpoint)"`` or ``"d4+post, the run's choice (secondary endpoint)"``."""
-        if self.endpoint == "raw":
-            return "raw prediction (primary endpoint)"
-        return f"{self.variant}, the run's choice (secondary endpoint)"
+        """What the masks are, for captions: ``"d4+post, the run's choice (secondary endpoint)"``."""
+        raw = self.endpoint == "raw"
+        return "raw prediction (primary endpoint)" if raw else f"{self.variant}, the run's choice (secondary endpoint)"
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,24 +71,16 @@ class Predictions:
 
 
 def shown_path(folder: Path) -> str:
-    """How messages name a results folder: ``results/<name>`` inside a results folder called
-    ``results`` (this repository's: the same on every machine), else ``folder`` as given."""
-    root = results_dir().resolve()
-    try:
-        inside = Path(folder).resolve().relative_to(root).as_posix()
-    except ValueError:
-        return str(folder)
-    return f"results/{inside}" if root.name == "results" else str(folder)
+    """How messages name a results folder: ``results/<name>`` inside this repository's, else as given."""
+    root, path = results_dir().resolve(), Path(folder).resolve()
+    if root.name == "results" and path.is_relative_to(root):
+        return f"results/{path.relative_to(root).as_posix()}"
+    return str(folder)
 
 
 class Results:
-    """One experiment folder. Use :func:`load_results` to open it.
-
-    Attributes:
-        path: the folder.
-        config: ``config.json`` (the profile, seeds, data and the hardware and software).
-        summary: ``summary.json`` (per-run summaries, mean ± sd, paired comparisons).
-    """
+    """One experiment folder ``path`` with its ``config`` and ``summary`` (``config.json``, ``summary.json``);
+    open it with :func:`load_results`."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -122,9 +100,7 @@ class Results:
     def seeds_so_far(self) -> str:
         """``"2 of 3 seeds so far"``, or ``"3 seeds"`` when every planned seed is finished."""
         n, planned = len(self.seeds), len(self.planned_seeds)
-        if n >= planned:
-            return f"{n} seed{'s' if n != 1 else ''}"
-        return f"{n} of {planned} seeds so far"
+        return f"{n} seed{'s' if n != 1 else ''}" if n >= planned else f"{n} of {planned} seeds so far"
 
     def __repr__(self) -> str:
         env = self.config.get("environment", {})
@@ -134,24 +110,20 @@ class Results:
 
     @property
     def device(self) -> str:
-        """The hardware the finished runs ran on, for labels (for example ``"NVIDIA H200"``; runs
-        merged from slices on different machines name each, joined by " and ")."""
+        """The hardware of the finished runs, for labels (``"NVIDIA H200"``; several joined by " and ")."""
         return " and ".join(self.summary["devices"])
 
     @property
     def primary_endpoint(self) -> str:
-        """The endpoint the comparison is judged on, as the experiment's configuration fixed it
-        (:data:`skinseg.lab.endpoints.PRIMARY_ENDPOINT`; ``"chosen"`` for the 16-epoch experiment, run before)."""
+        """The endpoint the comparison is judged on, as the experiment's ``config.json`` fixed it."""
         return self.config["evaluation"]["primary_endpoint"]
 
     def comparison(self, metric: str = "iou", endpoint: str | None = None) -> dict:
-        """Attention U-Net minus U-Net on the finished seeds (:func:`skinseg.lab.stats.compare_tables`:
-        ``per_seed``, ``seed_averaged``, ``two_level``, ``seed_t``), computed from the per-image tables, on
-        ``endpoint`` (default: :attr:`primary_endpoint`)."""
+        """Attention U-Net minus U-Net on the finished seeds at ``endpoint`` (default :attr:`primary_endpoint`),
+        :func:`skinseg.lab.stats.compare_tables` of the per-image tables."""
         key = (metric, endpoint or self.primary_endpoint)
         if key not in self._comparisons:  # a bootstrap per seed: computed once per folder
-            tables = {(m, s): self.per_image(m, s) for m, s in self._pairs()}
-            self._comparisons[key] = compare_tables(tables, self.seeds, *key)
+            self._comparisons[key] = compare_tables(read_tables(self.path, self.seeds, self.models), self.seeds, *key)
         return copy.deepcopy(self._comparisons[key])
 
     def _pairs(self):
@@ -196,15 +168,12 @@ class Results:
 
     @cached_property
     def histories(self) -> pd.DataFrame:
-        """One row per (model, seed, epoch) with every column of the training history
-        (``train_loss``, ``train_dice``, ``train_iou``, ``val_loss``, ``val_dice``, ``val_iou``,
-        ``lr``, ``seconds``, ``images_per_s``) and ``best`` (True at the run's best epoch)."""
+        """One row per (model, seed, epoch) with every column of the training history (``train_loss``, ...,
+        ``val_iou``, ``lr``, ``seconds``, ``images_per_s``) and ``best`` (True at the run's best epoch)."""
         frames = []
         for model, seed in self._pairs():
             h = read_json(self.path / "histories" / f"{model}_seed{seed}.json")
-            frame = pd.DataFrame(h["records"])
-            frame.insert(0, "seed", seed)
-            frame.insert(0, "model", model)
+            frame = pd.DataFrame([{"model": model, "seed": seed, **r} for r in h["records"]])
             frames.append(frame.assign(best=frame["epoch"] == h["best_epoch"]))
         return pd.concat(frames, ignore_index=True)
 
@@ -219,8 +188,7 @@ class Results:
                          ignore_index=True)
 
     def _seed_of(self, folder: str, model: str, seed: int | None) -> tuple[Path, int]:
-        if seed is None:
-            seed = self.seeds[0]  # detailed artifacts are kept for the first seed only
+        seed = self.seeds[0] if seed is None else seed  # detailed artifacts are kept for the first seed only
         path = self.path / folder / f"{model}_seed{seed}.npz"
         if not path.is_file():
             raise DataError(f"results file {path} is missing (only the first seed keeps {folder})")
@@ -253,8 +221,7 @@ class Results:
 
     def psi(self, model: str = "attention_unet", seed: int | None = None) -> PsiMaps:
         """The stored ψ maps of ``model`` (default: the first seed), read by :func:`skinseg.psi.load_psi`."""
-        path, _ = self._seed_of("psi", model, seed)
-        return load_psi(path)
+        return load_psi(self._seed_of("psi", model, seed)[0])
 
     @cached_property
     def display(self) -> DisplayImages:
@@ -262,12 +229,11 @@ class Results:
         return load_display(self.path / DISPLAY_FILE)
 
     def display_image(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(image (H, W, 3) uint8, ground truth (H, W) bool)`` of a stored test image, read from
-        these results, not from the local data; :class:`DataError` if it is not stored."""
+        """:meth:`DisplayImages.image` of the stored test images (not the local data)."""
         return self.display.image(image_id)
 
     def display_images(self, ids) -> tuple[np.ndarray, np.ndarray]:
-        """``(images (K, H, W, 3) uint8, ground truths (K, H, W) bool)`` of stored test images, in the order of ``ids``."""
+        """:meth:`DisplayImages.select` of the stored test images."""
         return self.display.select(ids)
 
     def bench(self, folder: Path | str | None = None) -> pd.DataFrame:
@@ -276,8 +242,8 @@ class Results:
 
 
 # The experiments' folders in results/ (see results/README.md).
-CONVERGED = "isic2017"  # the full recipe at convergence on ISIC 2017, filled in by GPU slices
-EARLY_STOP = "isic2017_16ep"  # the first H200 experiment, stopped after 16 epochs: kept as a lesson
+CONVERGED = "isic2017"  # the full recipe at convergence on ISIC 2017
+EARLY_STOP = "isic2017_16ep"  # stopped after 16 epochs: kept as a lesson
 
 
 def results_path(name: Path | str | None = None) -> Path:
@@ -291,27 +257,20 @@ def results_path(name: Path | str | None = None) -> Path:
 
 
 def load_results(name: Path | str | None = None) -> Results:
-    """Open an experiment's results folder: a name in ``results/`` of this repository (found by
-    :func:`skinseg.paths.results_dir`), such as :data:`CONVERGED` (the default) or
-    :data:`EARLY_STOP`, or a path.
-
-    Raises :class:`DataError` naming the folder when it does not exist or holds no finished runs.
-    """
+    """Open an experiment's results folder (:func:`results_path`; default :data:`CONVERGED`);
+    :class:`DataError` naming the folder when it does not exist or holds no finished runs."""
     return Results(results_path(name))
 
 
 def load_bench(folder: Path | str | None = None) -> pd.DataFrame:
-    """Every ``*.json`` written by :func:`skinseg.lab.bench.run_benchmark` in ``folder`` (default
-    ``results/bench``), one row per measured setting; operator profiles (``*_ops.json``) are
-    left out.
+    """Every ``*.json`` of :func:`skinseg.lab.bench.run_benchmark` in ``folder`` (default ``results/bench``)
+    but operator profiles (``*_ops.json``), one row per measured setting.
 
-    Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``,
-    ``compile_mode``, ``compile_gates``) and its ``setting`` label
-    (:func:`skinseg.lab.bench_results.setting_label`), ``images_per_s``, ``step_ms``,
-    ``model_step_ms``, ``pipeline_fraction``, ``compile_seconds``, ``compiled``, ``tflops``,
-    ``peak_fraction`` (of that file's measured matmul peak), ``error`` where a setting failed
-    (else missing), and per file ``device``, ``device_type``, ``torch``, ``matmul_peak_tflops``, ``date`` (ISO
-    time of the run; empty where it was not recorded) and ``file``.
+    Columns: the setting (``model``, ``batch_size``, ``amp``, ``channels_last``, ``compile``, ``compile_mode``,
+    ``compile_gates``) and its ``setting`` label, ``images_per_s``, ``step_ms``, ``model_step_ms``,
+    ``pipeline_fraction``, ``compile_seconds``, ``compiled``, ``tflops``, ``peak_fraction`` (of the file's
+    matmul peak), ``error`` where a setting failed, and per file ``device``, ``torch``, ``device_type``,
+    ``matmul_peak_tflops``, ``date`` (ISO time; empty where not recorded) and ``file``.
     """
     folder = Path(folder) if folder is not None else results_dir() / "bench"
     files = sorted(f for f in folder.glob("*.json") if not f.name.endswith("_ops.json"))
@@ -328,9 +287,5 @@ def report_frame(report: dict, file: str = "") -> pd.DataFrame:
         frame["error"] = None
     frame["setting"] = [setting_label(r.amp, r.channels_last, r.compile, r.compile_mode, r.batch_size, r.compile_gates)
                         for r in frame.itertuples()]
-    frame["device"], frame["torch"] = report["device"], report["torch"]
-    frame["device_type"] = report["device_type"]
-    frame["matmul_peak_tflops"] = report["matmul_peak_flops"] / 1e12
-    frame["date"] = report["date"]
-    frame["file"] = file
-    return frame
+    return frame.assign(device=report["device"], torch=report["torch"], device_type=report["device_type"],
+                        matmul_peak_tflops=report["matmul_peak_flops"] / 1e12, date=report["date"], file=file)

@@ -3,9 +3,8 @@ model, one seed, one run per variant (:data:`skinseg.lab.variants.VARIANTS`), ea
 by image with the baseline (the paired interval covers the images, not the seed).
 
 ``out_dir/sweep.json``, rewritten after every variant (finished ones are skipped when run again),
-holds the profile, the environment and per variant its changes, best epoch, validation IoU (mean
-and per image), history and ``vs_baseline``, or its ``error`` if training diverged; at the end
-``recommended`` (:func:`recommend_variant`) names the ``--variant`` to carry into the experiment.
+holds per variant its changes, best epoch, validation IoU (mean and per image), history and
+``vs_baseline``, or its ``error`` if training diverged, and ``recommended`` (:func:`recommend_variant`).
 """
 from __future__ import annotations
 
@@ -36,11 +35,8 @@ BASELINE = "baseline"
 def describe_changes(changes: dict) -> str:
     """A variant's changes as text: ``{"lr": 3e-4}`` -> ``"lr=0.0003"``, ``{"augment": {"rot90": False}}``
     -> ``"augment=(rot90=False)"``."""
-    parts = []
-    for key, value in changes.items():
-        if isinstance(value, dict):
-            value = "(" + ", ".join(f"{k}={v}" for k, v in value.items()) + ")"
-        parts.append(f"{key}={value}")
+    parts = [f"{key}=({', '.join(f'{k}={v}' for k, v in value.items())})" if isinstance(value, dict)
+             else f"{key}={value}" for key, value in changes.items()]
     return ", ".join(parts) or "the profile as it is"
 
 
@@ -53,17 +49,15 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     Args:
         variants: names from :data:`skinseg.lab.variants.VARIANTS` (default: all); ``"baseline"`` is
             always included, first, because every variant is compared with it.
-        time_budget: seconds for all variants together; the number of epochs is then planned
-            by :func:`skinseg.lab.plan.budgeted_profile` (stored in ``sweep.json`` and reused when
-            run again).
+        time_budget: seconds for all variants together, which set the number of epochs
+            (:func:`skinseg.lab.plan.budgeted_profile`, stored in ``sweep.json`` and reused).
 
     Returns what is written to ``out_dir/sweep.json``.
     """
     started = time.perf_counter()
-    names = check_variant_names(VARIANTS if variants is None else variants)
+    names = list(dict.fromkeys([BASELINE, *check_variant_names(VARIANTS if variants is None else variants)]))
     if model not in MODELS:
         raise ConfigError(f"model must be one of {sorted(MODELS)}, got {model!r}")
-    names = [BASELINE] + [n for n in dict.fromkeys(names) if n != BASELINE]
     out_dir, device = Path(out_dir), resolve_device(device)
     work_dir = Path(work_dir) if work_dir else Path("runs") / out_dir.name
     train = load_protocol_split(data_root, "train", profile.image_size, protocol=protocol, limit=profile.max_train)
@@ -72,8 +66,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
     # only the best epoch's validation images are scored at the end: no TTA views, no test set
     profile, plan = budgeted_profile(profile, time_budget, path, {"train": len(train), "val": len(val), "test": 0},
                                      len(names), device, models=(model,), log=log, evaluation_tta=("none",))
-    report = read_json(path) if path.exists() else {}
-    done = report.get("variants", {})
+    done = (read_json(path) if path.exists() else {}).get("variants", {})
     report = {"label": profile.label(), "profile": profile.to_dict(), "model": model, "seed": seed,
               "data": {"train": {"source": train.source, "n": len(train)}, "val": {"source": val.source, "n": len(val)}},
               "environment": environment(device), "plan": plan, "variants": {}}
@@ -100,8 +93,7 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
         prob = predict_probabilities(best, val.images, batch_size=recipe.eval_batch_size, device=device)
         per_image = score_masks(binarize(prob), val, boundary=False)["iou"]
         report["variants"][name] = {
-            "changes": changes, "epochs": recipe.epochs,
-            "best_epoch": history.best_epoch, "val_iou": float(per_image.mean()),
+            "changes": changes, "epochs": recipe.epochs, "best_epoch": history.best_epoch, "val_iou": float(per_image.mean()),
             "per_image_iou": [round(float(v), 6) for v in per_image],
             "train_seconds": sum(r["seconds"] for r in history.records), "history": history.records}
         _compare_with_baseline(report)
@@ -120,10 +112,9 @@ def run_sweep(data_root, out_dir, profile: Profile, variants=None, *, model: str
 
 
 def recommend_variant(report: dict) -> list[str]:
-    """The variant to carry into the experiment: ``[name]`` of the one whose paired validation
-    difference from the baseline has the largest mean among those whose 95 % CI lies above
-    zero, or ``[]`` (keep the baseline) when none does: one variant, since combinations were
-    not measured."""
+    """The variant to carry into the experiment: ``[name]`` of the largest mean paired validation difference
+    from the baseline among those whose 95 % CI lies above zero, or ``[]`` (keep the baseline); one
+    variant, since combinations were not measured."""
     better = {name: v["vs_baseline"] for name, v in report["variants"].items()
               if "vs_baseline" in v and v["vs_baseline"]["ci_low"] > 0}
     return [max(better, key=lambda name: better[name]["mean_diff"])] if better else []
@@ -132,8 +123,7 @@ def recommend_variant(report: dict) -> list[str]:
 def describe_recommendation(report: dict) -> str:
     """One line: which ``--variant`` the sweep recommends for the experiment, and why."""
     if not report["recommended"]:
-        n = report["data"]["val"]["n"]
-        return (f"no variant beat the baseline beyond the noise of {n} validation images: "
+        return (f"no variant beat the baseline beyond the noise of {report['data']['val']['n']} validation images: "
                 "the experiment keeps the recipe as it is")
     name = report["recommended"][0]
     c = report["variants"][name]["vs_baseline"]
@@ -143,10 +133,7 @@ def describe_recommendation(report: dict) -> str:
 
 def _compare_with_baseline(report: dict) -> None:
     """Add ``vs_baseline`` (variant - baseline, paired over validation images) to every other variant."""
-    variants = report["variants"]
-    if BASELINE not in variants or "error" in variants[BASELINE]:
-        return
-    base = variants[BASELINE]["per_image_iou"]
-    for name, v in variants.items():
-        if name != BASELINE and "error" not in v:
+    base = report["variants"].get(BASELINE, {}).get("per_image_iou")  # None until the baseline ran, or if it failed
+    for name, v in report["variants"].items():
+        if base is not None and name != BASELINE and "error" not in v:
             v["vs_baseline"] = paired_comparison(base, v["per_image_iou"])
