@@ -24,7 +24,8 @@ def save_atomic(obj, path: Path) -> None:
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """Load a checkpoint dictionary safely (``weights_only=True``); :class:`CheckpointError` naming
-    ``path`` for a missing, empty or damaged file, or one without ``arch`` ``{"model", "width"}`` and ``model``."""
+    ``path`` for a missing, empty or damaged file, a file that is not a skinseg checkpoint, and an
+    ``arch`` that is missing or not ``{"model": one of skinseg.models.MODELS, "width": a positive int}``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))

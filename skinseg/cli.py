@@ -26,7 +26,7 @@ from .lab.protocols import OFFICIAL, PROTOCOLS, dataset_label, load_protocol_spl
 from .lab.variants import VARIANTS, with_variants
 from .lock import output_lock
 from .outputs import WRITTEN_BY, check_out_of_data, check_outputs, holds_keys, written_by
-from .paths import default_data_dir, results_dir
+from .paths import BEST, HISTORY, LAST, default_data_dir, results_dir
 
 
 def _profile(args, profile=None):
@@ -49,21 +49,25 @@ def cmd_download(args) -> None:
 def cmd_train(args) -> None:
     profile = _profile(args)
     check_out_of_data(args.out, [args.data])
+    outputs = [args.out / name for name in (BEST, LAST, HISTORY)]
+
+    def check() -> None:  # without last.pt, a best.pt or history.json there is a left-over of another run
+        check_outputs(outputs, overwrite=args.overwrite, own=outputs if (args.out / LAST).exists() else [])
+
+    check()  # before any work, and again once the folder is held
     train, val = (load_protocol_split(args.data, split, profile.image_size, protocol=args.protocol,
                                       limit=getattr(profile, f"max_{split}")) for split in ("train", "val"))
     # torch is imported only now, so that bad data is reported at once
     from .device import seed_everything
     from .models import build_model
-    from .train import BEST, HISTORY, LAST, fit
-    outputs = [args.out / name for name in (BEST, LAST, HISTORY)]
-    # without last.pt, a best.pt or history.json there is not this run's: a left-over of another
-    check_outputs(outputs, overwrite=args.overwrite, own=outputs if (args.out / LAST).exists() else [])
+    from .train import fit
     seed_everything(args.seed)
     model = build_model(args.model, profile.width)
     print(f"{args.model}, {profile.label()}: {len(train)} training images ({train.source}) and {len(val)} "
           f"validation images from {args.data}")
     before = {p: p.stat().st_mtime_ns for p in outputs if p.exists()}
     with output_lock(args.out):
+        check()
         history = fit(model, train, val, profile, args.out, seed=args.seed, resume=not args.no_resume,
                       device=args.device, trained_on=training_record(train))
     print(f"best epoch {history.best_epoch}: validation IoU {history.best_val_iou:.4f}")

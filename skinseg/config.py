@@ -73,8 +73,10 @@ class Profile:
     """A complete training and evaluation recipe.
 
     Attributes:
+        name: the profile's name, printed next to every result it produced.
         width: base channels of the models (64 is the article's 64 -> 1024 network).
         image_size: ``(H, W)`` the images are resized to; both multiples of 16.
+        epochs, batch_size, seeds: the schedule's length, the images per step, an experiment's seeds.
         lr: the peak learning rate, reached after ``warmup_epochs`` of linear warm-up and followed
             by cosine decay to zero (``schedule="warmup_cosine"``), or constant (``"constant"``).
         optimizer: ``"adamw"`` (decoupled ``weight_decay``) or ``"adam"``.
@@ -84,7 +86,7 @@ class Profile:
         tta: test-time augmentation candidates; the one with the best validation IoU is used.
         postprocess: also try keeping the largest connected component with holes filled.
         compile: ``"auto"`` compiles on CUDA only; ``compile_mode`` ``"reduce-overhead"`` also
-            records CUDA graphs.
+            records CUDA graphs (CUDA only; elsewhere it acts like ``"default"``).
         variants: the variants it was made with (:func:`skinseg.lab.variants.with_variants`).
     """
 

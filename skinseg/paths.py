@@ -1,4 +1,4 @@
-"""Where skinseg looks for the data, the committed results and its cache.
+"""Where skinseg looks for the data, the committed results and its cache, and the files of a training run.
 
 The environment variables ``SKINSEG_DATA``, ``SKINSEG_RESULTS`` and ``SKINSEG_CACHE`` override
 the defaults.
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+LAST, BEST, HISTORY = "last.pt", "best.pt", "history.json"  # a training run's folder (skinseg.train.fit)
 
 
 def default_data_dir() -> Path:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .atomic import write_atomic, write_image_atomic, write_text_atomic
 from .checkpoint import load_checkpoint, model_from_state
 from .config import MODEL_LABELS, check_image_size
-from .data.folders import IMAGE_DIR, IMAGE_EXTENSIONS
+from .data.folders import IMAGE_DIR, IMAGE_EXTENSIONS, images_in
 from .data.isic import resize_image, resize_mask
 from .device import resolve_device
 from .errors import ConfigError, DataError
@@ -60,9 +60,7 @@ def image_files(inputs) -> list[Path]:
     for path in map(Path, inputs):
         if path.is_dir():
             outputs = set(_listed(earlier_predictions(path, refuse=False)))
-            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                           and p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.lower().endswith("_superpixels")
-                           and p.name not in outputs)
+            found = [p for p in images_in(path) if p.name not in outputs]
             if not found:
                 hint = f"; did you mean {path / IMAGE_DIR}?" if (path / IMAGE_DIR).is_dir() else ""
                 raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}{hint}")

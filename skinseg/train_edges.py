@@ -15,14 +15,17 @@ from .checks import check_limit
 from .config import Profile
 from .data.arrays import SegmentationData
 from .errors import CheckpointError, ConfigError, DataError
+from .paths import BEST, HISTORY, LAST
 
-LAST, BEST, HISTORY = "last.pt", "best.pt", "history.json"
 RESTART = "Use another output folder, or resume=False (--no-resume) to start again"
 
 
 def check_fit_arguments(train, val, profile, out_dir, seed, stop_after) -> tuple[int, int | None]:
     """``seed`` and ``stop_after`` as Python integers, once the arguments of :func:`skinseg.train.fit`
-    are checked (one-line :class:`ConfigError` or :class:`DataError` naming the argument)."""
+    are checked: ``train`` and ``val`` non-empty :class:`~skinseg.data.arrays.SegmentationData`,
+    ``profile`` a :class:`~skinseg.config.Profile`, ``out_dir`` None or a folder (not a file),
+    ``seed`` an integer >= 0 and ``stop_after`` None or an integer >= 1 (one-line
+    :class:`ConfigError` or :class:`DataError` naming the argument)."""
     for name, data in (("train", train), ("val", val)):
         if not isinstance(data, SegmentationData):
             raise ConfigError(f"{name} must be a SegmentationData (from skinseg.data.load_split, or "

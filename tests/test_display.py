@@ -8,7 +8,7 @@ import pytest
 
 from skinseg.config import PROFILES
 from skinseg.errors import DataError
-from skinseg.lab.display import QUANTILES, display_ids, load_display, store_display, write_display
+from skinseg.lab.display import QUANTILES, display_ids, load_display, store_display, unpack_masks, write_display
 from skinseg.lab.experiment import run_experiment
 from skinseg.lab.results import load_results
 from skinseg.lab.synthetic import make_synthetic
@@ -86,3 +86,11 @@ def test_committed_results_draw_their_images_without_the_data():
         masks = np.stack([predicted.mask(i) for i in stored.ids])
         stored_iou = results.per_image(model, predicted.seed).loc[stored.ids, "iou"].to_numpy()
         np.testing.assert_allclose(iou_per_image(masks, stored.masks.astype(np.uint8)), stored_iou, atol=1e-5)
+
+
+def test_packed_masks_unpack_to_their_shape_or_are_refused_naming_the_file():
+    masks = (np.random.default_rng(0).random((3, 5, 13)) > 0.5).astype(np.uint8)
+    packed = np.packbits(masks, axis=-1)
+    np.testing.assert_array_equal(unpack_masks(packed, (3, 5, 13), "p.npz"), masks)
+    with pytest.raises(DataError, match=r"p.npz: unpacked masks have shape \(3, 5, 13\), expected \(3, 6, 13\)"):
+        unpack_masks(packed, (3, 6, 13), "p.npz")

@@ -540,6 +540,35 @@ def test_a_marker_whose_files_are_gone_or_that_is_not_ours_is_redone(served_2017
     assert len(served_2017.requests) == n_requests  # the archives are kept: nothing downloaded again
 
 
+def test_a_short_resume_of_a_file_first_sent_without_its_length_is_kept_for_another_try(tmp_path):
+    body = make_zip({f"m{i}.bin": bytes(range(256)) * (i + 40) for i in range(20)})
+    with serve({"a.zip": body}) as server:
+        server.no_length = True  # the first reply had no Content-Length: its .part.json records no size
+        dest = tmp_path / "a.zip"
+        part = tmp_path / "a.zip.part"
+        part.write_bytes(body[:1000])
+        (tmp_path / "a.zip.part.json").write_text(json.dumps({"url": f"{server.url}/a.zip", "bytes": None}))
+        server.truncate.add("a.zip")  # the resume ends early without an error
+        with pytest.raises(DownloadError, match="a.zip is truncated: .* expected %d; .* kept" % len(body)):
+            dl.download_file(f"{server.url}/a.zip", dest, verify=dl.check_zip_directory, progress=False)
+        assert 1000 < part.stat().st_size < len(body)
+        server.truncate.clear()
+        assert dl.download_file(f"{server.url}/a.zip", dest, verify=dl.check_zip_directory,
+                                progress=False).read_bytes() == body
+
+
+def test_a_text_marker_of_an_earlier_version_holds_while_its_folder_has_files(served_2017, tmp_path):
+    root = _download(served_2017, tmp_path / "isic2017")
+    for archive in NAMES_2017:  # earlier versions wrote one line of text
+        (root / "archives" / f"{archive}.extracted").write_text(f"{archive} extracted\n")
+    assert dl.completed(root, "2017", compact=False) and not dl.completed(root, "2017", compact=True)
+    for f in (root / NAMES_2017[0].removesuffix(".zip")).iterdir():
+        f.unlink()
+    assert not dl.completed(root, "2017", compact=False)
+    (root / "archives" / f"{NAMES_2017[1]}.extracted").write_text("something else\n")
+    assert not dl._holds(root, NAMES_2017[1], False)
+
+
 @pytest.mark.parametrize("member", ["archives/ISIC-2017_Training_Data.zip.extracted", "elsewhere/ISIC_0000000.jpg",
                                     "ISIC_0000000.jpg"], ids=["fakes a marker", "another folder", "no folder"])
 def test_an_archive_with_another_layout_is_refused_with_a_command_that_works(served_2017, tmp_path, archives_2017,

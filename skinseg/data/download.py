@@ -244,6 +244,8 @@ def _stream(url: str, dest: Path, part: Path, offset: int, progress: bool, timeo
             # the server ignored If-Range but says the file changed, or gives another size than at first
             changed = ((stored.get("etag") and etag and etag != stored["etag"])
                        or None not in (stored.get("bytes"), total) and total != stored["bytes"])
+            if not changed and stored.get("bytes") is None and total is not None:  # a short resume stays resumable
+                write_text_atomic(_json(part), json.dumps({**stored, "url": url, "bytes": total}))
         else:  # 200: the whole file (no range asked, the range ignored, or the file changed)
             changed = offset = 0
             length = resp.headers.get("Content-Length")
@@ -304,16 +306,18 @@ def _move_into_place(source: Path, target: Path) -> None:
 
 
 def safe_extract(zip_path: Path, target: Path, folder: str | None = None, convert=None,
-                 progress: bool = False) -> list[Path]:
+                 progress: bool = False, keep=None) -> list[Path]:
     """Extract ``zip_path`` into ``target`` and return the paths of the extracted files.
 
     Absolute paths, ``..`` and symlinks are refused; with ``folder`` every member must lie in
     ``target/folder`` (as in the official archives). Each member's CRC is checked as it is
-    read, and ``target`` changes only once every member was written. ``convert(names)`` gives
-    what to write for each member name, in order (default: its bytes).
+    read, and ``target`` changes only once every member was written. ``keep(name)`` says which
+    files to extract (default: all); ``convert(names)`` gives what to write for each of them, in
+    order (default: its bytes).
 
     Raises:
-        DownloadError: naming the archive and the offending member, or a corrupt archive.
+        DownloadError: naming the archive and the offending member, an archive that would expand
+            past :data:`MAX_EXPANSION` times its size (a possible zip bomb), or a corrupt archive.
     """
     zip_path, target = Path(zip_path), Path(target)
     if not zip_path.is_file():
@@ -322,7 +326,7 @@ def safe_extract(zip_path: Path, target: Path, folder: str | None = None, conver
         with zipfile.ZipFile(zip_path) as zf:
             infos = [i for i in zf.infolist() if not i.filename.startswith("__MACOSX/")]  # macOS resource forks
             _check_members(zip_path, infos, target.resolve(), folder)
-            names = [i.filename for i in infos if not i.is_dir() and (convert is None or kept(i.filename))]
+            names = [i.filename for i in infos if not i.is_dir() and (keep is None or keep(i.filename))]
             outputs = map(zf.read, names) if convert is None else convert(names)  # each read checks its CRC
             target.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=target, prefix=f".extracting-{zip_path.name}-"))
@@ -354,7 +358,7 @@ def compact_extract(zip_path: Path, target: Path, size: tuple[int, int] = COMPAC
         DataError: an image or mask that cannot be decoded or is not binary, naming the member.
     """
     return safe_extract(zip_path, target, folder, lambda names: compact_members(zip_path, names, size, workers),
-                        progress)
+                        progress, keep=kept)
 
 
 def _marker(root: Path, filename: str, compact: bool) -> Path:
@@ -362,8 +366,19 @@ def _marker(root: Path, filename: str, compact: bool) -> Path:
 
 
 def _holds(root: Path, filename: str, compact: bool) -> bool:
-    """Whether the marker of archive ``filename`` is one this module wrote and every file it lists is in ``root``."""
-    made = _read_json(_marker(root, filename, compact))
+    """Whether the marker of archive ``filename`` is one this module wrote and every file it lists is in ``root``.
+
+    A marker of an earlier version (a line of text naming the archive) holds while the archive's
+    folder is not empty, so that a copy kept on a Drive is not downloaded again."""
+    marker = _marker(root, filename, compact)
+    try:
+        text = marker.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not text.lstrip().startswith("{"):
+        folder = root / filename.removesuffix(".zip")
+        return text.startswith(filename) and folder.is_dir() and any(folder.iterdir())
+    made = _read_json(marker)
     files = made.get("files")
     return (made.get("kind") == ("compact" if compact else "full") and isinstance(files, list) and bool(files)
             and all(isinstance(f, str) and (root / f).is_file() for f in files))

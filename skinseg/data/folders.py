@@ -33,6 +33,13 @@ LAYOUT_HELP = (f"a folder with {IMAGE_DIR}/ + {MASK_DIR}/, or with train/, val/ 
                f"that each hold {IMAGE_DIR}/ + {MASK_DIR}/")
 
 
+def images_in(folder: Path) -> list[Path]:
+    """The image files (:data:`IMAGE_EXTENSIONS`) directly inside ``folder``, sorted, less hidden
+    files and ISIC's ``*_superpixels`` images."""
+    return [p for p in visible_files(folder)
+            if p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.lower().endswith("_superpixels")]
+
+
 def split_folders(root) -> dict[str, Path]:
     """``{split: folder holding images/ and masks/}`` of a generic layout.
 
@@ -106,10 +113,10 @@ def find_folder_pairs(root, split: str = "test") -> list[tuple[str, Path, Path]]
         raise DataError(f"{root} has no {split!r} split: expected {where}; it has {', '.join(sorted(bases))} "
                         f"({'a single evaluation set is read as test' if set(bases) == {'test'} else LAYOUT_HELP})")
     image_dir, mask_dir = bases[split] / IMAGE_DIR, bases[split] / MASK_DIR
-    image_files = [p for p in visible_files(image_dir)
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.lower().endswith("_superpixels")]
-    mask_files = [p for p in visible_files(mask_dir) if p.suffix.lower() in MASK_EXTENSIONS]
-    if lossy := [p for p in visible_files(mask_dir) if p.suffix.lower() in (".jpg", ".jpeg")]:
+    image_files = images_in(image_dir)
+    in_masks = visible_files(mask_dir)
+    mask_files = [p for p in in_masks if p.suffix.lower() in MASK_EXTENSIONS]
+    if lossy := [p for p in in_masks if p.suffix.lower() in (".jpg", ".jpeg")]:
         raise DataError(f"mask {lossy[0]} is a JPEG: masks must be lossless PNG or BMP files with values "
                         "{0, 1} or {0, 255}")
     if not image_files:
@@ -190,4 +197,4 @@ def detect_layout(root) -> str:
 
 
 __all__ = ["FOLDERS", "IMAGE_EXTENSIONS", "LAYOUT_HELP", "MASK_EXTENSIONS", "MASK_SUFFIXES", "describe_folder",
-           "detect_layout", "find_folder_pairs", "split_folders", "write_folders"]
+           "detect_layout", "find_folder_pairs", "images_in", "split_folders", "write_folders"]

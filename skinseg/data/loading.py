@@ -84,13 +84,13 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
     name = f"folder {root.name} {split}" if year == FOLDERS else f"ISIC {year} {split}"
     source = name + (f" (first {len(pairs)})" if limit is not None else "")
     where = origin(root, year, split)
-    ids = [p[0] for p in pairs]
+    kept_ids = [p[0] for p in pairs]
     cache_file = Path(cache_dir or default_cache_dir()) / f"{'' if year == FOLDERS else 'isic'}{year}_{split}_{size[0]}x{size[1]}_{_cache_key(pairs, size)}.npz"
     if cache and cache_file.exists():
         try:
             with np.load(cache_file) as z:
-                if json.loads(str(z["ids"])) == ids:
-                    return SegmentationData(z["images"], z["masks"], ids, source, where)
+                if json.loads(str(z["ids"])) == kept_ids:
+                    return SegmentationData(z["images"], z["masks"], kept_ids, source, where)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a truncated or damaged cache file (a killed write, a full disk) is built again below
     images = np.empty((len(pairs), *size, 3), np.uint8)
@@ -99,10 +99,10 @@ def load_split(root, split: str, size: tuple[int, int] = (192, 256), *, year: st
         images[i], masks[i] = read_pair(image_path, mask_path, size)
     if cache:
         try:
-            write_npz_atomic(cache_file, False, images=images, masks=masks, ids=np.array(json.dumps(ids)))
+            write_npz_atomic(cache_file, False, images=images, masks=masks, ids=np.array(json.dumps(kept_ids)))
         except OSError:
             pass  # a read-only home still works, only without the cache
-    return SegmentationData(images, masks, ids, source, where)
+    return SegmentationData(images, masks, kept_ids, source, where)
 
 
 def load_dataset(root, size: tuple[int, int] = (192, 256), *, limits: dict[str, int | None] | None = None,

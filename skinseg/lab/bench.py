@@ -9,7 +9,6 @@ import statistics
 import subprocess
 import sys
 import time
-import timeit
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -81,7 +80,10 @@ def _time(fn, device: torch.device, steps: int, repeats: int) -> float:
             torch.cuda.synchronize()
             results.append(start.elapsed_time(end) / 1000 / steps)
         else:
-            results.append(timeit.timeit(fn, number=steps) / steps)
+            t0 = time.perf_counter()  # not timeit: it turns the garbage collector off, which training does not
+            for _ in range(steps):
+                fn()
+            results.append((time.perf_counter() - t0) / steps)
     return statistics.median(results)
 
 
@@ -178,7 +180,9 @@ def run_operator_profiles(profile: Profile, device=None, settings: list[Setting]
     :func:`default_settings`), logged and, with ``out_path``, written as JSON."""
     device = resolve_device(device)
     eager = [s for s in settings or default_settings(device, profile) if not (s.compile or s.compile_gates)]
-    plain = {model: next(s for s in eager if s.model == model) for model in dict.fromkeys(s.model for s in eager)}
+    plain: dict[str, Setting] = {}  # the first eager setting of each model
+    for s in eager:
+        plain.setdefault(s.model, s)
     report = {"device": describe(device), "torch": torch.__version__, "width": profile.width,
               "image_size": list(profile.image_size), "profiles": []}
     for setting in plain.values():

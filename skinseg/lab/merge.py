@@ -28,6 +28,7 @@ from ..lock import output_lock
 from .archive import open_archive
 from .experiment import MODEL_NAMES, folder_mismatch, write_summary
 from .provenance import write_json
+from .result_files import first_line
 
 STAGE_PREFIX = ".merge-"  # the hidden folder a merge stages its files in
 SUMMARY = "summary.json"  # never copied: computed again from every finished run
@@ -75,7 +76,7 @@ def _checked_runs(archive: Path, root: Path, name: str, into: Path) -> tuple[lis
                 raise ValueError("no rows")
         except (ValueError, UnicodeDecodeError, OSError) as err:  # pandas' and json's parse errors are ValueErrors
             raise MergeError(f"archive {archive}: {name}/{relative.as_posix()} cannot be read "
-                             f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); nothing was merged") from None
+                             f"({first_line(err)}); nothing was merged") from None
     runs = sorted({r for r in map(_run_of, files) if r is not None and (source / "runs" / f"{r}.json").is_file()})
     if not runs:
         raise MergeError(f"archive {archive}: experiment {name!r} has no finished runs to merge")

@@ -14,7 +14,8 @@ from ..errors import DataError
 _HINT = "restore it (git checkout, or the slice archive it came from) or delete its run and run it again"
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
+    """The first line of an error message, or its type when it has none."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
@@ -32,7 +33,7 @@ def read_json(path) -> dict:
     try:
         content = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as err:
-        raise DataError(f"results file {path} is damaged: not valid JSON ({_first_line(err)}); {_HINT}") from None
+        raise DataError(f"results file {path} is damaged: not valid JSON ({first_line(err)}); {_HINT}") from None
     if not isinstance(content, dict):
         raise DataError(f"results file {path} is damaged: expected a JSON object, got {type(content).__name__}; {_HINT}")
     return content
@@ -44,7 +45,7 @@ def read_table(path, index_col: str | None = "id") -> pd.DataFrame:
     try:
         table = pd.read_csv(path, index_col=index_col)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"results file {path} is damaged: not a readable CSV table ({_first_line(err)}); {_HINT}") from None
+        raise DataError(f"results file {path} is damaged: not a readable CSV table ({first_line(err)}); {_HINT}") from None
     return table
 
 
@@ -66,7 +67,7 @@ def _from_npz(path, read):
     except FileNotFoundError:
         raise DataError(f"results file {path} is missing") from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"results file {path} is damaged ({_first_line(err)}); {_HINT}") from None
+        raise DataError(f"results file {path} is damaged ({first_line(err)}); {_HINT}") from None
 
 
 def score_column(path, metric: str) -> pd.Series:
@@ -79,7 +80,7 @@ def score_column(path, metric: str) -> pd.Series:
     try:
         table = pd.read_csv(path, keep_default_na=False, na_values=[""])  # "n/a" is text, an empty cell missing
     except (ValueError, OSError, pd.errors.ParserError) as err:
-        raise DataError(f"cannot read per-image table {path}: {_first_line(err)}") from None
+        raise DataError(f"cannot read per-image table {path}: {first_line(err)}") from None
     if "id" not in table:
         raise DataError(f"{path} has no column 'id' (the image ids); it has {list(table.columns)[:8]}")
     if metric not in table:
